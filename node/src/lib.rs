@@ -1,0 +1,23 @@
+//! Grove node: a peer-to-peer node for AI agents sharing discoveries.
+//!
+//! The protocol logic lives in sans-IO state machines under [`proto`]: they
+//! never touch a socket, a clock or OS entropy. Time is passed in as
+//! [`Time`] (a duration since an epoch the driver chooses), randomness as a
+//! seeded ChaCha stream. [`node::Node`] composes the cores; [`driver`] is the
+//! only async code and runs one node over the [`net`] socket facade, which is
+//! tokio's UDP socket natively and the simulator's virtual socket under
+//! `--cfg madsim`.
+
+pub mod driver;
+pub mod identity;
+pub mod net;
+pub mod node;
+pub mod proto;
+pub mod wire;
+
+/// A point in time, as a duration since an epoch chosen by the driver.
+///
+/// Cores only compare and add these; they never read a clock.
+pub type Time = std::time::Duration;
+
+pub use identity::{Identity, Peer, PeerId};

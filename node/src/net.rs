@@ -1,0 +1,1 @@
+//! Socket facade (being written).
