@@ -1,1 +1,97 @@
-//! Driver (being written).
+//! The driver: the only async code of the node. One task owns the socket,
+//! the node's deadline and the command channel, and feeds the sans-IO
+//! [`Node`]. Natively it runs on tokio; under `--cfg madsim` the same code
+//! runs on madsim with the simulator's virtual socket.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::net::{self, Recv, Socket};
+use crate::node::{Event, Node};
+use crate::wire::MAX_DATAGRAM_BYTES;
+use crate::Time;
+
+/// Commands the application sends to a running node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Broadcast a payload to every node.
+    Broadcast(Bytes),
+    /// Join (again) through a contact.
+    Join(SocketAddr),
+    /// Stop the driver; [`run`] returns `Ok(())`.
+    Shutdown,
+}
+
+/// Where the driver reports what the node does.
+pub trait EventSink {
+    /// `event` happened at `now`.
+    fn on_event(&mut self, now: Time, event: Event);
+    /// A broadcast command failed (e.g. payload too large).
+    fn on_command_error(&mut self, now: Time, error: String) {
+        let _ = (now, error);
+    }
+}
+
+/// Run `node` on `socket` until a [`Command::Shutdown`] or a fatal socket
+/// error (in the simulator: the host crashed). A closed command channel is
+/// not an end: the node keeps serving the overlay.
+pub async fn run(
+    mut node: Node,
+    socket: Socket,
+    mut commands: mpsc::Receiver<Command>,
+    sink: &mut impl EventSink,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+    let mut out = Vec::with_capacity(MAX_DATAGRAM_BYTES);
+    let mut commands_open = true;
+    loop {
+        let now = socket.now();
+        if node.poll_timeout().is_some_and(|t| t <= now) {
+            node.handle_timeout(now);
+        }
+        while let Some(dst) = node.poll_transmit(&mut out) {
+            if let Err(e) = socket.send_to(&out, dst).await {
+                if net::is_fatal(&e) {
+                    return Err(e);
+                }
+                tracing::debug!(%dst, "send failed: {e}");
+            }
+        }
+        while let Some(event) = node.poll_event() {
+            sink.on_event(now, event);
+        }
+        let deadline = node.poll_timeout();
+        let input = tokio::select! {
+            biased;
+            cmd = commands.recv(), if commands_open => Input::Command(cmd),
+            r = socket.recv(&mut buf, deadline) => Input::Socket(r),
+        };
+        let now = socket.now();
+        match input {
+            Input::Command(None) => commands_open = false,
+            Input::Command(Some(Command::Shutdown)) => return Ok(()),
+            Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
+            Input::Command(Some(Command::Broadcast(payload))) => {
+                if let Err(e) = node.broadcast(now, payload) {
+                    sink.on_command_error(now, e.to_string());
+                }
+            }
+            Input::Socket(Ok(Recv::Datagram { len, from })) => {
+                // A datagram larger than the limit arrives truncated to
+                // `buf`; decoding then rejects it as too long.
+                node.handle_datagram(now, from, &buf[..len]);
+            }
+            Input::Socket(Ok(Recv::Timeout)) => node.handle_timeout(now),
+            Input::Socket(Err(e)) if net::is_fatal(&e) => return Err(e),
+            Input::Socket(Err(e)) => tracing::debug!("receive failed: {e}"),
+        }
+    }
+}
+
+enum Input {
+    Command(Option<Command>),
+    Socket(io::Result<Recv>),
+}

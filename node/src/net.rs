@@ -1,1 +1,132 @@
-//! Socket facade (being written).
+//! The socket facade: the one place where the driver meets the network.
+//!
+//! Natively this is `tokio::net::UdpSocket` with tokio's timer. Built with
+//! `--cfg madsim` it is the simulator's virtual socket, whose deadline lives
+//! in the virtual network's own heap (one entry per deadline, instead of a
+//! madsim timer registered on every poll). Both offer the same signatures,
+//! so the driver is the same code in both worlds.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::Time;
+
+/// What [`Socket::recv`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recv {
+    Datagram { len: usize, from: SocketAddr },
+    /// The deadline passed with no datagram waiting.
+    Timeout,
+}
+
+/// Whether a socket error is the host itself going away (the driver stops)
+/// rather than a passing condition such as an ICMP port-unreachable echoed
+/// back to a UDP socket (the driver carries on).
+pub fn is_fatal(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+            | io::ErrorKind::InvalidInput
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+#[cfg(not(madsim))]
+mod imp {
+    use super::*;
+    use tokio::time::Instant;
+
+    /// A UDP socket and the node's clock (real mode: tokio's).
+    pub struct Socket {
+        inner: tokio::net::UdpSocket,
+        epoch: Instant,
+    }
+
+    impl Socket {
+        pub async fn bind(addr: SocketAddr) -> io::Result<Socket> {
+            Ok(Socket {
+                inner: tokio::net::UdpSocket::bind(addr).await?,
+                epoch: Instant::now(),
+            })
+        }
+
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.inner.local_addr()
+        }
+
+        /// Time since the socket was bound.
+        pub fn now(&self) -> Time {
+            self.epoch.elapsed()
+        }
+
+        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
+            self.inner.send_to(buf, dst).await.map(drop)
+        }
+
+        /// Wait for a datagram, or until `deadline` passes.
+        pub async fn recv(&self, buf: &mut [u8], deadline: Option<Time>) -> io::Result<Recv> {
+            let Some(deadline) = deadline else {
+                let (len, from) = self.inner.recv_from(buf).await?;
+                return Ok(Recv::Datagram { len, from });
+            };
+            tokio::select! {
+                biased;
+                r = self.inner.recv_from(buf) => {
+                    let (len, from) = r?;
+                    Ok(Recv::Datagram { len, from })
+                }
+                () = tokio::time::sleep_until(self.epoch + deadline) => Ok(Recv::Timeout),
+            }
+        }
+    }
+}
+
+#[cfg(madsim)]
+mod imp {
+    use super::*;
+    use grove_netsim::sim;
+
+    /// A virtual UDP socket and the node's clock (simulation: the network's).
+    pub struct Socket {
+        inner: sim::Socket,
+    }
+
+    impl Socket {
+        pub async fn bind(addr: SocketAddr) -> io::Result<Socket> {
+            Ok(Socket {
+                inner: sim::Socket::bind(addr)?,
+            })
+        }
+
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            Ok(self.inner.local_addr())
+        }
+
+        /// Time since the virtual network was installed.
+        pub fn now(&self) -> Time {
+            Time::from_nanos(self.inner.now_ns())
+        }
+
+        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
+            self.inner.send_to(buf, dst)
+        }
+
+        /// Wait for a datagram, or until `deadline` passes.
+        pub async fn recv(&self, buf: &mut [u8], deadline: Option<Time>) -> io::Result<Recv> {
+            let deadline_ns = deadline.map(|d| d.as_nanos().min(u64::MAX as u128) as u64);
+            match self.inner.recv(buf, deadline_ns).await? {
+                sim::Recv::Datagram(d) => Ok(Recv::Datagram {
+                    len: d.len,
+                    from: d.from,
+                }),
+                sim::Recv::Timeout => Ok(Recv::Timeout),
+            }
+        }
+    }
+}
+
+pub use imp::Socket;

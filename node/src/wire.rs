@@ -1,11 +1,83 @@
 //! The datagram encoding: versioned, length-bounded, and total: decoding
 //! any byte string returns a value or a [`DecodeError`], never a panic.
 //!
-//! SKELETON: the types and signatures below are the contract; bodies are
-//! being written.
+//! One datagram carries one [`Message`] from one sender. The encoding is
+//! canonical: every message has exactly one encoding, so a byte string that
+//! decodes re-encodes to itself. Integers are big-endian.
+//!
+//! # Header (34 bytes)
+//!
+//! | offset | size | field                                   |
+//! |-------:|-----:|-----------------------------------------|
+//! | 0      | 1    | version, [`VERSION`] (anything else is [`DecodeError::Version`]) |
+//! | 1      | 1    | message tag (table below)               |
+//! | 2      | 32   | sender [`PeerId`]                       |
+//! | 34     | ...  | body, by tag                            |
+//!
+//! # Bodies
+//!
+//! | tag    | message                     | body                                                    |
+//! |-------:|-----------------------------|---------------------------------------------------------|
+//! | `0x01` | HyParView `Join`            | empty                                                   |
+//! | `0x02` | HyParView `JoinReply`       | empty                                                   |
+//! | `0x03` | HyParView `ForwardJoin`     | `joiner`: peer, `ttl`: u8                               |
+//! | `0x04` | HyParView `Neighbor`        | `priority`: u8, 0 = `Low`, 1 = `High`                   |
+//! | `0x05` | HyParView `NeighborReply`   | `accepted`: bool                                        |
+//! | `0x06` | HyParView `Disconnect`      | `alive`: bool                                           |
+//! | `0x07` | HyParView `Shuffle`         | `origin`: peer, `ttl`: u8, count: u8, count x peer      |
+//! | `0x08` | HyParView `ShuffleReply`    | count: u8, count x peer                                 |
+//! | `0x09` | HyParView `Ping`            | `nonce`: u32                                            |
+//! | `0x0a` | HyParView `Pong`            | `nonce`: u32                                            |
+//! | `0x10` | Plumtree `Gossip`           | `id`: 32 bytes, `hops`: u16, length: u16, payload bytes |
+//! | `0x11` | Plumtree `IHave`            | count: u8, count x (`id`: 32 bytes, `hops`: u16)        |
+//! | `0x12` | Plumtree `Graft`            | `id`: 32 bytes                                          |
+//! | `0x13` | Plumtree `Prune`            | empty                                                   |
+//!
+//! Every other tag is [`DecodeError::UnknownTag`]. A bool is one byte, 0 or
+//! 1; any other value is [`DecodeError::Invalid`], as is a priority other
+//! than 0 or 1 and an address family other than 4 or 6.
+//!
+//! A peer is 39 bytes (IPv4) or 51 bytes (IPv6):
+//!
+//! | size    | field                              |
+//! |--------:|------------------------------------|
+//! | 32      | [`PeerId`]                         |
+//! | 1       | address family: 4 or 6             |
+//! | 4 or 16 | IP address                         |
+//! | 2       | UDP port                           |
+//!
+//! An IPv6 address's flow label and scope id are not carried (they only mean
+//! something on the sender's host) and decode as 0.
+//!
+//! # Limits
+//!
+//! Checked by [`encode`] (which returns [`EncodeError::OverLimit`] rather
+//! than write anything [`decode`] would reject) and by [`decode`]
+//! ([`DecodeError::OverLimit`], [`DecodeError::TooLong`]):
+//!
+//! - a whole datagram is at most [`MAX_DATAGRAM_BYTES`] (1400) bytes;
+//! - SHUFFLE and SHUFFLE-REPLY carry at most
+//!   [`hyparview::MAX_SHUFFLE_PEERS`] (64) peers, and the datagram limit
+//!   binds first: at most 25 IPv6 or 33 IPv4 peers fit a SHUFFLE, 26 IPv6
+//!   or 34 IPv4 peers a SHUFFLE-REPLY;
+//! - IHAVE carries at most [`plumtree::MAX_IHAVE_ENTRIES`] (32) entries;
+//! - a GOSSIP payload is at most [`plumtree::MAX_PAYLOAD_BYTES`] (1024)
+//!   bytes.
+//!
+//! A GOSSIP or IHAVE within its limits always fits one datagram. Bytes after
+//! the message are [`DecodeError::Trailing`]. The decoder allocates only
+//! after checking a count against its cap and against the bytes left.
+//!
+//! [`classify`] and [`gossip_id`] read the header (and the GOSSIP id at
+//! offset 34) without decoding the body, for observers that account traffic.
 
-use crate::proto::{hyparview, plumtree};
-use crate::PeerId;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::Bytes;
+
+use crate::proto::hyparview::{self, Priority, MAX_SHUFFLE_PEERS};
+use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
+use crate::{Peer, PeerId};
 
 /// Protocol version carried in every datagram.
 pub const VERSION: u8 = 1;
@@ -48,7 +120,11 @@ pub enum DecodeError {
     #[error("unknown message tag {tag:#04x} at byte {offset}")]
     UnknownTag { tag: u8, offset: usize },
     #[error("{what} is {value}, over the limit of {max}")]
-    OverLimit { what: &'static str, value: usize, max: usize },
+    OverLimit {
+        what: &'static str,
+        value: usize,
+        max: usize,
+    },
     #[error("invalid {what} at byte {offset}")]
     Invalid { what: &'static str, offset: usize },
     #[error("{extra} trailing bytes after the message")]
@@ -59,25 +135,975 @@ pub enum DecodeError {
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 pub enum EncodeError {
     #[error("{what} is {value}, over the limit of {max}")]
-    OverLimit { what: &'static str, value: usize, max: usize },
+    OverLimit {
+        what: &'static str,
+        value: usize,
+        max: usize,
+    },
+}
+
+/// Bytes before the body: version, tag, sender id.
+const HEADER_BYTES: usize = 2 + 32;
+/// Offset of the GOSSIP message id.
+const GOSSIP_ID_OFFSET: usize = HEADER_BYTES;
+/// Size of the smallest peer encoding (IPv4).
+const PEER_V4_BYTES: usize = 32 + 1 + 4 + 2;
+/// Size of one IHAVE entry.
+const IHAVE_ENTRY_BYTES: usize = 32 + 2;
+
+const FAMILY_V4: u8 = 4;
+const FAMILY_V6: u8 = 6;
+
+// Counts travel as u8, payload lengths as u16.
+const _: () = assert!(MAX_SHUFFLE_PEERS <= u8::MAX as usize);
+const _: () = assert!(MAX_IHAVE_ENTRIES <= u8::MAX as usize);
+const _: () = assert!(MAX_PAYLOAD_BYTES <= u16::MAX as usize);
+// A GOSSIP or IHAVE within its own limits always fits a datagram.
+const _: () = assert!(HEADER_BYTES + 32 + 2 + 2 + MAX_PAYLOAD_BYTES <= MAX_DATAGRAM_BYTES);
+const _: () =
+    assert!(HEADER_BYTES + 1 + MAX_IHAVE_ENTRIES * IHAVE_ENTRY_BYTES <= MAX_DATAGRAM_BYTES);
+
+/// Message tags (byte 1).
+mod tag {
+    pub const JOIN: u8 = 0x01;
+    pub const JOIN_REPLY: u8 = 0x02;
+    pub const FORWARD_JOIN: u8 = 0x03;
+    pub const NEIGHBOR: u8 = 0x04;
+    pub const NEIGHBOR_REPLY: u8 = 0x05;
+    pub const DISCONNECT: u8 = 0x06;
+    pub const SHUFFLE: u8 = 0x07;
+    pub const SHUFFLE_REPLY: u8 = 0x08;
+    pub const PING: u8 = 0x09;
+    pub const PONG: u8 = 0x0a;
+    pub const GOSSIP: u8 = 0x10;
+    pub const IHAVE: u8 = 0x11;
+    pub const GRAFT: u8 = 0x12;
+    pub const PRUNE: u8 = 0x13;
 }
 
 /// Append the encoding of `datagram` to `out`.
-pub fn encode(_datagram: &Datagram, _out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    todo!()
+///
+/// # Errors
+///
+/// [`EncodeError::OverLimit`] when a count or the payload is over its cap,
+/// or the encoding would exceed [`MAX_DATAGRAM_BYTES`]; `out` is then left
+/// as it was.
+pub fn encode(datagram: &Datagram, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    check_limits(&datagram.message)?;
+    let start = out.len();
+    out.push(VERSION);
+    out.push(message_tag(&datagram.message));
+    out.extend_from_slice(datagram.from.as_bytes());
+    encode_body(&datagram.message, out);
+    let len = out.len() - start;
+    if len > MAX_DATAGRAM_BYTES {
+        out.truncate(start);
+        return Err(EncodeError::OverLimit {
+            what: "datagram bytes",
+            value: len,
+            max: MAX_DATAGRAM_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Decode one datagram.
-pub fn decode(_bytes: &[u8]) -> Result<Datagram, DecodeError> {
-    todo!()
+///
+/// # Errors
+///
+/// A [`DecodeError`] saying what was wrong and at which byte, for any input
+/// that is not exactly the encoding of one datagram within the limits.
+pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
+    if bytes.len() > MAX_DATAGRAM_BYTES {
+        return Err(DecodeError::TooLong {
+            len: bytes.len(),
+            max: MAX_DATAGRAM_BYTES,
+        });
+    }
+    let mut r = Reader::new(bytes);
+    let version = r.u8("version")?;
+    if version != VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    let tag_offset = r.offset();
+    let tag = r.u8("message tag")?;
+    if !is_known_tag(tag) {
+        return Err(DecodeError::UnknownTag {
+            tag,
+            offset: tag_offset,
+        });
+    }
+    let from = PeerId(r.array("sender id")?);
+    let message = decode_body(tag, &mut r)?;
+    r.finish()?;
+    Ok(Datagram { from, message })
 }
 
 /// Classify a datagram from its header without decoding it.
-pub fn classify(_bytes: &[u8]) -> Option<Class> {
-    todo!()
+///
+/// `None` when the bytes cannot be a datagram: shorter than the header,
+/// longer than [`MAX_DATAGRAM_BYTES`], another version or an unknown tag.
+#[must_use]
+pub fn classify(bytes: &[u8]) -> Option<Class> {
+    if bytes.len() < HEADER_BYTES || bytes.len() > MAX_DATAGRAM_BYTES {
+        return None;
+    }
+    match bytes {
+        [VERSION, tag::GOSSIP, ..] => Some(Class::Payload),
+        [VERSION, tag, ..] if is_known_tag(*tag) => Some(Class::Control),
+        _ => None,
+    }
 }
 
 /// The broadcast id of a GOSSIP datagram, read without decoding the rest.
-pub fn gossip_id(_bytes: &[u8]) -> Option<plumtree::MsgId> {
-    todo!()
+#[must_use]
+pub fn gossip_id(bytes: &[u8]) -> Option<plumtree::MsgId> {
+    if classify(bytes)? != Class::Payload {
+        return None;
+    }
+    let id = bytes.get(GOSSIP_ID_OFFSET..)?.first_chunk::<32>()?;
+    Some(MsgId(*id))
+}
+
+fn is_known_tag(tag: u8) -> bool {
+    matches!(
+        tag,
+        tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE
+    )
+}
+
+fn message_tag(message: &Message) -> u8 {
+    use hyparview::Message as H;
+    use plumtree::Message as P;
+    match message {
+        Message::HyParView(m) => match m {
+            H::Join => tag::JOIN,
+            H::JoinReply => tag::JOIN_REPLY,
+            H::ForwardJoin { .. } => tag::FORWARD_JOIN,
+            H::Neighbor { .. } => tag::NEIGHBOR,
+            H::NeighborReply { .. } => tag::NEIGHBOR_REPLY,
+            H::Disconnect { .. } => tag::DISCONNECT,
+            H::Shuffle { .. } => tag::SHUFFLE,
+            H::ShuffleReply { .. } => tag::SHUFFLE_REPLY,
+            H::Ping { .. } => tag::PING,
+            H::Pong { .. } => tag::PONG,
+        },
+        Message::Plumtree(m) => match m {
+            P::Gossip { .. } => tag::GOSSIP,
+            P::IHave { .. } => tag::IHAVE,
+            P::Graft { .. } => tag::GRAFT,
+            P::Prune => tag::PRUNE,
+        },
+    }
+}
+
+/// The per-field caps; the datagram size is checked after encoding.
+fn check_limits(message: &Message) -> Result<(), EncodeError> {
+    let (what, value, max) = match message {
+        Message::HyParView(
+            hyparview::Message::Shuffle { peers, .. } | hyparview::Message::ShuffleReply { peers },
+        ) => ("shuffle peers", peers.len(), MAX_SHUFFLE_PEERS),
+        Message::Plumtree(plumtree::Message::IHave { entries }) => {
+            ("IHAVE entries", entries.len(), MAX_IHAVE_ENTRIES)
+        }
+        Message::Plumtree(plumtree::Message::Gossip { payload, .. }) => {
+            ("payload bytes", payload.len(), MAX_PAYLOAD_BYTES)
+        }
+        _ => return Ok(()),
+    };
+    if value > max {
+        return Err(EncodeError::OverLimit { what, value, max });
+    }
+    Ok(())
+}
+
+/// Write the body; the caps of [`check_limits`] must hold.
+fn encode_body(message: &Message, out: &mut Vec<u8>) {
+    use hyparview::Message as H;
+    use plumtree::Message as P;
+    match message {
+        Message::HyParView(m) => match m {
+            H::Join | H::JoinReply => {}
+            H::ForwardJoin { joiner, ttl } => {
+                put_peer(out, joiner);
+                out.push(*ttl);
+            }
+            H::Neighbor { priority } => out.push(match priority {
+                Priority::Low => 0,
+                Priority::High => 1,
+            }),
+            H::NeighborReply { accepted } => out.push(u8::from(*accepted)),
+            H::Disconnect { alive } => out.push(u8::from(*alive)),
+            H::Shuffle { origin, ttl, peers } => {
+                put_peer(out, origin);
+                out.push(*ttl);
+                put_peers(out, peers);
+            }
+            H::ShuffleReply { peers } => put_peers(out, peers),
+            H::Ping { nonce } | H::Pong { nonce } => out.extend_from_slice(&nonce.to_be_bytes()),
+        },
+        Message::Plumtree(m) => match m {
+            P::Gossip { id, hops, payload } => {
+                out.extend_from_slice(&id.0);
+                out.extend_from_slice(&hops.to_be_bytes());
+                let len = u16::try_from(payload.len()).expect("payload length checked");
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(payload);
+            }
+            P::IHave { entries } => {
+                out.push(u8::try_from(entries.len()).expect("IHAVE count checked"));
+                for (id, hops) in entries {
+                    out.extend_from_slice(&id.0);
+                    out.extend_from_slice(&hops.to_be_bytes());
+                }
+            }
+            P::Graft { id } => out.extend_from_slice(&id.0),
+            P::Prune => {}
+        },
+    }
+}
+
+fn put_peers(out: &mut Vec<u8>, peers: &[Peer]) {
+    out.push(u8::try_from(peers.len()).expect("shuffle peer count checked"));
+    for peer in peers {
+        put_peer(out, peer);
+    }
+}
+
+fn put_peer(out: &mut Vec<u8>, peer: &Peer) {
+    out.extend_from_slice(peer.id.as_bytes());
+    match peer.addr.ip() {
+        IpAddr::V4(ip) => {
+            out.push(FAMILY_V4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(FAMILY_V6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&peer.addr.port().to_be_bytes());
+}
+
+fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+    use hyparview::Message as H;
+    use plumtree::Message as P;
+    let message = match tag {
+        tag::JOIN => Message::HyParView(H::Join),
+        tag::JOIN_REPLY => Message::HyParView(H::JoinReply),
+        tag::FORWARD_JOIN => Message::HyParView(H::ForwardJoin {
+            joiner: r.peer("joiner")?,
+            ttl: r.u8("ttl")?,
+        }),
+        tag::NEIGHBOR => {
+            let offset = r.offset();
+            let priority = match r.u8("priority")? {
+                0 => Priority::Low,
+                1 => Priority::High,
+                _ => {
+                    return Err(DecodeError::Invalid {
+                        what: "priority",
+                        offset,
+                    })
+                }
+            };
+            Message::HyParView(H::Neighbor { priority })
+        }
+        tag::NEIGHBOR_REPLY => Message::HyParView(H::NeighborReply {
+            accepted: r.bool("accepted")?,
+        }),
+        tag::DISCONNECT => Message::HyParView(H::Disconnect {
+            alive: r.bool("alive")?,
+        }),
+        tag::SHUFFLE => Message::HyParView(H::Shuffle {
+            origin: r.peer("shuffle origin")?,
+            ttl: r.u8("ttl")?,
+            peers: r.peers()?,
+        }),
+        tag::SHUFFLE_REPLY => Message::HyParView(H::ShuffleReply { peers: r.peers()? }),
+        tag::PING => Message::HyParView(H::Ping {
+            nonce: r.u32("nonce")?,
+        }),
+        tag::PONG => Message::HyParView(H::Pong {
+            nonce: r.u32("nonce")?,
+        }),
+        tag::GOSSIP => {
+            let id = MsgId(r.array("message id")?);
+            let hops = r.u16("hops")?;
+            let len = usize::from(r.u16("payload length")?);
+            if len > MAX_PAYLOAD_BYTES {
+                return Err(DecodeError::OverLimit {
+                    what: "payload bytes",
+                    value: len,
+                    max: MAX_PAYLOAD_BYTES,
+                });
+            }
+            let payload = Bytes::copy_from_slice(r.take(len, "payload")?);
+            Message::Plumtree(P::Gossip { id, hops, payload })
+        }
+        tag::IHAVE => {
+            let count = r.count("IHAVE entries", MAX_IHAVE_ENTRIES, IHAVE_ENTRY_BYTES)?;
+            let mut entries = Vec::with_capacity(count);
+            for _ in 0..count {
+                let id = MsgId(r.array("IHAVE id")?);
+                entries.push((id, r.u16("IHAVE hops")?));
+            }
+            Message::Plumtree(P::IHave { entries })
+        }
+        tag::GRAFT => Message::Plumtree(P::Graft {
+            id: MsgId(r.array("message id")?),
+        }),
+        tag::PRUNE => Message::Plumtree(P::Prune),
+        _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
+    };
+    Ok(message)
+}
+
+/// A cursor over the input whose every read is checked.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes, offset: 0 }
+    }
+
+    fn offset(&self) -> usize {
+        self.offset
+    }
+
+    fn remaining(&self) -> &'a [u8] {
+        self.bytes.get(self.offset..).unwrap_or_default()
+    }
+
+    fn truncated(&self, what: &'static str) -> DecodeError {
+        DecodeError::Truncated {
+            what,
+            offset: self.offset,
+        }
+    }
+
+    fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
+        let bytes = self
+            .remaining()
+            .get(..len)
+            .ok_or_else(|| self.truncated(what))?;
+        self.offset += len;
+        Ok(bytes)
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        let array = *self
+            .remaining()
+            .first_chunk::<N>()
+            .ok_or_else(|| self.truncated(what))?;
+        self.offset += N;
+        Ok(array)
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>(what)?[0])
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array(what)?))
+    }
+
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array(what)?))
+    }
+
+    fn bool(&mut self, what: &'static str) -> Result<bool, DecodeError> {
+        let offset = self.offset;
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Invalid { what, offset }),
+        }
+    }
+
+    /// A u8 count of items of at least `min_item_bytes` each, checked
+    /// against `max` and against the bytes left, so callers may allocate it.
+    fn count(
+        &mut self,
+        what: &'static str,
+        max: usize,
+        min_item_bytes: usize,
+    ) -> Result<usize, DecodeError> {
+        let count = usize::from(self.u8(what)?);
+        if count > max {
+            return Err(DecodeError::OverLimit {
+                what,
+                value: count,
+                max,
+            });
+        }
+        if count * min_item_bytes > self.remaining().len() {
+            return Err(self.truncated(what));
+        }
+        Ok(count)
+    }
+
+    fn peers(&mut self) -> Result<Vec<Peer>, DecodeError> {
+        let count = self.count("shuffle peers", MAX_SHUFFLE_PEERS, PEER_V4_BYTES)?;
+        let mut peers = Vec::with_capacity(count);
+        for _ in 0..count {
+            peers.push(self.peer("shuffle peer")?);
+        }
+        Ok(peers)
+    }
+
+    fn peer(&mut self, what: &'static str) -> Result<Peer, DecodeError> {
+        let id = PeerId(self.array(what)?);
+        let family_offset = self.offset;
+        let ip = match self.u8("address family")? {
+            FAMILY_V4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>("IPv4 address")?)),
+            FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>("IPv6 address")?)),
+            _ => {
+                return Err(DecodeError::Invalid {
+                    what: "address family",
+                    offset: family_offset,
+                })
+            }
+        };
+        let port = self.u16("port")?;
+        Ok(Peer::new(id, SocketAddr::new(ip, port)))
+    }
+
+    fn finish(self) -> Result<(), DecodeError> {
+        match self.remaining().len() {
+            0 => Ok(()),
+            extra => Err(DecodeError::Trailing { extra }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddrV4, SocketAddrV6};
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+    use hyparview::Message as H;
+    use plumtree::Message as P;
+
+    /// Shuffle peers that always fit one datagram, whatever their families.
+    const SHUFFLE_PEERS_FITTING: usize = 25;
+
+    fn peer_id() -> impl Strategy<Value = PeerId> {
+        any::<[u8; 32]>().prop_map(PeerId)
+    }
+
+    fn msg_id() -> impl Strategy<Value = MsgId> {
+        any::<[u8; 32]>().prop_map(MsgId)
+    }
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(ip.into(), port))),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(ip, port)| SocketAddr::V6(SocketAddrV6::new(ip.into(), port, 0, 0))),
+        ]
+    }
+
+    fn peer() -> impl Strategy<Value = Peer> {
+        (peer_id(), addr()).prop_map(|(id, addr)| Peer::new(id, addr))
+    }
+
+    fn priority() -> impl Strategy<Value = Priority> {
+        prop_oneof![Just(Priority::Low), Just(Priority::High)]
+    }
+
+    fn payload(max: usize) -> impl Strategy<Value = Bytes> {
+        vec(any::<u8>(), 0..=max).prop_map(Bytes::from)
+    }
+
+    fn hyparview_message() -> impl Strategy<Value = H> {
+        prop_oneof![
+            Just(H::Join),
+            Just(H::JoinReply),
+            (peer(), any::<u8>()).prop_map(|(joiner, ttl)| H::ForwardJoin { joiner, ttl }),
+            priority().prop_map(|priority| H::Neighbor { priority }),
+            any::<bool>().prop_map(|accepted| H::NeighborReply { accepted }),
+            any::<bool>().prop_map(|alive| H::Disconnect { alive }),
+            (peer(), any::<u8>(), vec(peer(), 0..=SHUFFLE_PEERS_FITTING))
+                .prop_map(|(origin, ttl, peers)| H::Shuffle { origin, ttl, peers }),
+            vec(peer(), 0..=SHUFFLE_PEERS_FITTING).prop_map(|peers| H::ShuffleReply { peers }),
+            any::<u32>().prop_map(|nonce| H::Ping { nonce }),
+            any::<u32>().prop_map(|nonce| H::Pong { nonce }),
+        ]
+    }
+
+    fn plumtree_message() -> impl Strategy<Value = P> {
+        prop_oneof![
+            (msg_id(), any::<u16>(), payload(MAX_PAYLOAD_BYTES))
+                .prop_map(|(id, hops, payload)| P::Gossip { id, hops, payload }),
+            vec((msg_id(), any::<u16>()), 0..=MAX_IHAVE_ENTRIES)
+                .prop_map(|entries| P::IHave { entries }),
+            msg_id().prop_map(|id| P::Graft { id }),
+            Just(P::Prune),
+        ]
+    }
+
+    fn datagram() -> impl Strategy<Value = Datagram> {
+        let message = prop_oneof![
+            hyparview_message().prop_map(Message::HyParView),
+            plumtree_message().prop_map(Message::Plumtree),
+        ];
+        (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
+    }
+
+    fn encoded(datagram: &Datagram) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(datagram, &mut out).expect("datagram within limits");
+        out
+    }
+
+    const ALL_TAGS: [u8; 14] = [
+        tag::JOIN,
+        tag::JOIN_REPLY,
+        tag::FORWARD_JOIN,
+        tag::NEIGHBOR,
+        tag::NEIGHBOR_REPLY,
+        tag::DISCONNECT,
+        tag::SHUFFLE,
+        tag::SHUFFLE_REPLY,
+        tag::PING,
+        tag::PONG,
+        tag::GOSSIP,
+        tag::IHAVE,
+        tag::GRAFT,
+        tag::PRUNE,
+    ];
+
+    /// Bytes that pass the header checks, so the body decoders get fuzzed.
+    fn header_shaped_bytes() -> impl Strategy<Value = Vec<u8>> {
+        (
+            proptest::sample::select(&ALL_TAGS[..]),
+            vec(any::<u8>(), 0..=MAX_DATAGRAM_BYTES - 2),
+        )
+            .prop_map(|(tag, rest)| {
+                let mut bytes = vec![VERSION, tag];
+                bytes.extend(rest);
+                bytes
+            })
+    }
+
+    /// A valid encoding with a few bytes overwritten.
+    fn mutated_encoding() -> impl Strategy<Value = Vec<u8>> {
+        (
+            datagram(),
+            vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        )
+            .prop_map(|(datagram, edits)| {
+                let mut bytes = encoded(&datagram);
+                for (index, value) in edits {
+                    let i = index.index(bytes.len());
+                    bytes[i] = value;
+                }
+                bytes
+            })
+    }
+
+    /// Whatever `decode` makes of `bytes`, `classify`, `gossip_id` and
+    /// `encode` agree with it.
+    fn check_consistent(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let class = classify(bytes);
+        let id = gossip_id(bytes);
+        match decode(bytes) {
+            Ok(datagram) => {
+                // The encoding is canonical.
+                prop_assert_eq!(encoded(&datagram), bytes);
+                match datagram.message {
+                    Message::Plumtree(P::Gossip { id: gossip, .. }) => {
+                        prop_assert_eq!(class, Some(Class::Payload));
+                        prop_assert_eq!(id, Some(gossip));
+                    }
+                    _ => {
+                        prop_assert_eq!(class, Some(Class::Control));
+                        prop_assert_eq!(id, None);
+                    }
+                }
+            }
+            Err(_) => {
+                if class != Some(Class::Payload) {
+                    prop_assert_eq!(id, None);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn roundtrip(datagram in datagram()) {
+            let bytes = encoded(&datagram);
+            prop_assert!(bytes.len() <= MAX_DATAGRAM_BYTES);
+            prop_assert_eq!(decode(&bytes), Ok(datagram));
+        }
+
+        #[test]
+        fn encode_appends(prefix in vec(any::<u8>(), 0..16), datagram in datagram()) {
+            let mut out = prefix.clone();
+            encode(&datagram, &mut out).unwrap();
+            prop_assert_eq!(&out[..prefix.len()], &prefix[..]);
+            prop_assert_eq!(decode(&out[prefix.len()..]), Ok(datagram));
+        }
+
+        #[test]
+        fn classify_and_gossip_id_agree_with_decode(datagram in datagram()) {
+            check_consistent(&encoded(&datagram))?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in vec(any::<u8>(), 0..2000)) {
+            check_consistent(&bytes)?;
+        }
+
+        #[test]
+        fn header_shaped_bytes_never_panic(bytes in header_shaped_bytes()) {
+            check_consistent(&bytes)?;
+        }
+
+        #[test]
+        fn mutated_encodings_never_panic(bytes in mutated_encoding()) {
+            check_consistent(&bytes)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_truncation_is_an_error(datagram in datagram()) {
+            let bytes = encoded(&datagram);
+            for len in 0..bytes.len() {
+                let result = decode(&bytes[..len]);
+                prop_assert!(
+                    matches!(result, Err(DecodeError::Truncated { .. })),
+                    "prefix of {} bytes: {:?}", len, result
+                );
+            }
+        }
+
+        #[test]
+        fn trailing_bytes_are_an_error(datagram in datagram(), extra in vec(any::<u8>(), 1..8)) {
+            let mut bytes = encoded(&datagram);
+            let len = bytes.len();
+            bytes.extend(&extra);
+            let expected = if bytes.len() > MAX_DATAGRAM_BYTES {
+                DecodeError::TooLong { len: bytes.len(), max: MAX_DATAGRAM_BYTES }
+            } else {
+                DecodeError::Trailing { extra: bytes.len() - len }
+            };
+            prop_assert_eq!(decode(&bytes), Err(expected));
+        }
+
+        #[test]
+        fn other_version_is_rejected(datagram in datagram(), version in any::<u8>()) {
+            prop_assume!(version != VERSION);
+            let mut bytes = encoded(&datagram);
+            bytes[0] = version;
+            prop_assert_eq!(decode(&bytes), Err(DecodeError::Version(version)));
+            prop_assert_eq!(classify(&bytes), None);
+            prop_assert_eq!(gossip_id(&bytes), None);
+        }
+
+        /// Up to the peer cap, a shuffle either fits one datagram and
+        /// roundtrips, or is refused whole with `out` untouched.
+        #[test]
+        fn shuffle_fits_or_is_refused(
+            from in peer_id(),
+            origin in peer(),
+            peers in vec(peer(), 0..=MAX_SHUFFLE_PEERS),
+        ) {
+            let datagram = Datagram {
+                from,
+                message: Message::HyParView(H::Shuffle { origin, ttl: 3, peers: peers.clone() }),
+            };
+            let peer_bytes = |p: &Peer| if p.addr.is_ipv4() { 39 } else { 51 };
+            let len = HEADER_BYTES + peer_bytes(&origin) + 2
+                + peers.iter().map(peer_bytes).sum::<usize>();
+            let mut out = vec![0xee];
+            let result = encode(&datagram, &mut out);
+            if len <= MAX_DATAGRAM_BYTES {
+                prop_assert_eq!(result, Ok(()));
+                prop_assert_eq!(out.len(), 1 + len);
+                prop_assert_eq!(decode(&out[1..]), Ok(datagram));
+            } else {
+                prop_assert_eq!(result, Err(EncodeError::OverLimit {
+                    what: "datagram bytes",
+                    value: len,
+                    max: MAX_DATAGRAM_BYTES,
+                }));
+                prop_assert_eq!(out, vec![0xee]);
+            }
+        }
+    }
+
+    fn id(byte: u8) -> PeerId {
+        PeerId([byte; 32])
+    }
+
+    fn v4_peer(byte: u8) -> Peer {
+        Peer::new(id(byte), "10.0.0.1:9000".parse().unwrap())
+    }
+
+    fn encode_err(message: Message) -> (EncodeError, Vec<u8>) {
+        let mut out = vec![1, 2, 3];
+        let err = encode(
+            &Datagram {
+                from: id(1),
+                message,
+            },
+            &mut out,
+        )
+        .unwrap_err();
+        (err, out)
+    }
+
+    #[test]
+    fn encode_rejects_over_limit_fields() {
+        let shuffle = H::Shuffle {
+            origin: v4_peer(2),
+            ttl: 1,
+            peers: vec![v4_peer(3); MAX_SHUFFLE_PEERS + 1],
+        };
+        let reply = H::ShuffleReply {
+            peers: vec![v4_peer(3); MAX_SHUFFLE_PEERS + 1],
+        };
+        let ihave = P::IHave {
+            entries: vec![(MsgId([4; 32]), 1); MAX_IHAVE_ENTRIES + 1],
+        };
+        let gossip = P::Gossip {
+            id: MsgId([5; 32]),
+            hops: 1,
+            payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
+        };
+        let cases = [
+            (Message::HyParView(shuffle), "shuffle peers", 65, 64),
+            (Message::HyParView(reply), "shuffle peers", 65, 64),
+            (Message::Plumtree(ihave), "IHAVE entries", 33, 32),
+            (Message::Plumtree(gossip), "payload bytes", 1025, 1024),
+        ];
+        for (message, what, value, max) in cases {
+            let (err, out) = encode_err(message);
+            assert_eq!(err, EncodeError::OverLimit { what, value, max });
+            assert_eq!(out, [1, 2, 3], "out is untouched");
+        }
+    }
+
+    #[test]
+    fn largest_messages_fit() {
+        let gossip = Datagram {
+            from: id(1),
+            message: Message::Plumtree(P::Gossip {
+                id: MsgId([2; 32]),
+                hops: u16::MAX,
+                payload: Bytes::from(vec![7; MAX_PAYLOAD_BYTES]),
+            }),
+        };
+        assert_eq!(decode(&encoded(&gossip)), Ok(gossip));
+        let ihave = Datagram {
+            from: id(1),
+            message: Message::Plumtree(P::IHave {
+                entries: vec![(MsgId([3; 32]), 9); MAX_IHAVE_ENTRIES],
+            }),
+        };
+        assert_eq!(decode(&encoded(&ihave)), Ok(ihave));
+    }
+
+    #[test]
+    fn forward_join_layout() {
+        let datagram = Datagram {
+            from: id(0xaa),
+            message: Message::HyParView(H::ForwardJoin {
+                joiner: Peer::new(id(0xbb), "192.168.1.2:4660".parse().unwrap()),
+                ttl: 6,
+            }),
+        };
+        let mut expected = vec![0x01, 0x03];
+        expected.extend([0xaa; 32]);
+        expected.extend([0xbb; 32]);
+        expected.extend([4, 192, 168, 1, 2, 0x12, 0x34]);
+        expected.push(6);
+        assert_eq!(encoded(&datagram), expected);
+        assert_eq!(decode(&expected), Ok(datagram));
+        assert_eq!(classify(&expected), Some(Class::Control));
+        assert_eq!(gossip_id(&expected), None);
+    }
+
+    #[test]
+    fn shuffle_reply_v6_layout() {
+        let datagram = Datagram {
+            from: id(0xaa),
+            message: Message::HyParView(H::ShuffleReply {
+                peers: vec![Peer::new(id(0xcc), "[2001:db8::1]:443".parse().unwrap())],
+            }),
+        };
+        let mut expected = vec![0x01, 0x08];
+        expected.extend([0xaa; 32]);
+        expected.push(1);
+        expected.extend([0xcc; 32]);
+        expected.push(6);
+        expected.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        expected.extend([0x01, 0xbb]);
+        assert_eq!(encoded(&datagram), expected);
+        assert_eq!(decode(&expected), Ok(datagram));
+    }
+
+    #[test]
+    fn gossip_layout() {
+        let datagram = Datagram {
+            from: id(0xaa),
+            message: Message::Plumtree(P::Gossip {
+                id: MsgId([0x11; 32]),
+                hops: 0x0102,
+                payload: Bytes::from_static(b"hi"),
+            }),
+        };
+        let mut expected = vec![0x01, 0x10];
+        expected.extend([0xaa; 32]);
+        expected.extend([0x11; 32]);
+        expected.extend([0x01, 0x02, 0x00, 0x02, b'h', b'i']);
+        assert_eq!(encoded(&datagram), expected);
+        assert_eq!(decode(&expected), Ok(datagram));
+        assert_eq!(classify(&expected), Some(Class::Payload));
+        assert_eq!(gossip_id(&expected), Some(MsgId([0x11; 32])));
+    }
+
+    #[test]
+    fn ipv6_flow_label_and_scope_are_not_carried() {
+        let addr = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 5, 3));
+        let datagram = Datagram {
+            from: id(1),
+            message: Message::HyParView(H::ForwardJoin {
+                joiner: Peer::new(id(2), addr),
+                ttl: 1,
+            }),
+        };
+        let Ok(Datagram {
+            message: Message::HyParView(H::ForwardJoin { joiner, .. }),
+            ..
+        }) = decode(&encoded(&datagram))
+        else {
+            panic!("FORWARDJOIN roundtrips");
+        };
+        let expected = SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, 0);
+        assert_eq!(joiner.addr, SocketAddr::V6(expected));
+    }
+
+    fn header(tag: u8) -> Vec<u8> {
+        let mut bytes = vec![VERSION, tag];
+        bytes.extend([9; 32]);
+        bytes
+    }
+
+    #[test]
+    fn decode_errors_say_what_and_where() {
+        let with = |tag: u8, body: &[u8]| {
+            let mut bytes = header(tag);
+            bytes.extend(body);
+            decode(&bytes)
+        };
+        let invalid = |what, offset| Err(DecodeError::Invalid { what, offset });
+        assert_eq!(
+            decode(&[]),
+            Err(DecodeError::Truncated {
+                what: "version",
+                offset: 0
+            })
+        );
+        assert_eq!(
+            decode(&[VERSION, 0x7f]),
+            Err(DecodeError::UnknownTag {
+                tag: 0x7f,
+                offset: 1
+            })
+        );
+        assert_eq!(
+            decode(&[VERSION, tag::PING, 1, 2]),
+            Err(DecodeError::Truncated {
+                what: "sender id",
+                offset: 2
+            })
+        );
+        assert_eq!(with(tag::NEIGHBOR, &[2]), invalid("priority", 34));
+        assert_eq!(with(tag::NEIGHBOR_REPLY, &[2]), invalid("accepted", 34));
+        assert_eq!(with(tag::DISCONNECT, &[0xff]), invalid("alive", 34));
+        let mut joiner = vec![0; 32];
+        joiner.push(5);
+        assert_eq!(
+            with(tag::FORWARD_JOIN, &joiner),
+            invalid("address family", 66)
+        );
+        assert_eq!(
+            with(tag::SHUFFLE_REPLY, &[65]),
+            Err(DecodeError::OverLimit {
+                what: "shuffle peers",
+                value: 65,
+                max: 64
+            })
+        );
+        assert_eq!(
+            with(tag::SHUFFLE_REPLY, &[64]),
+            Err(DecodeError::Truncated {
+                what: "shuffle peers",
+                offset: 35
+            })
+        );
+        assert_eq!(
+            with(tag::IHAVE, &[33]),
+            Err(DecodeError::OverLimit {
+                what: "IHAVE entries",
+                value: 33,
+                max: 32
+            })
+        );
+        let mut gossip = vec![0; 34];
+        gossip.extend(1025u16.to_be_bytes());
+        assert_eq!(
+            with(tag::GOSSIP, &gossip),
+            Err(DecodeError::OverLimit {
+                what: "payload bytes",
+                value: 1025,
+                max: 1024
+            })
+        );
+        let long = vec![VERSION; MAX_DATAGRAM_BYTES + 1];
+        assert_eq!(
+            decode(&long),
+            Err(DecodeError::TooLong {
+                len: 1401,
+                max: 1400
+            })
+        );
+        assert_eq!(classify(&long), None);
+    }
+
+    #[test]
+    fn classify_reads_the_header_only() {
+        assert_eq!(classify(&[]), None);
+        assert_eq!(classify(&header(tag::PING)[..33]), None);
+        assert_eq!(classify(&header(tag::PING)), Some(Class::Control));
+        assert_eq!(classify(&header(0x7f)), None);
+        // A GOSSIP header without its id classifies but has no id.
+        assert_eq!(classify(&header(tag::GOSSIP)), Some(Class::Payload));
+        assert_eq!(gossip_id(&header(tag::GOSSIP)), None);
+        for tag in ALL_TAGS {
+            let class = if tag == tag::GOSSIP {
+                Class::Payload
+            } else {
+                Class::Control
+            };
+            assert_eq!(classify(&header(tag)), Some(class));
+        }
+    }
 }

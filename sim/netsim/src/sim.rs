@@ -1,0 +1,257 @@
+//! The network on madsim: one pump task, and the virtual UDP socket.
+//!
+//! The pump sleeps on madsim's clock until the earliest queued instant,
+//! moves everything due into inboxes and wakes each receiving task once.
+//! Sockets send without awaiting (a push onto the heap) and keep their
+//! task's next deadline in the same heap, so a node costs the executor one
+//! wake-up per instant at which it has something to do.
+//!
+//! Everything here runs on madsim's single thread; the network is shared as
+//! `Rc<RefCell<_>>` through a thread-local installed by the world builder.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use madsim::time::{Instant, Sleep};
+
+use crate::network::{Delivery, Fate, HostId, Network, SendError};
+
+/// Called for every datagram sent: (time ns, sender, bytes, fate at send).
+pub type Observer = Box<dyn FnMut(u64, HostId, &[u8], Fate)>;
+
+struct Shared {
+    net: RefCell<Network>,
+    epoch: Instant,
+    observer: RefCell<Option<Observer>>,
+}
+
+/// A handle on the installed network.
+#[derive(Clone)]
+pub struct NetHandle(Rc<Shared>);
+
+thread_local! {
+    static CURRENT: RefCell<Option<NetHandle>> = const { RefCell::new(None) };
+}
+
+impl NetHandle {
+    /// Install `net` as this thread's network, with time zero now.
+    pub fn install(net: Network) -> NetHandle {
+        let h = NetHandle(Rc::new(Shared {
+            net: RefCell::new(net),
+            epoch: Instant::now(),
+            observer: RefCell::new(None),
+        }));
+        CURRENT.with(|c| *c.borrow_mut() = Some(h.clone()));
+        h
+    }
+
+    /// The installed network, if any.
+    pub fn current() -> Option<NetHandle> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Remove the installed network from this thread.
+    pub fn uninstall() {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+
+    /// Observe every datagram sent from now on.
+    pub fn set_observer(&self, observer: Observer) {
+        *self.0.observer.borrow_mut() = Some(observer);
+    }
+
+    /// Nanoseconds since the network was installed.
+    pub fn now_ns(&self) -> u64 {
+        (Instant::now() - self.0.epoch).as_nanos() as u64
+    }
+
+    /// Run `f` on the network.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Network) -> R) -> R {
+        f(&mut self.0.net.borrow_mut())
+    }
+
+    fn instant(&self, ns: u64) -> Instant {
+        self.0.epoch + Duration::from_nanos(ns)
+    }
+
+    /// The pump: runs forever, delivering datagrams and deadlines at their
+    /// instants. Spawn it once per run.
+    pub async fn pump(self) {
+        let mut sleep: Option<Pin<Box<Sleep>>> = None;
+        let mut armed: Option<u64> = None;
+        loop {
+            poll_fn(|cx| self.poll_pump(cx, &mut sleep, &mut armed)).await;
+        }
+    }
+
+    fn poll_pump(
+        &self,
+        cx: &mut Context<'_>,
+        sleep: &mut Option<Pin<Box<Sleep>>>,
+        armed: &mut Option<u64>,
+    ) -> Poll<()> {
+        let now = self.now_ns();
+        let mut net = self.0.net.borrow_mut();
+        if net.next_instant().is_some_and(|t| t <= now) {
+            net.advance(now);
+        }
+        let Some(next) = net.next_instant() else {
+            *armed = None;
+            net.set_pump(cx.waker().clone(), None);
+            return Poll::Pending;
+        };
+        if *armed != Some(next) || sleep.is_none() {
+            // `sleep_until` rounds up to 1 ms; `reset` sets the exact instant.
+            let mut s = Box::pin(madsim::time::sleep_until(self.instant(next)));
+            s.as_mut().reset(self.instant(next));
+            *sleep = Some(s);
+            *armed = Some(next);
+        }
+        net.set_pump(cx.waker().clone(), Some(next));
+        drop(net);
+        match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => {
+                *sleep = None;
+                *armed = None;
+                Poll::Ready(())
+            }
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// What [`Socket::recv`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recv {
+    Datagram(Delivery),
+    /// The deadline passed with no datagram waiting.
+    Timeout,
+}
+
+/// A virtual UDP socket on one host of the installed network.
+pub struct Socket {
+    net: NetHandle,
+    host: HostId,
+    incarnation: u32,
+    local: SocketAddr,
+}
+
+impl Socket {
+    /// Bind `addr` on the host that owns its IP (port 0: ephemeral).
+    pub fn bind(addr: SocketAddr) -> io::Result<Socket> {
+        let net = NetHandle::current().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, "no virtual network installed")
+        })?;
+        let (host, port, incarnation) = net.with(|n| {
+            let host = n.host_by_ip(addr.ip()).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("no virtual host has address {}", addr.ip()),
+                )
+            })?;
+            let port = n.bind(host, addr.port())?;
+            Ok::<_, io::Error>((host, port, n.incarnation(host)))
+        })?;
+        Ok(Socket {
+            net,
+            host,
+            incarnation,
+            local: SocketAddr::new(addr.ip(), port),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn host(&self) -> HostId {
+        self.host
+    }
+
+    /// Nanoseconds since the network was installed.
+    pub fn now_ns(&self) -> u64 {
+        self.net.now_ns()
+    }
+
+    fn check_alive(&self, n: &Network) -> io::Result<()> {
+        if n.incarnation(self.host) != self.incarnation || !n.is_up(self.host) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the host crashed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Send a datagram; never waits. A datagram the network drops is not an
+    /// error (UDP does not know either).
+    pub fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
+        let now = self.net.now_ns();
+        let fate = self.net.with(|n| {
+            self.check_alive(n)?;
+            n.send(now, self.host, dst, buf).map_err(|e| match e {
+                SendError::TooLarge { len } => io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("datagram of {len} bytes is too large"),
+                ),
+                SendError::HostDown => {
+                    io::Error::new(io::ErrorKind::NotConnected, "the host is down")
+                }
+            })
+        })?;
+        if let Some(obs) = self.net.0.observer.borrow_mut().as_mut() {
+            obs(now, self.host, buf, fate);
+        }
+        Ok(())
+    }
+
+    /// Wait for a datagram, or until `deadline_ns` (if any) passes.
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        deadline_ns: Option<u64>,
+    ) -> Poll<io::Result<Recv>> {
+        let now = self.net.now_ns();
+        self.net.with(|n| {
+            self.check_alive(n)?;
+            if let Some(d) = n.take(self.host, buf) {
+                return Ok(Some(Recv::Datagram(d)));
+            }
+            match deadline_ns {
+                Some(d) if d <= now => {
+                    n.clear_deadline(self.host);
+                    Ok(Some(Recv::Timeout))
+                }
+                Some(d) => {
+                    n.set_deadline(self.host, d);
+                    n.set_waker(self.host, cx.waker());
+                    Ok(None)
+                }
+                None => {
+                    n.clear_deadline(self.host);
+                    n.set_waker(self.host, cx.waker());
+                    Ok(None)
+                }
+            }
+        })
+        .map_or_else(|e| Poll::Ready(Err(e)), |r| r.map_or(Poll::Pending, |r| Poll::Ready(Ok(r))))
+    }
+
+    /// Wait for a datagram, or until `deadline_ns` (if any) passes.
+    pub async fn recv(&self, buf: &mut [u8], deadline_ns: Option<u64>) -> io::Result<Recv> {
+        poll_fn(|cx| self.poll_recv(cx, buf, deadline_ns)).await
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.net.with(|n| n.unbind(self.host, self.incarnation));
+    }
+}
