@@ -1,12 +1,77 @@
 //! HyParView membership (Leitão, Pereira, Rodrigues, "HyParView: a membership
 //! protocol for reliable gossip-based broadcast", DSN 2007).
 //!
-//! SKELETON: the types and signatures below are the contract with the rest of
-//! the node; the bodies are being written.
+//! # Contract
+//!
+//! [`HyParView`] is a sans-IO state machine: deterministic, no networking, no
+//! clock, no OS entropy. Time is the `now` argument of every input; all
+//! randomness comes from the [`ChaCha8Rng`] given to [`HyParView::new`]; the
+//! views are plain vectors, so no hash order ever leaks into behaviour. The
+//! same inputs and seed give the same outputs.
+//!
+//! The driver must, after every `handle_*` call or [`HyParView::join`], drain
+//! [`HyParView::poll_output`] until it returns `None`, then arm its timer at
+//! [`HyParView::poll_timeout`] and call [`HyParView::handle_timeout`] when it
+//! fires. It must call [`HyParView::handle_heard`] for *every* valid datagram
+//! from a peer (Plumtree traffic included), so busy links need no pings.
+//! Every addition to the active view yields exactly one
+//! [`Event::NeighborUp`] and every removal exactly one [`Event::NeighborDown`].
+//!
+//! Everything is bounded: the views by their capacities, outstanding
+//! NEIGHBOR requests by the active capacity, NEIGHBOR requests sent per
+//! keepalive period by the active capacity, peers taken from one shuffle by
+//! [`MAX_SHUFFLE_PEERS`], random walks by the configured lengths, and the
+//! output queue by what one input can produce. A hostile peer (unknown
+//! sender, messages naming us, duplicates, unsolicited replies, oversized
+//! lists) changes nothing it should not and never causes a panic.
+//!
+//! # What is implemented
+//!
+//! - §4.2 and Algorithm 1, join: JOIN to a contact, which adds the joiner to
+//!   its active view and starts a FORWARDJOIN random walk (length ARWL) through
+//!   each other active peer; the walk adds the joiner to a passive view at
+//!   hop PRWL and to an active view where it ends (TTL 0, or a node with a
+//!   single active peer).
+//! - §4.3, active view management: a full active view drops a random member
+//!   (DISCONNECT, moved to the passive view); a lost active peer is replaced
+//!   by a random passive peer through NEIGHBOR with priority high when the
+//!   active view is empty, low otherwise; a refused or unanswered request
+//!   moves on to another candidate, and an unanswered one also drops the
+//!   candidate from the passive view.
+//! - §4.4, passive view management: the periodic SHUFFLE random walk carrying
+//!   the origin, `ka` active and `kp` passive peers, answered by a SHUFFLEREPLY
+//!   of as many passive peers; both sides integrate what they receive and,
+//!   when full, evict first the entries they sent in that exchange.
+//!
+//! # Grove's departures
+//!
+//! - Datagrams, not TCP. The paper detects failures by TCP connection loss;
+//!   here an active peer silent for `keepalive_interval` is sent PING (any
+//!   datagram from it counts as an answer), and one silent for
+//!   `failure_timeout` is declared failed: dropped from the active view and
+//!   not kept in the passive view. Requests (JOIN, NEIGHBOR) have deadlines
+//!   of `request_timeout`.
+//! - JOINREPLY: a joiner bootstraps from an address only and learns the
+//!   contact's identity from the reply. A walk that ends at a node sends the
+//!   joiner NEIGHBOR (priority high) so that the joiner adds it, where the
+//!   paper relies on the joiner accepting a TCP connection.
+//! - Links are made symmetric explicitly: a PING from a peer that does not
+//!   hold us active is answered with PONG and DISCONNECT (so one-sided links
+//!   left by lost datagrams are undone within a keepalive period), and an
+//!   accepting NEIGHBORREPLY we no longer want is answered with DISCONNECT.
+//! - Repair also runs periodically (each keepalive tick) while the active
+//!   view is below capacity, not only on a failure; a node whose views are
+//!   both empty re-sends JOIN to its contact, at most once per
+//!   `shuffle_interval`.
+//! - A JOIN from a node that is already active is answered again (it is a
+//!   retransmission) without new random walks.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rand::seq::SliceRandom;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::{Peer, PeerId, Time};
@@ -87,7 +152,11 @@ pub enum Message {
     /// is still running (we keep it in the passive view).
     Disconnect { alive: bool },
     /// Shuffle random walk started by `origin` with a sample of its views.
-    Shuffle { origin: Peer, ttl: u8, peers: Vec<Peer> },
+    Shuffle {
+        origin: Peer,
+        ttl: u8,
+        peers: Vec<Peer>,
+    },
     /// Answer to a shuffle with a sample of the receiver's passive view.
     ShuffleReply { peers: Vec<Peer> },
     /// Liveness probe of an active peer.
@@ -115,60 +184,1775 @@ pub enum Output {
     Event(Event),
 }
 
+/// JOIN requests sent per round before the round is given up.
+const JOIN_ATTEMPTS_MAX: u8 = 3;
+
 /// The HyParView state machine of one node.
 #[derive(Debug)]
 pub struct HyParView {
-    _private: (),
+    me: Peer,
+    config: Config,
+    rng: ChaCha8Rng,
+    /// The active view; never contains `me`, disjoint from `passive`.
+    active: Vec<Peer>,
+    /// `last_heard[i]`: when `active[i]` was last heard from.
+    last_heard: Vec<Time>,
+    /// The passive view; never contains `me`, disjoint from `active`.
+    passive: Vec<Peer>,
+    /// Outstanding NEIGHBOR requests, at most one per candidate and at most
+    /// `active_view_capacity` in all.
+    pending: Vec<PendingNeighbor>,
+    /// NEIGHBOR requests that may still be sent before the next keepalive
+    /// tick (a bound on the traffic of refused requests).
+    repair_budget: usize,
+    /// Candidates that refused a low-priority NEIGHBOR since the last
+    /// keepalive tick; not asked again at low priority until then. At most
+    /// `active_view_capacity` long (each refusal spent one request).
+    refused: Vec<PeerId>,
+    /// The contact given to [`HyParView::join`], and the current round.
+    join: Option<JoinState>,
+    /// Peers sent in our last SHUFFLE: evicted first when its reply arrives.
+    shuffle_sent: Vec<Peer>,
+    /// Periodic ticks; `None` until the first input gives a time.
+    next_keepalive: Option<Time>,
+    next_shuffle: Option<Time>,
+    outputs: VecDeque<Output>,
+}
+
+/// A NEIGHBOR request waiting for its NEIGHBORREPLY.
+#[derive(Clone, Copy, Debug)]
+struct PendingNeighbor {
+    peer: Peer,
+    priority: Priority,
+    deadline: Time,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct JoinState {
+    contact: SocketAddr,
+    /// JOIN requests sent in the current round.
+    attempts: u8,
+    /// When the last JOIN of the current round times out; `None` when no
+    /// round is running.
+    deadline: Option<Time>,
+    /// Earliest start of another round (rate limit of re-joins).
+    next_round: Time,
+}
+
+impl Config {
+    /// Panics with a message naming the broken invariant.
+    fn assert_valid(&self) {
+        assert!(
+            self.active_view_capacity >= 1,
+            "active_view_capacity must be at least 1"
+        );
+        assert!(
+            self.passive_view_capacity >= 1,
+            "passive_view_capacity must be at least 1"
+        );
+        assert!(
+            self.passive_random_walk_length <= self.active_random_walk_length,
+            "passive_random_walk_length must not exceed active_random_walk_length"
+        );
+        assert!(
+            1 + self.shuffle_active_count + self.shuffle_passive_count <= MAX_SHUFFLE_PEERS,
+            "a shuffle (1 + shuffle_active_count + shuffle_passive_count) must fit MAX_SHUFFLE_PEERS"
+        );
+        assert!(
+            !self.keepalive_interval.is_zero(),
+            "keepalive_interval must be positive"
+        );
+        assert!(
+            !self.shuffle_interval.is_zero(),
+            "shuffle_interval must be positive"
+        );
+        assert!(
+            !self.request_timeout.is_zero(),
+            "request_timeout must be positive"
+        );
+        assert!(
+            self.failure_timeout >= self.keepalive_interval,
+            "failure_timeout must be at least keepalive_interval"
+        );
+    }
 }
 
 impl HyParView {
-    pub fn new(_me: Peer, _config: Config, _rng: ChaCha8Rng) -> Self {
-        todo!()
+    /// A node that knows nobody yet. Its timers start with its first input.
+    ///
+    /// # Panics
+    ///
+    /// If `config` breaks an invariant: a capacity of 0, a zero interval,
+    /// `passive_random_walk_length > active_random_walk_length`,
+    /// `failure_timeout < keepalive_interval`, or a shuffle larger than
+    /// [`MAX_SHUFFLE_PEERS`].
+    pub fn new(me: Peer, config: Config, rng: ChaCha8Rng) -> Self {
+        config.assert_valid();
+        HyParView {
+            me,
+            repair_budget: config.active_view_capacity,
+            active: Vec::with_capacity(config.active_view_capacity),
+            last_heard: Vec::with_capacity(config.active_view_capacity),
+            passive: Vec::with_capacity(config.passive_view_capacity),
+            pending: Vec::with_capacity(config.active_view_capacity),
+            refused: Vec::with_capacity(config.active_view_capacity),
+            config,
+            rng,
+            join: None,
+            shuffle_sent: Vec::new(),
+            next_keepalive: None,
+            next_shuffle: None,
+            outputs: VecDeque::new(),
+        }
     }
 
     // ---- getters ----
 
     pub fn me(&self) -> &Peer {
-        todo!()
+        &self.me
     }
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+    /// The active view (the overlay links), in insertion order.
     pub fn active_view(&self) -> &[Peer] {
-        todo!()
+        &self.active
     }
+    /// The passive view (the backup peers), in insertion order.
     pub fn passive_view(&self) -> &[Peer] {
-        todo!()
+        &self.passive
     }
-    pub fn is_active(&self, _peer: &PeerId) -> bool {
-        todo!()
+    pub fn is_active(&self, peer: &PeerId) -> bool {
+        self.active_index(peer).is_some()
     }
 
     // ---- inputs ----
 
     /// Join the overlay through a contact known only by address.
-    pub fn join(&mut self, _now: Time, _contact: SocketAddr) {
-        todo!()
+    ///
+    /// Sends JOIN, re-sent every `request_timeout` up to 3 times until a
+    /// JOINREPLY arrives. The contact is remembered: a node that later loses
+    /// both views joins through it again (at most once per
+    /// `shuffle_interval`).
+    pub fn join(&mut self, now: Time, contact: SocketAddr) {
+        self.start(now);
+        self.join = Some(JoinState {
+            contact,
+            attempts: 0,
+            deadline: None,
+            next_round: now,
+        });
+        self.start_join_round(now);
     }
+
     /// A message from `from` (id from the datagram header, address from the
     /// UDP source).
-    pub fn handle_message(&mut self, _now: Time, _from: Peer, _message: Message) {
-        todo!()
+    pub fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        self.start(now);
+        if from.id == self.me.id {
+            return;
+        }
+        self.handle_heard(now, &from.id);
+        match message {
+            Message::Join => self.on_join(now, from),
+            Message::JoinReply => self.on_join_reply(now, from),
+            Message::ForwardJoin { joiner, ttl } => self.on_forward_join(now, from, joiner, ttl),
+            Message::Neighbor { priority } => self.on_neighbor(now, from, priority),
+            Message::NeighborReply { accepted } => self.on_neighbor_reply(now, from, accepted),
+            Message::Disconnect { alive } => self.on_disconnect(now, from, alive),
+            Message::Shuffle { origin, ttl, peers } => self.on_shuffle(from, origin, ttl, peers),
+            Message::ShuffleReply { peers } => self.on_shuffle_reply(&peers),
+            Message::Ping { nonce } => self.on_ping(from, nonce),
+            Message::Pong { .. } => {}
+        }
     }
+
     /// Any valid datagram from `from` arrived (it is alive).
-    pub fn handle_heard(&mut self, _now: Time, _from: &PeerId) {
-        todo!()
+    pub fn handle_heard(&mut self, now: Time, from: &PeerId) {
+        self.start(now);
+        if let Some(i) = self.active_index(from) {
+            self.last_heard[i] = self.last_heard[i].max(now);
+        }
     }
+
     /// Fire every timer due at or before `now`.
-    pub fn handle_timeout(&mut self, _now: Time) {
-        todo!()
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.start(now);
+        self.expire_neighbor_requests(now);
+        self.expire_join_request(now);
+        if self.next_keepalive.is_some_and(|t| t <= now) {
+            self.keepalive_tick(now);
+            self.next_keepalive = self
+                .next_keepalive
+                .map(|t| next_period(t, self.config.keepalive_interval, now));
+        }
+        if self.next_shuffle.is_some_and(|t| t <= now) {
+            self.shuffle(now);
+            self.next_shuffle = self
+                .next_shuffle
+                .map(|t| next_period(t, self.config.shuffle_interval, now));
+        }
+        self.repair(now);
     }
 
     // ---- outputs ----
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        todo!()
+        self.outputs.pop_front()
     }
+
+    /// The earliest instant at which [`HyParView::handle_timeout`] has work.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        todo!()
+        let join = self.join.and_then(|j| j.deadline);
+        let requests = self.pending.iter().map(|p| p.deadline).min();
+        [self.next_keepalive, self.next_shuffle, join, requests]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- message handlers ----
+
+    /// JOIN (§4.2): take the joiner in and announce it with random walks.
+    fn on_join(&mut self, now: Time, joiner: Peer) {
+        if self.is_active(&joiner.id) {
+            // A retransmission: our first JOINREPLY was lost.
+            self.send(joiner.addr, Message::JoinReply);
+            return;
+        }
+        self.add_active(now, joiner);
+        self.send(joiner.addr, Message::JoinReply);
+        let ttl = self.config.active_random_walk_length;
+        for i in 0..self.active.len() {
+            let peer = self.active[i];
+            if peer.id != joiner.id {
+                self.send(peer.addr, Message::ForwardJoin { joiner, ttl });
+            }
+        }
+    }
+
+    /// JOINREPLY: the contact took us in. Only the reply to a running round
+    /// from the contact's address counts.
+    fn on_join_reply(&mut self, now: Time, from: Peer) {
+        let Some(join) = self.join.as_mut() else {
+            return;
+        };
+        if join.deadline.is_none() || join.contact != from.addr {
+            return;
+        }
+        join.deadline = None;
+        if !self.is_active(&from.id) {
+            self.add_active(now, from);
+        }
+    }
+
+    /// FORWARDJOIN (Algorithm 1).
+    fn on_forward_join(&mut self, now: Time, from: Peer, joiner: Peer, ttl: u8) {
+        if joiner.id == self.me.id {
+            return;
+        }
+        let ttl = ttl.min(self.config.active_random_walk_length);
+        if ttl == 0 || self.active.len() <= 1 {
+            self.accept_joiner(now, joiner);
+            return;
+        }
+        if ttl == self.config.passive_random_walk_length {
+            self.add_passive(joiner);
+        }
+        match self.random_active_except(from.id, joiner.id) {
+            Some(next) => self.send(
+                next.addr,
+                Message::ForwardJoin {
+                    joiner,
+                    ttl: ttl - 1,
+                },
+            ),
+            None => self.accept_joiner(now, joiner),
+        }
+    }
+
+    /// The end of a FORWARDJOIN walk: the joiner becomes an active peer, and
+    /// is asked (priority high, so it cannot refuse) to take us too.
+    fn accept_joiner(&mut self, now: Time, joiner: Peer) {
+        if self.is_active(&joiner.id) {
+            return;
+        }
+        self.add_active(now, joiner);
+        self.send(
+            joiner.addr,
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+        );
+    }
+
+    /// NEIGHBOR (§4.3): high priority is always accepted, low only into a
+    /// free slot.
+    fn on_neighbor(&mut self, now: Time, from: Peer, priority: Priority) {
+        let already = self.is_active(&from.id);
+        let accepted = already
+            || priority == Priority::High
+            || self.active.len() < self.config.active_view_capacity;
+        if accepted && !already {
+            self.add_active(now, from);
+        }
+        self.send(from.addr, Message::NeighborReply { accepted });
+    }
+
+    fn on_neighbor_reply(&mut self, now: Time, from: Peer, accepted: bool) {
+        if let Some(i) = self.pending.iter().position(|p| p.peer.id == from.id) {
+            self.pending.swap_remove(i);
+            if accepted {
+                if self.is_active(&from.id) {
+                    // It asked us meanwhile and we accepted: already linked.
+                } else if self.active.len() < self.config.active_view_capacity {
+                    self.add_active(now, from);
+                } else {
+                    // Filled meanwhile: undo the link it just made.
+                    self.send(from.addr, Message::Disconnect { alive: true });
+                }
+            } else {
+                // A refusal keeps the candidate in the passive view (§4.3);
+                // another one is tried.
+                self.refused.push(from.id);
+            }
+            self.repair(now);
+            return;
+        }
+        match (accepted, self.active_index(&from.id)) {
+            // A duplicate, or the answer to the NEIGHBOR of a walk's end.
+            (true, Some(_)) => {}
+            // Unsolicited or too late (the request timed out): undo its link.
+            (true, None) => self.send(from.addr, Message::Disconnect { alive: true }),
+            // It does not hold us active: drop the one-sided link.
+            (false, Some(i)) => {
+                let peer = self.remove_active_at(i);
+                self.add_passive(peer);
+                self.repair(now);
+            }
+            (false, None) => {}
+        }
+    }
+
+    /// DISCONNECT (§4.3): the sender dropped us; replace it.
+    fn on_disconnect(&mut self, now: Time, from: Peer, alive: bool) {
+        if alive {
+            if let Some(i) = self.active_index(&from.id) {
+                let peer = self.remove_active_at(i);
+                self.add_passive(peer);
+                self.repair(now);
+            }
+        } else {
+            if let Some(i) = self.active_index(&from.id) {
+                self.remove_active_at(i);
+                self.repair(now);
+            }
+            self.remove_passive(&from.id);
+        }
+    }
+
+    /// SHUFFLE (§4.4): forward the walk, or answer it and integrate.
+    fn on_shuffle(&mut self, from: Peer, origin: Peer, ttl: u8, mut peers: Vec<Peer>) {
+        if origin.id == self.me.id {
+            return;
+        }
+        peers.truncate(MAX_SHUFFLE_PEERS);
+        let ttl = ttl.min(self.config.shuffle_random_walk_length);
+        if ttl > 0 && self.active.len() > 1 {
+            if let Some(next) = self.random_active_except(from.id, origin.id) {
+                let message = Message::Shuffle {
+                    origin,
+                    ttl: ttl - 1,
+                    peers,
+                };
+                self.send(next.addr, message);
+                return;
+            }
+        }
+        let reply: Vec<Peer> = self
+            .passive
+            .choose_multiple(&mut self.rng, peers.len())
+            .copied()
+            .collect();
+        self.integrate(&peers, &reply);
+        self.send(origin.addr, Message::ShuffleReply { peers: reply });
+    }
+
+    fn on_shuffle_reply(&mut self, peers: &[Peer]) {
+        let sent = std::mem::take(&mut self.shuffle_sent);
+        self.integrate(&peers[..peers.len().min(MAX_SHUFFLE_PEERS)], &sent);
+    }
+
+    /// PING: always answered. From a peer that we do not hold active (and
+    /// are not asking to), it also gets a DISCONNECT: its link is one-sided.
+    fn on_ping(&mut self, from: Peer, nonce: u32) {
+        self.send(from.addr, Message::Pong { nonce });
+        if !self.is_active(&from.id) && !self.pending.iter().any(|p| p.peer.id == from.id) {
+            self.send(from.addr, Message::Disconnect { alive: true });
+        }
+    }
+
+    // ---- timers ----
+
+    /// Arms the periodic ticks on the first input, each at a random phase
+    /// so that many nodes started together do not tick together.
+    fn start(&mut self, now: Time) {
+        if self.next_keepalive.is_none() {
+            let keepalive = random_phase(&mut self.rng, self.config.keepalive_interval);
+            let shuffle = random_phase(&mut self.rng, self.config.shuffle_interval);
+            self.next_keepalive = Some(now + keepalive);
+            self.next_shuffle = Some(now + shuffle);
+        }
+    }
+
+    /// An unanswered NEIGHBOR counts as a failure of the candidate (§4.3).
+    fn expire_neighbor_requests(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].deadline <= now {
+                let request = self.pending.swap_remove(i);
+                self.remove_passive(&request.peer.id);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn expire_join_request(&mut self, now: Time) {
+        let Some(join) = self.join.as_mut() else {
+            return;
+        };
+        match join.deadline {
+            Some(deadline) if deadline <= now => {}
+            _ => return,
+        }
+        if join.attempts >= JOIN_ATTEMPTS_MAX {
+            join.deadline = None;
+            return;
+        }
+        join.attempts += 1;
+        join.deadline = Some(now + self.config.request_timeout);
+        let contact = join.contact;
+        self.send(contact, Message::Join);
+    }
+
+    fn start_join_round(&mut self, now: Time) {
+        let Some(join) = self.join.as_mut() else {
+            return;
+        };
+        join.attempts = 1;
+        join.deadline = Some(now + self.config.request_timeout);
+        join.next_round = now + self.config.shuffle_interval;
+        let contact = join.contact;
+        self.send(contact, Message::Join);
+    }
+
+    /// Failure detection: ping the silent, drop the failed; re-join when
+    /// nothing is left.
+    fn keepalive_tick(&mut self, now: Time) {
+        self.repair_budget = self.config.active_view_capacity;
+        self.refused.clear();
+        let mut i = 0;
+        while i < self.active.len() {
+            let silence = now.saturating_sub(self.last_heard[i]);
+            if silence >= self.config.failure_timeout {
+                // Failed: not kept as a passive peer.
+                self.remove_active_at(i);
+                continue;
+            }
+            if silence >= self.config.keepalive_interval {
+                let nonce = self.rng.gen();
+                let addr = self.active[i].addr;
+                self.send(addr, Message::Ping { nonce });
+            }
+            i += 1;
+        }
+        let lost_everything =
+            self.active.is_empty() && self.passive.is_empty() && self.pending.is_empty();
+        let may_rejoin = self
+            .join
+            .is_some_and(|j| j.deadline.is_none() && j.next_round <= now);
+        if lost_everything && may_rejoin {
+            self.start_join_round(now);
+        }
+    }
+
+    /// Starts a SHUFFLE (§4.4) through a random active peer.
+    fn shuffle(&mut self, _now: Time) {
+        let Some(&target) = self.active.choose(&mut self.rng) else {
+            return;
+        };
+        let mut peers = Vec::with_capacity(
+            1 + self.config.shuffle_active_count + self.config.shuffle_passive_count,
+        );
+        peers.push(self.me);
+        let others: Vec<Peer> = self
+            .active
+            .iter()
+            .filter(|p| p.id != target.id)
+            .copied()
+            .collect();
+        peers.extend(others.choose_multiple(&mut self.rng, self.config.shuffle_active_count));
+        peers.extend(
+            self.passive
+                .choose_multiple(&mut self.rng, self.config.shuffle_passive_count),
+        );
+        self.shuffle_sent.clear();
+        self.shuffle_sent.extend_from_slice(&peers[1..]);
+        let message = Message::Shuffle {
+            origin: self.me,
+            ttl: self.config.shuffle_random_walk_length,
+            peers,
+        };
+        self.send(target.addr, message);
+    }
+
+    // ---- views ----
+
+    /// Asks random passive peers to fill the free active slots (§4.3),
+    /// within the request budget.
+    fn repair(&mut self, now: Time) {
+        while self.active.len() + self.pending.len() < self.config.active_view_capacity
+            && self.repair_budget > 0
+        {
+            // One high-priority request at a time, and only with no neighbour
+            // left, as in the paper: it forces its way into a full view.
+            let priority = if self.active.is_empty()
+                && self.pending.iter().all(|p| p.priority == Priority::Low)
+            {
+                Priority::High
+            } else {
+                Priority::Low
+            };
+            let Some(peer) = self.random_candidate(priority) else {
+                return;
+            };
+            self.pending.push(PendingNeighbor {
+                peer,
+                priority,
+                deadline: now + self.config.request_timeout,
+            });
+            self.repair_budget -= 1;
+            self.send(peer.addr, Message::Neighbor { priority });
+        }
+    }
+
+    /// A random passive peer with no NEIGHBOR request outstanding (and, for
+    /// a low-priority request, that has not just refused one).
+    fn random_candidate(&mut self, priority: Priority) -> Option<Peer> {
+        let (pending, refused) = (&self.pending, &self.refused);
+        let is_free = |p: &&Peer| {
+            !pending.iter().any(|r| r.peer.id == p.id)
+                && (priority == Priority::High || !refused.contains(&p.id))
+        };
+        let count = self.passive.iter().filter(is_free).count();
+        if count == 0 {
+            return None;
+        }
+        let k = self.rng.gen_range(0..count);
+        self.passive.iter().filter(is_free).nth(k).copied()
+    }
+
+    /// A random active peer that is neither `a` nor `b`.
+    fn random_active_except(&mut self, a: PeerId, b: PeerId) -> Option<Peer> {
+        let eligible = |p: &&Peer| p.id != a && p.id != b;
+        let count = self.active.iter().filter(eligible).count();
+        if count == 0 {
+            return None;
+        }
+        let k = self.rng.gen_range(0..count);
+        self.active.iter().filter(eligible).nth(k).copied()
+    }
+
+    fn active_index(&self, id: &PeerId) -> Option<usize> {
+        self.active.iter().position(|p| p.id == *id)
+    }
+
+    /// Adds `peer` to the active view, dropping a random member if full.
+    fn add_active(&mut self, now: Time, peer: Peer) {
+        assert!(peer.id != self.me.id && !self.is_active(&peer.id));
+        self.remove_passive(&peer.id);
+        self.pending.retain(|p| p.peer.id != peer.id);
+        if self.active.len() >= self.config.active_view_capacity {
+            let i = self.rng.gen_range(0..self.active.len());
+            let dropped = self.remove_active_at(i);
+            self.send(dropped.addr, Message::Disconnect { alive: true });
+            self.add_passive(dropped);
+        }
+        self.active.push(peer);
+        self.last_heard.push(now);
+        self.emit(Event::NeighborUp(peer));
+    }
+
+    fn remove_active_at(&mut self, i: usize) -> Peer {
+        let peer = self.active.remove(i);
+        self.last_heard.remove(i);
+        self.emit(Event::NeighborDown(peer.id));
+        peer
+    }
+
+    /// Adds `peer` to the passive view unless it is us or already known,
+    /// dropping a random entry if full.
+    fn add_passive(&mut self, peer: Peer) {
+        if !self.is_new_passive(&peer) {
+            return;
+        }
+        if self.passive.len() >= self.config.passive_view_capacity {
+            let i = self.rng.gen_range(0..self.passive.len());
+            self.passive.swap_remove(i);
+        }
+        self.passive.push(peer);
+    }
+
+    /// Integrates shuffled peers into the passive view (§4.4): when full,
+    /// the entries in `sent` (what we gave in this exchange) go first.
+    fn integrate(&mut self, peers: &[Peer], sent: &[Peer]) {
+        for peer in peers.iter().take(MAX_SHUFFLE_PEERS) {
+            if !self.is_new_passive(peer) {
+                continue;
+            }
+            if self.passive.len() >= self.config.passive_view_capacity {
+                let victim = self
+                    .passive
+                    .iter()
+                    .position(|p| sent.iter().any(|s| s.id == p.id))
+                    .unwrap_or_else(|| self.rng.gen_range(0..self.passive.len()));
+                self.passive.swap_remove(victim);
+            }
+            self.passive.push(*peer);
+        }
+    }
+
+    fn is_new_passive(&self, peer: &Peer) -> bool {
+        peer.id != self.me.id
+            && !self.is_active(&peer.id)
+            && !self.passive.iter().any(|p| p.id == peer.id)
+    }
+
+    fn remove_passive(&mut self, id: &PeerId) {
+        if let Some(i) = self.passive.iter().position(|p| p.id == *id) {
+            self.passive.swap_remove(i);
+        }
+    }
+
+    // ---- output ----
+
+    fn send(&mut self, to: SocketAddr, message: Message) {
+        self.push(Output::Send { to, message });
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.push(Output::Event(event));
+    }
+
+    fn push(&mut self, output: Output) {
+        // One input yields at most a few outputs per active slot; a longer
+        // queue means the driver is not draining it.
+        debug_assert!(
+            self.outputs.len() < 16 * (self.config.active_view_capacity + 4),
+            "HyParView output queue not drained"
+        );
+        self.outputs.push_back(output);
+    }
+}
+
+/// A uniform offset in `[0, period]`.
+fn random_phase(rng: &mut ChaCha8Rng, period: Duration) -> Duration {
+    let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.gen_range(0..=nanos))
+}
+
+/// The tick after `due`, or one period after `now` if the driver is late.
+fn next_period(due: Time, period: Duration, now: Time) -> Time {
+    let next = due + period;
+    if next <= now {
+        now + period
+    } else {
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn peer(i: usize) -> Peer {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        id[31] = 0xaa;
+        let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7000));
+        Peer::new(PeerId(id), addr)
+    }
+
+    fn node(i: usize, seed: u64) -> HyParView {
+        node_with(i, seed, Config::default())
+    }
+
+    fn node_with(i: usize, seed: u64, config: Config) -> HyParView {
+        let rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) + i as u64);
+        HyParView::new(peer(i), config, rng)
+    }
+
+    fn secs(s: u64) -> Time {
+        Duration::from_secs(s)
+    }
+
+    fn ms(m: u64) -> Time {
+        Duration::from_millis(m)
+    }
+
+    /// Structural invariants that must hold after every input.
+    fn assert_views(hv: &HyParView) {
+        let c = hv.config();
+        assert!(hv.active_view().len() <= c.active_view_capacity);
+        assert!(hv.passive_view().len() <= c.passive_view_capacity);
+        let mut seen = BTreeSet::new();
+        for p in hv.active_view().iter().chain(hv.passive_view()) {
+            assert_ne!(p.id, hv.me().id, "a view contains self");
+            assert!(seen.insert(p.id), "duplicate or views not disjoint: {p:?}");
+        }
+    }
+
+    fn drain(hv: &mut HyParView) -> Vec<Output> {
+        std::iter::from_fn(|| hv.poll_output()).collect()
+    }
+
+    fn sends_to(out: &[Output], to: &Peer) -> Vec<Message> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { to: a, message } if *a == to.addr => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(out: &[Output]) -> Vec<Event> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Event(e) => Some(e.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One instance in the harness, with the view its events describe.
+    struct Host {
+        hv: HyParView,
+        alive: bool,
+        up: BTreeSet<PeerId>,
+        ups: usize,
+        downs: Vec<(Time, PeerId)>,
+        timer: Option<Time>,
+    }
+
+    /// N instances on virtual time: datagrams take 1–20 ms, may be lost,
+    /// and time jumps to the next delivery or timer.
+    struct Net {
+        now: Time,
+        hosts: BTreeMap<SocketAddr, Host>,
+        in_flight: BTreeMap<(Time, u64), (Peer, SocketAddr, Message)>,
+        timers: BTreeSet<(Time, SocketAddr)>,
+        seq: u64,
+        rng: ChaCha8Rng,
+        loss: f64,
+        delivered: u64,
+    }
+
+    impl Net {
+        fn new(seed: u64) -> Self {
+            Net {
+                now: Time::ZERO,
+                hosts: BTreeMap::new(),
+                in_flight: BTreeMap::new(),
+                timers: BTreeSet::new(),
+                seq: 0,
+                rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
+                loss: 0.0,
+                delivered: 0,
+            }
+        }
+
+        fn add(&mut self, hv: HyParView) -> SocketAddr {
+            let addr = hv.me().addr;
+            let host = Host {
+                hv,
+                alive: true,
+                up: BTreeSet::new(),
+                ups: 0,
+                downs: Vec::new(),
+                timer: None,
+            };
+            self.hosts.insert(addr, host);
+            addr
+        }
+
+        fn hv(&self, addr: SocketAddr) -> &HyParView {
+            &self.hosts[&addr].hv
+        }
+
+        fn join(&mut self, addr: SocketAddr, contact: SocketAddr) {
+            let now = self.now;
+            self.hosts.get_mut(&addr).unwrap().hv.join(now, contact);
+            self.after_input(addr);
+        }
+
+        fn kill(&mut self, addr: SocketAddr) {
+            let host = self.hosts.get_mut(&addr).unwrap();
+            host.alive = false;
+            if let Some(t) = host.timer.take() {
+                self.timers.remove(&(t, addr));
+            }
+        }
+
+        /// Drains the outputs of `addr`, checks its events against its view,
+        /// and re-files its timer.
+        fn after_input(&mut self, addr: SocketAddr) {
+            let now = self.now;
+            let host = self.hosts.get_mut(&addr).unwrap();
+            let me = *host.hv.me();
+            while let Some(output) = host.hv.poll_output() {
+                match output {
+                    Output::Send { to, message } => {
+                        if self.loss > 0.0 && self.rng.gen_bool(self.loss) {
+                            continue;
+                        }
+                        let arrival = now + ms(self.rng.gen_range(1..=20));
+                        self.seq += 1;
+                        self.in_flight
+                            .insert((arrival, self.seq), (me, to, message));
+                    }
+                    Output::Event(Event::NeighborUp(p)) => {
+                        assert!(host.up.insert(p.id), "{me:?}: NeighborUp twice for {p:?}");
+                        host.ups += 1;
+                    }
+                    Output::Event(Event::NeighborDown(id)) => {
+                        assert!(host.up.remove(&id), "{me:?}: NeighborDown without Up");
+                        host.downs.push((now, id));
+                    }
+                }
+            }
+            let view: BTreeSet<PeerId> = host.hv.active_view().iter().map(|p| p.id).collect();
+            assert_eq!(view, host.up, "events disagree with the active view");
+            assert_views(&host.hv);
+            if let Some(t) = host.timer.take() {
+                self.timers.remove(&(t, addr));
+            }
+            host.timer = host.hv.poll_timeout();
+            if let Some(t) = host.timer {
+                assert!(t >= now, "timer in the past");
+                self.timers.insert((t, addr));
+            }
+        }
+
+        /// Processes the earliest delivery or timer at or before `until`.
+        fn step(&mut self, until: Time) -> bool {
+            let message = self.in_flight.keys().next().map(|k| k.0);
+            let timer = self.timers.iter().next().map(|k| k.0);
+            match (message, timer) {
+                (Some(m), t) if m <= until && !matches!(t, Some(t) if t < m) => {
+                    let (_, (from, to, message)) = self.in_flight.pop_first().unwrap();
+                    self.now = m;
+                    let from_alive = self.hosts.get(&from.addr).is_some_and(|h| h.alive);
+                    match self.hosts.get_mut(&to) {
+                        Some(host) if host.alive && from_alive => {
+                            host.hv.handle_message(m, from, message);
+                            self.delivered += 1;
+                            self.after_input(to);
+                        }
+                        _ => {}
+                    }
+                    true
+                }
+                (_, Some(t)) if t <= until => {
+                    let (_, addr) = self.timers.pop_first().unwrap();
+                    self.now = t;
+                    let host = self.hosts.get_mut(&addr).unwrap();
+                    host.timer = None;
+                    host.hv.handle_timeout(t);
+                    self.after_input(addr);
+                    true
+                }
+                _ => false,
+            }
+        }
+
+        fn run_until(&mut self, until: Time) {
+            while self.step(until) {}
+            self.now = until;
+        }
+
+        fn run_for(&mut self, duration: Duration) {
+            self.run_until(self.now + duration);
+        }
+
+        fn alive(&self) -> impl Iterator<Item = (&SocketAddr, &Host)> {
+            self.hosts.iter().filter(|(_, h)| h.alive)
+        }
+
+        /// Every active link among live nodes is held by both ends.
+        fn assert_symmetric(&self) {
+            for (addr, host) in self.alive() {
+                for p in host.hv.active_view() {
+                    let other = &self.hosts[&p.addr];
+                    assert!(other.alive, "{addr} keeps dead {p:?} active");
+                    assert!(
+                        other.hv.is_active(&host.hv.me().id),
+                        "{addr} has {} active, not the other way round",
+                        p.addr
+                    );
+                }
+            }
+        }
+
+        /// The live nodes form one component of the active-view graph.
+        fn assert_connected(&self) {
+            let live: Vec<SocketAddr> = self.alive().map(|(a, _)| *a).collect();
+            let mut seen = BTreeSet::from([live[0]]);
+            let mut stack = vec![live[0]];
+            while let Some(a) = stack.pop() {
+                for p in self.hosts[&a].hv.active_view() {
+                    if self.hosts[&p.addr].alive && seen.insert(p.addr) {
+                        stack.push(p.addr);
+                    }
+                }
+            }
+            assert_eq!(seen.len(), live.len(), "overlay partitioned");
+        }
+
+        fn views(&self) -> Vec<(Vec<Peer>, Vec<Peer>)> {
+            self.hosts
+                .values()
+                .map(|h| (h.hv.active_view().to_vec(), h.hv.passive_view().to_vec()))
+                .collect()
+        }
+    }
+
+    /// `n` nodes joining through node 0, one every 50 ms.
+    fn overlay(n: usize, seed: u64) -> (Net, Vec<SocketAddr>) {
+        let mut net = Net::new(seed);
+        let addrs: Vec<SocketAddr> = (0..n).map(|i| net.add(node(i, seed))).collect();
+        for &a in &addrs[1..] {
+            net.join(a, addrs[0]);
+            net.run_for(ms(50));
+        }
+        (net, addrs)
+    }
+
+    // ---- whole-overlay behaviour ----
+
+    #[test]
+    fn two_nodes_become_mutual_neighbours_once() {
+        let mut net = Net::new(1);
+        let a = net.add(node(0, 1));
+        let b = net.add(node(1, 1));
+        net.join(b, a);
+        net.run_for(secs(30));
+        assert_eq!(net.hv(a).active_view(), &[peer(1)]);
+        assert_eq!(net.hv(b).active_view(), &[peer(0)]);
+        for addr in [a, b] {
+            assert_eq!(net.hosts[&addr].ups, 1);
+            assert!(net.hosts[&addr].downs.is_empty());
+        }
+    }
+
+    #[test]
+    fn fifty_nodes_through_one_contact_settle_into_a_symmetric_connected_overlay() {
+        let (mut net, addrs) = overlay(50, 2);
+        net.run_for(secs(40));
+        net.assert_symmetric();
+        net.assert_connected();
+        let cap = Config::default().active_view_capacity;
+        let mut degree_sum = 0;
+        for a in &addrs {
+            let n = net.hv(*a).active_view().len();
+            assert!((1..=cap).contains(&n));
+            degree_sum += n;
+        }
+        // Most slots are filled.
+        assert!(
+            degree_sum >= 50 * (cap - 1),
+            "mean degree too low: {degree_sum}/50"
+        );
+    }
+
+    #[test]
+    fn shuffles_fill_passive_views() {
+        let (mut net, addrs) = overlay(50, 3);
+        net.run_for(secs(40));
+        let total: usize = addrs.iter().map(|a| net.hv(*a).passive_view().len()).sum();
+        // 49 other nodes, 5 of them active: up to 30 passive each.
+        assert!(total >= 50 * 20, "passive views too small: {total}/50");
+    }
+
+    #[test]
+    fn a_killed_node_is_declared_failed_in_time_and_replaced() {
+        let (mut net, addrs) = overlay(30, 4);
+        net.run_for(secs(30));
+        let victim = addrs[7];
+        let victim_id = peer(7).id;
+        let neighbours: Vec<SocketAddr> = net
+            .hv(victim)
+            .active_view()
+            .iter()
+            .map(|p| p.addr)
+            .collect();
+        assert!(!neighbours.is_empty());
+        let killed_at = net.now;
+        let ups_before: usize = neighbours.iter().map(|a| net.hosts[a].ups).sum();
+        net.kill(victim);
+        let c = Config::default();
+        net.run_for(c.failure_timeout + c.keepalive_interval);
+        for a in &neighbours {
+            let host = &net.hosts[a];
+            assert!(!host.hv.is_active(&victim_id));
+            assert!(!host.hv.passive_view().iter().any(|p| p.id == victim_id));
+            let (at, _) = host
+                .downs
+                .iter()
+                .find(|(at, id)| *id == victim_id && *at >= killed_at)
+                .unwrap();
+            assert!(*at <= killed_at + c.failure_timeout + c.keepalive_interval);
+            assert!(*at >= killed_at + c.failure_timeout - c.keepalive_interval);
+        }
+        net.run_for(secs(5));
+        let ups_after: usize = neighbours.iter().map(|a| net.hosts[a].ups).sum();
+        assert!(ups_after > ups_before, "no replacement link was made");
+        for a in &neighbours {
+            assert!(net.hv(*a).active_view().len() >= c.active_view_capacity - 1);
+        }
+        net.assert_symmetric();
+        net.assert_connected();
+    }
+
+    #[test]
+    fn survivors_of_half_the_overlay_failing_reconnect() {
+        let (mut net, addrs) = overlay(100, 5);
+        net.run_for(secs(15));
+        let mut victims = addrs.clone();
+        victims.shuffle(&mut net.rng);
+        for a in &victims[..50] {
+            net.kill(*a);
+        }
+        net.run_for(secs(15));
+        net.assert_symmetric();
+        net.assert_connected();
+        for (_, host) in net.alive() {
+            assert!(!host.hv.active_view().is_empty());
+        }
+    }
+
+    #[test]
+    fn overlay_settles_under_ten_percent_loss() {
+        let mut net = Net::new(6);
+        net.loss = 0.1;
+        let addrs: Vec<SocketAddr> = (0..30).map(|i| net.add(node(i, 6))).collect();
+        for &a in &addrs[1..] {
+            net.join(a, addrs[0]);
+            net.run_for(ms(50));
+        }
+        net.run_for(secs(30));
+        // Lossy links come and go; once loss stops everything settles.
+        net.loss = 0.0;
+        net.run_for(secs(10));
+        net.assert_symmetric();
+        net.assert_connected();
+    }
+
+    #[test]
+    fn same_seed_same_overlay() {
+        let run = |seed| {
+            let (mut net, _) = overlay(30, seed);
+            net.run_for(secs(10));
+            (net.views(), net.delivered)
+        };
+        assert_eq!(run(7), run(7));
+        assert_ne!(run(7).0, run(8).0);
+    }
+
+    #[test]
+    fn a_node_that_lost_everything_joins_again_through_its_contact() {
+        let mut net = Net::new(9);
+        let a = net.add(node(0, 9));
+        let b = net.add(node(1, 9));
+        let c = net.add(node(2, 9));
+        net.join(b, a);
+        net.run_for(secs(1));
+        net.join(c, a);
+        net.run_for(secs(20));
+        // b loses both views (as after a massive failure elsewhere).
+        let host = net.hosts.get_mut(&b).unwrap();
+        host.hv.active.clear();
+        host.hv.last_heard.clear();
+        host.hv.passive.clear();
+        host.up.clear();
+        net.run_for(secs(30));
+        assert!(!net.hv(b).active_view().is_empty());
+        net.assert_symmetric();
+        net.assert_connected();
+    }
+
+    // ---- single-node behaviour ----
+
+    #[test]
+    fn join_is_retried_three_times_then_retried_later_when_alone() {
+        let mut hv = node(1, 10);
+        let contact = peer(0);
+        hv.join(Time::ZERO, contact.addr);
+        let mut joins = sends_to(&drain(&mut hv), &contact).len();
+        let mut now = Time::ZERO;
+        let mut times = Vec::new();
+        while now < secs(25) {
+            let Some(t) = hv.poll_timeout() else { break };
+            now = t;
+            hv.handle_timeout(now);
+            let n = sends_to(&drain(&mut hv), &contact).len();
+            if n > 0 {
+                times.push(now);
+            }
+            joins += n;
+            if now < secs(5) {
+                assert!(joins <= JOIN_ATTEMPTS_MAX as usize);
+            }
+        }
+        assert_eq!(times[..2], [secs(1), secs(2)]);
+        // A second round after shuffle_interval, a third after twice that.
+        assert_eq!(joins, 3 * JOIN_ATTEMPTS_MAX as usize);
+        assert!(times[2] >= secs(10) && times[2] <= secs(11));
+    }
+
+    #[test]
+    fn contact_adds_joiner_replies_and_starts_walks() {
+        let mut hv = node(0, 11);
+        for i in 1..=3 {
+            hv.handle_message(
+                Time::ZERO,
+                peer(i),
+                Message::Neighbor {
+                    priority: Priority::Low,
+                },
+            );
+        }
+        drain(&mut hv);
+        hv.handle_message(ms(5), peer(9), Message::Join);
+        let out = drain(&mut hv);
+        assert_eq!(events(&out), vec![Event::NeighborUp(peer(9))]);
+        assert_eq!(sends_to(&out, &peer(9)), vec![Message::JoinReply]);
+        for i in 1..=3 {
+            assert_eq!(
+                sends_to(&out, &peer(i)),
+                vec![Message::ForwardJoin {
+                    joiner: peer(9),
+                    ttl: 6
+                }]
+            );
+        }
+        // A retransmitted JOIN is answered again, without new walks or events.
+        hv.handle_message(ms(9), peer(9), Message::Join);
+        let out = drain(&mut hv);
+        assert_eq!(
+            out,
+            vec![Output::Send {
+                to: peer(9).addr,
+                message: Message::JoinReply
+            }]
+        );
+    }
+
+    #[test]
+    fn forward_join_follows_algorithm_1() {
+        let mut hv = node(0, 12);
+        for i in 1..=3 {
+            hv.handle_message(
+                Time::ZERO,
+                peer(i),
+                Message::Neighbor {
+                    priority: Priority::Low,
+                },
+            );
+        }
+        drain(&mut hv);
+        // At hop PRWL the joiner enters the passive view; the walk goes on
+        // to an active peer that is neither the sender nor the joiner.
+        let joiner = peer(9);
+        hv.handle_message(ms(1), peer(1), Message::ForwardJoin { joiner, ttl: 3 });
+        let out = drain(&mut hv);
+        assert!(hv.passive_view().contains(&joiner));
+        assert!(events(&out).is_empty());
+        let forwarded: Vec<&Output> = out
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o,
+                    Output::Send {
+                        message: Message::ForwardJoin { ttl: 2, .. },
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(forwarded.len(), 1);
+        assert!(sends_to(&out, &peer(1)).is_empty());
+        // At TTL 0 the joiner becomes active and is asked to take us.
+        hv.handle_message(ms(2), peer(2), Message::ForwardJoin { joiner, ttl: 0 });
+        let out = drain(&mut hv);
+        assert!(hv.is_active(&joiner.id));
+        assert!(!hv.passive_view().contains(&joiner));
+        assert_eq!(events(&out), vec![Event::NeighborUp(joiner)]);
+        assert_eq!(
+            sends_to(&out, &joiner),
+            vec![Message::Neighbor {
+                priority: Priority::High
+            }]
+        );
+        // The joiner's acceptance changes nothing more.
+        hv.handle_message(ms(3), joiner, Message::NeighborReply { accepted: true });
+        assert!(drain(&mut hv).is_empty());
+        // A walk about ourselves is ignored.
+        hv.handle_message(
+            ms(4),
+            peer(1),
+            Message::ForwardJoin {
+                joiner: peer(0),
+                ttl: 0,
+            },
+        );
+        assert!(drain(&mut hv).is_empty());
+        assert_views(&hv);
+    }
+
+    #[test]
+    fn forward_join_ends_at_a_node_with_one_neighbour() {
+        let mut hv = node(0, 13);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        drain(&mut hv);
+        hv.handle_message(
+            ms(1),
+            peer(1),
+            Message::ForwardJoin {
+                joiner: peer(5),
+                ttl: 6,
+            },
+        );
+        assert!(hv.is_active(&peer(5).id));
+    }
+
+    #[test]
+    fn neighbor_priorities_and_eviction() {
+        let config = Config {
+            active_view_capacity: 2,
+            ..Config::default()
+        };
+        let mut hv = node_with(0, 14, config);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        hv.handle_message(
+            Time::ZERO,
+            peer(2),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        drain(&mut hv);
+        // Full: low priority is refused and changes nothing.
+        hv.handle_message(
+            ms(1),
+            peer(3),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        let out = drain(&mut hv);
+        assert_eq!(
+            sends_to(&out, &peer(3)),
+            vec![Message::NeighborReply { accepted: false }]
+        );
+        assert!(events(&out).is_empty());
+        // High priority is accepted and evicts one neighbour into the
+        // passive view, telling it so.
+        hv.handle_message(
+            ms(2),
+            peer(4),
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+        );
+        let out = drain(&mut hv);
+        assert_eq!(
+            sends_to(&out, &peer(4)),
+            vec![Message::NeighborReply { accepted: true }]
+        );
+        let evs = events(&out);
+        assert_eq!(evs.len(), 2);
+        let Event::NeighborDown(dropped) = evs[0] else {
+            panic!("{evs:?}")
+        };
+        assert_eq!(evs[1], Event::NeighborUp(peer(4)));
+        let dropped = [peer(1), peer(2)]
+            .into_iter()
+            .find(|p| p.id == dropped)
+            .unwrap();
+        assert_eq!(
+            sends_to(&out, &dropped),
+            vec![Message::Disconnect { alive: true }]
+        );
+        assert!(hv.passive_view().contains(&dropped));
+        assert_eq!(hv.active_view().len(), 2);
+        assert_views(&hv);
+    }
+
+    #[test]
+    fn disconnect_moves_to_passive_and_repairs_with_the_right_priority() {
+        let mut hv = node(0, 15);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        hv.handle_message(
+            Time::ZERO,
+            peer(2),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        drain(&mut hv);
+        // Disconnect from a stranger is ignored.
+        hv.handle_message(ms(1), peer(9), Message::Disconnect { alive: true });
+        assert!(drain(&mut hv).is_empty());
+        assert!(hv.passive_view().is_empty());
+        // Peer 1 leaves alive: it becomes the only passive peer and is asked
+        // back with low priority (peer 2 remains).
+        hv.handle_message(ms(2), peer(1), Message::Disconnect { alive: true });
+        let out = drain(&mut hv);
+        assert_eq!(events(&out), vec![Event::NeighborDown(peer(1).id)]);
+        assert_eq!(
+            sends_to(&out, &peer(1)),
+            vec![Message::Neighbor {
+                priority: Priority::Low
+            }]
+        );
+        hv.handle_message(ms(3), peer(1), Message::NeighborReply { accepted: false });
+        drain(&mut hv);
+        assert!(
+            hv.passive_view().contains(&peer(1)),
+            "a refusal keeps the candidate"
+        );
+        // Peer 2 leaves for good: nothing active, so priority is high.
+        hv.handle_message(ms(4), peer(2), Message::Disconnect { alive: false });
+        let out = drain(&mut hv);
+        assert!(!hv.passive_view().contains(&peer(2)));
+        assert_eq!(
+            sends_to(&out, &peer(1)),
+            vec![Message::Neighbor {
+                priority: Priority::High
+            }]
+        );
+        hv.handle_message(ms(5), peer(1), Message::NeighborReply { accepted: true });
+        assert_eq!(events(&drain(&mut hv)), vec![Event::NeighborUp(peer(1))]);
+        assert_eq!(hv.active_view(), &[peer(1)]);
+    }
+
+    #[test]
+    fn unanswered_neighbor_drops_the_candidate_and_tries_the_next() {
+        let mut hv = node(0, 16);
+        hv.handle_message(
+            Time::ZERO,
+            peer(8),
+            Message::ShuffleReply {
+                peers: vec![peer(1), peer(2)],
+            },
+        );
+        hv.handle_timeout(Time::ZERO);
+        let out = drain(&mut hv);
+        let asked: Vec<Peer> = [peer(1), peer(2)]
+            .into_iter()
+            .filter(|p| !sends_to(&out, p).is_empty())
+            .collect();
+        // Empty active view: one high-priority request, the rest low.
+        assert_eq!(asked.len(), 2);
+        let priorities: Vec<Message> = asked.iter().flat_map(|p| sends_to(&out, p)).collect();
+        assert!(priorities.contains(&Message::Neighbor {
+            priority: Priority::High
+        }));
+        assert!(priorities.contains(&Message::Neighbor {
+            priority: Priority::Low
+        }));
+        // No answers: both candidates are dropped at the deadline.
+        let deadline = hv.poll_timeout().unwrap();
+        assert!(deadline <= Config::default().request_timeout);
+        hv.handle_timeout(Config::default().request_timeout);
+        drain(&mut hv);
+        assert!(hv.passive_view().is_empty());
+        // A late acceptance is undone, not taken.
+        hv.handle_message(secs(2), peer(1), Message::NeighborReply { accepted: true });
+        let out = drain(&mut hv);
+        assert_eq!(
+            sends_to(&out, &peer(1)),
+            vec![Message::Disconnect { alive: true }]
+        );
+        assert!(hv.active_view().is_empty());
+    }
+
+    #[test]
+    fn silent_peer_is_pinged_then_failed_and_not_kept() {
+        let mut hv = node(0, 17);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        hv.handle_message(
+            Time::ZERO,
+            peer(2),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        drain(&mut hv);
+        let mut now = Time::ZERO;
+        let mut pings = 0;
+        let mut failed_at = None;
+        while now < secs(10) {
+            now = hv.poll_timeout().unwrap();
+            // Peer 2 keeps talking; peer 1 is silent.
+            hv.handle_heard(now, &peer(2).id);
+            hv.handle_timeout(now);
+            let out = drain(&mut hv);
+            pings += sends_to(&out, &peer(1))
+                .iter()
+                .filter(|m| matches!(m, Message::Ping { .. }))
+                .count();
+            assert!(sends_to(&out, &peer(2))
+                .iter()
+                .all(|m| !matches!(m, Message::Ping { .. })));
+            if events(&out).contains(&Event::NeighborDown(peer(1).id)) {
+                failed_at = Some(now);
+            }
+        }
+        let failed_at = failed_at.expect("silent peer never failed");
+        assert!(
+            failed_at >= secs(3) && failed_at <= secs(4),
+            "{failed_at:?}"
+        );
+        assert!(pings >= 2, "pings before failure: {pings}");
+        assert_eq!(hv.active_view(), &[peer(2)]);
+        assert!(hv.passive_view().is_empty());
+    }
+
+    #[test]
+    fn ping_from_a_non_neighbour_gets_pong_and_disconnect() {
+        let mut hv = node(0, 18);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        drain(&mut hv);
+        hv.handle_message(ms(1), peer(1), Message::Ping { nonce: 7 });
+        assert_eq!(
+            sends_to(&drain(&mut hv), &peer(1)),
+            vec![Message::Pong { nonce: 7 }]
+        );
+        hv.handle_message(ms(2), peer(5), Message::Ping { nonce: 8 });
+        assert_eq!(
+            sends_to(&drain(&mut hv), &peer(5)),
+            vec![
+                Message::Pong { nonce: 8 },
+                Message::Disconnect { alive: true }
+            ]
+        );
+        assert!(!hv.is_active(&peer(5).id));
+    }
+
+    #[test]
+    fn shuffle_is_forwarded_then_answered_and_integrated() {
+        let mut hv = node(0, 19);
+        for i in 1..=3 {
+            hv.handle_message(
+                Time::ZERO,
+                peer(i),
+                Message::Neighbor {
+                    priority: Priority::Low,
+                },
+            );
+        }
+        hv.handle_message(
+            Time::ZERO,
+            peer(50),
+            Message::ShuffleReply {
+                peers: (20..25).map(peer).collect(),
+            },
+        );
+        drain(&mut hv);
+        let origin = peer(40);
+        let peers: Vec<Peer> = [40, 41, 42, 1, 0].into_iter().map(peer).collect();
+        // TTL left and several neighbours: forwarded, not to the sender.
+        hv.handle_message(
+            ms(1),
+            peer(1),
+            Message::Shuffle {
+                origin,
+                ttl: 4,
+                peers: peers.clone(),
+            },
+        );
+        let out = drain(&mut hv);
+        assert_eq!(out.len(), 1);
+        let Output::Send {
+            to,
+            message: Message::Shuffle { ttl: 3, .. },
+        } = &out[0]
+        else {
+            panic!("{out:?}")
+        };
+        assert!(*to == peer(2).addr || *to == peer(3).addr);
+        // TTL 0: answered to the origin with as many passive peers, and
+        // integrated without self or active peers.
+        hv.handle_message(
+            ms(2),
+            peer(1),
+            Message::Shuffle {
+                origin,
+                ttl: 0,
+                peers,
+            },
+        );
+        let out = drain(&mut hv);
+        let replies = sends_to(&out, &origin);
+        let [Message::ShuffleReply { peers: reply }] = replies.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(reply.len(), 5);
+        for p in reply {
+            assert!((20..25).map(peer).any(|q| q == *p));
+        }
+        for i in [40, 41, 42] {
+            assert!(hv.passive_view().contains(&peer(i)));
+        }
+        assert!(!hv.passive_view().contains(&peer(1)));
+        assert_views(&hv);
+    }
+
+    #[test]
+    fn shuffle_reply_evicts_what_was_sent_first() {
+        let config = Config {
+            passive_view_capacity: 4,
+            shuffle_passive_count: 2,
+            ..Config::default()
+        };
+        let mut hv = node_with(0, 20, config);
+        hv.handle_message(
+            Time::ZERO,
+            peer(1),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        hv.handle_message(
+            Time::ZERO,
+            peer(50),
+            Message::ShuffleReply {
+                peers: (10..14).map(peer).collect(),
+            },
+        );
+        drain(&mut hv);
+        let shuffle_at = hv.next_shuffle.unwrap();
+        hv.handle_timeout(shuffle_at);
+        let out = drain(&mut hv);
+        let sent = sends_to(&out, &peer(1));
+        let Some(Message::Shuffle { peers, .. }) =
+            sent.iter().find(|m| matches!(m, Message::Shuffle { .. }))
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(peers[0], peer(0));
+        let given: Vec<Peer> = peers[1..].to_vec();
+        assert_eq!(given.len(), 2);
+        hv.handle_message(
+            shuffle_at,
+            peer(30),
+            Message::ShuffleReply {
+                peers: vec![peer(30), peer(31)],
+            },
+        );
+        drain(&mut hv);
+        for p in &given {
+            assert!(!hv.passive_view().contains(p), "sent entries go first");
+        }
+        assert!(hv.passive_view().contains(&peer(30)));
+        assert!(hv.passive_view().contains(&peer(31)));
+    }
+
+    #[test]
+    fn hostile_inputs_do_not_break_invariants() {
+        let mut hv = node(0, 21);
+        let me = peer(0);
+        let t = ms(1);
+        // Messages from ourselves are ignored.
+        for m in [
+            Message::Join,
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+            Message::Ping { nonce: 1 },
+        ] {
+            hv.handle_message(t, me, m);
+        }
+        assert!(drain(&mut hv).is_empty());
+        assert!(hv.active_view().is_empty());
+        // Unsolicited JOINREPLY and refusals change nothing.
+        hv.handle_message(t, peer(1), Message::JoinReply);
+        hv.handle_message(t, peer(1), Message::NeighborReply { accepted: false });
+        assert!(drain(&mut hv).is_empty());
+        assert!(hv.active_view().is_empty());
+        // A JOINREPLY from another address than the contact is ignored.
+        hv.join(t, peer(2).addr);
+        hv.handle_message(t, peer(3), Message::JoinReply);
+        assert!(hv.active_view().is_empty());
+        hv.handle_message(t, peer(2), Message::JoinReply);
+        hv.handle_message(t, peer(2), Message::JoinReply);
+        assert_eq!(hv.active_view(), &[peer(2)]);
+        // Duplicated NEIGHBOR: one Up only.
+        hv.handle_message(
+            t,
+            peer(4),
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+        );
+        hv.handle_message(
+            t,
+            peer(4),
+            Message::Neighbor {
+                priority: Priority::Low,
+            },
+        );
+        let ups = events(&drain(&mut hv))
+            .iter()
+            .filter(|e| **e == Event::NeighborUp(peer(4)))
+            .count();
+        assert_eq!(ups, 1);
+        // Oversized shuffles naming us, active peers and duplicates.
+        let mut huge: Vec<Peer> = (100..1100).map(peer).collect();
+        huge.insert(3, me);
+        huge.insert(5, peer(2));
+        huge.insert(7, peer(100));
+        hv.handle_message(
+            t,
+            peer(2),
+            Message::Shuffle {
+                origin: peer(5),
+                ttl: 0,
+                peers: huge.clone(),
+            },
+        );
+        let out = drain(&mut hv);
+        for o in &out {
+            if let Output::Send {
+                message: Message::ShuffleReply { peers },
+                ..
+            } = o
+            {
+                assert!(peers.len() <= MAX_SHUFFLE_PEERS);
+            }
+        }
+        hv.handle_message(t, peer(9), Message::ShuffleReply { peers: huge });
+        hv.handle_message(
+            t,
+            peer(9),
+            Message::Shuffle {
+                origin: me,
+                ttl: 3,
+                peers: vec![peer(1)],
+            },
+        );
+        // Walks with absurd or zero TTL, naming us.
+        hv.handle_message(t, peer(2), Message::ForwardJoin { joiner: me, ttl: 0 });
+        hv.handle_message(
+            t,
+            peer(2),
+            Message::ForwardJoin {
+                joiner: peer(6),
+                ttl: 255,
+            },
+        );
+        hv.handle_message(
+            t,
+            peer(2),
+            Message::Shuffle {
+                origin: peer(7),
+                ttl: 255,
+                peers: vec![],
+            },
+        );
+        drain(&mut hv);
+        assert_views(&hv);
+        assert!(hv.passive_view().iter().all(|p| p.id != me.id));
+        // Timers still run and the queue drains.
+        for s in 1..40 {
+            hv.handle_timeout(secs(s));
+            drain(&mut hv);
+            assert_views(&hv);
+        }
+    }
+
+    #[test]
+    fn timers_start_with_the_first_input_at_random_phases() {
+        let mut a = node(0, 22);
+        let mut b = node(1, 22);
+        assert_eq!(a.poll_timeout(), None);
+        a.handle_heard(secs(100), &peer(5).id);
+        b.handle_heard(secs(100), &peer(5).id);
+        let (ta, tb) = (a.poll_timeout().unwrap(), b.poll_timeout().unwrap());
+        assert!(ta >= secs(100) && ta <= secs(101));
+        assert_ne!(ta, tb);
+        assert!(drain(&mut a).is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "failure_timeout")]
+    fn invalid_config_is_rejected() {
+        let config = Config {
+            failure_timeout: ms(10),
+            ..Config::default()
+        };
+        node_with(0, 23, config);
+    }
+
+    #[test]
+    #[ignore]
+    fn tmp_sweep() {
+        for seed in 200..300u64 {
+            let (mut net, addrs) = overlay(30, seed);
+            net.run_for(secs(30));
+            let v = addrs[7];
+            let nb: Vec<SocketAddr> = net.hv(v).active_view().iter().map(|p| p.addr).collect();
+            net.kill(v);
+            net.run_for(secs(9));
+            for a in &nb { let h = &net.hosts[a]; if h.hv.active_view().len() < 4 { println!("seed {seed}: {} active {} passive {} pending {:?} refused {:?} budget {}", a, h.hv.active.len(), h.hv.passive.len(), h.hv.pending, h.hv.refused, h.hv.repair_budget); } }
+        }
     }
 }

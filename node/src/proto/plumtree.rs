@@ -1,9 +1,95 @@
 //! Plumtree: epidemic broadcast trees (Leitão, Pereira, Rodrigues, "Epidemic
 //! Broadcast Trees", SRDS 2007).
 //!
-//! SKELETON: the types and signatures below are the contract with the rest of
-//! the node; the bodies are being written.
+//! # Contract
+//!
+//! [`Plumtree`] is a deterministic, sans-IO state machine: it never touches a
+//! socket, a clock or a random source. Every input carries the current time
+//! `now` (a [`Time`], non-decreasing from call to call); outputs are queued
+//! and drained by the caller. The same inputs in the same order always give
+//! the same outputs in the same order: peers are kept in `Vec`s in the order
+//! they came up, and every table is a `BTreeMap`, `BTreeSet` or `VecDeque`.
+//!
+//! The driver (the node composition) must:
+//! 1. call [`Plumtree::handle_neighbor_up`] / [`Plumtree::handle_neighbor_down`]
+//!    on every HyParView `NeighborUp` / `NeighborDown` event;
+//! 2. pass every decoded broadcast message to [`Plumtree::handle_message`];
+//! 3. call [`Plumtree::handle_timeout`] once `now` reaches
+//!    [`Plumtree::poll_timeout`] (calling it early is harmless);
+//! 4. after every input, drain [`Plumtree::poll_output`] until `None`, and
+//!    only then read [`Plumtree::poll_timeout`];
+//! 5. check payload sizes *before* [`Plumtree::broadcast`]: a payload over
+//!    [`MAX_PAYLOAD_BYTES`] is the caller's bug (a `debug_assert!`).
+//!
+//! # What is implemented
+//!
+//! - **Algorithm 1 (tree construction).** Each neighbour is in exactly one of
+//!   two sets: *eager* (receives payloads, `GOSSIP`) or *lazy* (receives
+//!   announcements, `IHAVE`). A new neighbour starts eager. On the first
+//!   receipt of a message the node delivers it, forwards the payload to its
+//!   eager peers and queues an announcement for its lazy peers (never to the
+//!   sender), and makes the sender eager. A duplicate payload makes the
+//!   sender lazy and is answered with `PRUNE`; `PRUNE` makes its sender lazy.
+//! - **Algorithm 2 (tree repair).** An `IHAVE` for a message not yet
+//!   received records the announcer in a *missing* table and, if none is
+//!   running, starts a timer of `graft_timeout_1`. When the timer fires, the
+//!   first announcer (in arrival order) is made eager and sent
+//!   `GRAFT(id)`, and a timer of `graft_timeout_2` is started for the next
+//!   announcer. `GRAFT` makes its sender eager and is answered with the
+//!   payload when it is still cached. The payload arriving cancels the timer.
+//!   `NeighborDown` removes the peer from both sets and from every announcer
+//!   list; `NeighborUp` adds it to the eager set.
+//! - **Lazy-push policy.** Announcements are queued and flushed
+//!   `ihave_delay` after the first one was queued, grouped per peer in
+//!   messages of at most [`MAX_IHAVE_ENTRIES`] entries.
+//! - **§3.8 optimisation.** When a payload arrives with `hops` = r and a
+//!   lazy peer had announced it with r' < r and r − r' ≥
+//!   `optimization_threshold`, the best such announcer is grafted and the
+//!   sender pruned, so the tree follows the shorter path.
+//!
+//! Hop counts are the paper's rounds, counted so that a `GOSSIP` carries the
+//! number of links its payload crossed: the origin sends `hops = 1`, a node
+//! that received `hops = h` forwards `h + 1` and announces `(id, h + 1)`, so
+//! an `IHAVE` entry and a `GOSSIP` compare directly. Arithmetic saturates.
+//!
+//! # Departures from the paper, and why
+//!
+//! - **The null id is the all-zero [`MsgId`].** The optimisation sends the
+//!   paper's `GRAFT(null)`, which only makes the link eager, as
+//!   `Graft { id: MsgId([0; 32]) }` (no payload is cached under it, so none
+//!   is sent back), so the wire format needs no optional id.
+//! - **Announcers of a message are not sent an `IHAVE` for it**: they have
+//!   it, and would ignore the announcement.
+//! - **Only neighbours shape the tree.** A `GOSSIP` from a peer in neither
+//!   set (a datagram still in flight from a peer HyParView dropped) is
+//!   delivered and forwarded, but the peer is not added to a set and a
+//!   duplicate from it is not answered. `IHAVE`, `GRAFT` and `PRUNE` from a
+//!   non-neighbour are ignored: grafting a departed peer cannot help, and
+//!   answering a `GRAFT` from anyone would make the node a reflector
+//!   (a small request, a payload-sized reply to a spoofable UDP source).
+//! - **Everything is bounded** (the paper's sets grow without limit):
+//!   - the payload cache (answers `GRAFT`s): `message_cache_capacity`
+//!     entries and `message_cache_ttl`, oldest dropped first;
+//!   - the seen-id set: `seen_capacity` ids and `seen_ttl`, oldest first.
+//!     An id forgotten while copies still circulate is delivered again, so
+//!     `seen_ttl` must exceed the lifetime of a broadcast by a wide margin;
+//!   - the missing table: 1,024 ids, 16 announcers each; further
+//!     announcements are ignored until entries resolve (each lives at most
+//!     `graft_timeout_1 + 16 × graft_timeout_2`);
+//!   - the `IHAVE` queue: 4,096 entries, oldest dropped first;
+//!   - an `IHAVE` received: only its first [`MAX_IHAVE_ENTRIES`] entries are
+//!     read;
+//!   - the output queue: 16,384 outputs; beyond that (a driver that does not
+//!     drain) new outputs are dropped and counted
+//!     ([`Plumtree::outputs_dropped`]);
+//!   - payloads over [`MAX_PAYLOAD_BYTES`] received from a peer, and
+//!     payloads or announcements under the null id, are dropped.
+//! - **Expiry on a one-second grid.** Cache and seen entries are removed by
+//!   [`Plumtree::handle_timeout`] at the first whole second at or after their
+//!   deadline (and on insert), so that thousands of nodes share wake-ups; an
+//!   idle node with nothing to expire has no timer at all.
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,6 +105,15 @@ pub struct MsgId(pub [u8; 32]);
 pub const MAX_PAYLOAD_BYTES: usize = 1024;
 /// Upper bound on the entries of one IHAVE on the wire.
 pub const MAX_IHAVE_ENTRIES: usize = 32;
+
+/// Most announcements waiting in the IHAVE queue (oldest dropped first).
+const IHAVE_QUEUE_CAPACITY: usize = 4096;
+/// Most message ids tracked as announced but not received.
+const MISSING_CAPACITY: usize = 1024;
+/// Most announcers remembered for one missing id.
+const ANNOUNCERS_PER_MISSING_MAX: usize = 16;
+/// Most outputs waiting to be polled (new ones are dropped beyond this).
+const OUTPUT_QUEUE_CAPACITY: usize = 16_384;
 
 /// Plumtree settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -105,49 +200,1656 @@ pub fn message_id(origin: &PeerId, seq: u64, payload: &[u8]) -> MsgId {
     MsgId(h.finalize().into())
 }
 
+/// The paper's null id: a GRAFT for it only makes the link eager. No
+/// SHA-256 output is all zeros in practice, so no payload answers to it.
+const NULL_ID: MsgId = MsgId([0; 32]);
+
+/// A payload kept to answer GRAFTs, with the hops it arrived with (0 at the
+/// origin).
+#[derive(Debug)]
+struct Cached {
+    payload: Bytes,
+    hops: u16,
+}
+
+/// A lazy peer that announced a message we have not received.
+#[derive(Clone, Copy, Debug)]
+struct Announcer {
+    peer: PeerId,
+    hops: u16,
+}
+
+/// A message announced but not received (the paper's `missing` entries for
+/// one id, with their timer).
+#[derive(Debug)]
+struct Missing {
+    /// When the next announcer is grafted; `graft_timers` holds
+    /// `(deadline, id)` for every entry.
+    deadline: Time,
+    /// Announcers not yet grafted, in arrival order.
+    announcers: Vec<Announcer>,
+}
+
 /// The Plumtree state machine of one node.
 #[derive(Debug)]
 pub struct Plumtree {
-    _private: (),
+    me: PeerId,
+    config: Config,
+    next_seq: u64,
+    /// Neighbours that receive payloads, in the order they became eager.
+    eager: Vec<Peer>,
+    /// Neighbours that receive announcements; disjoint from `eager`.
+    lazy: Vec<Peer>,
+    seen: ExpiringMap<()>,
+    cache: ExpiringMap<Cached>,
+    missing: BTreeMap<MsgId, Missing>,
+    graft_timers: BTreeSet<(Time, MsgId)>,
+    /// Announcements to flush: (lazy peer, id, hops).
+    ihave_queue: VecDeque<(PeerId, MsgId, u16)>,
+    /// When `ihave_queue` is flushed; `Some` exactly when it is non-empty.
+    ihave_flush_at: Option<Time>,
+    outbox: Outbox,
 }
 
 impl Plumtree {
-    pub fn new(_me: PeerId, _config: Config) -> Self {
-        todo!()
+    pub fn new(me: PeerId, config: Config) -> Self {
+        Plumtree {
+            me,
+            next_seq: 0,
+            eager: Vec::new(),
+            lazy: Vec::new(),
+            seen: ExpiringMap::new(config.seen_capacity, config.seen_ttl),
+            cache: ExpiringMap::new(config.message_cache_capacity, config.message_cache_ttl),
+            missing: BTreeMap::new(),
+            graft_timers: BTreeSet::new(),
+            ihave_queue: VecDeque::new(),
+            ihave_flush_at: None,
+            outbox: Outbox::default(),
+            config,
+        }
     }
 
+    // ---- getters ----
+
+    /// Neighbours that receive payloads, in the order they became eager.
     pub fn eager_peers(&self) -> impl Iterator<Item = &Peer> + '_ {
-        std::iter::empty()
+        self.eager.iter()
     }
+    /// Neighbours that receive announcements only.
     pub fn lazy_peers(&self) -> impl Iterator<Item = &Peer> + '_ {
-        std::iter::empty()
+        self.lazy.iter()
     }
+    /// Outputs dropped because the output queue was full (0 when the driver
+    /// drains after every input).
+    pub fn outputs_dropped(&self) -> u64 {
+        self.outbox.dropped()
+    }
+
+    // ---- inputs ----
 
     /// Broadcast `payload` (at most [`MAX_PAYLOAD_BYTES`]); returns its id.
-    pub fn broadcast(&mut self, _now: Time, _payload: Bytes) -> MsgId {
-        todo!()
-    }
-    /// A new active-view neighbour: it starts in the eager set.
-    pub fn handle_neighbor_up(&mut self, _now: Time, _peer: Peer) {
-        todo!()
-    }
-    /// A neighbour left the active view.
-    pub fn handle_neighbor_down(&mut self, _now: Time, _peer: &PeerId) {
-        todo!()
-    }
-    pub fn handle_message(&mut self, _now: Time, _from: Peer, _message: Message) {
-        todo!()
-    }
-    pub fn handle_timeout(&mut self, _now: Time) {
-        todo!()
+    ///
+    /// The payload is delivered locally first (`hops == 0`, `from == None`),
+    /// then pushed to the eager peers and announced to the lazy ones.
+    pub fn broadcast(&mut self, now: Time, payload: Bytes) -> MsgId {
+        debug_assert!(
+            payload.len() <= MAX_PAYLOAD_BYTES,
+            "broadcast payload of {} bytes over the {MAX_PAYLOAD_BYTES}-byte limit",
+            payload.len()
+        );
+        let id = message_id(&self.me, self.next_seq, &payload);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        if self.seen.contains(&id) {
+            return id;
+        }
+        self.seen.insert(now, id, ());
+        self.outbox.push(Output::Event(Event::Delivered {
+            id,
+            hops: 0,
+            from: None,
+            payload: payload.clone(),
+        }));
+        self.cache.insert(
+            now,
+            id,
+            Cached {
+                payload: payload.clone(),
+                hops: 0,
+            },
+        );
+        self.eager_push(id, 1, &payload, None);
+        self.lazy_push(now, id, 1, None, &[]);
+        id
     }
 
+    /// A new active-view neighbour: it starts in the eager set. A neighbour
+    /// already known is made eager and its address updated.
+    pub fn handle_neighbor_up(&mut self, _now: Time, peer: Peer) {
+        if peer.id == self.me {
+            return;
+        }
+        self.lazy.retain(|p| p.id != peer.id);
+        match self.eager.iter_mut().find(|p| p.id == peer.id) {
+            Some(known) => known.addr = peer.addr,
+            None => self.eager.push(peer),
+        }
+    }
+
+    /// A neighbour left the active view: it leaves both sets, every
+    /// announcer list and the IHAVE queue.
+    pub fn handle_neighbor_down(&mut self, _now: Time, peer: &PeerId) {
+        self.eager.retain(|p| p.id != *peer);
+        self.lazy.retain(|p| p.id != *peer);
+        for missing in self.missing.values_mut() {
+            missing.announcers.retain(|a| a.peer != *peer);
+        }
+        self.ihave_queue.retain(|(p, _, _)| p != peer);
+        if self.ihave_queue.is_empty() {
+            self.ihave_flush_at = None;
+        }
+    }
+
+    /// A broadcast message from `from` (id from the datagram header, address
+    /// from the UDP source).
+    pub fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        match message {
+            Message::Gossip { id, hops, payload } => self.on_gossip(now, from, id, hops, payload),
+            Message::IHave { entries } => self.on_ihave(now, from, &entries),
+            Message::Graft { id } => self.on_graft(from, id),
+            Message::Prune => self.on_prune(from),
+        }
+    }
+
+    /// Fire every timer due at or before `now`: GRAFTs for missing messages,
+    /// the IHAVE flush, and cache / seen-set expiry.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.fire_graft_timers(now);
+        if self.ihave_flush_at.is_some_and(|at| at <= now) {
+            self.flush_ihaves();
+        }
+        self.seen.expire(now);
+        self.cache.expire(now);
+    }
+
+    // ---- outputs ----
+
+    /// The next message to send or event to report.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        todo!()
+        self.outbox.pop()
     }
+
+    /// When [`Plumtree::handle_timeout`] must next be called; `None` when
+    /// nothing is pending.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        todo!()
+        let graft = self.graft_timers.first().map(|&(at, _)| at);
+        let expiry = [self.seen.next_expiry(), self.cache.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(round_up_to_second);
+        [graft, self.ihave_flush_at, expiry]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    // ---- message handlers ----
+
+    fn on_gossip(&mut self, now: Time, from: Peer, id: MsgId, hops: u16, payload: Bytes) {
+        if payload.len() > MAX_PAYLOAD_BYTES || id == NULL_ID {
+            return;
+        }
+        let neighbor = self.is_neighbor(&from.id);
+        if self.seen.contains(&id) {
+            // A duplicate: the link is redundant (Algorithm 1).
+            if neighbor {
+                self.make_lazy(&from.id);
+                self.outbox.send(from.addr, Message::Prune);
+            }
+            return;
+        }
+        self.seen.insert(now, id, ());
+        let missing = self.missing.remove(&id);
+        if let Some(missing) = &missing {
+            self.graft_timers.remove(&(missing.deadline, id));
+        }
+        self.outbox.push(Output::Event(Event::Delivered {
+            id,
+            hops,
+            from: Some(from.id),
+            payload: payload.clone(),
+        }));
+        self.cache.insert(
+            now,
+            id,
+            Cached {
+                payload: payload.clone(),
+                hops,
+            },
+        );
+        let announcers = missing.as_ref().map_or(&[][..], |m| &m.announcers[..]);
+        let next_hops = hops.saturating_add(1);
+        self.eager_push(id, next_hops, &payload, Some(from.id));
+        self.lazy_push(now, id, next_hops, Some(from.id), announcers);
+        if neighbor {
+            self.make_eager(&from.id);
+            if let Some(missing) = &missing {
+                self.optimize(hops, from, &missing.announcers);
+            }
+        }
+    }
+
+    /// §3.8: the payload came `hops` hops, a lazy announcer offered it in
+    /// at least `optimization_threshold` fewer. Graft the best announcer and
+    /// prune the sender.
+    fn optimize(&mut self, hops: u16, sender: Peer, announcers: &[Announcer]) {
+        let threshold = self.config.optimization_threshold;
+        let best = announcers
+            .iter()
+            .filter(|a| a.peer != sender.id && a.hops < hops && hops - a.hops >= threshold)
+            .min_by_key(|a| a.hops);
+        let Some(best) = best else { return };
+        let Some(addr) = self.neighbor_addr(&best.peer) else {
+            return;
+        };
+        self.make_eager(&best.peer);
+        self.outbox.send(addr, Message::Graft { id: NULL_ID });
+        self.make_lazy(&sender.id);
+        self.outbox.send(sender.addr, Message::Prune);
+    }
+
+    fn on_ihave(&mut self, now: Time, from: Peer, entries: &[(MsgId, u16)]) {
+        if !self.is_neighbor(&from.id) {
+            return;
+        }
+        let announcer_of = |hops| Announcer {
+            peer: from.id,
+            hops,
+        };
+        for &(id, hops) in entries.iter().take(MAX_IHAVE_ENTRIES) {
+            if id == NULL_ID || self.seen.contains(&id) {
+                continue;
+            }
+            if let Some(missing) = self.missing.get_mut(&id) {
+                let known = missing.announcers.iter().any(|a| a.peer == from.id);
+                if !known && missing.announcers.len() < ANNOUNCERS_PER_MISSING_MAX {
+                    missing.announcers.push(announcer_of(hops));
+                }
+            } else if self.missing.len() < MISSING_CAPACITY {
+                let deadline = now.saturating_add(self.config.graft_timeout_1);
+                self.missing.insert(
+                    id,
+                    Missing {
+                        deadline,
+                        announcers: vec![announcer_of(hops)],
+                    },
+                );
+                self.graft_timers.insert((deadline, id));
+            }
+        }
+    }
+
+    fn on_graft(&mut self, from: Peer, id: MsgId) {
+        if !self.is_neighbor(&from.id) {
+            return;
+        }
+        self.make_eager(&from.id);
+        if id == NULL_ID {
+            return;
+        }
+        if let Some(cached) = self.cache.get(&id) {
+            self.outbox.send(
+                from.addr,
+                Message::Gossip {
+                    id,
+                    hops: cached.hops.saturating_add(1),
+                    payload: cached.payload.clone(),
+                },
+            );
+        }
+    }
+
+    fn on_prune(&mut self, from: Peer) {
+        self.make_lazy(&from.id);
+    }
+
+    // ---- timers ----
+
+    /// Algorithm 2: for every missing message whose timer is due, graft its
+    /// next announcer and give it `graft_timeout_2`; an entry with no
+    /// announcer left is dropped when its timer fires.
+    fn fire_graft_timers(&mut self, now: Time) {
+        while let Some(&(deadline, id)) = self.graft_timers.first() {
+            if deadline > now {
+                break;
+            }
+            self.graft_timers.pop_first();
+            let Some(missing) = self.missing.get_mut(&id) else {
+                continue;
+            };
+            if missing.announcers.is_empty() {
+                self.missing.remove(&id);
+                continue;
+            }
+            let announcer = missing.announcers.remove(0);
+            missing.deadline = now.saturating_add(self.config.graft_timeout_2);
+            self.graft_timers.insert((missing.deadline, id));
+            if let Some(addr) = self.neighbor_addr(&announcer.peer) {
+                self.make_eager(&announcer.peer);
+                self.outbox.send(addr, Message::Graft { id });
+            }
+        }
+    }
+
+    /// Send every queued announcement: per peer (in order of first queued
+    /// entry), IHAVEs of at most [`MAX_IHAVE_ENTRIES`] entries.
+    fn flush_ihaves(&mut self) {
+        self.ihave_flush_at = None;
+        let mut pending = std::mem::take(&mut self.ihave_queue);
+        while let Some((peer, id, hops)) = pending.pop_front() {
+            let mut entries = Vec::with_capacity(MAX_IHAVE_ENTRIES.min(pending.len() + 1));
+            entries.push((id, hops));
+            pending.retain(|&(other, id, hops)| {
+                let take = other == peer && entries.len() < MAX_IHAVE_ENTRIES;
+                if take {
+                    entries.push((id, hops));
+                }
+                !take
+            });
+            if let Some(addr) = self.neighbor_addr(&peer) {
+                self.outbox.send(addr, Message::IHave { entries });
+            }
+        }
+        // Keep the (now empty) buffer's allocation.
+        self.ihave_queue = pending;
+    }
+
+    // ---- peer sets ----
+
+    fn eager_push(&mut self, id: MsgId, hops: u16, payload: &Bytes, except: Option<PeerId>) {
+        for peer in self.eager.iter().filter(|p| Some(p.id) != except) {
+            self.outbox.send(
+                peer.addr,
+                Message::Gossip {
+                    id,
+                    hops,
+                    payload: payload.clone(),
+                },
+            );
+        }
+    }
+
+    /// Queue `(id, hops)` for every lazy peer but `except` and the peers
+    /// that announced it to us.
+    fn lazy_push(
+        &mut self,
+        now: Time,
+        id: MsgId,
+        hops: u16,
+        except: Option<PeerId>,
+        announcers: &[Announcer],
+    ) {
+        for peer in &self.lazy {
+            if Some(peer.id) == except || announcers.iter().any(|a| a.peer == peer.id) {
+                continue;
+            }
+            if self.ihave_queue.len() >= IHAVE_QUEUE_CAPACITY {
+                self.ihave_queue.pop_front();
+            }
+            self.ihave_queue.push_back((peer.id, id, hops));
+        }
+        if !self.ihave_queue.is_empty() && self.ihave_flush_at.is_none() {
+            self.ihave_flush_at = Some(now.saturating_add(self.config.ihave_delay));
+        }
+    }
+
+    fn is_neighbor(&self, peer: &PeerId) -> bool {
+        self.neighbor_addr(peer).is_some()
+    }
+
+    fn neighbor_addr(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.eager
+            .iter()
+            .chain(&self.lazy)
+            .find(|p| p.id == *peer)
+            .map(|p| p.addr)
+    }
+
+    /// Move a lazy neighbour to the eager set (no-op for anyone else).
+    fn make_eager(&mut self, peer: &PeerId) {
+        if let Some(index) = self.lazy.iter().position(|p| p.id == *peer) {
+            let peer = self.lazy.remove(index);
+            self.eager.push(peer);
+        }
+    }
+
+    /// Move an eager neighbour to the lazy set (no-op for anyone else).
+    fn make_lazy(&mut self, peer: &PeerId) {
+        if let Some(index) = self.eager.iter().position(|p| p.id == *peer) {
+            let peer = self.eager.remove(index);
+            self.lazy.push(peer);
+        }
+    }
+}
+
+/// Message ids with a value, bounded by count and by age: inserting into a
+/// full map, or expiring, removes the oldest entries first. Lookups are
+/// O(log n) in a `BTreeMap` (ids are chosen by peers, so no hash flooding).
+#[derive(Debug)]
+pub(super) struct ExpiringMap<V> {
+    entries: BTreeMap<MsgId, V>,
+    /// Insertion times and ids, oldest first; the same ids as `entries`.
+    order: VecDeque<(Time, MsgId)>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+impl<V> ExpiringMap<V> {
+    pub(super) fn new(capacity: usize, ttl: Duration) -> Self {
+        ExpiringMap {
+            entries: BTreeMap::new(),
+            order: VecDeque::new(),
+            capacity,
+            ttl,
+        }
+    }
+
+    pub(super) fn contains(&self, id: &MsgId) -> bool {
+        self.entries.contains_key(id)
+    }
+
+    pub(super) fn get(&self, id: &MsgId) -> Option<&V> {
+        self.entries.get(id)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Insert `id` unless it is present (or the capacity is 0), evicting
+    /// expired entries and then the oldest while full.
+    pub(super) fn insert(&mut self, now: Time, id: MsgId, value: V) {
+        self.expire(now);
+        if self.capacity == 0 || self.entries.contains_key(&id) {
+            return;
+        }
+        while self.entries.len() >= self.capacity && self.evict_oldest() {}
+        self.entries.insert(id, value);
+        self.order.push_back((now, id));
+    }
+
+    /// Remove every entry older than the time-to-live.
+    pub(super) fn expire(&mut self, now: Time) {
+        while let Some(&(at, _)) = self.order.front() {
+            if at.saturating_add(self.ttl) > now {
+                break;
+            }
+            self.evict_oldest();
+        }
+    }
+
+    /// When the oldest entry expires.
+    pub(super) fn next_expiry(&self) -> Option<Time> {
+        self.order.front().map(|&(at, _)| at.saturating_add(self.ttl))
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        match self.order.pop_front() {
+            Some((_, id)) => {
+                self.entries.remove(&id);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The first whole second at or after `t`: expiry deadlines are put on this
+/// grid so that many nodes wake up together.
+pub(super) fn round_up_to_second(t: Time) -> Time {
+    if t.subsec_nanos() == 0 {
+        t
+    } else {
+        Duration::from_secs(t.as_secs().saturating_add(1))
+    }
+}
+
+/// The bounded output queue of a broadcast core.
+#[derive(Debug, Default)]
+pub(super) struct Outbox {
+    queue: VecDeque<Output>,
+    dropped: u64,
+}
+
+impl Outbox {
+    pub(super) fn push(&mut self, output: Output) {
+        if self.queue.len() >= OUTPUT_QUEUE_CAPACITY {
+            self.dropped = self.dropped.saturating_add(1);
+        } else {
+            self.queue.push_back(output);
+        }
+    }
+
+    pub(super) fn send(&mut self, to: SocketAddr, message: Message) {
+        self.push(Output::Send { to, message });
+    }
+
+    pub(super) fn pop(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    pub(super) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    //! Unit tests of single nodes, and a small virtual-time network that runs
+    //! many nodes on a fixed topology (shared with the flood tests).
+
+    use super::*;
+    use rand::seq::SliceRandom;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    // ---- harness (also used by `flood`) ----
+
+    /// The `i`-th test peer: id and address derived from `i`.
+    pub(in crate::proto) fn peer(i: usize) -> Peer {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+        id[31] = 0xee;
+        let addr = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4000));
+        Peer::new(PeerId(id), addr)
+    }
+
+    pub(in crate::proto) fn payload(k: usize) -> Bytes {
+        Bytes::from(format!("discovery #{k}"))
+    }
+
+    pub(in crate::proto) const fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    /// What the network harness needs from a broadcast core.
+    pub(in crate::proto) trait Core {
+        fn up(&mut self, now: Time, peer: Peer);
+        fn down(&mut self, now: Time, peer: &PeerId);
+        fn publish(&mut self, now: Time, payload: Bytes) -> MsgId;
+        fn receive(&mut self, now: Time, from: Peer, message: Message);
+        fn timeout(&mut self, now: Time);
+        fn output(&mut self) -> Option<Output>;
+        fn deadline(&self) -> Option<Time>;
+    }
+
+    impl Core for Plumtree {
+        fn up(&mut self, now: Time, peer: Peer) {
+            self.handle_neighbor_up(now, peer)
+        }
+        fn down(&mut self, now: Time, peer: &PeerId) {
+            self.handle_neighbor_down(now, peer)
+        }
+        fn publish(&mut self, now: Time, payload: Bytes) -> MsgId {
+            self.broadcast(now, payload)
+        }
+        fn receive(&mut self, now: Time, from: Peer, message: Message) {
+            self.handle_message(now, from, message)
+        }
+        fn timeout(&mut self, now: Time) {
+            self.handle_timeout(now)
+        }
+        fn output(&mut self) -> Option<Output> {
+            self.poll_output()
+        }
+        fn deadline(&self) -> Option<Time> {
+            self.poll_timeout()
+        }
+    }
+
+    /// One delivery observed at a node.
+    #[derive(Clone, Debug, PartialEq)]
+    pub(in crate::proto) struct Delivery {
+        pub id: MsgId,
+        pub hops: u16,
+        pub from: Option<PeerId>,
+        pub at: Time,
+    }
+
+    /// Messages sent, by kind.
+    #[derive(Clone, Copy, Default, Debug, PartialEq)]
+    pub(in crate::proto) struct Counts {
+        pub gossip: usize,
+        pub ihave: usize,
+        pub graft: usize,
+        pub prune: usize,
+    }
+
+    /// Nodes on a fixed topology; datagrams arrive after a per-link latency,
+    /// in (time, send order); time jumps to the next arrival or timer.
+    pub(in crate::proto) struct Sim<C> {
+        pub nodes: Vec<C>,
+        pub now: Time,
+        pub delivered: Vec<Vec<Delivery>>,
+        pub sent: Counts,
+        /// Every datagram sent: (time, from, to, message).
+        pub trace: Vec<(Time, usize, usize, Message)>,
+        index: BTreeMap<SocketAddr, usize>,
+        default_latency: Duration,
+        latency: BTreeMap<(usize, usize), Duration>,
+        in_flight: BTreeMap<(Time, u64), (usize, usize, Message)>,
+        next_seq: u64,
+        cut: BTreeSet<(usize, usize)>,
+    }
+
+    impl<C: Core> Sim<C> {
+        pub fn new(nodes: Vec<C>, edges: &[(usize, usize)], latency: Duration) -> Self {
+            let n = nodes.len();
+            let mut sim = Sim {
+                nodes,
+                now: Duration::from_secs(1),
+                delivered: vec![Vec::new(); n],
+                sent: Counts::default(),
+                trace: Vec::new(),
+                index: (0..n).map(|i| (peer(i).addr, i)).collect(),
+                default_latency: latency,
+                latency: BTreeMap::new(),
+                in_flight: BTreeMap::new(),
+                next_seq: 0,
+                cut: BTreeSet::new(),
+            };
+            for &(a, b) in edges {
+                let now = sim.now;
+                sim.nodes[a].up(now, peer(b));
+                sim.nodes[b].up(now, peer(a));
+            }
+            for i in 0..n {
+                sim.drain(i);
+            }
+            sim
+        }
+
+        pub fn set_latency(&mut self, a: usize, b: usize, latency: Duration) {
+            self.latency.insert((a, b), latency);
+            self.latency.insert((b, a), latency);
+        }
+
+        pub fn broadcast(&mut self, origin: usize, payload: Bytes) -> MsgId {
+            let id = self.nodes[origin].publish(self.now, payload);
+            self.drain(origin);
+            id
+        }
+
+        /// Break the link a–b: both ends see their neighbour go down, and
+        /// datagrams on it (in flight or later) are lost.
+        pub fn cut(&mut self, a: usize, b: usize) {
+            let now = self.now;
+            self.nodes[a].down(now, &peer(b).id);
+            self.nodes[b].down(now, &peer(a).id);
+            self.cut.insert((a, b));
+            self.cut.insert((b, a));
+            let cut = &self.cut;
+            self.in_flight
+                .retain(|_, (from, to, _)| !cut.contains(&(*from, *to)));
+            self.drain(a);
+            self.drain(b);
+        }
+
+        /// Run every arrival and timer due within `duration`.
+        pub fn run_for(&mut self, duration: Duration) {
+            let end = self.now + duration;
+            for _ in 0..1_000_000 {
+                let arrival = self.in_flight.keys().next().map(|&(at, _)| at);
+                let timer = self.nodes.iter().filter_map(C::deadline).min();
+                let next = [arrival, timer].into_iter().flatten().min();
+                match next {
+                    Some(at) if at <= end => self.step(at.max(self.now)),
+                    _ => {
+                        self.now = end;
+                        return;
+                    }
+                }
+            }
+            panic!("the network did not settle");
+        }
+
+        fn step(&mut self, now: Time) {
+            self.now = now;
+            while let Some(entry) = self.in_flight.first_entry() {
+                if entry.key().0 > now {
+                    break;
+                }
+                let (from, to, message) = entry.remove();
+                self.nodes[to].receive(now, peer(from), message);
+                self.drain(to);
+            }
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].deadline().is_some_and(|at| at <= now) {
+                    self.nodes[i].timeout(now);
+                    self.drain(i);
+                }
+            }
+        }
+
+        fn drain(&mut self, i: usize) {
+            while let Some(output) = self.nodes[i].output() {
+                match output {
+                    Output::Send { to, message } => {
+                        let j = self.index[&to];
+                        match &message {
+                            Message::Gossip { .. } => self.sent.gossip += 1,
+                            Message::IHave { .. } => self.sent.ihave += 1,
+                            Message::Graft { .. } => self.sent.graft += 1,
+                            Message::Prune => self.sent.prune += 1,
+                        }
+                        self.trace.push((self.now, i, j, message.clone()));
+                        if self.cut.contains(&(i, j)) {
+                            continue;
+                        }
+                        let latency = *self.latency.get(&(i, j)).unwrap_or(&self.default_latency);
+                        self.in_flight
+                            .insert((self.now + latency, self.next_seq), (i, j, message));
+                        self.next_seq += 1;
+                    }
+                    Output::Event(Event::Delivered { id, hops, from, .. }) => {
+                        self.delivered[i].push(Delivery {
+                            id,
+                            hops,
+                            from,
+                            at: self.now,
+                        });
+                    }
+                }
+            }
+        }
+
+        /// The single delivery of `id` at every node (panics unless every
+        /// node delivered it exactly once).
+        pub fn deliveries(&self, id: MsgId) -> Vec<Delivery> {
+            (0..self.nodes.len())
+                .map(|i| {
+                    let got: Vec<_> = self.delivered[i].iter().filter(|d| d.id == id).collect();
+                    assert_eq!(got.len(), 1, "node {i} delivered {:?} {} times", id, got.len());
+                    got[0].clone()
+                })
+                .collect()
+        }
+    }
+
+    /// A line 0 – 1 – … – n-1.
+    pub(in crate::proto) fn line(n: usize) -> Vec<(usize, usize)> {
+        (1..n).map(|i| (i - 1, i)).collect()
+    }
+
+    /// A connected random graph: a ring over a seeded permutation of the
+    /// nodes, plus random chords until (almost) every node has `degree`
+    /// neighbours.
+    pub(in crate::proto) fn random_graph(n: usize, degree: usize, seed: u64) -> Vec<(usize, usize)> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let mut adjacent = vec![BTreeSet::new(); n];
+        let mut edges = Vec::new();
+        let mut add = |a: usize, b: usize, adjacent: &mut Vec<BTreeSet<usize>>| {
+            adjacent[a].insert(b);
+            adjacent[b].insert(a);
+            edges.push((a.min(b), a.max(b)));
+        };
+        for k in 0..n {
+            add(order[k], order[(k + 1) % n], &mut adjacent);
+        }
+        for _ in 0..n * degree * 8 {
+            let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+            if a != b
+                && adjacent[a].len() < degree
+                && adjacent[b].len() < degree
+                && !adjacent[a].contains(&b)
+            {
+                add(a, b, &mut adjacent);
+            }
+        }
+        edges.sort_unstable();
+        edges
+    }
+
+    /// Hop distance from `origin` to every node (`usize::MAX` if cut off).
+    pub(in crate::proto) fn distances(n: usize, edges: &[(usize, usize)], origin: usize) -> Vec<usize> {
+        let mut adjacent = vec![Vec::new(); n];
+        for &(a, b) in edges {
+            adjacent[a].push(b);
+            adjacent[b].push(a);
+        }
+        let mut distance = vec![usize::MAX; n];
+        distance[origin] = 0;
+        let mut queue = VecDeque::from([origin]);
+        while let Some(u) = queue.pop_front() {
+            for &v in &adjacent[u] {
+                if distance[v] == usize::MAX {
+                    distance[v] = distance[u] + 1;
+                    queue.push_back(v);
+                }
+            }
+        }
+        distance
+    }
+
+    // ---- single-node helpers ----
+
+    const NOW: Time = Duration::from_secs(100);
+
+    fn id(k: u8) -> MsgId {
+        MsgId([k; 32])
+    }
+
+    fn gossip(k: u8, hops: u16) -> Message {
+        Message::Gossip {
+            id: id(k),
+            hops,
+            payload: payload(k as usize),
+        }
+    }
+
+    /// Node 0 with neighbours `neighbors`, all eager, outputs drained.
+    fn node(neighbors: &[usize]) -> Plumtree {
+        node_with(Config::default(), neighbors)
+    }
+
+    fn node_with(config: Config, neighbors: &[usize]) -> Plumtree {
+        let mut node = Plumtree::new(peer(0).id, config);
+        for &i in neighbors {
+            node.handle_neighbor_up(NOW, peer(i));
+        }
+        assert!(drain(&mut node).is_empty());
+        node
+    }
+
+    fn drain(node: &mut Plumtree) -> Vec<Output> {
+        std::iter::from_fn(|| node.poll_output()).collect()
+    }
+
+    fn send(to: usize, message: Message) -> Output {
+        Output::Send {
+            to: peer(to).addr,
+            message,
+        }
+    }
+
+    fn delivered(k: u8, hops: u16, from: Option<usize>) -> Output {
+        Output::Event(Event::Delivered {
+            id: id(k),
+            hops,
+            from: from.map(|i| peer(i).id),
+            payload: payload(k as usize),
+        })
+    }
+
+    fn eager_ids(node: &Plumtree) -> Vec<PeerId> {
+        node.eager_peers().map(|p| p.id).collect()
+    }
+
+    fn lazy_ids(node: &Plumtree) -> Vec<PeerId> {
+        node.lazy_peers().map(|p| p.id).collect()
+    }
+
+    fn ids(indices: &[usize]) -> Vec<PeerId> {
+        indices.iter().map(|&i| peer(i).id).collect()
+    }
+
+    // ---- single-node behaviour ----
+
+    #[test]
+    fn broadcast_delivers_locally_then_pushes_to_eager_and_announces_to_lazy() {
+        let mut node = node(&[1, 2, 3]);
+        node.handle_message(NOW, peer(3), Message::Prune);
+        let payload = payload(7);
+        let id = node.broadcast(NOW, payload.clone());
+        assert_eq!(id, message_id(&peer(0).id, 0, &payload));
+        let gossip = Message::Gossip {
+            id,
+            hops: 1,
+            payload: payload.clone(),
+        };
+        assert_eq!(
+            drain(&mut node),
+            vec![
+                Output::Event(Event::Delivered {
+                    id,
+                    hops: 0,
+                    from: None,
+                    payload: payload.clone(),
+                }),
+                send(1, gossip.clone()),
+                send(2, gossip),
+            ]
+        );
+        let flush_at = NOW + Config::default().ihave_delay;
+        assert_eq!(node.poll_timeout(), Some(flush_at));
+        node.handle_timeout(flush_at - ms(1));
+        assert!(drain(&mut node).is_empty());
+        node.handle_timeout(flush_at);
+        let announce = Message::IHave {
+            entries: vec![(id, 1)],
+        };
+        assert_eq!(drain(&mut node), vec![send(3, announce)]);
+        // The same payload again is a new broadcast with a new id.
+        assert_ne!(node.broadcast(NOW, payload), id);
+    }
+
+    #[test]
+    fn first_gossip_is_delivered_forwarded_and_its_sender_made_eager() {
+        let mut node = node(&[1, 2, 3, 4]);
+        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(4), Message::Prune);
+        assert_eq!(eager_ids(&node), ids(&[2, 3]));
+        node.handle_message(NOW, peer(1), gossip(9, 2));
+        assert_eq!(
+            drain(&mut node),
+            vec![
+                delivered(9, 2, Some(1)),
+                send(2, gossip(9, 3)),
+                send(3, gossip(9, 3)),
+            ]
+        );
+        assert_eq!(eager_ids(&node), ids(&[2, 3, 1]));
+        assert_eq!(lazy_ids(&node), ids(&[4]));
+        node.handle_timeout(NOW + Config::default().ihave_delay);
+        let announce = Message::IHave {
+            entries: vec![(id(9), 3)],
+        };
+        assert_eq!(drain(&mut node), vec![send(4, announce)]);
+    }
+
+    #[test]
+    fn duplicate_gossip_makes_the_sender_lazy_and_is_answered_with_prune() {
+        let mut node = node(&[1, 2, 3]);
+        node.handle_message(NOW, peer(1), gossip(1, 1));
+        drain(&mut node);
+        node.handle_message(NOW, peer(2), gossip(1, 4));
+        assert_eq!(drain(&mut node), vec![send(2, Message::Prune)]);
+        assert_eq!(eager_ids(&node), ids(&[1, 3]));
+        assert_eq!(lazy_ids(&node), ids(&[2]));
+        // Our own broadcast coming back is a duplicate too.
+        let mine = node.broadcast(NOW, payload(5));
+        drain(&mut node);
+        let echo = Message::Gossip {
+            id: mine,
+            hops: 3,
+            payload: payload(5),
+        };
+        node.handle_message(NOW, peer(3), echo);
+        assert_eq!(drain(&mut node), vec![send(3, Message::Prune)]);
+    }
+
+    #[test]
+    fn prune_makes_the_sender_lazy_and_graft_makes_it_eager_again() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(1), Message::Prune);
+        assert_eq!(eager_ids(&node), ids(&[2]));
+        assert_eq!(lazy_ids(&node), ids(&[1]));
+        node.handle_message(NOW, peer(1), Message::Prune);
+        assert_eq!(lazy_ids(&node), ids(&[1]));
+        node.handle_message(NOW, peer(1), Message::Graft { id: id(1) });
+        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        assert!(lazy_ids(&node).is_empty());
+    }
+
+    #[test]
+    fn graft_is_answered_with_the_cached_payload_one_hop_further() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(1), gossip(3, 4));
+        drain(&mut node);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(2), Message::Graft { id: id(3) });
+        assert_eq!(drain(&mut node), vec![send(2, gossip(3, 5))]);
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
+        // The origin answers with hops = 1.
+        let mine = node.broadcast(NOW, payload(8));
+        drain(&mut node);
+        node.handle_message(NOW, peer(2), Message::Graft { id: mine });
+        let answer = Message::Gossip {
+            id: mine,
+            hops: 1,
+            payload: payload(8),
+        };
+        assert_eq!(drain(&mut node), vec![send(2, answer)]);
+    }
+
+    #[test]
+    fn graft_for_an_unknown_id_sends_nothing() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), Message::Graft { id: id(42) });
+        assert!(drain(&mut node).is_empty());
+        assert_eq!(node.poll_timeout(), None);
+        // Paper Algorithm 2: the link is made eager all the same.
+        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+    }
+
+    #[test]
+    fn ihave_timer_grafts_the_announcers_in_turn() {
+        let config = Config::default();
+        let mut node = node(&[1, 2, 3]);
+        for i in [1, 2, 3] {
+            node.handle_message(NOW, peer(i), Message::Prune);
+        }
+        let announce = |hops| Message::IHave {
+            entries: vec![(id(5), hops)],
+        };
+        node.handle_message(NOW, peer(2), announce(3));
+        node.handle_message(NOW + ms(10), peer(1), announce(2));
+        node.handle_message(NOW + ms(20), peer(2), announce(3));
+        assert!(drain(&mut node).is_empty());
+        let first = NOW + config.graft_timeout_1;
+        assert_eq!(node.poll_timeout(), Some(first));
+        node.handle_timeout(first - ms(1));
+        assert!(drain(&mut node).is_empty());
+        // The first announcer is grafted first, whatever its hops.
+        node.handle_timeout(first);
+        assert_eq!(drain(&mut node), vec![send(2, Message::Graft { id: id(5) })]);
+        assert_eq!(eager_ids(&node), ids(&[2]));
+        let second = first + config.graft_timeout_2;
+        assert_eq!(node.poll_timeout(), Some(second));
+        node.handle_timeout(second);
+        assert_eq!(drain(&mut node), vec![send(1, Message::Graft { id: id(5) })]);
+        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        // No announcer left: the entry goes when its timer fires.
+        let third = second + config.graft_timeout_2;
+        assert_eq!(node.poll_timeout(), Some(third));
+        node.handle_timeout(third);
+        assert!(drain(&mut node).is_empty());
+        assert!(node.missing.is_empty());
+        assert_eq!(node.poll_timeout(), None);
+    }
+
+    #[test]
+    fn payload_arrival_cancels_the_graft_timer() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        let announce = Message::IHave {
+            entries: vec![(id(5), 2)],
+        };
+        node.handle_message(NOW, peer(2), announce);
+        node.handle_message(NOW + ms(30), peer(1), gossip(5, 3));
+        assert_eq!(drain(&mut node), vec![delivered(5, 3, Some(1))]);
+        assert!(node.missing.is_empty() && node.graft_timers.is_empty());
+        // Only the expiry tick is left; no GRAFT ever.
+        node.handle_timeout(NOW + Duration::from_secs(5));
+        assert!(drain(&mut node).is_empty());
+        // The announcer has it: it is not announced back.
+        assert!(node.ihave_queue.is_empty());
+    }
+
+    #[test]
+    fn ihave_for_a_received_message_is_ignored() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(1), gossip(4, 1));
+        drain(&mut node);
+        let announce = Message::IHave {
+            entries: vec![(id(4), 1)],
+        };
+        node.handle_message(NOW, peer(2), announce);
+        assert!(node.missing.is_empty());
+        assert!(drain(&mut node).is_empty());
+    }
+
+    #[test]
+    fn optimization_grafts_a_much_closer_announcer_and_prunes_the_sender() {
+        let mut node = node(&[1, 2, 3]);
+        for i in [2, 3] {
+            node.handle_message(NOW, peer(i), Message::Prune);
+        }
+        let announce = |hops| Message::IHave {
+            entries: vec![(id(6), hops)],
+        };
+        node.handle_message(NOW, peer(3), announce(3));
+        node.handle_message(NOW, peer(2), announce(2));
+        // The payload comes 5 hops through the eager link: 2 is 3 better.
+        node.handle_message(NOW + ms(5), peer(1), gossip(6, 5));
+        assert_eq!(
+            drain(&mut node),
+            vec![
+                delivered(6, 5, Some(1)),
+                send(2, Message::Graft { id: NULL_ID }),
+                send(1, Message::Prune),
+            ]
+        );
+        assert_eq!(eager_ids(&node), ids(&[2]));
+        assert_eq!(lazy_ids(&node), ids(&[3, 1]));
+        assert!(node.missing.is_empty() && node.graft_timers.is_empty());
+        // The other end of a null GRAFT makes the link eager and sends
+        // nothing back, whatever it holds.
+        let mut other = node_with(Config::default(), &[5]);
+        other.handle_message(NOW, peer(5), Message::Prune);
+        let cached = other.broadcast(NOW, payload(1));
+        drain(&mut other);
+        assert_ne!(cached, NULL_ID);
+        other.handle_message(NOW, peer(5), Message::Graft { id: NULL_ID });
+        assert!(drain(&mut other).is_empty());
+        assert_eq!(eager_ids(&other), ids(&[5]));
+    }
+
+    #[test]
+    fn optimization_needs_the_threshold() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        let announce = Message::IHave {
+            entries: vec![(id(6), 3)],
+        };
+        node.handle_message(NOW, peer(2), announce);
+        // 5 - 3 = 2 < 3: keep the tree as it is.
+        node.handle_message(NOW + ms(5), peer(1), gossip(6, 5));
+        assert_eq!(drain(&mut node), vec![delivered(6, 5, Some(1))]);
+        assert_eq!(eager_ids(&node), ids(&[1]));
+        assert_eq!(lazy_ids(&node), ids(&[2]));
+    }
+
+    #[test]
+    fn ihaves_are_batched_per_peer_in_messages_of_bounded_size() {
+        let config = Config::default();
+        let mut node = node(&[1, 2, 3]);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(3), Message::Prune);
+        for k in 0..40 {
+            node.handle_message(NOW + ms(k as u64), peer(1), gossip(k, 1));
+        }
+        drain(&mut node);
+        // The flush is due ihave_delay after the first announcement.
+        let flush_at = NOW + config.ihave_delay;
+        assert_eq!(node.poll_timeout(), Some(flush_at));
+        node.handle_timeout(flush_at);
+        let entries = |range: std::ops::Range<u8>| Message::IHave {
+            entries: range.map(|k| (id(k), 2)).collect(),
+        };
+        assert_eq!(
+            drain(&mut node),
+            vec![
+                send(2, entries(0..32)),
+                send(3, entries(0..32)),
+                send(2, entries(32..40)),
+                send(3, entries(32..40)),
+            ]
+        );
+        assert_eq!(node.ihave_flush_at, None);
+    }
+
+    #[test]
+    fn ihave_queue_is_bounded_and_drops_the_oldest() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        let n = IHAVE_QUEUE_CAPACITY + 100;
+        for k in 0..n {
+            let payload = payload(k);
+            let id = message_id(&peer(1).id, k as u64, &payload);
+            let gossip = Message::Gossip {
+                id,
+                hops: 1,
+                payload,
+            };
+            node.handle_message(NOW, peer(1), gossip);
+        }
+        drain(&mut node);
+        assert_eq!(node.ihave_queue.len(), IHAVE_QUEUE_CAPACITY);
+        node.handle_timeout(NOW + Duration::from_secs(1));
+        let outputs = drain(&mut node);
+        assert_eq!(outputs.len(), IHAVE_QUEUE_CAPACITY / MAX_IHAVE_ENTRIES);
+        let first_kept = message_id(&peer(1).id, 100, &payload(100));
+        match &outputs[0] {
+            Output::Send {
+                message: Message::IHave { entries },
+                ..
+            } => assert_eq!(entries[0].0, first_kept),
+            other => panic!("expected an IHAVE, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_table_and_announcer_lists_are_bounded() {
+        let neighbors: Vec<usize> = (1..=40).collect();
+        let mut node = node(&neighbors);
+        for k in 0..40u8 {
+            let entries = (0..MAX_IHAVE_ENTRIES as u8)
+                .map(|j| (MsgId([k, j, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), 1))
+                .collect();
+            node.handle_message(NOW, peer(1), Message::IHave { entries });
+        }
+        assert_eq!(node.missing.len(), MISSING_CAPACITY);
+        assert_eq!(node.graft_timers.len(), MISSING_CAPACITY);
+        for &i in &neighbors {
+            let announce = Message::IHave {
+                entries: vec![(id(200), 1)],
+            };
+            node.handle_message(NOW, peer(i), announce);
+        }
+        // id(200) came after the table filled up.
+        assert!(!node.missing.contains_key(&id(200)));
+        let first = *node.missing.keys().next().unwrap();
+        for &i in &neighbors {
+            let announce = Message::IHave {
+                entries: vec![(first, 1)],
+            };
+            node.handle_message(NOW, peer(i), announce);
+        }
+        assert_eq!(node.missing[&first].announcers.len(), ANNOUNCERS_PER_MISSING_MAX);
+        // Every entry resolves: after enough timeouts the table is empty.
+        let mut now = NOW;
+        while let Some(at) = node.poll_timeout() {
+            now = at;
+            node.handle_timeout(now);
+            drain(&mut node);
+        }
+        assert!(node.missing.is_empty() && node.graft_timers.is_empty());
+        let config = Config::default();
+        let longest = config.graft_timeout_1 + config.graft_timeout_2 * ANNOUNCERS_PER_MISSING_MAX as u32;
+        assert!(now <= NOW + longest);
+    }
+
+    #[test]
+    fn seen_set_and_cache_respect_capacity_and_expire_on_a_one_second_grid() {
+        let config = Config {
+            seen_capacity: 8,
+            message_cache_capacity: 4,
+            seen_ttl: Duration::from_secs(10),
+            message_cache_ttl: Duration::from_secs(3),
+            ..Config::default()
+        };
+        let mut node = node_with(config, &[1]);
+        let start = NOW + ms(250);
+        for k in 0..12u8 {
+            node.handle_message(start, peer(1), gossip(k, 1));
+        }
+        assert_eq!(drain(&mut node).len(), 12);
+        assert_eq!(node.seen.len(), 8);
+        assert_eq!(node.cache.len(), 4);
+        // The oldest went first: 0..4 forgotten, 8..12 cached.
+        assert!(!node.seen.contains(&id(3)) && node.seen.contains(&id(4)));
+        assert!(node.cache.get(&id(7)).is_none() && node.cache.get(&id(8)).is_some());
+        // A forgotten id is new again (why seen_ttl must be generous).
+        node.handle_message(start, peer(1), gossip(0, 1));
+        assert_eq!(drain(&mut node), vec![delivered(0, 1, Some(1))]);
+        // The cache expires at start + 3 s, on the whole second after.
+        let cache_expiry = NOW + Duration::from_secs(4);
+        assert_eq!(node.poll_timeout(), Some(cache_expiry));
+        node.handle_timeout(cache_expiry);
+        assert_eq!(node.cache.len(), 0);
+        assert_eq!(node.seen.len(), 8);
+        node.handle_message(cache_expiry, peer(1), Message::Graft { id: id(9) });
+        assert!(drain(&mut node).is_empty());
+        let seen_expiry = NOW + Duration::from_secs(11);
+        assert_eq!(node.poll_timeout(), Some(seen_expiry));
+        node.handle_timeout(seen_expiry);
+        assert_eq!(node.seen.len(), 0);
+        // An idle node has no timer.
+        assert_eq!(node.poll_timeout(), None);
+    }
+
+    #[test]
+    fn neighbor_down_removes_the_peer_everywhere() {
+        let mut node = node(&[1, 2, 3]);
+        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(3), Message::Prune);
+        let announce = Message::IHave {
+            entries: vec![(id(1), 2)],
+        };
+        node.handle_message(NOW, peer(2), announce.clone());
+        node.handle_message(NOW, peer(3), announce);
+        node.handle_message(NOW, peer(1), gossip(2, 1));
+        drain(&mut node);
+        assert_eq!(node.ihave_queue.len(), 2);
+        node.handle_neighbor_down(NOW, &peer(2).id);
+        node.handle_neighbor_down(NOW, &peer(3).id);
+        assert_eq!(eager_ids(&node), ids(&[1]));
+        assert!(lazy_ids(&node).is_empty());
+        assert!(node.missing[&id(1)].announcers.is_empty());
+        assert!(node.ihave_queue.is_empty() && node.ihave_flush_at.is_none());
+        // The missing entry's timer fires and grafts nobody.
+        node.handle_timeout(NOW + Config::default().graft_timeout_1);
+        assert!(drain(&mut node).is_empty());
+        assert!(node.missing.is_empty());
+        // Unknown peers going down are fine; a peer coming back is eager.
+        node.handle_neighbor_down(NOW, &peer(9).id);
+        node.handle_neighbor_up(NOW, peer(2));
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
+    }
+
+    #[test]
+    fn neighbor_up_twice_keeps_one_entry_with_the_new_address() {
+        let mut node = node(&[1, 2]);
+        node.handle_message(NOW, peer(1), Message::Prune);
+        let moved = Peer::new(peer(1).id, "192.0.2.7:9000".parse().unwrap());
+        node.handle_neighbor_up(NOW, moved);
+        assert_eq!(node.eager_peers().copied().collect::<Vec<_>>(), vec![peer(2), moved]);
+        assert!(lazy_ids(&node).is_empty());
+        // Not our own id.
+        node.handle_neighbor_up(NOW, peer(0));
+        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+    }
+
+    #[test]
+    fn hostile_inputs_are_bounded_and_never_panic() {
+        let mut node = node(&[1, 2]);
+        // An IHAVE far over the wire limit: only the first entries count.
+        let entries = (0..1000u32)
+            .map(|k| {
+                let mut bytes = [0u8; 32];
+                bytes[..4].copy_from_slice(&k.to_be_bytes());
+                (MsgId(bytes), u16::MAX)
+            })
+            .collect();
+        node.handle_message(NOW, peer(1), Message::IHave { entries });
+        assert_eq!(node.missing.len(), MAX_IHAVE_ENTRIES);
+        // hops at the top of its range saturate.
+        node.handle_message(NOW, peer(1), gossip(1, u16::MAX));
+        assert_eq!(
+            drain(&mut node),
+            vec![delivered(1, u16::MAX, Some(1)), send(2, gossip(1, u16::MAX))]
+        );
+        node.handle_message(NOW, peer(2), Message::Graft { id: id(1) });
+        assert_eq!(drain(&mut node), vec![send(2, gossip(1, u16::MAX))]);
+        // An oversize payload is dropped.
+        let big = Message::Gossip {
+            id: id(2),
+            hops: 1,
+            payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
+        };
+        node.handle_message(NOW, peer(1), big);
+        assert!(drain(&mut node).is_empty());
+        // A stranger's payload is delivered and forwarded, but the stranger
+        // joins no set, gets no PRUNE for duplicates, and its IHAVE, GRAFT
+        // and PRUNE are ignored.
+        let stranger = peer(66);
+        node.handle_message(NOW, stranger, gossip(3, 2));
+        assert_eq!(
+            drain(&mut node),
+            vec![
+                delivered(3, 2, Some(66)),
+                send(1, gossip(3, 3)),
+                send(2, gossip(3, 3)),
+            ]
+        );
+        node.handle_message(NOW, stranger, gossip(3, 2));
+        node.handle_message(NOW, stranger, Message::Graft { id: id(3) });
+        node.handle_message(NOW, stranger, Message::Prune);
+        let announce = Message::IHave {
+            entries: vec![(id(77), 1)],
+        };
+        node.handle_message(NOW, stranger, announce);
+        assert!(drain(&mut node).is_empty());
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
+        assert!(!node.missing.contains_key(&id(77)));
+        // A peer claiming our own id is a stranger too.
+        node.handle_message(NOW, peer(0), Message::Graft { id: id(3) });
+        assert!(drain(&mut node).is_empty());
+        // Time at the end of its range: deadlines saturate.
+        let end = Duration::MAX;
+        node.handle_message(end, peer(2), Message::Prune);
+        let announce = Message::IHave {
+            entries: vec![(id(90), 1)],
+        };
+        node.handle_message(end, peer(2), announce);
+        node.handle_message(end, peer(1), gossip(91, 1));
+        let _ = node.broadcast(end, payload(1));
+        node.handle_timeout(end);
+        node.handle_timeout(end);
+        drain(&mut node);
+        // Everything is due at the end of time: the node is left idle.
+        assert_eq!(node.poll_timeout(), None);
+    }
+
+    #[test]
+    fn output_queue_is_bounded() {
+        let mut node = node(&[1, 2]);
+        let broadcasts = OUTPUT_QUEUE_CAPACITY / 3 + 10;
+        for k in 0..broadcasts {
+            let _ = node.broadcast(NOW, payload(k));
+        }
+        assert_eq!(node.outbox.queue.len(), OUTPUT_QUEUE_CAPACITY);
+        assert_eq!(node.outputs_dropped(), (broadcasts * 3 - OUTPUT_QUEUE_CAPACITY) as u64);
+    }
+
+    // ---- many nodes ----
+
+    const LATENCY: Duration = ms(10);
+
+    fn plumtrees(n: usize) -> Vec<Plumtree> {
+        (0..n).map(|i| Plumtree::new(peer(i).id, Config::default())).collect()
+    }
+
+    /// Undirected eager links, each seen from both ends (panics if one end
+    /// is eager and the other not).
+    fn eager_links(sim: &Sim<Plumtree>) -> Vec<(usize, usize)> {
+        let index = |id: &PeerId| (0..sim.nodes.len()).find(|&i| peer(i).id == *id).unwrap();
+        let mut links = BTreeSet::new();
+        for (i, node) in sim.nodes.iter().enumerate() {
+            for p in node.eager_peers() {
+                let j = index(&p.id);
+                let back = sim.nodes[j].eager_peers().any(|q| q.id == peer(i).id);
+                assert!(back, "link {i}-{j} is eager at {i} only");
+                links.insert((i.min(j), i.max(j)));
+            }
+        }
+        links.into_iter().collect()
+    }
+
+    #[test]
+    fn first_broadcast_on_a_line_has_hops_equal_to_distance() {
+        let n = 10;
+        let mut sim = Sim::new(plumtrees(n), &line(n), LATENCY);
+        let start = sim.now;
+        let id = sim.broadcast(3, payload(0));
+        sim.run_for(Duration::from_secs(2));
+        for (i, d) in sim.deliveries(id).into_iter().enumerate() {
+            let distance = i.abs_diff(3);
+            assert_eq!(d.hops as usize, distance, "node {i}");
+            assert_eq!(d.at, start + LATENCY * distance as u32);
+            let parent = match i {
+                3 => None,
+                _ if i < 3 => Some(peer(i + 1).id),
+                _ => Some(peer(i - 1).id),
+            };
+            assert_eq!(d.from, parent);
+        }
+        assert_eq!(sim.sent.gossip, n - 1);
+        assert_eq!(sim.sent.prune + sim.sent.ihave + sim.sent.graft, 0);
+    }
+
+    #[test]
+    fn eager_links_converge_to_a_spanning_tree_and_lazy_links_carry_ihaves() {
+        let n = 64;
+        let edges = random_graph(n, 5, 7);
+        let mut sim = Sim::new(plumtrees(n), &edges, LATENCY);
+        // First broadcast: every link is eager, so it floods, along
+        // shortest paths.
+        let id = sim.broadcast(0, payload(0));
+        sim.run_for(Duration::from_secs(2));
+        let distance = distances(n, &edges, 0);
+        for (i, d) in sim.deliveries(id).into_iter().enumerate() {
+            assert_eq!(d.hops as usize, distance[i], "node {i}");
+        }
+        assert_eq!(sim.sent.gossip, 2 * edges.len() - (n - 1));
+        assert_eq!(sim.sent.ihave + sim.sent.graft, 0);
+        // The duplicates pruned every link but a spanning tree.
+        let tree = eager_links(&sim);
+        assert_eq!(tree.len(), n - 1);
+        assert!(distances(n, &tree, 0).iter().all(|&d| d != usize::MAX));
+        // From now on a payload crosses each tree link once (RMR = 0) and
+        // the other links carry one IHAVE each way at most.
+        for (k, origin) in [0, 0, 17, 40, 63].into_iter().enumerate() {
+            let before = sim.sent;
+            let id = sim.broadcast(origin, payload(k + 1));
+            sim.run_for(Duration::from_secs(2));
+            sim.deliveries(id);
+            let gossip = sim.sent.gossip - before.gossip;
+            let ihave = sim.sent.ihave - before.ihave;
+            assert_eq!(gossip, n - 1, "broadcast {k} from {origin}");
+            assert!(ihave > 0 && ihave <= 2 * (edges.len() - (n - 1)));
+            assert_eq!(sim.sent.graft, before.graft);
+            assert_eq!(sim.sent.prune, before.prune);
+        }
+        assert_eq!(eager_links(&sim), tree);
+    }
+
+    #[test]
+    fn a_cut_eager_link_is_repaired_by_graft_after_graft_timeout_1() {
+        let n = 64;
+        let config = Config::default();
+        let edges = random_graph(n, 5, 11);
+        let mut sim = Sim::new(plumtrees(n), &edges, LATENCY);
+        let id = sim.broadcast(0, payload(0));
+        sim.run_for(Duration::from_secs(2));
+        let first = sim.deliveries(id);
+        // Cut the tree link from the origin with the largest subtree.
+        let parent: Vec<Option<usize>> = first
+            .iter()
+            .map(|d| d.from.map(|f| (0..n).find(|&j| peer(j).id == f).unwrap()))
+            .collect();
+        let root_child = |mut i: usize| {
+            while parent[i] != Some(0) {
+                i = parent[i]?;
+            }
+            Some(i)
+        };
+        let mut subtree_sizes = BTreeMap::new();
+        for i in 1..n {
+            *subtree_sizes.entry(root_child(i).unwrap()).or_insert(0) += 1;
+        }
+        let (&child, &size) = subtree_sizes.iter().max_by_key(|&(_, size)| *size).unwrap();
+        assert!(size > 5, "the test wants a large subtree, got {size}");
+        let remaining: Vec<_> = edges.iter().copied().filter(|&e| e != (0, child)).collect();
+        assert!(distances(n, &remaining, 0).iter().all(|&d| d != usize::MAX));
+        sim.cut(0, child);
+
+        let before = sim.sent;
+        let start = sim.now;
+        let id = sim.broadcast(0, payload(1));
+        sim.run_for(Duration::from_secs(3));
+        let repaired = sim.deliveries(id);
+        assert!(sim.sent.graft > before.graft);
+        for i in 1..n {
+            let cut_off = root_child(i) == Some(child);
+            let late = repaired[i].at >= start + config.graft_timeout_1;
+            assert_eq!(cut_off, late, "node {i} (cut off: {cut_off})");
+        }
+        // The repaired tree is a spanning tree again: RMR back to 0.
+        let tree = eager_links(&sim);
+        assert_eq!(tree.len(), n - 1);
+        assert!(!tree.contains(&(0, child)));
+        let before = sim.sent;
+        let start = sim.now;
+        let id = sim.broadcast(0, payload(2));
+        sim.run_for(Duration::from_secs(2));
+        for d in sim.deliveries(id) {
+            assert!(d.at < start + config.graft_timeout_1);
+        }
+        assert_eq!(sim.sent.gossip - before.gossip, n - 1);
+        assert_eq!(sim.sent.graft, before.graft);
+    }
+
+    /// Random per-link latencies and overlapping broadcasts from random
+    /// origins; returns the network after it settled.
+    fn busy_network(seed: u64) -> (Sim<Plumtree>, Vec<MsgId>) {
+        let n = 48;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let edges = random_graph(n, 5, seed);
+        let mut sim = Sim::new(plumtrees(n), &edges, LATENCY);
+        for &(a, b) in &edges {
+            sim.set_latency(a, b, ms(rng.gen_range(5..60)));
+        }
+        let mut ids = Vec::new();
+        for k in 0..40 {
+            let origin = rng.gen_range(0..n);
+            ids.push(sim.broadcast(origin, payload(k)));
+            sim.run_for(ms(rng.gen_range(0..80)));
+        }
+        sim.run_for(Duration::from_secs(5));
+        (sim, ids)
+    }
+
+    #[test]
+    fn overlapping_broadcasts_with_random_latencies_are_delivered_exactly_once() {
+        let (mut sim, ids) = busy_network(3);
+        let n = sim.nodes.len();
+        for &id in &ids {
+            sim.deliveries(id);
+        }
+        for i in 0..n {
+            assert_eq!(sim.delivered[i].len(), ids.len());
+            assert_eq!(sim.nodes[i].outputs_dropped(), 0);
+        }
+        // Once quiet, a broadcast costs close to one payload per node.
+        let before = sim.sent;
+        let id = sim.broadcast(5, payload(1000));
+        sim.run_for(Duration::from_secs(2));
+        sim.deliveries(id);
+        let gossip = sim.sent.gossip - before.gossip;
+        eprintln!("{:?} {:?}", before, sim.sent);
+        for k in 0..4 {
+        let before = sim.sent;
+        let id = sim.broadcast(5, payload(1001+k));
+        sim.run_for(Duration::from_secs(2));
+        sim.deliveries(id);
+        eprintln!("{:?} {:?}", before, sim.sent);
+        }
+        assert!(gossip < n - 1 + n / 10, "{gossip} payloads for {n} nodes");
+    }
+
+    #[test]
+    fn same_inputs_give_the_same_outputs() {
+        let (a, _) = busy_network(9);
+        let (b, _) = busy_network(9);
+        assert_eq!(a.trace, b.trace);
+        assert_eq!(a.delivered, b.delivered);
+        let (c, _) = busy_network(10);
+        assert_ne!(a.trace, c.trace);
+    }
+}
+#[cfg(test)]
+mod explore {
+    use super::tests::*;
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    fn run(config: Config, spacing: u64, seed: u64) {
+        let n = 48;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let edges = random_graph(n, 5, seed);
+        let nodes = (0..n).map(|i| Plumtree::new(peer(i).id, config.clone())).collect();
+        let mut sim = Sim::new(nodes, &edges, ms(10));
+        for &(a, b) in &edges {
+            sim.set_latency(a, b, ms(rng.gen_range(5..60)));
+        }
+        let first = sim.broadcast(0, payload(9999));
+        sim.run_for(Duration::from_secs(3));
+        let _ = first;
+        let start = sim.sent;
+        for k in 0..40 {
+            let origin = rng.gen_range(0..n);
+            sim.broadcast(origin, payload(k));
+            if spacing >= 2000 { sim.run_for(ms(spacing)); } else { sim.run_for(ms(rng.gen_range(0..spacing))); }
+        }
+        sim.run_for(Duration::from_secs(5));
+        let s = sim.sent;
+        let null = sim.trace.iter().filter(|t| matches!(t.3, Message::Graft{id} if id == MsgId([0;32]))).count();
+        // per message: max delivery latency and mean hops
+        let mut lat = Vec::new(); let mut hops = 0u64; let mut cnt = 0u64;
+        let mut firsts: BTreeMap<MsgId, Time> = BTreeMap::new();
+        for d in sim.delivered.iter().flatten() { if d.from.is_none() { firsts.insert(d.id, d.at); } }
+        let mut lastd: BTreeMap<MsgId, Time> = BTreeMap::new();
+        for d in sim.delivered.iter().flatten() { let e = lastd.entry(d.id).or_insert(d.at); if d.at > *e { *e = d.at; } hops += d.hops as u64; cnt += 1; }
+        for (id, t) in &lastd { lat.push((*t - firsts[id]).as_millis()); }
+        lat.sort();
+        eprintln!("thr {} t1 {:?} spacing {spacing}: gossip/msg {:.1} graft {} (null {null}) prune {} ihave {} | last-delivery p50 {} max {} ms, mean hops {:.2}", config.optimization_threshold, config.graft_timeout_1,
+            (s.gossip - start.gossip) as f64 / 40.0, s.graft - start.graft, s.prune - start.prune, s.ihave - start.ihave, lat[lat.len()/2], lat[lat.len()-1], hops as f64 / cnt as f64);
+    }
+    #[test]
+    fn explore() {
+        for seed in [3, 4] {
+        for spacing in [80, 2000] {
+            run(Config::default(), spacing, seed);
+            run(Config { optimization_threshold: u16::MAX, ..Config::default() }, spacing, seed);
+            run(Config { optimization_threshold: 6, ..Config::default() }, spacing, seed);
+        }
+        }
     }
 }

@@ -80,6 +80,14 @@ impl NetHandle {
         self.0.epoch + Duration::from_nanos(ns)
     }
 
+    /// Sleep until `ns` after the network was installed, exactly (madsim's
+    /// `sleep_until` alone rounds short sleeps up to 1 ms).
+    pub async fn sleep_until_ns(&self, ns: u64) {
+        let mut s = Box::pin(madsim::time::sleep_until(self.instant(ns)));
+        s.as_mut().reset(self.instant(ns));
+        s.await
+    }
+
     /// The pump: runs forever, delivering datagrams and deadlines at their
     /// instants. Spawn it once per run.
     pub async fn pump(self) {

@@ -1,0 +1,225 @@
+//! `grove-sim`: run a scenario file and write its report.
+//!
+//! Built with `--cfg madsim` by `cargo xtask simulate`, which is the usual
+//! way in; `grove-sim check` (validate a scenario) works in any build.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use grove_sim::scenario::{Scenario, ScenarioError, Source};
+
+#[derive(Parser)]
+#[command(name = "grove-sim", about = "Grove's deterministic network simulator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario (every cell of its sweep) and write the report(s).
+    Run {
+        scenario: PathBuf,
+        /// Override the scenario's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Where to write (default: reports/<name>/<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Parse and validate a scenario without running it.
+    Check { scenario: PathBuf },
+    /// Measure the simulated network against a plain discrete-event loop.
+    Bench {
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Only the DES baseline, or only the simulator.
+        #[arg(long)]
+        only: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Check { scenario } => check(&scenario),
+        Cmd::Run { scenario, seed, out, quiet } => run(&scenario, seed, out, quiet),
+        Cmd::Bench { nodes, rate, seconds, only } => bench(nodes, rate, seconds, only.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            match e.downcast_ref::<ScenarioError>() {
+                Some(se) => eprintln!("error: {se}"),
+                None => eprintln!("error: {e:#}"),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<(Source, Vec<(Option<(String, toml::Value)>, Scenario)>)> {
+    let source = Source::read(path)?;
+    let cells = source.load()?;
+    Ok((source, cells))
+}
+
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let (_, cells) = load(path)?;
+    let s = &cells[0].1;
+    let hosts: usize = s.groups.iter().map(|g| g.count).sum();
+    println!(
+        "{}: ok ({} hosts, {} s, {} timeline events, {} cell(s))",
+        path.display(),
+        hosts,
+        s.duration_s,
+        s.timeline.len(),
+        cells.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(madsim))]
+fn run(_: &Path, _: Option<u64>, _: Option<PathBuf>, _: bool) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this grove-sim was built without --cfg madsim; run scenarios with `cargo xtask simulate`")
+}
+
+#[cfg(madsim)]
+fn run(path: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<ExitCode> {
+    use grove_sim::report::{CellParam, ScenarioInfo};
+    use grove_sim::world::{self, RunInfo};
+    use sha2::{Digest, Sha256};
+
+    let (source, cells) = load(path)?;
+    let base = &cells[0].1;
+    let seed = seed.unwrap_or(base.seed);
+    let out = out.unwrap_or_else(|| Path::new("reports").join(&base.name).join(seed.to_string()));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let sha256 = format!("{:x}", Sha256::digest(source.text.as_bytes()));
+    let file = path.display().to_string();
+    let reproduce = format!("cargo xtask simulate {file} --seed {seed}");
+    let started = std::time::Instant::now();
+    let mut reports = Vec::new();
+    let mut all_passed = true;
+    for (i, (cell, scenario)) in cells.iter().enumerate() {
+        let param = cell.as_ref().map(|(p, v)| CellParam {
+            param: p.clone(),
+            value: serde_json::to_value(v).expect("TOML values are JSON values"),
+        });
+        let label = match &param {
+            Some(p) => format!("cell {}/{} {}={}", i + 1, cells.len(), p.param, p.value),
+            None => scenario.name.clone(),
+        };
+        let bar = progress_bar(quiet, scenario.duration_s, label.clone());
+        let tick = bar.clone();
+        let info = RunInfo {
+            scenario: ScenarioInfo {
+                name: scenario.name.clone(),
+                file: file.clone(),
+                sha256: sha256.clone(),
+                description: scenario.description.clone(),
+                cell: param.clone(),
+            },
+            reproduce: reproduce.clone(),
+        };
+        let cell_started = std::time::Instant::now();
+        let report = world::run(scenario, seed, info, Box::new(move |sec| tick.set_position(sec)));
+        bar.finish_and_clear();
+        let dir = if cells.len() > 1 { out.join(format!("cell-{i:02}")) } else { out.clone() };
+        write_json(&dir.join("report.json"), &report)?;
+        eprint!("{}", report.summary());
+        eprintln!("  ({label}: {:.1} s wall)", cell_started.elapsed().as_secs_f64());
+        all_passed &= report.passed;
+        reports.push((param, report));
+    }
+    if cells.len() > 1 {
+        #[derive(serde::Serialize)]
+        struct Cell<'a> {
+            params: &'a Option<CellParam>,
+            report: &'a grove_sim::report::Report,
+        }
+        #[derive(serde::Serialize)]
+        struct Combined<'a> {
+            schema_version: u32,
+            scenario: &'a str,
+            file: &'a str,
+            sha256: &'a str,
+            seed: u64,
+            reproduce: &'a str,
+            passed: bool,
+            cells: Vec<Cell<'a>>,
+        }
+        let combined = Combined {
+            schema_version: grove_sim::report::SCHEMA_VERSION,
+            scenario: &base.name,
+            file: &file,
+            sha256: &sha256,
+            seed,
+            reproduce: &reproduce,
+            passed: all_passed,
+            cells: reports.iter().map(|(params, report)| Cell { params, report }).collect(),
+        };
+        write_json(&out.join("report.json"), &combined)?;
+    }
+    eprintln!(
+        "report: {} ({:.1} s wall)",
+        out.join("report.json").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(madsim)]
+fn progress_bar(quiet: bool, duration_s: f64, label: String) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(duration_s.floor() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} virtual s ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label);
+    bar
+}
+
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn bench(nodes: usize, rate: f64, seconds: f64, only: Option<&str>) -> anyhow::Result<ExitCode> {
+    use grove_sim::bench::{self, TrafficConfig};
+    let cfg = TrafficConfig { nodes, rate_per_s: rate, seconds, ..TrafficConfig::default() };
+    let mut out = serde_json::Map::new();
+    if only != Some("sim") {
+        let des = bench::des(&cfg);
+        out.insert("des".into(), serde_json::to_value(&des)?);
+    }
+    if only != Some("des") {
+        #[cfg(madsim)]
+        {
+            let sim = bench::sim(&cfg);
+            out.insert("sim".into(), serde_json::to_value(&sim)?);
+        }
+        #[cfg(not(madsim))]
+        anyhow::bail!("the simulator half of the benchmark needs a --cfg madsim build");
+    }
+    out.insert("peak_rss_mb".into(), serde_json::to_value(bench::peak_rss_mb())?);
+    println!("{}", serde_json::Value::Object(out));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,231 @@
+//! What the observer saw: node events (deliveries, neighbour changes) and
+//! network traffic. The recorder never looks inside a node; it is fed by
+//! the driver's event sink and by the network's send hook.
+
+use grove_node::proto::plumtree::MsgId;
+use grove_node::wire::{self, Class};
+use grove_node::PeerId;
+use hdrhistogram::Histogram;
+use rustc_hash::FxHashMap;
+
+/// Broadcast payloads start with the broadcast's index (8 bytes, LE), so a
+/// delivery names its broadcast without any lookup inside the node.
+pub fn payload_for(index: usize, len: usize) -> Vec<u8> {
+    let mut p = vec![0u8; len.max(8)];
+    p[..8].copy_from_slice(&(index as u64).to_le_bytes());
+    p
+}
+
+fn index_of(payload: &[u8]) -> Option<usize> {
+    let bytes: [u8; 8] = payload.get(..8)?.try_into().ok()?;
+    usize::try_from(u64::from_le_bytes(bytes)).ok()
+}
+
+/// One broadcast, as observed.
+#[derive(Clone, Debug)]
+pub struct BroadcastRec {
+    pub at_ns: u64,
+    pub origin: u32,
+    pub delivered: Vec<u64>,
+    pub deliveries: u32,
+    pub hops_max: u16,
+    pub latency_max_ns: u64,
+    pub latency_sum_ns: u64,
+    pub payload_msgs: u64,
+}
+
+impl BroadcastRec {
+    pub fn has_delivered(&self, host: u32) -> bool {
+        self.delivered[host as usize / 64] >> (host % 64) & 1 == 1
+    }
+}
+
+/// Time intervals during which a host was running: (start, end).
+pub type UpIntervals = Vec<(u64, Option<u64>)>;
+
+/// Everything observed during one run.
+pub struct Recorder {
+    /// Instants (ns) at which a new phase starts, after the first.
+    pub phase_starts: Vec<u64>,
+    pub broadcasts: Vec<BroadcastRec>,
+    ids: FxHashMap<MsgId, u32>,
+    unattributed: FxHashMap<MsgId, u64>,
+    /// Delivery latency of every non-origin delivery, per phase (µs).
+    pub latency_us: Vec<Histogram<u64>>,
+    pub payload_msgs: Vec<u64>,
+    pub control_msgs: Vec<u64>,
+    pub active: Vec<Vec<PeerId>>,
+    pub peer_host: FxHashMap<PeerId, u32>,
+    pub up: Vec<UpIntervals>,
+    pub malformed: u64,
+    pub duplicate_deliveries: u64,
+}
+
+impl Recorder {
+    pub fn new(hosts: usize, phase_starts: Vec<u64>) -> Self {
+        let phases = phase_starts.len() + 1;
+        Recorder {
+            phase_starts,
+            broadcasts: Vec::new(),
+            ids: FxHashMap::default(),
+            unattributed: FxHashMap::default(),
+            // 1 µs to 1 hour at 3 significant figures.
+            latency_us: (0..phases)
+                .map(|_| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"))
+                .collect(),
+            payload_msgs: vec![0; phases],
+            control_msgs: vec![0; phases],
+            active: vec![Vec::new(); hosts],
+            peer_host: FxHashMap::default(),
+            up: vec![Vec::new(); hosts],
+            malformed: 0,
+            duplicate_deliveries: 0,
+        }
+    }
+
+    pub fn phase_of(&self, t_ns: u64) -> usize {
+        self.phase_starts.partition_point(|&s| s <= t_ns)
+    }
+
+    pub fn host_started(&mut self, host: u32, id: PeerId, now: u64) {
+        self.peer_host.insert(id, host);
+        self.up[host as usize].push((now, None));
+    }
+
+    pub fn host_crashed(&mut self, host: u32, now: u64) {
+        if let Some(last) = self.up[host as usize].last_mut() {
+            last.1.get_or_insert(now);
+        }
+        self.active[host as usize].clear();
+    }
+
+    /// A broadcast with index `self.broadcasts.len()` was asked of `origin`.
+    pub fn broadcast_sent(&mut self, origin: u32, now: u64) -> usize {
+        let hosts = self.active.len();
+        self.broadcasts.push(BroadcastRec {
+            at_ns: now,
+            origin,
+            delivered: vec![0; hosts.div_ceil(64)],
+            deliveries: 0,
+            hops_max: 0,
+            latency_max_ns: 0,
+            latency_sum_ns: 0,
+            payload_msgs: 0,
+        });
+        self.broadcasts.len() - 1
+    }
+
+    pub fn delivered(&mut self, host: u32, now: u64, id: MsgId, hops: u16, payload: &[u8]) {
+        let Some(index) = index_of(payload).filter(|&i| i < self.broadcasts.len()) else {
+            return; // not one of the workload's broadcasts
+        };
+        if hops == 0 {
+            self.ids.insert(id, index as u32);
+            if let Some(n) = self.unattributed.remove(&id) {
+                self.broadcasts[index].payload_msgs += n;
+            }
+        }
+        let phase = self.phase_of(self.broadcasts[index].at_ns);
+        let b = &mut self.broadcasts[index];
+        let (word, bit) = (host as usize / 64, host % 64);
+        if b.delivered[word] >> bit & 1 == 1 {
+            self.duplicate_deliveries += 1;
+            return;
+        }
+        b.delivered[word] |= 1 << bit;
+        b.deliveries += 1;
+        if hops > 0 {
+            let latency = now.saturating_sub(b.at_ns);
+            b.hops_max = b.hops_max.max(hops);
+            b.latency_max_ns = b.latency_max_ns.max(latency);
+            b.latency_sum_ns += latency;
+            self.latency_us[phase].saturating_record((latency / 1000).max(1));
+        }
+    }
+
+    pub fn neighbor_up(&mut self, host: u32, peer: PeerId) {
+        let view = &mut self.active[host as usize];
+        if !view.contains(&peer) {
+            view.push(peer);
+        }
+    }
+
+    pub fn neighbor_down(&mut self, host: u32, peer: &PeerId) {
+        self.active[host as usize].retain(|p| p != peer);
+    }
+
+    /// A datagram was sent at `now`.
+    pub fn datagram_sent(&mut self, now: u64, bytes: &[u8]) {
+        let phase = self.phase_of(now);
+        match wire::classify(bytes) {
+            Some(Class::Payload) => {
+                self.payload_msgs[phase] += 1;
+                if let Some(id) = wire::gossip_id(bytes) {
+                    match self.ids.get(&id) {
+                        Some(&i) => self.broadcasts[i as usize].payload_msgs += 1,
+                        None => *self.unattributed.entry(id).or_default() += 1,
+                    }
+                }
+            }
+            Some(Class::Control) | None => self.control_msgs[phase] += 1,
+        }
+    }
+
+    /// Hosts that were running throughout `[from, to]`, as a bitset.
+    pub fn running_throughout(&self, from: u64, to: u64) -> Vec<u64> {
+        let mut set = vec![0u64; self.up.len().div_ceil(64)];
+        for (h, intervals) in self.up.iter().enumerate() {
+            if intervals
+                .iter()
+                .any(|&(s, e)| s <= from && e.is_none_or(|e| e > to))
+            {
+                set[h / 64] |= 1 << (h % 64);
+            }
+        }
+        set
+    }
+
+    /// Active views as host indices (peers not known as hosts are left out).
+    pub fn active_hosts(&self) -> Vec<Vec<u32>> {
+        self.active
+            .iter()
+            .map(|v| v.iter().filter_map(|p| self.peer_host.get(p).copied()).collect())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deliveries_are_attributed_by_payload_and_deduplicated() {
+        let mut r = Recorder::new(3, vec![1_000]);
+        let i = r.broadcast_sent(0, 2_000);
+        let p = payload_for(i, 64);
+        let id = MsgId([1; 32]);
+        r.delivered(0, 2_000, id, 0, &p);
+        r.delivered(1, 12_000_000, id, 1, &p);
+        r.delivered(1, 13_000_000, id, 2, &p);
+        r.delivered(2, 22_000_000, id, 2, &p);
+        let b = &r.broadcasts[0];
+        assert_eq!(b.deliveries, 3);
+        assert_eq!(b.hops_max, 2);
+        assert_eq!(b.latency_max_ns, 21_998_000);
+        assert_eq!(r.duplicate_deliveries, 1);
+        assert_eq!(r.latency_us[1].len(), 2);
+        assert!(b.has_delivered(2));
+        // Payload not from the workload is ignored.
+        r.delivered(2, 0, id, 1, b"short");
+    }
+
+    #[test]
+    fn running_throughout_respects_crashes() {
+        let mut r = Recorder::new(2, vec![]);
+        r.host_started(0, PeerId([0; 32]), 0);
+        r.host_started(1, PeerId([1; 32]), 0);
+        r.host_crashed(1, 50);
+        assert_eq!(r.running_throughout(10, 40)[0], 0b11);
+        assert_eq!(r.running_throughout(10, 60)[0], 0b01);
+    }
+}

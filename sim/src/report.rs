@@ -1,0 +1,328 @@
+//! The report: what happened in a run, as stable JSON. Struct field order is
+//! the byte order; there are no hash maps and no wall-clock values, so the
+//! same scenario, seed and code give the same bytes.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::overlay::OverlayReport;
+use crate::recorder::Recorder;
+use crate::scenario::Check;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Round to 6 decimals so reports read well and stay stable.
+pub fn round6(x: f64) -> f64 {
+    if x.is_finite() {
+        (x * 1e6).round() / 1e6
+    } else {
+        0.0
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub scenario: ScenarioInfo,
+    pub seed: u64,
+    pub reproduce: String,
+    pub duration_s: f64,
+    pub nodes: Nodes,
+    pub faults_applied: Faults,
+    pub broadcast: BroadcastSummary,
+    pub overlay: OverlayReport,
+    pub phases: Vec<Phase>,
+    pub broadcasts: Vec<BroadcastEntry>,
+    pub checks: Vec<CheckResult>,
+    pub passed: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioInfo {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub description: String,
+    /// The swept parameter and its value in this cell, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cell: Option<CellParam>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CellParam {
+    pub param: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Nodes {
+    pub total: usize,
+    pub started: usize,
+    pub alive_at_end: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Faults {
+    pub hosts_crashed: usize,
+    pub hosts_restarted: usize,
+    pub partitions: usize,
+    pub heals: usize,
+    pub datagrams: Datagrams,
+    /// Datagrams nodes received but could not decode.
+    pub malformed_dropped: u64,
+}
+
+/// Every datagram's fate, by cause.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Datagrams {
+    pub sent: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub dropped_partition: u64,
+    pub dropped_dead_host: u64,
+    pub dropped_no_route: u64,
+    pub dropped_overflow: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Stat3 {
+    pub mean: f64,
+    pub min: f64,
+    pub p50: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MeanMax {
+    pub mean: f64,
+    pub max: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BroadcastSummary {
+    pub count: usize,
+    /// Fraction of the hosts running throughout a broadcast's window that
+    /// delivered it: mean, min and median over broadcasts.
+    pub reliability: Stat3,
+    /// Fraction of broadcasts every such host delivered.
+    pub fully_delivered: f64,
+    /// Delivery latency over all non-origin deliveries.
+    pub latency_ms: Latency,
+    /// Relative message redundancy per broadcast, m/(n-1) - 1, where m is
+    /// payload messages sent and n the hosts that delivered.
+    pub rmr: MeanMax,
+    /// Last delivery hop per broadcast (hop 1 is the origin's first gossip).
+    pub ldh: MeanMax,
+    /// Datagrams sent during the interval: payload (gossip) and the rest.
+    pub payload_msgs: u64,
+    pub control_msgs: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
+    pub name: String,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub broadcast: BroadcastSummary,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BroadcastEntry {
+    pub index: usize,
+    pub at_s: f64,
+    pub origin: u32,
+    pub expected: u32,
+    pub delivered: u32,
+    pub reliability: f64,
+    pub ldh: u16,
+    pub rmr: Option<f64>,
+    pub payload_msgs: u64,
+    pub latency_ms_mean: f64,
+    pub latency_ms_max: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckResult {
+    pub metric: String,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub value: Option<f64>,
+    pub passed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Per-broadcast entries, with reliability over the hosts running
+/// throughout each broadcast's window (`window_ns`, cut at `end_ns`).
+pub fn broadcast_entries(rec: &Recorder, window_ns: u64, end_ns: u64) -> Vec<BroadcastEntry> {
+    rec.broadcasts
+        .iter()
+        .enumerate()
+        .map(|(index, b)| {
+            let eligible = rec.running_throughout(b.at_ns, (b.at_ns + window_ns).min(end_ns));
+            let expected: u32 = eligible.iter().map(|w| w.count_ones()).sum();
+            let delivered: u32 = eligible
+                .iter()
+                .zip(&b.delivered)
+                .map(|(e, d)| (e & d).count_ones())
+                .sum();
+            let others = b.deliveries.saturating_sub(1);
+            BroadcastEntry {
+                index,
+                at_s: round6(b.at_ns as f64 / 1e9),
+                origin: b.origin,
+                expected,
+                delivered,
+                reliability: if expected == 0 { 0.0 } else { round6(delivered as f64 / expected as f64) },
+                ldh: b.hops_max,
+                rmr: (b.deliveries > 1)
+                    .then(|| round6(b.payload_msgs as f64 / (b.deliveries - 1) as f64 - 1.0)),
+                payload_msgs: b.payload_msgs,
+                latency_ms_mean: if others == 0 { 0.0 } else { round6(b.latency_sum_ns as f64 / others as f64 / 1e6) },
+                latency_ms_max: round6(b.latency_max_ns as f64 / 1e6),
+            }
+        })
+        .collect()
+}
+
+/// Summarise the broadcasts in `entries` with latencies from `latency_us`.
+pub fn summarise(
+    entries: &[&BroadcastEntry],
+    latency_us: &Histogram<u64>,
+    payload_msgs: u64,
+    control_msgs: u64,
+) -> BroadcastSummary {
+    let mut rel: Vec<f64> = entries.iter().map(|e| e.reliability).collect();
+    rel.sort_by(f64::total_cmp);
+    let n = entries.len().max(1) as f64;
+    let rmrs: Vec<f64> = entries.iter().filter_map(|e| e.rmr).collect();
+    let q = |p: f64| {
+        if latency_us.is_empty() {
+            0.0
+        } else {
+            round6(latency_us.value_at_quantile(p) as f64 / 1000.0)
+        }
+    };
+    BroadcastSummary {
+        count: entries.len(),
+        reliability: Stat3 {
+            mean: round6(rel.iter().sum::<f64>() / n),
+            min: rel.first().copied().unwrap_or(0.0),
+            p50: percentile(&rel, 0.5),
+        },
+        fully_delivered: round6(entries.iter().filter(|e| e.delivered == e.expected && e.expected > 0).count() as f64 / n),
+        latency_ms: Latency {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            max: if latency_us.is_empty() { 0.0 } else { round6(latency_us.max() as f64 / 1000.0) },
+        },
+        rmr: MeanMax {
+            mean: round6(rmrs.iter().sum::<f64>() / rmrs.len().max(1) as f64),
+            max: round6(rmrs.iter().copied().fold(0.0, f64::max)),
+        },
+        ldh: MeanMax {
+            mean: round6(entries.iter().map(|e| e.ldh as f64).sum::<f64>() / n),
+            max: entries.iter().map(|e| e.ldh).max().unwrap_or(0) as f64,
+        },
+        payload_msgs,
+        control_msgs,
+    }
+}
+
+/// Evaluate `checks` against the report's JSON.
+pub fn evaluate(checks: &[Check], report: &serde_json::Value) -> Vec<CheckResult> {
+    checks
+        .iter()
+        .map(|c| {
+            let mut v = Some(report);
+            for part in c.metric.split('.') {
+                v = v.and_then(|v| match v {
+                    serde_json::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+                    _ => v.get(part),
+                });
+            }
+            let value = v.and_then(serde_json::Value::as_f64);
+            let error = match (v, value) {
+                (None, _) => Some(format!("`{}` is not in the report", c.metric)),
+                (Some(_), None) => Some(format!("`{}` is not a number", c.metric)),
+                _ => None,
+            };
+            let passed = value.is_some_and(|x| {
+                c.min.is_none_or(|m| x >= m) && c.max.is_none_or(|m| x <= m)
+            });
+            CheckResult {
+                metric: c.metric.clone(),
+                min: c.min,
+                max: c.max,
+                value,
+                passed,
+                error,
+            }
+        })
+        .collect()
+}
+
+impl Report {
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        let b = &self.broadcast;
+        let mut s = format!(
+            "{} (seed {}): {} nodes, {} alive at end, {} crashed, {} restarted\n",
+            self.scenario.name, self.seed, self.nodes.total, self.nodes.alive_at_end,
+            self.faults_applied.hosts_crashed, self.faults_applied.hosts_restarted,
+        );
+        for p in &self.phases {
+            let b = &p.broadcast;
+            if b.count == 0 {
+                continue;
+            }
+            s += &format!(
+                "  {:<28} {:>4} broadcasts  reliability mean {:.4} min {:.4}  latency p50 {:.0} ms p99 {:.0} ms  RMR {:.2}  LDH {:.1}\n",
+                format!("{} [{}s-{}s]", p.name, p.start_s, p.end_s),
+                b.count, b.reliability.mean, b.reliability.min, b.latency_ms.p50,
+                b.latency_ms.p99, b.rmr.mean, b.ldh.mean,
+            );
+        }
+        s += &format!(
+            "  all: {} broadcasts, reliability mean {:.4}; overlay: {} components, {} isolated, avg path {:.2}, clustering {:.3}\n",
+            b.count, b.reliability.mean, self.overlay.components, self.overlay.isolated,
+            self.overlay.average_shortest_path, self.overlay.clustering_coefficient,
+        );
+        let d = &self.faults_applied.datagrams;
+        s += &format!(
+            "  datagrams: {} sent, {} delivered, {} lost, {} partitioned, {} to dead hosts\n",
+            d.sent, d.delivered, d.lost, d.dropped_partition, d.dropped_dead_host
+        );
+        for c in &self.checks {
+            s += &format!(
+                "  check {} {}: {}{}\n",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.metric,
+                c.value.map_or("-".into(), |v| format!("{v}")),
+                match (c.min, c.max) {
+                    (Some(a), Some(b)) => format!(" (want {a}..={b})"),
+                    (Some(a), None) => format!(" (want >= {a})"),
+                    (None, Some(b)) => format!(" (want <= {b})"),
+                    (None, None) => String::new(),
+                },
+            );
+        }
+        s
+    }
+}

@@ -1,0 +1,652 @@
+//! Scenario files: everything a run depends on besides the code.
+//!
+//! A scenario is TOML with every table `deny_unknown_fields`. Parsing errors
+//! come from the TOML parser with line and column; checks of meaning
+//! (a fraction above 1, an event after the end, an empty group) name the
+//! key and the line it is on.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use grove_netsim::{Jitter, Link};
+use serde::Deserialize;
+
+/// A parsed and validated scenario.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name; reports go to `reports/<name>/<seed>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random choice in the run (overridable with `--seed`).
+    pub seed: u64,
+    /// Virtual duration of the run.
+    pub duration_s: f64,
+    /// Delivery and timer instants are rounded up to this grid (0: exact).
+    #[serde(default = "default_grid_ms")]
+    pub time_grid_ms: f64,
+    /// Protocol settings of every node (`grove_node::node::Config`).
+    #[serde(default)]
+    pub node: grove_node::node::Config,
+    pub join: Join,
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub timeline: Vec<TimelineEvent>,
+    #[serde(default)]
+    pub workload: Vec<Workload>,
+    #[serde(default)]
+    pub measure: Measure,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    #[serde(default)]
+    pub sweep: Option<Sweep>,
+}
+
+fn default_grid_ms() -> f64 {
+    1.0
+}
+
+/// How nodes enter the overlay: one at a time, `interval_ms` apart, in
+/// group order, each joining through a contact.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    /// When the first node starts.
+    #[serde(default)]
+    pub start_s: f64,
+    /// Gap between two nodes starting.
+    pub interval_ms: f64,
+    /// Whom a new node joins through.
+    #[serde(default)]
+    pub contact: Contact,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Contact {
+    /// The first node, for everyone (the HyParView paper's setting).
+    #[default]
+    First,
+    /// A random node among those already running.
+    Random,
+}
+
+/// A number, or a `[min, max]` range drawn uniformly per host.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Range {
+    Fixed(f64),
+    Uniform([f64; 2]),
+}
+
+impl Range {
+    pub fn bounds(&self) -> (f64, f64) {
+        match *self {
+            Range::Fixed(x) => (x, x),
+            Range::Uniform([a, b]) => (a, b),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JitterKind {
+    None,
+    Uniform,
+    #[default]
+    Exponential,
+}
+
+/// A group of identical residential hosts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub name: String,
+    pub count: usize,
+    /// One-way access-link latency; a datagram crosses two access links.
+    pub latency_ms: Range,
+    /// Per-crossing jitter: its distribution and scale (mean or max).
+    #[serde(default)]
+    pub jitter: JitterKind,
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Loss probability per crossing of the access link.
+    #[serde(default)]
+    pub loss: f64,
+}
+
+impl Group {
+    /// The link of one host, with its latency drawn by `draw` in the range.
+    pub fn link(&self, latency_ms: f64) -> Link {
+        let scale = Duration::from_secs_f64(self.jitter_ms / 1000.0);
+        Link {
+            latency: Duration::from_secs_f64(latency_ms / 1000.0),
+            jitter: match self.jitter {
+                _ if self.jitter_ms == 0.0 => Jitter::None,
+                JitterKind::None => Jitter::None,
+                JitterKind::Uniform => Jitter::Uniform { max: scale },
+                JitterKind::Exponential => Jitter::Exponential { mean: scale },
+            },
+            loss: self.loss,
+        }
+    }
+}
+
+/// A fault applied at an instant.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TimelineEvent {
+    /// Crash `fraction` of the live hosts (of `group`, if given) at once.
+    Crash {
+        at_s: f64,
+        fraction: f64,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    /// Restart `fraction` of the crashed hosts (of `group`, if given); each
+    /// rejoins through a random live host.
+    Restart {
+        at_s: f64,
+        #[serde(default = "one")]
+        fraction: f64,
+        #[serde(default)]
+        group: Option<String>,
+    },
+    /// Split the network: each list of groups is one side (hosts in no list
+    /// form one more side), or, with `fraction`, that share of hosts chosen
+    /// at random is cut off from the rest.
+    Partition {
+        at_s: f64,
+        #[serde(default)]
+        sides: Vec<Vec<String>>,
+        #[serde(default)]
+        fraction: Option<f64>,
+    },
+    /// End every partition.
+    Heal { at_s: f64 },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl TimelineEvent {
+    pub fn at_s(&self) -> f64 {
+        match *self {
+            TimelineEvent::Crash { at_s, .. }
+            | TimelineEvent::Restart { at_s, .. }
+            | TimelineEvent::Partition { at_s, .. }
+            | TimelineEvent::Heal { at_s } => at_s,
+        }
+    }
+
+    /// A short label, e.g. `crash 50% @60s`.
+    pub fn label(&self) -> String {
+        let pct = |f: f64| format!("{}%", (f * 1000.0).round() / 10.0);
+        match self {
+            TimelineEvent::Crash { at_s, fraction, group } => format!(
+                "crash {}{} @{at_s}s",
+                pct(*fraction),
+                group.as_ref().map(|g| format!(" of {g}")).unwrap_or_default()
+            ),
+            TimelineEvent::Restart { at_s, fraction, .. } => {
+                format!("restart {} @{at_s}s", pct(*fraction))
+            }
+            TimelineEvent::Partition { at_s, .. } => format!("partition @{at_s}s"),
+            TimelineEvent::Heal { at_s } => format!("heal @{at_s}s"),
+        }
+    }
+}
+
+/// A series of broadcasts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub start_s: f64,
+    pub count: usize,
+    pub interval_ms: f64,
+    #[serde(default = "default_payload")]
+    pub payload_bytes: usize,
+    /// Who broadcasts: `random` (a random live host each time), `first`
+    /// (host 0, or a random live host if it is down), or a group name.
+    #[serde(default = "default_from")]
+    pub from: String,
+}
+
+fn default_payload() -> usize {
+    256
+}
+fn default_from() -> String {
+    "random".into()
+}
+
+/// What to measure.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// A host counts towards a broadcast's reliability if it was running
+    /// when the broadcast was sent and for this long afterwards.
+    pub window_s: f64,
+    /// BFS sources for the overlay's average shortest path.
+    pub path_sources: usize,
+    /// Include one entry per broadcast in the report.
+    pub per_broadcast: bool,
+}
+
+impl Default for Measure {
+    fn default() -> Self {
+        Measure {
+            window_s: 10.0,
+            path_sources: 64,
+            per_broadcast: true,
+        }
+    }
+}
+
+/// A bound on a report value, applied by CI.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Check {
+    /// Dotted path into the report, e.g. `broadcast.reliability.mean` or
+    /// `phases.1.broadcast.latency_ms.p99`.
+    pub metric: String,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// Run the scenario once per value of one parameter.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Dotted path of the parameter, e.g. `timeline.0.fraction`.
+    pub param: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// A scenario that could not be loaded, with where and why.
+#[derive(Debug)]
+pub struct ScenarioError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": `{}`", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// A scenario file with its text, for error locations and the report.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub path: PathBuf,
+    pub text: String,
+}
+
+impl Source {
+    pub fn read(path: &Path) -> Result<Source, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the scenario file: {e}"),
+        })?;
+        Ok(Source {
+            path: path.to_owned(),
+            text,
+        })
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            file: self.path.clone(),
+            line: locate(&self.text, key),
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// Parse and validate the scenario, and expand its sweep: one scenario
+    /// per cell with the value it was given (a single cell without a sweep).
+    pub fn load(&self) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
+        let base: Scenario = toml::from_str(&self.text).map_err(|e| ScenarioError {
+            file: self.path.clone(),
+            line: e
+                .span()
+                .map(|s| self.text[..s.start.min(self.text.len())].matches('\n').count() + 1),
+            key: String::new(),
+            message: e.message().to_owned(),
+        })?;
+        self.validate(&base, "")?;
+        let Some(sweep) = &base.sweep else {
+            return Ok(vec![(None, base)]);
+        };
+        if sweep.values.is_empty() {
+            return Err(self.error("sweep.values", "a sweep needs at least one value"));
+        }
+        let mut value: toml::Value = toml::from_str(&self.text).expect("parsed above");
+        if let Some(t) = value.as_table_mut() {
+            t.remove("sweep");
+        }
+        if lookup(&mut value, &sweep.param).is_none() {
+            return Err(self.error(
+                "sweep.param",
+                format!("`{}` names no value in this scenario", sweep.param),
+            ));
+        }
+        let mut cells = Vec::with_capacity(sweep.values.len());
+        for (i, v) in sweep.values.iter().enumerate() {
+            let mut cell = value.clone();
+            *lookup(&mut cell, &sweep.param).expect("checked above") = v.clone();
+            let context = format!("sweep.values[{i}] = {v}: ");
+            let scenario: Scenario = cell.try_into().map_err(|e: toml::de::Error| {
+                self.error("sweep.values", format!("{context}{}", e.message()))
+            })?;
+            self.validate(&scenario, &context)?;
+            cells.push((Some((sweep.param.clone(), v.clone())), scenario));
+        }
+        Ok(cells)
+    }
+
+    fn validate(&self, s: &Scenario, context: &str) -> Result<(), ScenarioError> {
+        let err = |key: String, msg: String| Err(self.error(&key, format!("{context}{msg}")));
+        let time_ok = |t: f64| t.is_finite() && t >= 0.0;
+        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return err("name".into(), "must be non-empty letters, digits, `-`, `_` or `.`".into());
+        }
+        if !(s.duration_s.is_finite() && s.duration_s > 0.0) {
+            return err("duration_s".into(), format!("must be a positive number of seconds, got {}", s.duration_s));
+        }
+        if !(time_ok(s.time_grid_ms) && s.time_grid_ms <= 1000.0) {
+            return err("time_grid_ms".into(), format!("must be in [0, 1000], got {}", s.time_grid_ms));
+        }
+        if !(time_ok(s.join.start_s) && s.join.start_s < s.duration_s) {
+            return err("join.start_s".into(), format!("must be in [0, duration_s), got {}", s.join.start_s));
+        }
+        if !(time_ok(s.join.interval_ms)) {
+            return err("join.interval_ms".into(), format!("must be >= 0, got {}", s.join.interval_ms));
+        }
+        if s.groups.is_empty() {
+            return err("groups".into(), "at least one [[groups]] entry is needed".into());
+        }
+        let mut total = 0usize;
+        for (i, g) in s.groups.iter().enumerate() {
+            let key = |k: &str| format!("groups.{i}.{k}");
+            if g.count == 0 {
+                return err(key("count"), format!("group `{}` is empty (count = 0)", g.name));
+            }
+            if s.groups[..i].iter().any(|o| o.name == g.name) {
+                return err(key("name"), format!("group name `{}` is used twice", g.name));
+            }
+            let (lo, hi) = g.latency_ms.bounds();
+            if !(time_ok(lo) && time_ok(hi) && lo <= hi && hi <= 10_000.0) {
+                return err(key("latency_ms"), format!("must be a number or [min, max] within [0, 10000] ms, got [{lo}, {hi}]"));
+            }
+            if !(time_ok(g.jitter_ms) && g.jitter_ms <= 10_000.0) {
+                return err(key("jitter_ms"), format!("must be in [0, 10000], got {}", g.jitter_ms));
+            }
+            if !(0.0..=1.0).contains(&g.loss) {
+                return err(key("loss"), format!("must be a probability in [0, 1], got {}", g.loss));
+            }
+            total += g.count;
+        }
+        if total > 1_000_000 {
+            return err("groups".into(), format!("{total} hosts in all; the limit is 1,000,000"));
+        }
+        let group_known = |g: &Option<String>| g.as_ref().is_none_or(|g| s.groups.iter().any(|x| &x.name == g));
+        for (i, ev) in s.timeline.iter().enumerate() {
+            let key = |k: &str| format!("timeline.{i}.{k}");
+            let at = ev.at_s();
+            if !(time_ok(at) && at <= s.duration_s) {
+                return err(key("at_s"), format!("must be within the run [0, {}] s, got {at}", s.duration_s));
+            }
+            if i > 0 && at < s.timeline[i - 1].at_s() {
+                return err(key("at_s"), "timeline events must be in time order".into());
+            }
+            match ev {
+                TimelineEvent::Crash { fraction, group, .. } | TimelineEvent::Restart { fraction, group, .. } => {
+                    if !(0.0..=1.0).contains(fraction) {
+                        return err(key("fraction"), format!("must be in [0, 1], got {fraction}"));
+                    }
+                    if !group_known(group) {
+                        return err(key("group"), format!("no group is named `{}`", group.as_deref().unwrap_or("")));
+                    }
+                }
+                TimelineEvent::Partition { sides, fraction, .. } => {
+                    match (sides.is_empty(), fraction) {
+                        (true, None) => return err(key("sides"), "a partition needs `sides` (lists of groups) or `fraction`".into()),
+                        (false, Some(_)) => return err(key("fraction"), "give `sides` or `fraction`, not both".into()),
+                        (true, Some(f)) if !(0.0..1.0).contains(f) || *f == 0.0 => {
+                            return err(key("fraction"), format!("must be in (0, 1), got {f}"))
+                        }
+                        _ => {}
+                    }
+                    for side in sides {
+                        for g in side {
+                            if !group_known(&Some(g.clone())) {
+                                return err(key("sides"), format!("no group is named `{g}`"));
+                            }
+                        }
+                    }
+                }
+                TimelineEvent::Heal { .. } => {}
+            }
+        }
+        for (i, w) in s.workload.iter().enumerate() {
+            let key = |k: &str| format!("workload.{i}.{k}");
+            if !(time_ok(w.start_s) && w.start_s <= s.duration_s) {
+                return err(key("start_s"), format!("must be within the run [0, {}] s, got {}", s.duration_s, w.start_s));
+            }
+            if !time_ok(w.interval_ms) {
+                return err(key("interval_ms"), format!("must be >= 0, got {}", w.interval_ms));
+            }
+            let last = w.start_s + w.interval_ms / 1000.0 * w.count.saturating_sub(1) as f64;
+            if last > s.duration_s {
+                return err(key("count"), format!("the last broadcast would be at {last:.3} s, after the end of the run ({} s)", s.duration_s));
+            }
+            if !(8..=grove_node::proto::plumtree::MAX_PAYLOAD_BYTES).contains(&w.payload_bytes) {
+                return err(key("payload_bytes"), format!("must be in [8, {}], got {}", grove_node::proto::plumtree::MAX_PAYLOAD_BYTES, w.payload_bytes));
+            }
+            if !["random", "first"].contains(&w.from.as_str()) && !s.groups.iter().any(|g| g.name == w.from) {
+                return err(key("from"), format!("must be `random`, `first` or a group name, got `{}`", w.from));
+            }
+        }
+        if !(s.measure.window_s.is_finite() && s.measure.window_s > 0.0) {
+            return err("measure.window_s".into(), format!("must be positive, got {}", s.measure.window_s));
+        }
+        for (i, c) in s.checks.iter().enumerate() {
+            if c.min.is_none() && c.max.is_none() {
+                return err(format!("checks.{i}.metric"), format!("check of `{}` has neither `min` nor `max`", c.metric));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Find `path` (dotted; numbers index arrays) in a TOML value.
+fn lookup<'a>(value: &'a mut toml::Value, path: &str) -> Option<&'a mut toml::Value> {
+    let mut v = value;
+    for part in path.split('.') {
+        v = match v {
+            toml::Value::Table(t) => t.get_mut(part)?,
+            toml::Value::Array(a) => a.get_mut(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+/// The line of a dotted key such as `timeline.3.fraction` in TOML written
+/// in the usual style (`[table]`, `[[array]]` headers and `key = value`
+/// lines): the key's own line, else its table's header line.
+pub fn locate(text: &str, key: &str) -> Option<usize> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_key = |line: &str, k: &str| {
+        let l = line.trim_start();
+        l.strip_prefix(k)
+            .is_some_and(|rest| rest.trim_start().starts_with('='))
+    };
+    let header = |line: &str| -> Option<String> {
+        let l = line.trim();
+        let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+        Some(inner.trim().to_owned())
+    };
+    // Top-level key: before the first header.
+    if parts.len() == 1 {
+        for (i, line) in lines.iter().enumerate() {
+            if header(line).is_some() {
+                break;
+            }
+            if is_key(line, parts[0]) {
+                return Some(i + 1);
+            }
+        }
+        return None;
+    }
+    // `array.N.key`: the N-th `[[array]]`, then `key` inside it.
+    let (table, index, rest) = match parts[1].parse::<usize>() {
+        Ok(n) => (parts[0].to_owned(), Some(n), &parts[2..]),
+        Err(_) => (parts[..parts.len() - 1].join("."), None, &parts[parts.len() - 1..]),
+    };
+    let mut seen = 0usize;
+    let mut start = None;
+    for (i, line) in lines.iter().enumerate() {
+        if header(line).as_deref() == Some(table.as_str()) {
+            if index.is_none_or(|n| n == seen) {
+                start = Some(i);
+                break;
+            }
+            seen += 1;
+        }
+    }
+    let start = start?;
+    if let Some(k) = rest.last() {
+        for (i, line) in lines.iter().enumerate().skip(start + 1) {
+            if header(line).is_some_and(|h| !h.starts_with(&format!("{table}."))) {
+                break;
+            }
+            if is_key(line, k) {
+                return Some(i + 1);
+            }
+        }
+    }
+    Some(start + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+seed = 7
+duration_s = 60
+
+[join]
+interval_ms = 10
+
+[[groups]]
+name = "eu"
+count = 10
+latency_ms = [10, 20]
+loss = 0.01
+
+[[timeline]]
+action = "crash"
+at_s = 30
+fraction = 0.5
+
+[[workload]]
+start_s = 10
+count = 5
+interval_ms = 1000
+"#;
+
+    fn load(text: &str) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
+        Source { path: "s.toml".into(), text: text.into() }.load()
+    }
+
+    fn error(text: &str) -> String {
+        load(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_scenario_loads() {
+        let cells = load(GOOD).unwrap();
+        assert_eq!(cells.len(), 1);
+        let s = &cells[0].1;
+        assert_eq!(s.groups[0].count, 10);
+        assert!(matches!(s.timeline[0], TimelineEvent::Crash { fraction, .. } if fraction == 0.5));
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = error(&GOOD.replace("loss = 0.01", "loss = 0.01\nlatnecy = 3"));
+        assert!(e.contains("s.toml:14") && e.contains("latnecy"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named_with_its_line() {
+        let e = error(&GOOD.replace("count = 10", "count = \"ten\""));
+        assert!(e.contains("s.toml:11"), "{e}");
+    }
+
+    #[test]
+    fn fraction_over_one_names_key_and_line() {
+        let e = error(&GOOD.replace("fraction = 0.5", "fraction = 1.5"));
+        assert_eq!(e, "s.toml:18: `timeline.0.fraction`: must be in [0, 1], got 1.5");
+    }
+
+    #[test]
+    fn event_after_end_names_key_and_line() {
+        let e = error(&GOOD.replace("at_s = 30", "at_s = 90"));
+        assert!(e.starts_with("s.toml:17: `timeline.0.at_s`"), "{e}");
+    }
+
+    #[test]
+    fn empty_group_names_key_and_line() {
+        let e = error(&GOOD.replace("count = 10", "count = 0"));
+        assert!(e.starts_with("s.toml:11: `groups.0.count`: group `eu` is empty"), "{e}");
+    }
+
+    #[test]
+    fn workload_past_the_end_is_refused() {
+        let e = error(&GOOD.replace("count = 5", "count = 500"));
+        assert!(e.contains("`workload.0.count`") && e.contains("after the end"), "{e}");
+    }
+
+    #[test]
+    fn sweep_expands_cells_and_checks_each() {
+        let text = format!("{GOOD}\n[sweep]\nparam = \"timeline.0.fraction\"\nvalues = [0.1, 0.9]\n");
+        let cells = load(&text).unwrap();
+        assert_eq!(cells.len(), 2);
+        assert!(matches!(cells[1].1.timeline[0], TimelineEvent::Crash { fraction, .. } if fraction == 0.9));
+        let bad = text.replace("[0.1, 0.9]", "[0.1, 2.0]");
+        assert!(error(&bad).contains("sweep.values[1] = 2.0: must be in [0, 1]"));
+        let unknown = text.replace("timeline.0.fraction", "timeline.4.fraction");
+        assert!(error(&unknown).contains("names no value"));
+    }
+
+    #[test]
+    fn missing_file_is_a_clear_error() {
+        let e = Source::read(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent/x.toml: cannot read the scenario file"), "{e}");
+    }
+}
