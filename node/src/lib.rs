@@ -9,6 +9,7 @@
 //! `--cfg madsim`.
 
 pub mod driver;
+pub mod duration;
 pub mod identity;
 pub mod net;
 pub mod node;

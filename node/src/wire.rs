@@ -57,9 +57,8 @@
 //!
 //! - a whole datagram is at most [`MAX_DATAGRAM_BYTES`] (1400) bytes;
 //! - SHUFFLE and SHUFFLE-REPLY carry at most
-//!   [`hyparview::MAX_SHUFFLE_PEERS`] (64) peers, and the datagram limit
-//!   binds first: at most 25 IPv6 or 33 IPv4 peers fit a SHUFFLE, 26 IPv6
-//!   or 34 IPv4 peers a SHUFFLE-REPLY;
+//!   [`hyparview::MAX_SHUFFLE_PEERS`] (25) peers, so that any SHUFFLE fits
+//!   one datagram even with IPv6 addresses (33 IPv4 peers would);
 //! - IHAVE carries at most [`plumtree::MAX_IHAVE_ENTRIES`] (32) entries;
 //! - a GOSSIP payload is at most [`plumtree::MAX_PAYLOAD_BYTES`] (1024)
 //!   bytes.
@@ -888,8 +887,8 @@ mod tests {
             payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
         };
         let cases = [
-            (Message::HyParView(shuffle), "shuffle peers", 65, 64),
-            (Message::HyParView(reply), "shuffle peers", 65, 64),
+            (Message::HyParView(shuffle), "shuffle peers", 26, 25),
+            (Message::HyParView(reply), "shuffle peers", 26, 25),
             (Message::Plumtree(ihave), "IHAVE entries", 33, 32),
             (Message::Plumtree(gossip), "payload bytes", 1025, 1024),
         ];
@@ -1045,15 +1044,15 @@ mod tests {
             invalid("address family", 66)
         );
         assert_eq!(
-            with(tag::SHUFFLE_REPLY, &[65]),
+            with(tag::SHUFFLE_REPLY, &[26]),
             Err(DecodeError::OverLimit {
                 what: "shuffle peers",
-                value: 65,
-                max: 64
+                value: 26,
+                max: 25
             })
         );
         assert_eq!(
-            with(tag::SHUFFLE_REPLY, &[64]),
+            with(tag::SHUFFLE_REPLY, &[25]),
             Err(DecodeError::Truncated {
                 what: "shuffle peers",
                 offset: 35

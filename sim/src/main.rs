@@ -31,6 +31,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Also write wall time and peak memory here (not in the report,
+        /// which must not depend on the machine).
+        #[arg(long)]
+        stats: Option<PathBuf>,
     },
     /// Parse and validate a scenario without running it.
     Check { scenario: PathBuf },
@@ -52,7 +56,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Check { scenario } => check(&scenario),
-        Cmd::Run { scenario, seed, out, quiet } => run(&scenario, seed, out, quiet),
+        Cmd::Run { scenario, seed, out, quiet, stats } => run(&scenario, seed, out, quiet, stats),
         Cmd::Bench { nodes, rate, seconds, only } => bench(nodes, rate, seconds, only.as_deref()),
     };
     match result {
@@ -89,12 +93,18 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(not(madsim))]
-fn run(_: &Path, _: Option<u64>, _: Option<PathBuf>, _: bool) -> anyhow::Result<ExitCode> {
+fn run(_: &Path, _: Option<u64>, _: Option<PathBuf>, _: bool, _: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     anyhow::bail!("this grove-sim was built without --cfg madsim; run scenarios with `cargo xtask simulate`")
 }
 
 #[cfg(madsim)]
-fn run(path: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<ExitCode> {
+fn run(
+    path: &Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    quiet: bool,
+    stats: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
     use grove_sim::report::{CellParam, ScenarioInfo};
     use grove_sim::world::{self, RunInfo};
     use sha2::{Digest, Sha256};
@@ -169,6 +179,13 @@ fn run(path: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> any
             cells: reports.iter().map(|(params, report)| Cell { params, report }).collect(),
         };
         write_json(&out.join("report.json"), &combined)?;
+    }
+    if let Some(stats) = stats {
+        let value = serde_json::json!({
+            "wall_s": started.elapsed().as_secs_f64(),
+            "peak_rss_mb": grove_sim::bench::peak_rss_mb(),
+        });
+        write_json(&stats, &value)?;
     }
     eprintln!(
         "report: {} ({:.1} s wall)",

@@ -1,1 +1,198 @@
-fn main() {}
+//! Repository automation: `cargo xtask <command>`.
+//!
+//! - `simulate <scenario.toml> [--seed N] [--out DIR] [--quiet]`: build the
+//!   simulator with `--cfg madsim` (in its own target dir, `target-sim/`)
+//!   and run a scenario; exits non-zero when a check fails.
+//! - `test`: every test, native and under `--cfg madsim`.
+//! - `bench`: the simulated network against a plain discrete-event loop,
+//!   and the wall time and peak memory of `residential-95.toml`; writes
+//!   `reports/bench/bench.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Grove's repository automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a scenario in the deterministic simulator.
+    Simulate {
+        scenario: PathBuf,
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run every test: native, then under --cfg madsim.
+    Test,
+    /// Measure the simulator's speed and memory.
+    Bench {
+        /// Nodes in the network benchmark.
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+    },
+}
+
+const SIM_TARGET: &str = "target-sim";
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = project_root();
+    // Paths given on the command line are relative to where the user is.
+    let cwd = std::env::current_dir().expect("a current directory");
+    if let Err(e) = std::env::set_current_dir(&root) {
+        eprintln!("error: cannot enter {}: {e}", root.display());
+        return ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Cmd::Simulate { scenario, seed, out, quiet } => {
+            simulate(&relative_to_root(&cwd, &root, &scenario), seed, out.map(|o| cwd.join(o)), quiet)
+        }
+        Cmd::Test => test(),
+        Cmd::Bench { nodes } => bench(nodes),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// `path` as given from `cwd`, relative to the project root when it lies
+/// inside it (so reports name the same file on every machine).
+fn relative_to_root(cwd: &Path, root: &Path, path: &Path) -> PathBuf {
+    let abs = cwd.join(path);
+    let abs = abs.canonicalize().unwrap_or(abs);
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
+    abs.strip_prefix(&root).map(Path::to_owned).unwrap_or(abs)
+}
+
+fn run(cmd: &mut Command) -> Result<std::process::ExitStatus> {
+    cmd.status().with_context(|| format!("cannot run {cmd:?}"))
+}
+
+fn check(cmd: &mut Command) -> Result<()> {
+    let status = run(cmd)?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// `cargo` with `--cfg madsim` and the simulator's own target dir.
+fn cargo_sim() -> Command {
+    let mut c = cargo();
+    let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+    flags.push_str(" --cfg madsim");
+    c.env("RUSTFLAGS", flags.trim()).env("CARGO_TARGET_DIR", SIM_TARGET);
+    c
+}
+
+fn build_simulator() -> Result<PathBuf> {
+    eprintln!("building the simulator (--cfg madsim, release, {SIM_TARGET}/)...");
+    check(cargo_sim().args(["build", "--quiet", "--release", "-p", "grove-sim", "--bin", "grove-sim"]))?;
+    Ok(Path::new(SIM_TARGET).join("release/grove-sim"))
+}
+
+fn simulate(scenario: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> Result<ExitCode> {
+    if !scenario.exists() {
+        bail!("no scenario file at {}", scenario.display());
+    }
+    let bin = build_simulator()?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("run").arg(scenario);
+    if let Some(seed) = seed {
+        cmd.args(["--seed", &seed.to_string()]);
+    }
+    if let Some(out) = out {
+        cmd.arg("--out").arg(out);
+    }
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let status = run(&mut cmd)?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(c.clamp(1, 255) as u8),
+        None => ExitCode::from(2),
+    })
+}
+
+fn test() -> Result<ExitCode> {
+    eprintln!("== native tests");
+    check(cargo().args(["test", "--workspace"]))?;
+    eprintln!("== simulator tests (--cfg madsim)");
+    check(cargo_sim().args(["test", "-p", "grove-netsim", "-p", "grove-sim", "-p", "grove-node"]))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(nodes: usize) -> Result<ExitCode> {
+    let bin = build_simulator()?;
+    eprintln!("== network: {nodes} nodes x 5 datagrams/s x 60 virtual s");
+    let out = Command::new(&bin)
+        .args(["bench", "--nodes", &nodes.to_string()])
+        .output()
+        .context("cannot run grove-sim bench")?;
+    if !out.status.success() {
+        bail!("grove-sim bench failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let net: serde_json::Value = serde_json::from_slice(&out.stdout).context("bench output")?;
+    let des = net["des"]["ns_per_datagram"].as_f64().context("des figure")?;
+    let sim = net["sim"]["ns_per_datagram"].as_f64().context("sim figure")?;
+    eprintln!("   DES {des:.0} ns/datagram, simulator {sim:.0} ns/datagram, ratio {:.2}x", sim / des);
+
+    eprintln!("== scenarios/residential-95.toml");
+    let stats = Path::new("reports/bench/residential-95.stats.json");
+    let report_dir = Path::new("reports/bench/residential-95");
+    let started = std::time::Instant::now();
+    check(
+        Command::new(&bin)
+            .args(["run", "scenarios/residential-95.toml", "--quiet", "--out"])
+            .arg(report_dir)
+            .arg("--stats")
+            .arg(stats),
+    )?;
+    let wall = started.elapsed().as_secs_f64();
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stats).context("run stats")?)?;
+    let rss = stats["peak_rss_mb"].as_f64().unwrap_or(0.0);
+    eprintln!("   {wall:.1} s wall, peak RSS {rss:.0} MB");
+
+    let result = serde_json::json!({
+        "nodes": nodes,
+        "des_ns_per_datagram": des,
+        "sim_ns_per_datagram": sim,
+        "ratio": sim / des,
+        "datagrams": net["sim"]["datagrams"],
+        "residential95_wall_s": wall,
+        "residential95_peak_rss_mb": rss,
+        "network": net,
+    });
+    std::fs::create_dir_all("reports/bench")?;
+    std::fs::write("reports/bench/bench.json", serde_json::to_string_pretty(&result)? + "\n")?;
+    eprintln!("wrote reports/bench/bench.json");
+    Ok(ExitCode::SUCCESS)
+}
