@@ -269,14 +269,13 @@ pub fn sim(cfg: &TrafficConfig) -> Measurement {
 /// [`sim`], with setup time and the network's counters.
 #[cfg(madsim)]
 pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
-    use std::cell::Cell;
     use std::rc::Rc;
 
     use grove_netsim::sim::NetHandle;
     use grove_netsim::{Jitter, Link, Network};
 
     let start = Instant::now();
-    let plan = Rc::new(Plan::new(cfg));
+    let plan = Plan::new(cfg);
     let mut net = Network::new(GRID_NS, ChaCha8Rng::seed_from_u64(cfg.seed));
     for (i, &latency_ns) in plan.latency_ns.iter().enumerate() {
         let link = Link {
@@ -286,18 +285,22 @@ pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
         };
         net.add_host(host_addr(i).ip(), link);
     }
+    let shared = Rc::new(SimShared {
+        plan,
+        seed: cfg.seed,
+        payload_bytes: cfg.payload_bytes,
+        delivered: Default::default(),
+        finished: Default::default(),
+    });
     let rt = madsim::runtime::Runtime::with_seed_and_config(cfg.seed, madsim::Config::default());
     // The pump loops forever: it runs on its own madsim node, killed at the
     // end so that its task (and the network it holds) is freed.
     let pump_node = rt.create_node().name("netsim-pump").build();
-    let delivered = Rc::new(Cell::new(0u64));
-    let finished = Rc::new(Cell::new(0usize));
 
     // Phase 1: install, spawn, and poll every task once (block_on drains
     // the ready queue before returning).
     let handle = rt.block_on({
-        let (plan, delivered, finished) = (plan.clone(), delivered.clone(), finished.clone());
-        let (seed, payload_bytes) = (cfg.seed, cfg.payload_bytes);
+        let shared = shared.clone();
         let pump_node = pump_node.clone();
         async move {
             let handle = NetHandle::install(net);
@@ -305,15 +308,9 @@ pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
                 let h = NetHandle::current().expect("network installed");
                 madsim::task::spawn_local(h.pump());
             });
-            for i in 0..plan.nodes {
-                madsim::task::spawn_local(node_task(
-                    plan.clone(),
-                    i,
-                    Plan::node_rng(seed, i),
-                    payload_bytes,
-                    delivered.clone(),
-                    finished.clone(),
-                ));
+            for i in 0..shared.plan.nodes {
+                if i == 0 { eprintln!("FUTSIZE {}", std::mem::size_of_val(&node_task(shared.clone(), i))); }
+                madsim::task::spawn_local(node_task(shared.clone(), i));
             }
             handle
         }
@@ -325,14 +322,11 @@ pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
     let counters = rt.block_on({
         let handle = handle.clone();
         let pump_node = pump_node.id();
-        let end_ns = plan.end_ns;
+        let until_ns = shared.plan.end_ns + GRID_NS;
         async move {
-            let until_ns = end_ns + GRID_NS;
             let now_ns = handle.now_ns();
-            madsim::time::sleep(std::time::Duration::from_nanos(
-                until_ns.saturating_sub(now_ns),
-            ))
-            .await;
+            let left = std::time::Duration::from_nanos(until_ns.saturating_sub(now_ns));
+            madsim::time::sleep(left).await;
             madsim::runtime::Handle::current().kill(pump_node);
             handle.with(|n| n.counters())
         }
@@ -340,17 +334,29 @@ pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
     let wall_s = start.elapsed().as_secs_f64();
     NetHandle::uninstall();
     drop(handle);
+    let finished = shared.finished.get();
     assert_eq!(
-        finished.get(),
-        plan.nodes,
+        finished, shared.plan.nodes,
         "every node task ends at the end instant"
     );
     SimRun {
-        measurement: Measurement::new(delivered.get(), wall_s),
+        measurement: Measurement::new(shared.delivered.get(), wall_s),
         setup_s,
         network_delivered: counters.delivered,
         network_sent: counters.sent,
     }
+}
+
+/// What every node task of a [`sim`] run shares.
+#[cfg(madsim)]
+struct SimShared {
+    plan: Plan,
+    seed: u64,
+    payload_bytes: usize,
+    /// Datagrams received, added by each task when it ends.
+    delivered: std::cell::Cell<u64>,
+    /// Tasks that have ended.
+    finished: std::cell::Cell<usize>,
 }
 
 #[cfg(madsim)]
@@ -360,22 +366,19 @@ fn host_addr(i: usize) -> std::net::SocketAddr {
 }
 
 /// One host: receive and count, send on every deadline, stop at the end.
+/// Everything it keeps is built inside, so the future holds each piece once
+/// (arguments are kept beside the locals they move into).
 #[cfg(madsim)]
-async fn node_task(
-    plan: std::rc::Rc<Plan>,
-    me: usize,
-    mut rng: ChaCha8Rng,
-    payload_bytes: usize,
-    delivered: std::rc::Rc<std::cell::Cell<u64>>,
-    finished: std::rc::Rc<std::cell::Cell<usize>>,
-) {
+async fn node_task(shared: std::rc::Rc<SimShared>, me: usize) {
     use grove_netsim::sim::{Recv, Socket};
 
+    let plan = &shared.plan;
+    let mut rng = Plan::node_rng(shared.seed, me);
     let socket = Socket::bind(host_addr(me)).expect("each host binds once");
-    let mut buf = vec![0u8; payload_bytes];
-    let mut payload = vec![0u8; payload_bytes];
+    let mut buf = vec![0u8; shared.payload_bytes];
+    let mut payload = vec![0u8; shared.payload_bytes];
     let tag = (me as u32).to_le_bytes();
-    let tag_len = payload_bytes.min(tag.len());
+    let tag_len = payload.len().min(tag.len());
     payload[..tag_len].copy_from_slice(&tag[..tag_len]);
     let mut next_send_ns = plan.phase_ns(&mut rng);
     let mut received = 0u64;
@@ -392,8 +395,8 @@ async fn node_task(
             Err(e) => panic!("host {me}: {e}"),
         }
     }
-    delivered.set(delivered.get() + received);
-    finished.set(finished.get() + 1);
+    shared.delivered.set(shared.delivered.get() + received);
+    shared.finished.set(shared.finished.get() + 1);
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` in

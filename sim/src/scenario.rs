@@ -381,6 +381,9 @@ impl Source {
         if !(time_ok(s.join.interval_ms)) {
             return err("join.interval_ms".into(), format!("must be >= 0, got {}", s.join.interval_ms));
         }
+        if let Err(e) = s.node.hyparview.validate() {
+            return err("node.hyparview".into(), e);
+        }
         if s.groups.is_empty() {
             return err("groups".into(), "at least one [[groups]] entry is needed".into());
         }

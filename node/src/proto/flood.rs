@@ -54,6 +54,7 @@ use crate::{Peer, PeerId, Time};
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// How long a message id is remembered as seen (Grove: 120 s).
+    #[serde(with = "crate::duration")]
     pub seen_ttl: Duration,
     /// Most ids remembered as seen (bounded; oldest dropped first).
     pub seen_capacity: usize,

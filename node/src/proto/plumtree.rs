@@ -142,22 +142,27 @@ const OUTPUT_QUEUE_CAPACITY: usize = 16_384;
 pub struct Config {
     /// Wait for the payload after the first IHAVE before sending GRAFT
     /// (paper §3.4 "timeout"; Grove: 500 ms, a few RTTs).
+    #[serde(with = "crate::duration")]
     pub graft_timeout_1: Duration,
     /// Wait after a GRAFT before grafting the next announcer (paper's
     /// second, shorter timeout; Grove: 250 ms).
+    #[serde(with = "crate::duration")]
     pub graft_timeout_2: Duration,
     /// Delay before queued IHAVEs are flushed, batching announcements
     /// (paper §3.5 lazy-push policy; Grove: 50 ms).
+    #[serde(with = "crate::duration")]
     pub ihave_delay: Duration,
     /// Tree optimisation: replace an eager link when a lazy announcer is this
     /// many hops better (paper §3.8 threshold; 3). `u16::MAX` turns the
     /// optimisation off.
     pub optimization_threshold: u16,
     /// How long a received payload is kept to answer GRAFTs (Grove: 30 s).
+    #[serde(with = "crate::duration")]
     pub message_cache_ttl: Duration,
     /// Most payloads kept in the cache (bounded; oldest dropped first).
     pub message_cache_capacity: usize,
     /// How long a message id is remembered as seen (Grove: 120 s).
+    #[serde(with = "crate::duration")]
     pub seen_ttl: Duration,
     /// Most ids remembered as seen (bounded; oldest dropped first).
     pub seen_capacity: usize,
