@@ -309,7 +309,6 @@ pub fn sim_run(cfg: &TrafficConfig) -> SimRun {
                 madsim::task::spawn_local(h.pump());
             });
             for i in 0..shared.plan.nodes {
-                if i == 0 { eprintln!("FUTSIZE {}", std::mem::size_of_val(&node_task(shared.clone(), i))); }
                 madsim::task::spawn_local(node_task(shared.clone(), i));
             }
             handle
@@ -516,7 +515,8 @@ mod tests {
         );
     }
 
-    /// The comparison DESIGN.md quotes. Run with
+    /// The comparison DESIGN.md quotes, best of three interleaved runs
+    /// (the least disturbed by other load). Run with
     /// `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target-sim cargo test
     /// --release -p grove-sim --lib bench::tests::compare -- --ignored --nocapture`.
     #[cfg(madsim)]
@@ -524,18 +524,22 @@ mod tests {
     #[ignore = "takes tens of seconds; a timing, not a check"]
     fn compare_default_traffic() {
         let cfg = TrafficConfig::default();
-        reset_peak_rss();
-        let d = des(&cfg);
-        let des_rss = peak_rss_mb();
-        reset_peak_rss();
-        let s = sim_run(&cfg);
-        let sim_rss = peak_rss_mb();
         println!("config: {cfg:?}");
-        println!("des: {d:?} peak RSS {des_rss:?} MiB");
-        println!("sim: {s:?} peak RSS {sim_rss:?} MiB");
+        let (mut best_des, mut best_sim) = (f64::MAX, f64::MAX);
+        for _ in 0..3 {
+            reset_peak_rss();
+            let d = des(&cfg);
+            println!("des: {d:?} peak RSS {:?} MiB", peak_rss_mb());
+            reset_peak_rss();
+            let s = sim_run(&cfg);
+            println!("sim: {s:?} peak RSS {:?} MiB", peak_rss_mb());
+            assert_eq!(d.datagrams, s.measurement.datagrams);
+            best_des = best_des.min(d.ns_per_datagram);
+            best_sim = best_sim.min(s.measurement.ns_per_datagram);
+        }
         println!(
-            "ratio sim/des: {:.2}",
-            s.measurement.ns_per_datagram / d.ns_per_datagram
+            "best ns/datagram: des {best_des:.0}, sim {best_sim:.0}, ratio {:.2}",
+            best_sim / best_des
         );
     }
 }
