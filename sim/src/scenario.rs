@@ -138,12 +138,15 @@ impl Group {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum TimelineEvent {
-    /// Crash `fraction` of the live hosts (of `group`, if given) at once.
+    /// Crash `fraction` of the live hosts (of `group`, if given) at once;
+    /// with `repeat`, again every `repeat.every_s`, `repeat.times` in all.
     Crash {
         at_s: f64,
         fraction: f64,
         #[serde(default)]
         group: Option<String>,
+        #[serde(default)]
+        repeat: Option<Repeat>,
     },
     /// Restart `fraction` of the crashed hosts (of `group`, if given); each
     /// rejoins through a random live host.
@@ -168,6 +171,14 @@ pub enum TimelineEvent {
     Heal { at_s: f64 },
 }
 
+/// Apply an event several times.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub every_s: f64,
+    pub times: usize,
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -182,14 +193,25 @@ impl TimelineEvent {
         }
     }
 
+    /// Every instant at which the event applies.
+    pub fn instants_s(&self) -> Vec<f64> {
+        match self {
+            TimelineEvent::Crash { at_s, repeat: Some(r), .. } => {
+                (0..r.times).map(|k| at_s + r.every_s * k as f64).collect()
+            }
+            _ => vec![self.at_s()],
+        }
+    }
+
     /// A short label, e.g. `crash 50% @60s`.
     pub fn label(&self) -> String {
         let pct = |f: f64| format!("{}%", (f * 1000.0).round() / 10.0);
         match self {
-            TimelineEvent::Crash { at_s, fraction, group } => format!(
-                "crash {}{} @{at_s}s",
+            TimelineEvent::Crash { at_s, fraction, group, repeat } => format!(
+                "crash {}{}{} @{at_s}s",
                 pct(*fraction),
-                group.as_ref().map(|g| format!(" of {g}")).unwrap_or_default()
+                group.as_ref().map(|g| format!(" of {g}")).unwrap_or_default(),
+                repeat.map(|r| format!(" every {}s x{}", r.every_s, r.times)).unwrap_or_default(),
             ),
             TimelineEvent::Restart { at_s, fraction, .. } => {
                 format!("restart {} @{at_s}s", pct(*fraction))
@@ -224,7 +246,7 @@ fn default_from() -> String {
 
 /// What to measure.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Measure {
     /// A host counts towards a broadcast's reliability if it was running
     /// when the broadcast was sent and for this long afterwards.
@@ -420,6 +442,15 @@ impl Source {
             }
             if i > 0 && at < s.timeline[i - 1].at_s() {
                 return err(key("at_s"), "timeline events must be in time order".into());
+            }
+            if let TimelineEvent::Crash { repeat: Some(r), .. } = ev {
+                let last = ev.instants_s().last().copied().unwrap_or(at);
+                if !(r.every_s.is_finite() && r.every_s > 0.0) || r.times == 0 {
+                    return err(key("repeat"), "needs every_s > 0 and times >= 1".into());
+                }
+                if last > s.duration_s {
+                    return err(key("repeat"), format!("the last repetition would be at {last} s, after the end of the run ({} s)", s.duration_s));
+                }
             }
             match ev {
                 TimelineEvent::Crash { fraction, group, .. } | TimelineEvent::Restart { fraction, group, .. } => {

@@ -172,7 +172,9 @@ impl World {
             agenda.push((t, Action::Start(i)));
         }
         for (i, e) in s.timeline.iter().enumerate() {
-            agenda.push((secs_ns(e.at_s()), Action::Event(i)));
+            for t in e.instants_s() {
+                agenda.push((secs_ns(t), Action::Event(i)));
+            }
         }
         for (w, load) in s.workload.iter().enumerate() {
             for k in 0..load.count {

@@ -1,1 +1,565 @@
-fn main() {}
+//! `grove-node`: the real daemon. One node on a real UDP socket.
+//!
+//! - Every line read from stdin is broadcast (at most
+//!   [`MAX_PAYLOAD_BYTES`] bytes; longer lines are refused on stderr). End of
+//!   stdin does not stop the node unless `--exit-on-eof` is given.
+//! - stdout is a log of what the node does, one JSON object per line:
+//!   `listening`, `neighbor_up`, `neighbor_down`, `delivered`, `dropped`.
+//! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
+//!   `info`).
+//! - Ctrl-C (or SIGTERM) stops the node.
+//!
+//! This is real-mode-only code: it draws OS entropy and reads stdin, so it
+//! is not built for the simulator (`--cfg madsim`), which runs the same
+//! [`grove_node::driver::run`] on virtual sockets instead.
+
+#[cfg(madsim)]
+fn main() {
+    eprintln!("grove-node is the real daemon; build it without --cfg madsim");
+    std::process::exit(2);
+}
+
+#[cfg(not(madsim))]
+fn main() -> anyhow::Result<()> {
+    daemon::main()
+}
+
+#[cfg(not(madsim))]
+mod daemon {
+    use std::io::{self, BufRead, IsTerminal, Write};
+    use std::net::{SocketAddr, ToSocketAddrs};
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use anyhow::{bail, Context};
+    use bytes::Bytes;
+    use clap::Parser;
+    use grove_node::driver::{self, Command, EventSink};
+    use grove_node::net::Socket;
+    use grove_node::node::{BroadcastMode, Config, Event, Node};
+    use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
+    use grove_node::{Identity, PeerId, Time};
+    use rand::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use serde::Serialize;
+    use sha2::{Digest, Sha256};
+    use tokio::sync::mpsc;
+
+    /// Commands (stdin lines, joins, shutdown) queued for the driver; the
+    /// stdin reader waits when it is full.
+    const COMMAND_QUEUE_CAPACITY: usize = 64;
+
+    /// A Grove node on a real UDP socket: publishes stdin lines, logs
+    /// deliveries as JSON lines on stdout.
+    #[derive(Parser, Debug)]
+    #[command(name = "grove-node", version, about)]
+    struct Args {
+        /// UDP address to bind (port 0: any free port; the `listening` line
+        /// says which).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7000")]
+        listen: SocketAddr,
+        /// Address other peers reach this node at, when it is not the bound
+        /// address (e.g. when listening on 0.0.0.0).
+        #[arg(long, value_name = "ADDR")]
+        advertise: Option<SocketAddr>,
+        /// Contact to join the overlay through, as HOST:PORT (repeatable).
+        /// The node joins through the first; the others are fallbacks, tried
+        /// in turn whenever the active view is empty for --bootstrap-retry.
+        #[arg(long = "bootstrap", value_name = "HOST:PORT")]
+        bootstrap: Vec<String>,
+        /// How long the active view may stay empty before the next
+        /// --bootstrap contact is tried (e.g. "5s", "500ms").
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        bootstrap_retry: Duration,
+        /// Key seed, 64 hex digits, for a deterministic identity (tests).
+        /// Without it the key comes from OS entropy.
+        #[arg(long, value_name = "HEX64", value_parser = parse_key_seed)]
+        key_seed: Option<[u8; 32]>,
+        /// Node settings, a TOML file of `grove_node::node::Config`
+        /// (sections `[hyparview]`, `[plumtree]`, `[flood]`; durations such
+        /// as "500ms").
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// How broadcasts travel (overrides `broadcast` in --config).
+        #[arg(long, value_name = "MODE", value_parser = parse_broadcast_mode)]
+        broadcast_mode: Option<BroadcastMode>,
+        /// Stop when stdin ends, after queueing what was read.
+        #[arg(long)]
+        exit_on_eof: bool,
+    }
+
+    pub fn main() -> anyhow::Result<()> {
+        let args = Args::parse();
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_writer(io::stderr)
+            .with_ansi(io::stderr().is_terminal())
+            .with_env_filter(filter)
+            .init();
+
+        let mut config = match &args.config {
+            Some(path) => load_config(path)?,
+            None => Config::default(),
+        };
+        if let Some(mode) = args.broadcast_mode {
+            config.broadcast = mode;
+        }
+        let contacts = args
+            .bootstrap
+            .iter()
+            .map(|contact| resolve(contact, args.listen))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let key_seed = args.key_seed.unwrap_or_else(os_key_seed);
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        // Stdin is read on a plain thread (see `read_stdin`), so returning
+        // from here never waits for a blocked read.
+        runtime.block_on(serve(args, config, contacts, key_seed))
+    }
+
+    async fn serve(
+        args: Args,
+        config: Config,
+        contacts: Vec<SocketAddr>,
+        key_seed: [u8; 32],
+    ) -> anyhow::Result<()> {
+        let socket = Socket::bind(args.listen)
+            .await
+            .with_context(|| format!("binding UDP {}", args.listen))?;
+        let bound = socket.local_addr().context("reading the bound address")?;
+        let advertised = args.advertise.unwrap_or(bound);
+        if advertised.ip().is_unspecified() {
+            tracing::warn!(
+                "advertising {advertised}, which peers cannot reach; give --advertise ADDR"
+            );
+        }
+        let identity = Identity::from_seed(key_seed);
+        let node = Node::new(&identity, advertised, config, node_rng(&key_seed));
+
+        let active_peers = Arc::new(AtomicUsize::new(0));
+        let mut sink = JsonLog::new(io::stdout(), Arc::clone(&active_peers));
+        sink.write(&LogLine::Listening {
+            addr: bound,
+            peer: identity.peer_id().to_string(),
+            t_ms: millis(socket.now()),
+        });
+        tracing::info!(%bound, %advertised, peer = %identity.peer_id(), "listening");
+
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let stdin_commands = commands.clone();
+        let exit_on_eof = args.exit_on_eof;
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_stdin(&stdin_commands, exit_on_eof))
+            .context("starting the stdin reader")?;
+        tokio::spawn(bootstrap(
+            contacts,
+            args.bootstrap_retry,
+            active_peers,
+            commands.clone(),
+        ));
+        tokio::spawn(shutdown_on_signal(commands));
+
+        driver::run(node, socket, rx, &mut sink)
+            .await
+            .context("the node stopped on a socket error")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    // ---- identity and settings ----
+
+    /// 32 bytes of OS entropy for the node's key. Real mode only: the
+    /// simulator derives every key from the scenario seed.
+    fn os_key_seed() -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        seed
+    }
+
+    /// The node's random stream, derived from the key seed with a label so
+    /// that nothing the node draws (and may send, like ping nonces) is keyed
+    /// by the secret key itself.
+    fn node_rng(key_seed: &[u8; 32]) -> ChaCha8Rng {
+        let mut hasher = Sha256::new();
+        hasher.update(b"grove-node rng v1");
+        hasher.update(key_seed);
+        ChaCha8Rng::from_seed(hasher.finalize().into())
+    }
+
+    fn load_config(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// `contact` as an address of the same family as the bound socket.
+    fn resolve(contact: &str, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
+        let candidates: Vec<SocketAddr> = contact
+            .to_socket_addrs()
+            .with_context(|| format!("bootstrap contact `{contact}` (expected HOST:PORT)"))?
+            .collect();
+        match candidates.iter().find(|a| a.is_ipv4() == listen.is_ipv4()) {
+            Some(&addr) => Ok(addr),
+            None => bail!(
+                "bootstrap contact `{contact}` has no {} address (found {candidates:?})",
+                if listen.is_ipv4() { "IPv4" } else { "IPv6" }
+            ),
+        }
+    }
+
+    fn parse_key_seed(text: &str) -> Result<[u8; 32], String> {
+        let digits = text.as_bytes();
+        if digits.len() != 64 {
+            return Err(format!("{} hex digits, expected 64", digits.len()));
+        }
+        let mut seed = [0u8; 32];
+        for (byte, pair) in seed.iter_mut().zip(digits.chunks_exact(2)) {
+            let pair = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
+            *byte = u8::from_str_radix(pair, 16).map_err(|_| format!("`{pair}` is not hex"))?;
+        }
+        Ok(seed)
+    }
+
+    fn parse_duration(text: &str) -> Result<Duration, String> {
+        grove_node::duration::parse(text)
+    }
+
+    fn parse_broadcast_mode(text: &str) -> Result<BroadcastMode, String> {
+        match text {
+            "plumtree" => Ok(BroadcastMode::Plumtree),
+            "flood" => Ok(BroadcastMode::Flood),
+            other => Err(format!("`{other}`: expected plumtree or flood")),
+        }
+    }
+
+    // ---- tasks feeding the driver ----
+
+    /// Join through the first contact; whenever the active view is empty
+    /// at a check (every `retry_after`), join through the next one, in turn.
+    /// With a single contact the node's own re-join suffices.
+    async fn bootstrap(
+        contacts: Vec<SocketAddr>,
+        retry_after: Duration,
+        active_peers: Arc<AtomicUsize>,
+        commands: mpsc::Sender<Command>,
+    ) {
+        let Some(&first) = contacts.first() else {
+            return;
+        };
+        if commands.send(Command::Join(first)).await.is_err() || contacts.len() < 2 {
+            return;
+        }
+        for &contact in contacts.iter().cycle().skip(1) {
+            loop {
+                tokio::time::sleep(retry_after).await;
+                if active_peers.load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+            }
+            tracing::info!(%contact, "active view still empty; joining through the next contact");
+            if commands.send(Command::Join(contact)).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
+        #[cfg(unix)]
+        let terminate = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        let interrupt = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::warn!("cannot watch Ctrl-C: {e}");
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            () = interrupt => {}
+            () = terminate => {}
+        }
+        tracing::info!("stopping");
+        let _ = commands.send(Command::Shutdown).await;
+    }
+
+    /// Broadcast each stdin line. A plain thread, not tokio's stdin: a
+    /// blocked read there would hold up the runtime's shutdown.
+    fn read_stdin(commands: &mpsc::Sender<Command>, exit_on_eof: bool) {
+        let mut input = io::stdin().lock();
+        let mut line = Vec::with_capacity(MAX_PAYLOAD_BYTES + 1);
+        loop {
+            match read_line_bounded(&mut input, &mut line, MAX_PAYLOAD_BYTES) {
+                Ok(Line::Complete) => {
+                    let payload = Bytes::copy_from_slice(&line);
+                    if commands.blocking_send(Command::Broadcast(payload)).is_err() {
+                        return; // the driver has stopped
+                    }
+                }
+                Ok(Line::TooLong { len }) => tracing::error!(
+                    "not published: a line of {len} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
+                ),
+                Ok(Line::Eof) => break,
+                Err(e) => {
+                    tracing::error!("reading stdin: {e}");
+                    break;
+                }
+            }
+        }
+        if exit_on_eof {
+            let _ = commands.blocking_send(Command::Shutdown);
+        } else {
+            tracing::info!("stdin closed; still serving the overlay");
+        }
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum Line {
+        /// `line` holds a whole line, without its `\n` or `\r\n`.
+        Complete,
+        /// The line had `len` bytes, more than the limit; it was skipped.
+        TooLong { len: usize },
+        Eof,
+    }
+
+    /// Read one line into `line`, keeping at most `max + 1` bytes of it in
+    /// memory however long it is.
+    fn read_line_bounded(
+        input: &mut impl BufRead,
+        line: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<Line> {
+        line.clear();
+        let mut len = 0usize;
+        let mut read_any = false;
+        loop {
+            let chunk = match input.fill_buf() {
+                Ok(chunk) => chunk,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if !read_any {
+                    return Ok(Line::Eof);
+                }
+                break; // a last line without its newline
+            }
+            read_any = true;
+            let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (&chunk[..i], i + 1, true),
+                None => (chunk, chunk.len(), false),
+            };
+            len += part.len();
+            let room = (max + 1).saturating_sub(line.len());
+            line.extend_from_slice(&part[..part.len().min(room)]);
+            input.consume(used);
+            if done {
+                break;
+            }
+        }
+        if line.len() == len && line.last() == Some(&b'\r') {
+            line.pop();
+            len -= 1;
+        }
+        if len > max {
+            Ok(Line::TooLong { len })
+        } else {
+            Ok(Line::Complete)
+        }
+    }
+
+    // ---- the log ----
+
+    /// One line of the stdout log.
+    #[derive(Serialize)]
+    #[serde(tag = "event", rename_all = "snake_case")]
+    enum LogLine {
+        Listening {
+            addr: SocketAddr,
+            peer: String,
+            t_ms: u64,
+        },
+        NeighborUp {
+            peer: String,
+            addr: SocketAddr,
+            t_ms: u64,
+        },
+        NeighborDown {
+            peer: String,
+            t_ms: u64,
+        },
+        /// `id` is the first 8 bytes of the message id, in hex; `from` is
+        /// `None` at the origin.
+        Delivered {
+            id: String,
+            hops: u16,
+            from: Option<String>,
+            payload: String,
+            t_ms: u64,
+        },
+        Dropped {
+            from: SocketAddr,
+            error: String,
+            t_ms: u64,
+        },
+    }
+
+    /// The stdout log: one JSON object per line, flushed per line. Also
+    /// counts the active view for the bootstrap fallback.
+    struct JsonLog<W: Write> {
+        out: W,
+        active_peers: Arc<AtomicUsize>,
+        /// Set when stdout failed (e.g. its reader went away): the node
+        /// keeps serving the overlay without a log.
+        broken: bool,
+    }
+
+    impl<W: Write> JsonLog<W> {
+        fn new(out: W, active_peers: Arc<AtomicUsize>) -> Self {
+            JsonLog {
+                out,
+                active_peers,
+                broken: false,
+            }
+        }
+
+        fn write(&mut self, line: &LogLine) {
+            if self.broken {
+                return;
+            }
+            let result = serde_json::to_writer(&mut self.out, line)
+                .map_err(io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n"))
+                .and_then(|()| self.out.flush());
+            if let Err(e) = result {
+                tracing::warn!("stdout failed, the log stops here: {e}");
+                self.broken = true;
+            }
+        }
+    }
+
+    impl<W: Write> EventSink for JsonLog<W> {
+        fn on_event(&mut self, now: Time, event: Event) {
+            let t_ms = millis(now);
+            let line = match event {
+                Event::Delivered {
+                    id,
+                    hops,
+                    from,
+                    payload,
+                } => LogLine::Delivered {
+                    id: hex(&id.0[..8]),
+                    hops,
+                    from: from.as_ref().map(PeerId::to_string),
+                    payload: String::from_utf8_lossy(&payload).into_owned(),
+                    t_ms,
+                },
+                Event::NeighborUp(peer) => {
+                    self.active_peers.fetch_add(1, Ordering::Relaxed);
+                    LogLine::NeighborUp {
+                        peer: peer.id.to_string(),
+                        addr: peer.addr,
+                        t_ms,
+                    }
+                }
+                Event::NeighborDown(id) => {
+                    // Never below zero, whatever the core reports.
+                    let _ = self.active_peers.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| n.checked_sub(1),
+                    );
+                    LogLine::NeighborDown {
+                        peer: id.to_string(),
+                        t_ms,
+                    }
+                }
+                Event::Dropped { from, error } => LogLine::Dropped {
+                    from,
+                    error: error.to_string(),
+                    t_ms,
+                },
+            };
+            self.write(&line);
+        }
+
+        fn on_command_error(&mut self, _now: Time, error: String) {
+            tracing::error!("command refused: {error}");
+        }
+    }
+
+    fn millis(t: Time) -> u64 {
+        u64::try_from(t.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn lines(input: &[u8], max: usize) -> Vec<(Line, Vec<u8>)> {
+            let mut reader = io::BufReader::with_capacity(4, input);
+            let mut line = Vec::new();
+            let mut out = Vec::new();
+            loop {
+                let l = read_line_bounded(&mut reader, &mut line, max).unwrap();
+                if l == Line::Eof {
+                    return out;
+                }
+                out.push((l, line.clone()));
+            }
+        }
+
+        #[test]
+        fn lines_are_split_stripped_and_bounded() {
+            let got = lines(b"ab\r\n\nabcdefgh\nabcd\r\nxyz", 4);
+            assert_eq!(
+                got,
+                vec![
+                    (Line::Complete, b"ab".to_vec()),
+                    (Line::Complete, b"".to_vec()),
+                    (Line::TooLong { len: 8 }, b"abcde".to_vec()),
+                    (Line::Complete, b"abcd".to_vec()),
+                    (Line::Complete, b"xyz".to_vec()),
+                ]
+            );
+        }
+
+        #[test]
+        fn key_seed_is_64_hex_digits() {
+            let seed = parse_key_seed(&"0a".repeat(32)).unwrap();
+            assert_eq!(seed, [10; 32]);
+            assert!(parse_key_seed("0a").is_err());
+            assert!(parse_key_seed(&"zz".repeat(32)).is_err());
+        }
+
+        #[test]
+        fn config_file_reads_durations_and_refuses_unknown_keys() {
+            let config: Config =
+                toml::from_str("[hyparview]\nkeepalive_interval = \"200ms\"\n").unwrap();
+            assert_eq!(config.hyparview.keepalive_interval, Duration::from_millis(200));
+            assert!(toml::from_str::<Config>("[hyparview]\nkeepalive = 1\n").is_err());
+        }
+    }
+}
