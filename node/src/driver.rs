@@ -47,14 +47,17 @@ pub async fn run(
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
     let mut out = Vec::with_capacity(MAX_DATAGRAM_BYTES);
     let mut commands_open = true;
+    let mut now = socket.now();
     loop {
-        let now = socket.now();
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
         }
         while let Some(dst) = node.poll_transmit(&mut out) {
+            // A failed send concerns one destination (unreachable, wrong
+            // address family, refused by the OS), never the node: only the
+            // host itself going away ends the driver.
             if let Err(e) = socket.send_to(&out, dst).await {
-                if net::is_fatal(&e) {
+                if net::is_host_gone(&e) {
                     return Err(e);
                 }
                 tracing::debug!(%dst, "send failed: {e}");
@@ -64,12 +67,15 @@ pub async fn run(
             sink.on_event(now, event);
         }
         let deadline = node.poll_timeout();
+        // Datagrams first: a waiting datagram is handled without polling the
+        // command channel, and the channel is still polled whenever the
+        // socket has nothing (every wait).
         let input = tokio::select! {
             biased;
-            cmd = commands.recv(), if commands_open => Input::Command(cmd),
             r = socket.recv(&mut buf, deadline) => Input::Socket(r),
+            cmd = commands.recv(), if commands_open => Input::Command(cmd),
         };
-        let now = socket.now();
+        now = socket.now();
         match input {
             Input::Command(None) => commands_open = false,
             Input::Command(Some(Command::Shutdown)) => return Ok(()),
@@ -85,7 +91,7 @@ pub async fn run(
                 node.handle_datagram(now, from, &buf[..len]);
             }
             Input::Socket(Ok(Recv::Timeout)) => node.handle_timeout(now),
-            Input::Socket(Err(e)) if net::is_fatal(&e) => return Err(e),
+            Input::Socket(Err(e)) if net::is_host_gone(&e) => return Err(e),
             Input::Socket(Err(e)) => tracing::debug!("receive failed: {e}"),
         }
     }

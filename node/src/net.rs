@@ -14,25 +14,21 @@ use crate::Time;
 /// What [`Socket::recv`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recv {
-    Datagram { len: usize, from: SocketAddr },
+    Datagram {
+        len: usize,
+        from: SocketAddr,
+    },
     /// The deadline passed with no datagram waiting.
     Timeout,
 }
 
-/// Whether a socket error is the host itself going away (the driver stops)
-/// rather than a passing condition such as an ICMP port-unreachable echoed
-/// back to a UDP socket (the driver carries on).
-pub fn is_fatal(e: &io::Error) -> bool {
-    !matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-            | io::ErrorKind::InvalidInput
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::NetworkUnreachable
-    )
+/// Whether a socket error means the host itself is gone (in the simulator:
+/// it crashed), so the driver must stop. Every other error concerns one
+/// datagram or one destination (an ICMP port-unreachable echoed back to a
+/// UDP socket, a destination of the wrong address family, a broadcast the
+/// OS refuses) and the driver carries on.
+pub fn is_host_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotConnected
 }
 
 #[cfg(not(madsim))]

@@ -68,7 +68,10 @@ pub enum Event {
     /// A peer left the active view.
     NeighborDown(PeerId),
     /// A datagram from `from` was malformed and dropped.
-    Dropped { from: SocketAddr, error: DecodeError },
+    Dropped {
+        from: SocketAddr,
+        error: DecodeError,
+    },
 }
 
 /// Why a broadcast was refused.
@@ -272,7 +275,10 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        match (self.membership.poll_timeout(), self.broadcaster.poll_timeout()) {
+        match (
+            self.membership.poll_timeout(),
+            self.broadcaster.poll_timeout(),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

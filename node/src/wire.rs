@@ -126,6 +126,8 @@ pub enum DecodeError {
     },
     #[error("invalid {what} at byte {offset}")]
     Invalid { what: &'static str, offset: usize },
+    #[error("peer address {addr} cannot be used (unspecified, multicast, broadcast or port 0)")]
+    UnusableAddress { addr: std::net::SocketAddr },
     #[error("{extra} trailing bytes after the message")]
     Trailing { extra: usize },
 }
@@ -568,7 +570,11 @@ impl<'a> Reader<'a> {
             }
         };
         let port = self.u16("port")?;
-        Ok(Peer::new(id, SocketAddr::new(ip, port)))
+        let addr = SocketAddr::new(ip, port);
+        if !usable(&addr) {
+            return Err(DecodeError::UnusableAddress { addr });
+        }
+        Ok(Peer::new(id, addr))
     }
 
     fn finish(self) -> Result<(), DecodeError> {
@@ -577,6 +583,17 @@ impl<'a> Reader<'a> {
             extra => Err(DecodeError::Trailing { extra }),
         }
     }
+}
+
+/// Whether a peer address named in a message may be sent to: a hostile
+/// peer must not make nodes send to broadcast, multicast or unspecified
+/// addresses (reflection), nor to port 0.
+pub fn usable(addr: &SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    };
+    ip_ok && addr.port() != 0
 }
 
 #[cfg(test)]
@@ -608,6 +625,7 @@ mod tests {
             (any::<[u8; 16]>(), any::<u16>())
                 .prop_map(|(ip, port)| SocketAddr::V6(SocketAddrV6::new(ip.into(), port, 0, 0))),
         ]
+        .prop_filter("usable address", usable)
     }
 
     fn peer() -> impl Strategy<Value = Peer> {
@@ -1104,5 +1122,32 @@ mod tests {
             };
             assert_eq!(classify(&header(tag)), Some(class));
         }
+    }
+
+    #[test]
+    fn unusable_peer_addresses_are_refused() {
+        for bad in [
+            "255.255.255.255:9",
+            "0.0.0.0:7000",
+            "224.0.0.1:7000",
+            "10.0.0.1:0",
+            "[::]:7000",
+            "[ff02::1]:7000",
+        ] {
+            let joiner = Peer::new(PeerId([1; 32]), bad.parse().unwrap());
+            let datagram = Datagram {
+                from: PeerId([2; 32]),
+                message: Message::HyParView(H::ForwardJoin { joiner, ttl: 3 }),
+            };
+            let mut out = Vec::new();
+            encode(&datagram, &mut out).unwrap();
+            assert_eq!(
+                decode(&out),
+                Err(DecodeError::UnusableAddress { addr: joiner.addr }),
+                "{bad}"
+            );
+        }
+        assert!(usable(&"127.0.0.1:7000".parse().unwrap()));
+        assert!(usable(&"[::1]:7000".parse().unwrap()));
     }
 }

@@ -2,9 +2,9 @@
 //! and reports.
 
 pub mod bench;
+pub mod overlay;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
-pub mod overlay;
 #[cfg(madsim)]
 pub mod world;

@@ -56,8 +56,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Check { scenario } => check(&scenario),
-        Cmd::Run { scenario, seed, out, quiet, stats } => run(&scenario, seed, out, quiet, stats),
-        Cmd::Bench { nodes, rate, seconds, only } => bench(nodes, rate, seconds, only.as_deref()),
+        Cmd::Run {
+            scenario,
+            seed,
+            out,
+            quiet,
+            stats,
+        } => run(&scenario, seed, out, quiet, stats),
+        Cmd::Bench {
+            nodes,
+            rate,
+            seconds,
+            only,
+        } => bench(nodes, rate, seconds, only.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -93,8 +104,16 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 #[cfg(not(madsim))]
-fn run(_: &Path, _: Option<u64>, _: Option<PathBuf>, _: bool, _: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this grove-sim was built without --cfg madsim; run scenarios with `cargo xtask simulate`")
+fn run(
+    _: &Path,
+    _: Option<u64>,
+    _: Option<PathBuf>,
+    _: bool,
+    _: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "this grove-sim was built without --cfg madsim; run scenarios with `cargo xtask simulate`"
+    )
 }
 
 #[cfg(madsim)]
@@ -142,12 +161,24 @@ fn run(
             reproduce: reproduce.clone(),
         };
         let cell_started = std::time::Instant::now();
-        let report = world::run(scenario, seed, info, Box::new(move |sec| tick.set_position(sec)));
+        let report = world::run(
+            scenario,
+            seed,
+            info,
+            Box::new(move |sec| tick.set_position(sec)),
+        );
         bar.finish_and_clear();
-        let dir = if cells.len() > 1 { out.join(format!("cell-{i:02}")) } else { out.clone() };
+        let dir = if cells.len() > 1 {
+            out.join(format!("cell-{i:02}"))
+        } else {
+            out.clone()
+        };
         write_json(&dir.join("report.json"), &report)?;
         eprint!("{}", report.summary());
-        eprintln!("  ({label}: {:.1} s wall)", cell_started.elapsed().as_secs_f64());
+        eprintln!(
+            "  ({label}: {:.1} s wall)",
+            cell_started.elapsed().as_secs_f64()
+        );
         all_passed &= report.passed;
         reports.push((param, report));
     }
@@ -176,7 +207,10 @@ fn run(
             seed,
             reproduce: &reproduce,
             passed: all_passed,
-            cells: reports.iter().map(|(params, report)| Cell { params, report }).collect(),
+            cells: reports
+                .iter()
+                .map(|(params, report)| Cell { params, report })
+                .collect(),
         };
         write_json(&out.join("report.json"), &combined)?;
     }
@@ -192,7 +226,11 @@ fn run(
         out.join("report.json").display(),
         started.elapsed().as_secs_f64()
     );
-    Ok(if all_passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[cfg(madsim)]
@@ -202,9 +240,11 @@ fn progress_bar(quiet: bool, duration_s: f64, label: String) -> indicatif::Progr
     }
     let bar = indicatif::ProgressBar::new(duration_s.floor() as u64);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} virtual s ({elapsed})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} virtual s ({elapsed})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar.set_message(label);
     bar
@@ -221,7 +261,12 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 
 fn bench(nodes: usize, rate: f64, seconds: f64, only: Option<&str>) -> anyhow::Result<ExitCode> {
     use grove_sim::bench::{self, TrafficConfig};
-    let cfg = TrafficConfig { nodes, rate_per_s: rate, seconds, ..TrafficConfig::default() };
+    let cfg = TrafficConfig {
+        nodes,
+        rate_per_s: rate,
+        seconds,
+        ..TrafficConfig::default()
+    };
     let mut out = serde_json::Map::new();
     if only != Some("sim") {
         let des = bench::des(&cfg);
@@ -236,7 +281,10 @@ fn bench(nodes: usize, rate: f64, seconds: f64, only: Option<&str>) -> anyhow::R
         #[cfg(not(madsim))]
         anyhow::bail!("the simulator half of the benchmark needs a --cfg madsim build");
     }
-    out.insert("peak_rss_mb".into(), serde_json::to_value(bench::peak_rss_mb())?);
+    out.insert(
+        "peak_rss_mb".into(),
+        serde_json::to_value(bench::peak_rss_mb())?,
+    );
     println!("{}", serde_json::Value::Object(out));
     Ok(ExitCode::SUCCESS)
 }

@@ -189,7 +189,11 @@ impl Recorder {
     pub fn active_hosts(&self) -> Vec<Vec<u32>> {
         self.active
             .iter()
-            .map(|v| v.iter().filter_map(|p| self.peer_host.get(p).copied()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|p| self.peer_host.get(p).copied())
+                    .collect()
+            })
             .collect()
     }
 }

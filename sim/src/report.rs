@@ -188,12 +188,20 @@ pub fn broadcast_entries(rec: &Recorder, window_ns: u64, end_ns: u64) -> Vec<Bro
                 origin: b.origin,
                 expected,
                 delivered,
-                reliability: if expected == 0 { 0.0 } else { round6(delivered as f64 / expected as f64) },
+                reliability: if expected == 0 {
+                    0.0
+                } else {
+                    round6(delivered as f64 / expected as f64)
+                },
                 ldh: b.hops_max,
                 rmr: (b.deliveries > 1)
                     .then(|| round6(b.payload_msgs as f64 / (b.deliveries - 1) as f64 - 1.0)),
                 payload_msgs: b.payload_msgs,
-                latency_ms_mean: if others == 0 { 0.0 } else { round6(b.latency_sum_ns as f64 / others as f64 / 1e6) },
+                latency_ms_mean: if others == 0 {
+                    0.0
+                } else {
+                    round6(b.latency_sum_ns as f64 / others as f64 / 1e6)
+                },
                 latency_ms_max: round6(b.latency_max_ns as f64 / 1e6),
             }
         })
@@ -225,12 +233,22 @@ pub fn summarise(
             min: rel.first().copied().unwrap_or(0.0),
             p50: percentile(&rel, 0.5),
         },
-        fully_delivered: round6(entries.iter().filter(|e| e.delivered == e.expected && e.expected > 0).count() as f64 / n),
+        fully_delivered: round6(
+            entries
+                .iter()
+                .filter(|e| e.delivered == e.expected && e.expected > 0)
+                .count() as f64
+                / n,
+        ),
         latency_ms: Latency {
             p50: q(0.5),
             p90: q(0.9),
             p99: q(0.99),
-            max: if latency_us.is_empty() { 0.0 } else { round6(latency_us.max() as f64 / 1000.0) },
+            max: if latency_us.is_empty() {
+                0.0
+            } else {
+                round6(latency_us.max() as f64 / 1000.0)
+            },
         },
         rmr: MeanMax {
             mean: round6(rmrs.iter().sum::<f64>() / rmrs.len().max(1) as f64),
@@ -253,7 +271,9 @@ pub fn evaluate(checks: &[Check], report: &serde_json::Value) -> Vec<CheckResult
             let mut v = Some(report);
             for part in c.metric.split('.') {
                 v = v.and_then(|v| match v {
-                    serde_json::Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+                    serde_json::Value::Array(a) => {
+                        part.parse::<usize>().ok().and_then(|i| a.get(i))
+                    }
                     _ => v.get(part),
                 });
             }
@@ -263,9 +283,8 @@ pub fn evaluate(checks: &[Check], report: &serde_json::Value) -> Vec<CheckResult
                 (Some(_), None) => Some(format!("`{}` is not a number", c.metric)),
                 _ => None,
             };
-            let passed = value.is_some_and(|x| {
-                c.min.is_none_or(|m| x >= m) && c.max.is_none_or(|m| x <= m)
-            });
+            let passed =
+                value.is_some_and(|x| c.min.is_none_or(|m| x >= m) && c.max.is_none_or(|m| x <= m));
             CheckResult {
                 metric: c.metric.clone(),
                 min: c.min,
@@ -284,8 +303,12 @@ impl Report {
         let b = &self.broadcast;
         let mut s = format!(
             "{} (seed {}): {} nodes, {} alive at end, {} crashed, {} restarted\n",
-            self.scenario.name, self.seed, self.nodes.total, self.nodes.alive_at_end,
-            self.faults_applied.hosts_crashed, self.faults_applied.hosts_restarted,
+            self.scenario.name,
+            self.seed,
+            self.nodes.total,
+            self.nodes.alive_at_end,
+            self.faults_applied.hosts_crashed,
+            self.faults_applied.hosts_restarted,
         );
         for p in &self.phases {
             let b = &p.broadcast;

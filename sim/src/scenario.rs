@@ -196,9 +196,11 @@ impl TimelineEvent {
     /// Every instant at which the event applies.
     pub fn instants_s(&self) -> Vec<f64> {
         match self {
-            TimelineEvent::Crash { at_s, repeat: Some(r), .. } => {
-                (0..r.times).map(|k| at_s + r.every_s * k as f64).collect()
-            }
+            TimelineEvent::Crash {
+                at_s,
+                repeat: Some(r),
+                ..
+            } => (0..r.times).map(|k| at_s + r.every_s * k as f64).collect(),
             _ => vec![self.at_s()],
         }
     }
@@ -207,11 +209,21 @@ impl TimelineEvent {
     pub fn label(&self) -> String {
         let pct = |f: f64| format!("{}%", (f * 1000.0).round() / 10.0);
         match self {
-            TimelineEvent::Crash { at_s, fraction, group, repeat } => format!(
+            TimelineEvent::Crash {
+                at_s,
+                fraction,
+                group,
+                repeat,
+            } => format!(
                 "crash {}{}{} @{at_s}s",
                 pct(*fraction),
-                group.as_ref().map(|g| format!(" of {g}")).unwrap_or_default(),
-                repeat.map(|r| format!(" every {}s x{}", r.every_s, r.times)).unwrap_or_default(),
+                group
+                    .as_ref()
+                    .map(|g| format!(" of {g}"))
+                    .unwrap_or_default(),
+                repeat
+                    .map(|r| format!(" every {}s x{}", r.every_s, r.times))
+                    .unwrap_or_default(),
             ),
             TimelineEvent::Restart { at_s, fraction, .. } => {
                 format!("restart {} @{at_s}s", pct(*fraction))
@@ -348,9 +360,12 @@ impl Source {
     pub fn load(&self) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
         let base: Scenario = toml::from_str(&self.text).map_err(|e| ScenarioError {
             file: self.path.clone(),
-            line: e
-                .span()
-                .map(|s| self.text[..s.start.min(self.text.len())].matches('\n').count() + 1),
+            line: e.span().map(|s| {
+                self.text[..s.start.min(self.text.len())]
+                    .matches('\n')
+                    .count()
+                    + 1
+            }),
             key: String::new(),
             message: e.message().to_owned(),
         })?;
@@ -388,62 +403,114 @@ impl Source {
     fn validate(&self, s: &Scenario, context: &str) -> Result<(), ScenarioError> {
         let err = |key: String, msg: String| Err(self.error(&key, format!("{context}{msg}")));
         let time_ok = |t: f64| t.is_finite() && t >= 0.0;
-        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return err("name".into(), "must be non-empty letters, digits, `-`, `_` or `.`".into());
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return err(
+                "name".into(),
+                "must be non-empty letters, digits, `-`, `_` or `.`".into(),
+            );
         }
         if !(s.duration_s.is_finite() && s.duration_s > 0.0) {
-            return err("duration_s".into(), format!("must be a positive number of seconds, got {}", s.duration_s));
+            return err(
+                "duration_s".into(),
+                format!("must be a positive number of seconds, got {}", s.duration_s),
+            );
         }
         if !(time_ok(s.time_grid_ms) && s.time_grid_ms <= 1000.0) {
-            return err("time_grid_ms".into(), format!("must be in [0, 1000], got {}", s.time_grid_ms));
+            return err(
+                "time_grid_ms".into(),
+                format!("must be in [0, 1000], got {}", s.time_grid_ms),
+            );
         }
         if !(time_ok(s.join.start_s) && s.join.start_s < s.duration_s) {
-            return err("join.start_s".into(), format!("must be in [0, duration_s), got {}", s.join.start_s));
+            return err(
+                "join.start_s".into(),
+                format!("must be in [0, duration_s), got {}", s.join.start_s),
+            );
         }
         if !(time_ok(s.join.interval_ms)) {
-            return err("join.interval_ms".into(), format!("must be >= 0, got {}", s.join.interval_ms));
+            return err(
+                "join.interval_ms".into(),
+                format!("must be >= 0, got {}", s.join.interval_ms),
+            );
         }
         if let Err(e) = s.node.hyparview.validate() {
             return err("node.hyparview".into(), e);
         }
         if s.groups.is_empty() {
-            return err("groups".into(), "at least one [[groups]] entry is needed".into());
+            return err(
+                "groups".into(),
+                "at least one [[groups]] entry is needed".into(),
+            );
         }
         let mut total = 0usize;
         for (i, g) in s.groups.iter().enumerate() {
             let key = |k: &str| format!("groups.{i}.{k}");
             if g.count == 0 {
-                return err(key("count"), format!("group `{}` is empty (count = 0)", g.name));
+                return err(
+                    key("count"),
+                    format!("group `{}` is empty (count = 0)", g.name),
+                );
             }
             if s.groups[..i].iter().any(|o| o.name == g.name) {
-                return err(key("name"), format!("group name `{}` is used twice", g.name));
+                return err(
+                    key("name"),
+                    format!("group name `{}` is used twice", g.name),
+                );
             }
             let (lo, hi) = g.latency_ms.bounds();
             if !(time_ok(lo) && time_ok(hi) && lo <= hi && hi <= 10_000.0) {
-                return err(key("latency_ms"), format!("must be a number or [min, max] within [0, 10000] ms, got [{lo}, {hi}]"));
+                return err(
+                    key("latency_ms"),
+                    format!(
+                        "must be a number or [min, max] within [0, 10000] ms, got [{lo}, {hi}]"
+                    ),
+                );
             }
             if !(time_ok(g.jitter_ms) && g.jitter_ms <= 10_000.0) {
-                return err(key("jitter_ms"), format!("must be in [0, 10000], got {}", g.jitter_ms));
+                return err(
+                    key("jitter_ms"),
+                    format!("must be in [0, 10000], got {}", g.jitter_ms),
+                );
             }
             if !(0.0..=1.0).contains(&g.loss) {
-                return err(key("loss"), format!("must be a probability in [0, 1], got {}", g.loss));
+                return err(
+                    key("loss"),
+                    format!("must be a probability in [0, 1], got {}", g.loss),
+                );
             }
             total += g.count;
         }
         if total > 1_000_000 {
-            return err("groups".into(), format!("{total} hosts in all; the limit is 1,000,000"));
+            return err(
+                "groups".into(),
+                format!("{total} hosts in all; the limit is 1,000,000"),
+            );
         }
-        let group_known = |g: &Option<String>| g.as_ref().is_none_or(|g| s.groups.iter().any(|x| &x.name == g));
+        let group_known = |g: &Option<String>| {
+            g.as_ref()
+                .is_none_or(|g| s.groups.iter().any(|x| &x.name == g))
+        };
         for (i, ev) in s.timeline.iter().enumerate() {
             let key = |k: &str| format!("timeline.{i}.{k}");
             let at = ev.at_s();
             if !(time_ok(at) && at <= s.duration_s) {
-                return err(key("at_s"), format!("must be within the run [0, {}] s, got {at}", s.duration_s));
+                return err(
+                    key("at_s"),
+                    format!("must be within the run [0, {}] s, got {at}", s.duration_s),
+                );
             }
             if i > 0 && at < s.timeline[i - 1].at_s() {
                 return err(key("at_s"), "timeline events must be in time order".into());
             }
-            if let TimelineEvent::Crash { repeat: Some(r), .. } = ev {
+            if let TimelineEvent::Crash {
+                repeat: Some(r), ..
+            } = ev
+            {
                 let last = ev.instants_s().last().copied().unwrap_or(at);
                 if !(r.every_s.is_finite() && r.every_s > 0.0) || r.times == 0 {
                     return err(key("repeat"), "needs every_s > 0 and times >= 1".into());
@@ -453,18 +520,41 @@ impl Source {
                 }
             }
             match ev {
-                TimelineEvent::Crash { fraction, group, .. } | TimelineEvent::Restart { fraction, group, .. } => {
+                TimelineEvent::Crash {
+                    fraction, group, ..
+                }
+                | TimelineEvent::Restart {
+                    fraction, group, ..
+                } => {
                     if !(0.0..=1.0).contains(fraction) {
-                        return err(key("fraction"), format!("must be in [0, 1], got {fraction}"));
+                        return err(
+                            key("fraction"),
+                            format!("must be in [0, 1], got {fraction}"),
+                        );
                     }
                     if !group_known(group) {
-                        return err(key("group"), format!("no group is named `{}`", group.as_deref().unwrap_or("")));
+                        return err(
+                            key("group"),
+                            format!("no group is named `{}`", group.as_deref().unwrap_or("")),
+                        );
                     }
                 }
-                TimelineEvent::Partition { sides, fraction, .. } => {
+                TimelineEvent::Partition {
+                    sides, fraction, ..
+                } => {
                     match (sides.is_empty(), fraction) {
-                        (true, None) => return err(key("sides"), "a partition needs `sides` (lists of groups) or `fraction`".into()),
-                        (false, Some(_)) => return err(key("fraction"), "give `sides` or `fraction`, not both".into()),
+                        (true, None) => {
+                            return err(
+                                key("sides"),
+                                "a partition needs `sides` (lists of groups) or `fraction`".into(),
+                            )
+                        }
+                        (false, Some(_)) => {
+                            return err(
+                                key("fraction"),
+                                "give `sides` or `fraction`, not both".into(),
+                            )
+                        }
                         (true, Some(f)) if !(0.0..1.0).contains(f) || *f == 0.0 => {
                             return err(key("fraction"), format!("must be in (0, 1), got {f}"))
                         }
@@ -484,28 +574,58 @@ impl Source {
         for (i, w) in s.workload.iter().enumerate() {
             let key = |k: &str| format!("workload.{i}.{k}");
             if !(time_ok(w.start_s) && w.start_s <= s.duration_s) {
-                return err(key("start_s"), format!("must be within the run [0, {}] s, got {}", s.duration_s, w.start_s));
+                return err(
+                    key("start_s"),
+                    format!(
+                        "must be within the run [0, {}] s, got {}",
+                        s.duration_s, w.start_s
+                    ),
+                );
             }
             if !time_ok(w.interval_ms) {
-                return err(key("interval_ms"), format!("must be >= 0, got {}", w.interval_ms));
+                return err(
+                    key("interval_ms"),
+                    format!("must be >= 0, got {}", w.interval_ms),
+                );
             }
             let last = w.start_s + w.interval_ms / 1000.0 * w.count.saturating_sub(1) as f64;
             if last > s.duration_s {
                 return err(key("count"), format!("the last broadcast would be at {last:.3} s, after the end of the run ({} s)", s.duration_s));
             }
             if !(8..=grove_node::proto::plumtree::MAX_PAYLOAD_BYTES).contains(&w.payload_bytes) {
-                return err(key("payload_bytes"), format!("must be in [8, {}], got {}", grove_node::proto::plumtree::MAX_PAYLOAD_BYTES, w.payload_bytes));
+                return err(
+                    key("payload_bytes"),
+                    format!(
+                        "must be in [8, {}], got {}",
+                        grove_node::proto::plumtree::MAX_PAYLOAD_BYTES,
+                        w.payload_bytes
+                    ),
+                );
             }
-            if !["random", "first"].contains(&w.from.as_str()) && !s.groups.iter().any(|g| g.name == w.from) {
-                return err(key("from"), format!("must be `random`, `first` or a group name, got `{}`", w.from));
+            if !["random", "first"].contains(&w.from.as_str())
+                && !s.groups.iter().any(|g| g.name == w.from)
+            {
+                return err(
+                    key("from"),
+                    format!(
+                        "must be `random`, `first` or a group name, got `{}`",
+                        w.from
+                    ),
+                );
             }
         }
         if !(s.measure.window_s.is_finite() && s.measure.window_s > 0.0) {
-            return err("measure.window_s".into(), format!("must be positive, got {}", s.measure.window_s));
+            return err(
+                "measure.window_s".into(),
+                format!("must be positive, got {}", s.measure.window_s),
+            );
         }
         for (i, c) in s.checks.iter().enumerate() {
             if c.min.is_none() && c.max.is_none() {
-                return err(format!("checks.{i}.metric"), format!("check of `{}` has neither `min` nor `max`", c.metric));
+                return err(
+                    format!("checks.{i}.metric"),
+                    format!("check of `{}` has neither `min` nor `max`", c.metric),
+                );
             }
         }
         Ok(())
@@ -538,7 +658,9 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
     };
     let header = |line: &str| -> Option<String> {
         let l = line.trim();
-        let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"))
+        let inner = l
+            .strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
             .or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
         Some(inner.trim().to_owned())
     };
@@ -557,7 +679,11 @@ pub fn locate(text: &str, key: &str) -> Option<usize> {
     // `array.N.key`: the N-th `[[array]]`, then `key` inside it.
     let (table, index, rest) = match parts[1].parse::<usize>() {
         Ok(n) => (parts[0].to_owned(), Some(n), &parts[2..]),
-        Err(_) => (parts[..parts.len() - 1].join("."), None, &parts[parts.len() - 1..]),
+        Err(_) => (
+            parts[..parts.len() - 1].join("."),
+            None,
+            &parts[parts.len() - 1..],
+        ),
     };
     let mut seen = 0usize;
     let mut start = None;
@@ -614,7 +740,11 @@ interval_ms = 1000
 "#;
 
     fn load(text: &str) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
-        Source { path: "s.toml".into(), text: text.into() }.load()
+        Source {
+            path: "s.toml".into(),
+            text: text.into(),
+        }
+        .load()
     }
 
     fn error(text: &str) -> String {
@@ -645,7 +775,10 @@ interval_ms = 1000
     #[test]
     fn fraction_over_one_names_key_and_line() {
         let e = error(&GOOD.replace("fraction = 0.5", "fraction = 1.5"));
-        assert_eq!(e, "s.toml:18: `timeline.0.fraction`: must be in [0, 1], got 1.5");
+        assert_eq!(
+            e,
+            "s.toml:18: `timeline.0.fraction`: must be in [0, 1], got 1.5"
+        );
     }
 
     #[test]
@@ -657,21 +790,30 @@ interval_ms = 1000
     #[test]
     fn empty_group_names_key_and_line() {
         let e = error(&GOOD.replace("count = 10", "count = 0"));
-        assert!(e.starts_with("s.toml:11: `groups.0.count`: group `eu` is empty"), "{e}");
+        assert!(
+            e.starts_with("s.toml:11: `groups.0.count`: group `eu` is empty"),
+            "{e}"
+        );
     }
 
     #[test]
     fn workload_past_the_end_is_refused() {
         let e = error(&GOOD.replace("count = 5", "count = 500"));
-        assert!(e.contains("`workload.0.count`") && e.contains("after the end"), "{e}");
+        assert!(
+            e.contains("`workload.0.count`") && e.contains("after the end"),
+            "{e}"
+        );
     }
 
     #[test]
     fn sweep_expands_cells_and_checks_each() {
-        let text = format!("{GOOD}\n[sweep]\nparam = \"timeline.0.fraction\"\nvalues = [0.1, 0.9]\n");
+        let text =
+            format!("{GOOD}\n[sweep]\nparam = \"timeline.0.fraction\"\nvalues = [0.1, 0.9]\n");
         let cells = load(&text).unwrap();
         assert_eq!(cells.len(), 2);
-        assert!(matches!(cells[1].1.timeline[0], TimelineEvent::Crash { fraction, .. } if fraction == 0.9));
+        assert!(
+            matches!(cells[1].1.timeline[0], TimelineEvent::Crash { fraction, .. } if fraction == 0.9)
+        );
         let bad = text.replace("[0.1, 0.9]", "[0.1, 2.0]");
         assert!(error(&bad).contains("sweep.values[1] = 2.0: must be in [0, 1]"));
         let unknown = text.replace("timeline.0.fraction", "timeline.4.fraction");
@@ -680,7 +822,12 @@ interval_ms = 1000
 
     #[test]
     fn missing_file_is_a_clear_error() {
-        let e = Source::read(Path::new("/nonexistent/x.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/x.toml: cannot read the scenario file"), "{e}");
+        let e = Source::read(Path::new("/nonexistent/x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/x.toml: cannot read the scenario file"),
+            "{e}"
+        );
     }
 }

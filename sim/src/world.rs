@@ -106,7 +106,9 @@ impl EventSink for SimSink {
         let now = now.as_nanos() as u64;
         let mut rec = self.rec.borrow_mut();
         match event {
-            Event::Delivered { id, hops, payload, .. } => rec.delivered(self.host, now, id, hops, &payload),
+            Event::Delivered {
+                id, hops, payload, ..
+            } => rec.delivered(self.host, now, id, hops, &payload),
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
@@ -121,14 +123,21 @@ fn secs_ns(s: f64) -> u64 {
 impl World {
     fn new(s: &Scenario, seed: u64) -> World {
         let mut links = stream(seed, STREAM_LINKS);
-        let mut net = Network::new(secs_ns(s.time_grid_ms / 1000.0), stream(seed, STREAM_NETWORK));
+        let mut net = Network::new(
+            secs_ns(s.time_grid_ms / 1000.0),
+            stream(seed, STREAM_NETWORK),
+        );
         let mut hosts = Vec::new();
         for (g, group) in s.groups.iter().enumerate() {
             let (lo, hi) = group.latency_ms.bounds();
             for _ in 0..group.count {
                 let i = hosts.len();
                 let ip = host_ip(i);
-                let latency = if hi > lo { links.gen_range(lo..=hi) } else { lo };
+                let latency = if hi > lo {
+                    links.gen_range(lo..=hi)
+                } else {
+                    lo
+                };
                 net.add_host(ip, group.link(latency));
                 let mut key = [0u8; 32];
                 stream(seed, STREAM_IDENTITY + i as u64).fill(&mut key);
@@ -193,9 +202,10 @@ impl World {
 
     async fn run(mut self, info: RunInfo, mut progress: Box<dyn FnMut(u64)>) -> Report {
         let rec = self.rec.clone();
-        self.net.set_observer(Box::new(move |now, _src, bytes, _fate| {
-            rec.borrow_mut().datagram_sent(now, bytes)
-        }));
+        self.net
+            .set_observer(Box::new(move |now, _src, bytes, _fate| {
+                rec.borrow_mut().datagram_sent(now, bytes)
+            }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
             if t > self.net.now_ns() {
@@ -222,7 +232,9 @@ impl World {
     }
 
     fn running(&self) -> Vec<usize> {
-        (0..self.hosts.len()).filter(|&i| self.hosts[i].running).collect()
+        (0..self.hosts.len())
+            .filter(|&i| self.hosts[i].running)
+            .collect()
     }
 
     fn addr(&self, i: usize) -> SocketAddr {
@@ -246,11 +258,16 @@ impl World {
         h.incarnation += 1;
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         h.commands = Some(tx);
-        self.rec.borrow_mut().host_started(i as u32, h.identity.peer_id(), now);
+        self.rec
+            .borrow_mut()
+            .host_started(i as u32, h.identity.peer_id(), now);
         let identity = h.identity.clone();
         let addr = SocketAddr::new(h.ip, PORT);
         let config = self.scenario.node.clone();
-        let mut sink = SimSink { host: i as u32, rec: self.rec.clone() };
+        let mut sink = SimSink {
+            host: i as u32,
+            rec: self.rec.clone(),
+        };
         h.task = Some(madsim::task::spawn_local(async move {
             let socket = match net::Socket::bind(addr).await {
                 Ok(s) => s,
@@ -288,20 +305,32 @@ impl World {
     }
 
     fn in_group(&self, i: usize, group: &Option<String>) -> bool {
-        group.as_ref().is_none_or(|g| self.scenario.groups[self.hosts[i].group].name == *g)
+        group
+            .as_ref()
+            .is_none_or(|g| self.scenario.groups[self.hosts[i].group].name == *g)
     }
 
     fn apply(&mut self, event: usize) {
         match self.scenario.timeline[event].clone() {
-            TimelineEvent::Crash { fraction, group, .. } => {
-                let candidates = self.running().into_iter().filter(|&i| self.in_group(i, &group)).collect();
+            TimelineEvent::Crash {
+                fraction, group, ..
+            } => {
+                let candidates = self
+                    .running()
+                    .into_iter()
+                    .filter(|&i| self.in_group(i, &group))
+                    .collect();
                 for i in self.pick(candidates, fraction) {
                     self.crash(i);
                 }
             }
-            TimelineEvent::Restart { fraction, group, .. } => {
+            TimelineEvent::Restart {
+                fraction, group, ..
+            } => {
                 let candidates = (0..self.hosts.len())
-                    .filter(|&i| self.hosts[i].started && !self.hosts[i].running && self.in_group(i, &group))
+                    .filter(|&i| {
+                        self.hosts[i].started && !self.hosts[i].running && self.in_group(i, &group)
+                    })
                     .collect();
                 for i in self.pick(candidates, fraction) {
                     self.net.with(|n| n.restart(i as HostId));
@@ -309,7 +338,9 @@ impl World {
                     self.faults.hosts_restarted += 1;
                 }
             }
-            TimelineEvent::Partition { sides, fraction, .. } => {
+            TimelineEvent::Partition {
+                sides, fraction, ..
+            } => {
                 let mut side_of = vec![0u16; self.hosts.len()];
                 if let Some(f) = fraction {
                     for i in self.pick((0..self.hosts.len()).collect(), f) {
@@ -318,7 +349,10 @@ impl World {
                 } else {
                     for (i, h) in self.hosts.iter().enumerate() {
                         let name = &self.scenario.groups[h.group].name;
-                        side_of[i] = sides.iter().position(|s| s.contains(name)).unwrap_or(sides.len()) as u16;
+                        side_of[i] = sides
+                            .iter()
+                            .position(|s| s.contains(name))
+                            .unwrap_or(sides.len()) as u16;
                     }
                 }
                 self.net.with(|n| {
@@ -373,8 +407,10 @@ impl World {
         let mut phases = Vec::new();
         for p in 0..bounds.len() - 1 {
             let (start, stop) = (bounds[p], bounds[p + 1]);
-            let in_phase: Vec<&BroadcastEntry> =
-                entries.iter().filter(|e| rec.phase_of(secs_ns(e.at_s)) == p).collect();
+            let in_phase: Vec<&BroadcastEntry> = entries
+                .iter()
+                .filter(|e| rec.phase_of(secs_ns(e.at_s)) == p)
+                .collect();
             let name = if p == 0 {
                 "start".to_owned()
             } else {
@@ -389,7 +425,12 @@ impl World {
                 name,
                 start_s: round6(start as f64 / 1e9),
                 end_s: round6(stop as f64 / 1e9),
-                broadcast: summarise(&in_phase, &rec.latency_us[p], rec.payload_msgs[p], rec.control_msgs[p]),
+                broadcast: summarise(
+                    &in_phase,
+                    &rec.latency_us[p],
+                    rec.payload_msgs[p],
+                    rec.control_msgs[p],
+                ),
             });
         }
         let mut all_latency = rec.latency_us[0].clone();
@@ -404,7 +445,12 @@ impl World {
             rec.control_msgs.iter().sum(),
         );
         let alive: Vec<bool> = self.hosts.iter().map(|h| h.running).collect();
-        let overlay = overlay::analyse(&alive, &rec.active_hosts(), s.measure.path_sources, self.seed);
+        let overlay = overlay::analyse(
+            &alive,
+            &rec.active_hosts(),
+            s.measure.path_sources,
+            self.seed,
+        );
         let c = self.net.with(|n| n.counters());
         let mut faults = self.faults.clone();
         faults.datagrams = Datagrams {
@@ -432,7 +478,11 @@ impl World {
             broadcast,
             overlay,
             phases,
-            broadcasts: if s.measure.per_broadcast { entries } else { Vec::new() },
+            broadcasts: if s.measure.per_broadcast {
+                entries
+            } else {
+                Vec::new()
+            },
             checks: Vec::new(),
             passed: true,
         };

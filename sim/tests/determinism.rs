@@ -12,7 +12,10 @@ fn run(scenario: &Path, seed: u64, out: &Path) -> Vec<u8> {
         .arg(scenario)
         .status()
         .expect("grove-sim runs");
-    assert!(status.code().is_some_and(|c| c <= 1), "grove-sim failed: {status}");
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "grove-sim failed: {status}"
+    );
     std::fs::read(out.join("report.json")).expect("report written")
 }
 

@@ -7,7 +7,10 @@ use grove_sim::scenario::{Scenario, Source};
 use grove_sim::world::{self, RunInfo};
 
 fn scenario(text: &str) -> Scenario {
-    let source = Source { path: "test.toml".into(), text: text.into() };
+    let source = Source {
+        path: "test.toml".into(),
+        text: text.into(),
+    };
     source.load().expect("valid scenario").remove(0).1
 }
 
@@ -139,7 +142,11 @@ fn restarted_hosts_rejoin_and_deliver() {
     assert_eq!(r.faults_applied.hosts_restarted, 30);
     assert_eq!(r.nodes.alive_at_end, 60);
     let last = r.phases.last().unwrap();
-    assert!(last.broadcast.reliability.mean >= 0.95, "{:?}", last.broadcast.reliability);
+    assert!(
+        last.broadcast.reliability.mean >= 0.95,
+        "{:?}",
+        last.broadcast.reliability
+    );
 }
 
 #[test]
@@ -149,7 +156,10 @@ fn checks_are_evaluated_against_the_report() {
     );
     let r = run(&scenario(&text));
     assert!(r.checks[0].passed);
-    assert!(!r.checks[1].passed, "a 60-node overlay has trees deeper than 1 hop");
+    assert!(
+        !r.checks[1].passed,
+        "a 60-node overlay has trees deeper than 1 hop"
+    );
     assert!(!r.checks[2].passed && r.checks[2].error.is_some());
     assert!(!r.passed);
 }

@@ -55,9 +55,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command {
-        Cmd::Simulate { scenario, seed, out, quiet } => {
-            simulate(&relative_to_root(&cwd, &root, &scenario), seed, out.map(|o| cwd.join(o)), quiet)
-        }
+        Cmd::Simulate {
+            scenario,
+            seed,
+            out,
+            quiet,
+        } => simulate(
+            &relative_to_root(&cwd, &root, &scenario),
+            seed,
+            out.map(|o| cwd.join(o)),
+            quiet,
+        ),
         Cmd::Test => test(),
         Cmd::Bench { nodes } => bench(nodes),
     };
@@ -107,17 +115,31 @@ fn cargo_sim() -> Command {
     let mut c = cargo();
     let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     flags.push_str(" --cfg madsim");
-    c.env("RUSTFLAGS", flags.trim()).env("CARGO_TARGET_DIR", SIM_TARGET);
+    c.env("RUSTFLAGS", flags.trim())
+        .env("CARGO_TARGET_DIR", SIM_TARGET);
     c
 }
 
 fn build_simulator() -> Result<PathBuf> {
     eprintln!("building the simulator (--cfg madsim, release, {SIM_TARGET}/)...");
-    check(cargo_sim().args(["build", "--quiet", "--release", "-p", "grove-sim", "--bin", "grove-sim"]))?;
+    check(cargo_sim().args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "grove-sim",
+        "--bin",
+        "grove-sim",
+    ]))?;
     Ok(Path::new(SIM_TARGET).join("release/grove-sim"))
 }
 
-fn simulate(scenario: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> Result<ExitCode> {
+fn simulate(
+    scenario: &Path,
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> Result<ExitCode> {
     if !scenario.exists() {
         bail!("no scenario file at {}", scenario.display());
     }
@@ -145,7 +167,15 @@ fn test() -> Result<ExitCode> {
     eprintln!("== native tests");
     check(cargo().args(["test", "--workspace"]))?;
     eprintln!("== simulator tests (--cfg madsim)");
-    check(cargo_sim().args(["test", "-p", "grove-netsim", "-p", "grove-sim", "-p", "grove-node"]))?;
+    check(cargo_sim().args([
+        "test",
+        "-p",
+        "grove-netsim",
+        "-p",
+        "grove-sim",
+        "-p",
+        "grove-node",
+    ]))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -157,12 +187,22 @@ fn bench(nodes: usize) -> Result<ExitCode> {
         .output()
         .context("cannot run grove-sim bench")?;
     if !out.status.success() {
-        bail!("grove-sim bench failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "grove-sim bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let net: serde_json::Value = serde_json::from_slice(&out.stdout).context("bench output")?;
-    let des = net["des"]["ns_per_datagram"].as_f64().context("des figure")?;
-    let sim = net["sim"]["ns_per_datagram"].as_f64().context("sim figure")?;
-    eprintln!("   DES {des:.0} ns/datagram, simulator {sim:.0} ns/datagram, ratio {:.2}x", sim / des);
+    let des = net["des"]["ns_per_datagram"]
+        .as_f64()
+        .context("des figure")?;
+    let sim = net["sim"]["ns_per_datagram"]
+        .as_f64()
+        .context("sim figure")?;
+    eprintln!(
+        "   DES {des:.0} ns/datagram, simulator {sim:.0} ns/datagram, ratio {:.2}x",
+        sim / des
+    );
 
     eprintln!("== scenarios/residential-95.toml");
     let stats = Path::new("reports/bench/residential-95.stats.json");
@@ -192,7 +232,10 @@ fn bench(nodes: usize) -> Result<ExitCode> {
         "network": net,
     });
     std::fs::create_dir_all("reports/bench")?;
-    std::fs::write("reports/bench/bench.json", serde_json::to_string_pretty(&result)? + "\n")?;
+    std::fs::write(
+        "reports/bench/bench.json",
+        serde_json::to_string_pretty(&result)? + "\n",
+    )?;
     eprintln!("wrote reports/bench/bench.json");
     Ok(ExitCode::SUCCESS)
 }

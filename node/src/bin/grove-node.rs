@@ -29,7 +29,8 @@ mod daemon {
     use std::io::{self, BufRead, IsTerminal, Write};
     use std::net::{SocketAddr, ToSocketAddrs};
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::Ordering::Relaxed;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -196,7 +197,17 @@ mod daemon {
     fn load_config(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("in config {}", path.display()))
+        parse_config(&text).with_context(|| format!("in config {}", path.display()))
+    }
+
+    /// A `Config` from TOML, refusing unknown keys and broken invariants
+    /// (which would otherwise panic in `Node::new`).
+    fn parse_config(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        if let Err(e) = config.hyparview.validate() {
+            bail!("[hyparview]: {e}");
+        }
+        Ok(config)
     }
 
     /// `contact` as an address of the same family as the bound socket.
@@ -259,7 +270,7 @@ mod daemon {
         for &contact in contacts.iter().cycle().skip(1) {
             loop {
                 tokio::time::sleep(retry_after).await;
-                if active_peers.load(Ordering::Relaxed) == 0 {
+                if active_peers.load(Relaxed) == 0 {
                     break;
                 }
             }
@@ -336,7 +347,9 @@ mod daemon {
         /// `line` holds a whole line, without its `\n` or `\r\n`.
         Complete,
         /// The line had `len` bytes, more than the limit; it was skipped.
-        TooLong { len: usize },
+        TooLong {
+            len: usize,
+        },
         Eof,
     }
 
@@ -473,7 +486,7 @@ mod daemon {
                     t_ms,
                 },
                 Event::NeighborUp(peer) => {
-                    self.active_peers.fetch_add(1, Ordering::Relaxed);
+                    self.active_peers.fetch_add(1, Relaxed);
                     LogLine::NeighborUp {
                         peer: peer.id.to_string(),
                         addr: peer.addr,
@@ -482,11 +495,8 @@ mod daemon {
                 }
                 Event::NeighborDown(id) => {
                     // Never below zero, whatever the core reports.
-                    let _ = self.active_peers.fetch_update(
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                        |n| n.checked_sub(1),
-                    );
+                    let one_less = |n: usize| n.checked_sub(1);
+                    let _ = self.active_peers.fetch_update(Relaxed, Relaxed, one_less);
                     LogLine::NeighborDown {
                         peer: id.to_string(),
                         t_ms,
@@ -555,11 +565,13 @@ mod daemon {
         }
 
         #[test]
-        fn config_file_reads_durations_and_refuses_unknown_keys() {
-            let config: Config =
-                toml::from_str("[hyparview]\nkeepalive_interval = \"200ms\"\n").unwrap();
-            assert_eq!(config.hyparview.keepalive_interval, Duration::from_millis(200));
-            assert!(toml::from_str::<Config>("[hyparview]\nkeepalive = 1\n").is_err());
+        fn config_file_reads_durations_and_refuses_unknown_keys_and_nonsense() {
+            let config = parse_config("[hyparview]\nkeepalive_interval = \"200ms\"\n").unwrap();
+            let keepalive = config.hyparview.keepalive_interval;
+            assert_eq!(keepalive, Duration::from_millis(200));
+            assert!(parse_config("[hyparview]\nkeepalive = 1\n").is_err());
+            let error = parse_config("[hyparview]\nfailure_timeout = \"10ms\"\n").unwrap_err();
+            assert!(error.to_string().contains("failure_timeout"), "{error}");
         }
     }
 }

@@ -255,7 +255,9 @@ impl Config {
             return Err("passive_view_capacity must be at least 1".into());
         }
         if !(self.passive_random_walk_length <= self.active_random_walk_length) {
-            return Err("passive_random_walk_length must not exceed active_random_walk_length".into());
+            return Err(
+                "passive_random_walk_length must not exceed active_random_walk_length".into(),
+            );
         }
         if 1 + self.shuffle_active_count + self.shuffle_passive_count > MAX_SHUFFLE_PEERS {
             return Err("1 + shuffle_active_count + shuffle_passive_count must not exceed MAX_SHUFFLE_PEERS".into());

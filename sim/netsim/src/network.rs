@@ -576,7 +576,10 @@ mod tests {
         // Two crossings at 5%: 1 - 0.95^2 = 9.75% lost.
         let lost = c.lost as f64 / c.sent as f64;
         assert!((lost - 0.0975).abs() < 0.01, "lost {lost}");
-        assert_eq!(c.delivered.min(INBOX_CAPACITY as u64) + c.overflow + c.lost, c.sent);
+        assert_eq!(
+            c.delivered.min(INBOX_CAPACITY as u64) + c.overflow + c.lost,
+            c.sent
+        );
     }
 
     #[test]
@@ -594,13 +597,18 @@ mod tests {
         // The crash released the port: a restarted host binds it again.
         n.restart(b);
         assert_eq!(n.bind(b, 7000).unwrap(), 7000);
-        assert_eq!(n.send(0, b, n.local_addr(a).unwrap(), b"x"), Ok(Fate::InFlight));
+        assert_eq!(
+            n.send(0, b, n.local_addr(a).unwrap(), b"x"),
+            Ok(Fate::InFlight)
+        );
         let unknown = SocketAddr::new(ip(9), 1);
         assert_eq!(n.send(0, a, unknown, b"x"), Ok(Fate::NoRoute));
         let big = vec![0u8; MAX_DATAGRAM_BYTES + 1];
         assert_eq!(
             n.send(0, a, dst, &big),
-            Err(SendError::TooLarge { len: MAX_DATAGRAM_BYTES + 1 })
+            Err(SendError::TooLarge {
+                len: MAX_DATAGRAM_BYTES + 1
+            })
         );
     }
 
@@ -636,7 +644,9 @@ mod tests {
         let run = || {
             let (mut n, a, b) = net2(0.2);
             let dst = n.local_addr(b).unwrap();
-            (0..200).map(|t| n.send(t, a, dst, b"x").unwrap()).collect::<Vec<_>>()
+            (0..200)
+                .map(|t| n.send(t, a, dst, b"x").unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(), run());
     }

@@ -227,29 +227,33 @@ impl Socket {
         deadline_ns: Option<u64>,
     ) -> Poll<io::Result<Recv>> {
         let now = self.net.now_ns();
-        self.net.with(|n| {
-            self.check_alive(n)?;
-            if let Some(d) = n.take(self.host, buf) {
-                return Ok(Some(Recv::Datagram(d)));
-            }
-            match deadline_ns {
-                Some(d) if d <= now => {
-                    n.clear_deadline(self.host);
-                    Ok(Some(Recv::Timeout))
+        self.net
+            .with(|n| {
+                self.check_alive(n)?;
+                if let Some(d) = n.take(self.host, buf) {
+                    return Ok(Some(Recv::Datagram(d)));
                 }
-                Some(d) => {
-                    n.set_deadline(self.host, d);
-                    n.set_waker(self.host, cx.waker());
-                    Ok(None)
+                match deadline_ns {
+                    Some(d) if d <= now => {
+                        n.clear_deadline(self.host);
+                        Ok(Some(Recv::Timeout))
+                    }
+                    Some(d) => {
+                        n.set_deadline(self.host, d);
+                        n.set_waker(self.host, cx.waker());
+                        Ok(None)
+                    }
+                    None => {
+                        n.clear_deadline(self.host);
+                        n.set_waker(self.host, cx.waker());
+                        Ok(None)
+                    }
                 }
-                None => {
-                    n.clear_deadline(self.host);
-                    n.set_waker(self.host, cx.waker());
-                    Ok(None)
-                }
-            }
-        })
-        .map_or_else(|e| Poll::Ready(Err(e)), |r| r.map_or(Poll::Pending, |r| Poll::Ready(Ok(r))))
+            })
+            .map_or_else(
+                |e| Poll::Ready(Err(e)),
+                |r| r.map_or(Poll::Pending, |r| Poll::Ready(Ok(r))),
+            )
     }
 
     /// Wait for a datagram, or until `deadline_ns` (if any) passes.
