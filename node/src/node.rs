@@ -92,7 +92,7 @@ pub struct Stats {
 }
 
 enum Broadcaster {
-    Plumtree(plumtree::Plumtree),
+    Plumtree(Box<plumtree::Plumtree>),
     Flood(flood::Flood),
 }
 
@@ -158,7 +158,7 @@ impl Node {
         let me = Peer::new(identity.peer_id(), addr);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
-                Broadcaster::Plumtree(plumtree::Plumtree::new(me.id, config.plumtree))
+                Broadcaster::Plumtree(Box::new(plumtree::Plumtree::new(me.id, config.plumtree)))
             }
             BroadcastMode::Flood => Broadcaster::Flood(flood::Flood::new(me.id, config.flood)),
         };

@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use grove_sim::scenario::{Scenario, ScenarioError, Source};
+use grove_sim::scenario::{Cell, ScenarioError, Source};
 
 #[derive(Parser)]
 #[command(name = "grove-sim", about = "Grove's deterministic network simulator")]
@@ -82,7 +81,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<(Source, Vec<(Option<(String, toml::Value)>, Scenario)>)> {
+fn load(path: &Path) -> anyhow::Result<(Source, Vec<Cell>)> {
     let source = Source::read(path)?;
     let cells = source.load()?;
     Ok((source, cells))
@@ -132,6 +131,7 @@ fn run(
     let base = &cells[0].1;
     let seed = seed.unwrap_or(base.seed);
     let out = out.unwrap_or_else(|| Path::new("reports").join(&base.name).join(seed.to_string()));
+    use anyhow::Context;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let sha256 = format!("{:x}", Sha256::digest(source.text.as_bytes()));
     let file = path.display().to_string();
@@ -250,7 +250,9 @@ fn progress_bar(quiet: bool, duration_s: f64, label: String) -> indicatif::Progr
     bar
 }
 
+#[cfg(madsim)]
 fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -301,6 +301,9 @@ pub struct Sweep {
     pub values: Vec<toml::Value>,
 }
 
+/// One run of a scenario: the swept parameter and its value, if any.
+pub type Cell = (Option<(String, toml::Value)>, Scenario);
+
 /// A scenario that could not be loaded, with where and why.
 #[derive(Debug)]
 pub struct ScenarioError {
@@ -357,7 +360,7 @@ impl Source {
 
     /// Parse and validate the scenario, and expand its sweep: one scenario
     /// per cell with the value it was given (a single cell without a sweep).
-    pub fn load(&self) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
+    pub fn load(&self) -> Result<Vec<Cell>, ScenarioError> {
         let base: Scenario = toml::from_str(&self.text).map_err(|e| ScenarioError {
             file: self.path.clone(),
             line: e.span().map(|s| {
@@ -739,7 +742,7 @@ count = 5
 interval_ms = 1000
 "#;
 
-    fn load(text: &str) -> Result<Vec<(Option<(String, toml::Value)>, Scenario)>, ScenarioError> {
+    fn load(text: &str) -> Result<Vec<Cell>, ScenarioError> {
         Source {
             path: "s.toml".into(),
             text: text.into(),

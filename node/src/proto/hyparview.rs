@@ -462,6 +462,7 @@ impl HyParView {
         }
         let ttl = ttl.min(self.config.active_random_walk_length);
         if ttl == 0 || self.active.len() <= 1 {
+            eprintln!("DBGFJ ttl={} act={} already={}", ttl, self.active.len(), self.is_active(&joiner.id));
             self.accept_joiner(now, joiner);
             return;
         }
@@ -476,7 +477,10 @@ impl HyParView {
                     ttl: ttl - 1,
                 },
             ),
-            None => self.accept_joiner(now, joiner),
+            None => {
+                eprintln!("DBGFJ none ttl={} act={}", ttl, self.active.len());
+                self.accept_joiner(now, joiner)
+            }
         }
     }
 
