@@ -11,7 +11,8 @@
 //! a datagram counts when it reaches its receiver at or before the end.
 //!
 //! - [`des`] is the floor: one `BinaryHeap` of (instant, sequence, event),
-//!   events "node i sends" and "a datagram arrives at node j".
+//!   events "node i sends" and "a datagram arrives at node j". It carries no
+//!   payload bytes; an arrival touches only the receiver's count.
 //! - [`sim`] (built with `--cfg madsim`) runs the real thing: a
 //!   [`grove_netsim::Network`] with its pump on madsim, one task per host
 //!   looping on [`grove_netsim::sim::Socket::recv`] with its next send as
@@ -182,6 +183,8 @@ enum Event {
     Arrive(u32),
 }
 
+/// A DES host: the same ChaCha stream a simulated host holds, and what it
+/// has received (so that every arrival touches its receiver, as a wake does).
 struct DesNode {
     rng: ChaCha8Rng,
     next_send_ns: u64,
@@ -516,7 +519,8 @@ mod tests {
     }
 
     /// The comparison DESIGN.md quotes, best of three interleaved runs
-    /// (the least disturbed by other load). Run with
+    /// (the least disturbed by other load). Peak RSS is exact for the first
+    /// DES and sim runs only: the heap keeps what earlier runs freed. Run with
     /// `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target-sim cargo test
     /// --release -p grove-sim --lib bench::tests::compare -- --ignored --nocapture`.
     #[cfg(madsim)]

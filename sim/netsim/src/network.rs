@@ -1,14 +1,14 @@
 //! The network proper: hosts, the in-flight heap, delivery and fates.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::net::{IpAddr, SocketAddr};
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 
-use crate::link::Link;
+use crate::link::{Jitter, Link};
 
 /// Index of a host in the network.
 pub type HostId = u32;
@@ -79,50 +79,134 @@ pub struct Delivery {
     pub from: SocketAddr,
 }
 
-/// Heap entry: a datagram arriving at `host`, or (slot == TIMER) the host's
-/// deadline. Ordered by (at, seq): earliest first, ties in send order.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Entry {
-    at: u64,
-    seq: u64,
-    host: HostId,
-    slot: u32,
+/// Queued entries by instant: a min-heap of distinct instants, each with a
+/// bucket of (host, slot) in push order (a datagram arriving at `host`, or
+/// with slot == TIMER the host's deadline). Earliest instant first, ties in
+/// push order. On a time grid many entries share an instant, so a push is
+/// an append to a hot bucket and the heap stays small.
+#[derive(Default)]
+struct Queue {
+    len: usize,
+    instants: BinaryHeap<Reverse<u64>>,
+    buckets: FxHashMap<u64, Vec<(HostId, u32)>>,
+    spare: Vec<Vec<(HostId, u32)>>,
+}
+
+impl Queue {
+    fn push(&mut self, at: u64, host: HostId, slot: u32) {
+        self.len += 1;
+        match self.buckets.entry(at) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut().push((host, slot)),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let mut b = self.spare.pop().unwrap_or_default();
+                b.push((host, slot));
+                e.insert(b);
+                self.instants.push(Reverse(at));
+            }
+        }
+    }
+
+    fn next_instant(&self) -> Option<u64> {
+        self.instants.peek().map(|r| r.0)
+    }
+
+    fn take_due(&mut self, now: u64) -> Option<(u64, Vec<(HostId, u32)>)> {
+        let at = self.next_instant().filter(|&at| at <= now)?;
+        self.instants.pop();
+        let b = self.buckets.remove(&at).expect("a bucket per instant");
+        self.len -= b.len();
+        Some((at, b))
+    }
+
+    fn recycle(&mut self, mut b: Vec<(HostId, u32)>) {
+        b.clear();
+        self.spare.push(b);
+    }
 }
 
 const TIMER: u32 = u32::MAX;
 
+/// Payloads up to this size are stored inside their slot.
+const INLINE_BYTES: usize = 80;
+
+/// A datagram in flight or in an inbox: two cache lines holding its header
+/// and (up to INLINE_BYTES) its payload; longer payloads go to `spill`.
+#[repr(C, align(64))]
 struct Slot {
     from: SocketAddr,
     src_host: HostId,
-    buf: Vec<u8>,
+    /// Next slot in the receiver's inbox (NO_SLOT: last).
+    next: u32,
+    len: u16,
+    inline: [u8; INLINE_BYTES],
 }
 
+const NO_SLOT: u32 = u32::MAX;
+
+/// A host's inbox: a FIFO linked through the slots, so arrivals allocate
+/// nothing and touch no per-host buffer.
+#[derive(Clone, Copy)]
+struct Inbox {
+    head: u32,
+    tail: u32,
+    len: u32,
+}
+
+impl Inbox {
+    const EMPTY: Inbox = Inbox {
+        head: NO_SLOT,
+        tail: NO_SLOT,
+        len: 0,
+    };
+}
+
+/// No instant (a deadline or queued timer that is not set).
+const NEVER: u64 = u64::MAX;
+
+/// What delivery, sending and timers touch of a host: one cache line.
+/// The address and the full link model live in [`HostCold`].
+#[repr(align(64))]
 struct Host {
-    ip: IpAddr,
-    link: Link,
-    up: bool,
+    waker: Option<Waker>,
+    /// The instant the host's task wants to be woken at (NEVER: none).
+    deadline: u64,
+    /// The instant of the host's live timer entry in the queue (NEVER: none).
+    queued: u64,
+    /// The link's base latency, and whether that is all of it (no jitter,
+    /// no loss): then sending needs nothing from [`HostCold`].
+    latency_ns: u64,
+    inbox: Inbox,
     /// Bumped on every crash so a dead incarnation's socket is recognised.
     incarnation: u32,
     port: Option<u16>,
     /// Partition side; datagrams only flow between hosts on the same side.
     side: u16,
-    inbox: VecDeque<u32>,
-    waker: Option<Waker>,
-    /// The instant the host's task wants to be woken at, if any.
-    deadline: Option<u64>,
-    /// The instant of the host's live timer entry in the heap, if any.
-    queued: Option<u64>,
+    up: bool,
+    plain_link: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Host>() == 64);
+
+struct HostCold {
+    ip: IpAddr,
+    link: Link,
 }
 
 /// The virtual network. Times are nanoseconds since the start of the run.
 pub struct Network {
     grid_ns: u64,
-    seq: u64,
-    heap: BinaryHeap<Reverse<Entry>>,
+    queue: Queue,
     slots: Vec<Slot>,
+    /// Payloads longer than INLINE_BYTES, by slot (buffers kept for reuse).
+    spill: Vec<Vec<u8>>,
     free_slots: Vec<u32>,
     hosts: Vec<Host>,
-    by_ip: FxHashMap<IpAddr, HostId>,
+    cold: Vec<HostCold>,
+    /// Hosts by address; IPv4 keyed by its 4 bytes so the table stays small.
+    by_v4: FxHashMap<u32, HostId>,
+    by_v6: FxHashMap<std::net::Ipv6Addr, HostId>,
+    /// Hosts on a side other than 0; while none, arrivals skip the check.
+    off_side: u32,
     rng: ChaCha8Rng,
     counters: Counters,
     next_ephemeral_port: u16,
@@ -137,12 +221,15 @@ impl Network {
     pub fn new(grid_ns: u64, rng: ChaCha8Rng) -> Self {
         Network {
             grid_ns,
-            seq: 0,
-            heap: BinaryHeap::new(),
+            queue: Queue::default(),
             slots: Vec::new(),
+            spill: Vec::new(),
             free_slots: Vec::new(),
             hosts: Vec::new(),
-            by_ip: FxHashMap::default(),
+            cold: Vec::new(),
+            by_v4: FxHashMap::default(),
+            by_v6: FxHashMap::default(),
+            off_side: 0,
             rng,
             counters: Counters::default(),
             next_ephemeral_port: 49152,
@@ -158,21 +245,26 @@ impl Network {
     pub fn add_host(&mut self, ip: IpAddr, link: Link) -> HostId {
         let id = HostId::try_from(self.hosts.len()).expect("fewer than 2^32 hosts");
         assert!(
-            self.by_ip.insert(ip, id).is_none(),
+            match ip {
+                IpAddr::V4(a) => self.by_v4.insert(a.to_bits(), id),
+                IpAddr::V6(a) => self.by_v6.insert(a, id),
+            }
+            .is_none(),
             "address {ip} given to two hosts"
         );
         self.hosts.push(Host {
-            ip,
-            link,
-            up: true,
+            waker: None,
+            deadline: NEVER,
+            queued: NEVER,
+            latency_ns: link.latency.as_nanos() as u64,
+            inbox: Inbox::EMPTY,
             incarnation: 0,
             port: None,
             side: 0,
-            inbox: VecDeque::new(),
-            waker: None,
-            deadline: None,
-            queued: None,
+            up: true,
+            plain_link: link.jitter == Jitter::None && link.loss <= 0.0,
         });
+        self.cold.push(HostCold { ip, link });
         id
     }
 
@@ -181,11 +273,14 @@ impl Network {
     }
 
     pub fn host_by_ip(&self, ip: IpAddr) -> Option<HostId> {
-        self.by_ip.get(&ip).copied()
+        match ip {
+            IpAddr::V4(a) => self.by_v4.get(&a.to_bits()).copied(),
+            IpAddr::V6(a) => self.by_v6.get(&a).copied(),
+        }
     }
 
     pub fn ip(&self, host: HostId) -> IpAddr {
-        self.hosts[host as usize].ip
+        self.cold[host as usize].ip
     }
 
     pub fn is_up(&self, host: HostId) -> bool {
@@ -202,7 +297,7 @@ impl Network {
 
     /// Datagrams and deadlines currently queued.
     pub fn in_flight(&self) -> usize {
-        self.heap.len()
+        self.queue.len
     }
 
     // ---- sockets ----
@@ -213,13 +308,16 @@ impl Network {
         if !h.up {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                format!("host {} is down", h.ip),
+                format!("host {} is down", self.cold[host as usize].ip),
             ));
         }
         if let Some(p) = h.port {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{} already has a socket on port {p}", h.ip),
+                format!(
+                    "{} already has a socket on port {p}",
+                    self.cold[host as usize].ip
+                ),
             ));
         }
         let port = if port == 0 {
@@ -239,14 +337,14 @@ impl Network {
         let h = &mut self.hosts[host as usize];
         if h.incarnation == incarnation {
             h.port = None;
-            h.deadline = None;
+            h.deadline = NEVER;
             h.waker = None;
             self.drop_inbox(host);
         }
     }
 
     fn drop_inbox(&mut self, host: HostId) {
-        while let Some(slot) = self.hosts[host as usize].inbox.pop_front() {
+        while let Some(slot) = self.pop_inbox(host) {
             self.free_slots.push(slot);
             self.counters.dead_host += 1;
             self.counters.delivered -= 1;
@@ -264,8 +362,8 @@ impl Network {
         }
         h.up = false;
         h.port = None;
-        h.deadline = None;
-        h.queued = None;
+        h.deadline = NEVER;
+        h.queued = NEVER;
         h.waker = None;
         h.incarnation += 1;
         self.drop_inbox(host);
@@ -279,7 +377,9 @@ impl Network {
     /// Put `host` on partition side `side`; datagrams between hosts on
     /// different sides are dropped.
     pub fn set_side(&mut self, host: HostId, side: u16) {
-        self.hosts[host as usize].side = side;
+        let h = &mut self.hosts[host as usize];
+        self.off_side = self.off_side + u32::from(side != 0) - u32::from(h.side != 0);
+        h.side = side;
     }
 
     /// Put every host back on side 0.
@@ -287,6 +387,7 @@ impl Network {
         for h in &mut self.hosts {
             h.side = 0;
         }
+        self.off_side = 0;
     }
 
     // ---- time ----
@@ -300,13 +401,7 @@ impl Network {
     }
 
     fn push(&mut self, at: u64, host: HostId, slot: u32) {
-        self.seq += 1;
-        self.heap.push(Reverse(Entry {
-            at,
-            seq: self.seq,
-            host,
-            slot,
-        }));
+        self.queue.push(at, host, slot);
         if self.pump_armed_at.is_none_or(|armed| at < armed) {
             if let Some(w) = self.pump_waker.take() {
                 w.wake();
@@ -316,7 +411,7 @@ impl Network {
 
     /// The instant of the earliest queued entry.
     pub fn next_instant(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(e)| e.at)
+        self.queue.next_instant()
     }
 
     /// Register the pump: `waker` is woken when an entry earlier than
@@ -331,9 +426,9 @@ impl Network {
     pub fn set_deadline(&mut self, host: HostId, at: u64) -> u64 {
         let at = self.on_grid(at);
         let h = &mut self.hosts[host as usize];
-        h.deadline = Some(at);
-        if h.queued.is_none_or(|q| at < q) {
-            h.queued = Some(at);
+        h.deadline = at;
+        if at < h.queued {
+            h.queued = at;
             self.push(at, host, TIMER);
         }
         at
@@ -341,7 +436,7 @@ impl Network {
 
     /// Forget `host`'s deadline.
     pub fn clear_deadline(&mut self, host: HostId) {
-        self.hosts[host as usize].deadline = None;
+        self.hosts[host as usize].deadline = NEVER;
     }
 
     /// Store the waker of `host`'s task, woken by its next delivery or
@@ -358,43 +453,43 @@ impl Network {
     /// hosts concerned. Returns how many entries were processed.
     pub fn advance(&mut self, now: u64) -> usize {
         let mut processed = 0;
-        while let Some(Reverse(e)) = self.heap.peek().copied() {
-            if e.at > now {
-                break;
+        while let Some((at, bucket)) = self.queue.take_due(now) {
+            processed += bucket.len();
+            for &(host, slot) in &bucket {
+                if slot == TIMER {
+                    self.fire_timer(host, at);
+                } else {
+                    self.arrive(host, slot);
+                }
             }
-            self.heap.pop();
-            processed += 1;
-            if e.slot == TIMER {
-                self.fire_timer(e.host, e.at);
-            } else {
-                self.arrive(e.host, e.slot);
-            }
+            self.queue.recycle(bucket);
         }
         processed
     }
 
     fn fire_timer(&mut self, host: HostId, at: u64) {
         let h = &mut self.hosts[host as usize];
-        if h.queued != Some(at) {
+        if h.queued != at {
             return; // superseded by an earlier entry
         }
-        h.queued = None;
-        match h.deadline {
-            Some(d) if d <= at => {
-                if let Some(w) = h.waker.take() {
-                    w.wake();
-                }
+        h.queued = NEVER;
+        let d = h.deadline;
+        if d <= at {
+            if let Some(w) = h.waker.take() {
+                w.wake();
             }
-            Some(d) => {
-                h.queued = Some(d);
-                self.push(d, host, TIMER);
-            }
-            None => {}
+        } else if d != NEVER {
+            h.queued = d;
+            self.push(d, host, TIMER);
         }
     }
 
     fn arrive(&mut self, host: HostId, slot: u32) {
-        let src_side = self.hosts[self.slots[slot as usize].src_host as usize].side;
+        let src_side = if self.off_side == 0 {
+            0
+        } else {
+            self.hosts[self.slots[slot as usize].src_host as usize].side
+        };
         let h = &mut self.hosts[host as usize];
         let fate = if !h.up {
             Fate::DeadHost
@@ -402,17 +497,25 @@ impl Network {
             Fate::NoRoute
         } else if h.side != src_side {
             Fate::Partitioned
-        } else if h.inbox.len() >= INBOX_CAPACITY {
+        } else if h.inbox.len as usize >= INBOX_CAPACITY {
             Fate::Overflow
         } else {
             Fate::InFlight
         };
         if fate == Fate::InFlight {
-            h.inbox.push_back(slot);
-            self.counters.delivered += 1;
+            let tail = h.inbox.tail;
+            h.inbox.tail = slot;
+            h.inbox.len += 1;
+            if tail == NO_SLOT {
+                h.inbox.head = slot;
+            }
             if let Some(w) = h.waker.take() {
                 w.wake();
             }
+            if tail != NO_SLOT {
+                self.slots[tail as usize].next = slot;
+            }
+            self.counters.delivered += 1;
         } else {
             self.counters.count(fate);
             self.free_slots.push(slot);
@@ -437,17 +540,29 @@ impl Network {
         let (Some(src_port), true) = (s.port, s.up) else {
             return Err(SendError::HostDown);
         };
-        let from = SocketAddr::new(s.ip, src_port);
-        let (src_link, src_side) = (s.link, s.side);
+        let (src_side, src_latency, src_plain) = (s.side, s.latency_ns, s.plain_link);
+        let from = SocketAddr::new(self.cold[src as usize].ip, src_port);
         self.counters.sent += 1;
-        let fate = match self.by_ip.get(&dst.ip()).copied() {
+        let fate = match self.host_by_ip(dst.ip()) {
             None => Fate::NoRoute,
             Some(d) if self.hosts[d as usize].side != src_side => Fate::Partitioned,
+            Some(d) if src_plain && self.hosts[d as usize].plain_link => {
+                if self.queue.len >= IN_FLIGHT_CAPACITY {
+                    Fate::Overflow
+                } else {
+                    let delay = src_latency + self.hosts[d as usize].latency_ns;
+                    let at = self.on_grid(now + delay.max(1));
+                    let slot = self.alloc_slot(from, src, payload);
+                    self.push(at, d, slot);
+                    Fate::InFlight
+                }
+            }
             Some(d) => {
-                let dst_link = self.hosts[d as usize].link;
+                let src_link = self.cold[src as usize].link;
+                let dst_link = self.cold[d as usize].link;
                 if src_link.sample_loss(&mut self.rng) || dst_link.sample_loss(&mut self.rng) {
                     Fate::Lost
-                } else if self.heap.len() >= IN_FLIGHT_CAPACITY {
+                } else if self.queue.len >= IN_FLIGHT_CAPACITY {
                     Fate::Overflow
                 } else {
                     let delay = src_link.sample_delay_ns(&mut self.rng)
@@ -470,26 +585,56 @@ impl Network {
                 self.slots.push(Slot {
                     from,
                     src_host,
-                    buf: Vec::new(),
+                    next: NO_SLOT,
+                    len: 0,
+                    inline: [0; INLINE_BYTES],
                 });
+                self.spill.push(Vec::new());
                 (self.slots.len() - 1) as u32
             }
         };
         let slot = &mut self.slots[idx as usize];
         slot.from = from;
         slot.src_host = src_host;
-        slot.buf.clear();
-        slot.buf.extend_from_slice(payload);
+        slot.next = NO_SLOT;
+        slot.len = payload.len() as u16;
+        if payload.len() <= INLINE_BYTES {
+            slot.inline[..payload.len()].copy_from_slice(payload);
+        } else {
+            let spill = &mut self.spill[idx as usize];
+            spill.clear();
+            spill.extend_from_slice(payload);
+        }
         idx
+    }
+
+    fn pop_inbox(&mut self, host: HostId) -> Option<u32> {
+        let inbox = &mut self.hosts[host as usize].inbox;
+        if inbox.len == 0 {
+            return None;
+        }
+        let slot = inbox.head;
+        inbox.len -= 1;
+        if inbox.len == 0 {
+            *inbox = Inbox::EMPTY;
+        } else {
+            inbox.head = self.slots[slot as usize].next;
+        }
+        Some(slot)
     }
 
     /// Take the oldest datagram from `host`'s inbox into `buf` (truncated to
     /// `buf.len()`, as UDP does).
     pub fn take(&mut self, host: HostId, buf: &mut [u8]) -> Option<Delivery> {
-        let slot = self.hosts[host as usize].inbox.pop_front()?;
+        let slot = self.pop_inbox(host)?;
         let s = &self.slots[slot as usize];
-        let len = s.buf.len().min(buf.len());
-        buf[..len].copy_from_slice(&s.buf[..len]);
+        let stored = if usize::from(s.len) <= INLINE_BYTES {
+            &s.inline[..usize::from(s.len)]
+        } else {
+            &self.spill[slot as usize][..]
+        };
+        let len = stored.len().min(buf.len());
+        buf[..len].copy_from_slice(&stored[..len]);
         let from = s.from;
         self.free_slots.push(slot);
         Some(Delivery { len, from })
@@ -497,13 +642,14 @@ impl Network {
 
     /// Whether `host` has a datagram waiting.
     pub fn has_datagram(&self, host: HostId) -> bool {
-        !self.hosts[host as usize].inbox.is_empty()
+        self.hosts[host as usize].inbox.len > 0
     }
 
     /// The local address of `host`'s socket.
     pub fn local_addr(&self, host: HostId) -> Option<SocketAddr> {
         let h = &self.hosts[host as usize];
-        h.port.map(|p| SocketAddr::new(h.ip, p))
+        h.port
+            .map(|p| SocketAddr::new(self.cold[host as usize].ip, p))
     }
 }
 
@@ -628,7 +774,7 @@ mod tests {
         n.set_deadline(a, 50_000_000);
         n.set_deadline(a, 20_000_000);
         n.advance(20_000_000);
-        assert_eq!(n.hosts[a as usize].queued, None);
+        assert_eq!(n.hosts[a as usize].queued, NEVER);
         // The stale 50 ms entry is skipped when it pops.
         n.advance(60_000_000);
         assert_eq!(n.in_flight(), 0);
@@ -636,7 +782,7 @@ mod tests {
         n.set_deadline(a, 70_000_000);
         n.set_deadline(a, 90_000_000);
         n.advance(70_000_000);
-        assert_eq!(n.hosts[a as usize].queued, Some(90_000_000));
+        assert_eq!(n.hosts[a as usize].queued, 90_000_000);
     }
 
     #[test]

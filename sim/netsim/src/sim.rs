@@ -28,6 +28,11 @@ pub type Observer = Box<dyn FnMut(u64, HostId, &[u8], Fate)>;
 struct Shared {
     net: RefCell<Network>,
     epoch: Instant,
+    /// madsim's clock, held so that reading it skips the `clock_gettime`
+    /// override (thread-local lookup, two Arc clones and drops).
+    time: madsim::time::TimeHandle,
+    /// `time.elapsed()` at install.
+    epoch_elapsed: Duration,
     observer: RefCell<Option<Observer>>,
 }
 
@@ -42,9 +47,12 @@ thread_local! {
 impl NetHandle {
     /// Install `net` as this thread's network, with time zero now.
     pub fn install(net: Network) -> NetHandle {
+        let time = madsim::time::TimeHandle::current();
         let h = NetHandle(Rc::new(Shared {
             net: RefCell::new(net),
             epoch: Instant::now(),
+            epoch_elapsed: time.elapsed(),
+            time,
             observer: RefCell::new(None),
         }));
         CURRENT.with(|c| *c.borrow_mut() = Some(h.clone()));
@@ -68,7 +76,7 @@ impl NetHandle {
 
     /// Nanoseconds since the network was installed.
     pub fn now_ns(&self) -> u64 {
-        (Instant::now() - self.0.epoch).as_nanos() as u64
+        (self.0.time.elapsed() - self.0.epoch_elapsed).as_nanos() as u64
     }
 
     /// Run `f` on the network.
