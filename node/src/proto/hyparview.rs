@@ -276,13 +276,13 @@ struct JoinState {
 impl Config {
     /// Check the invariants; the error names the broken one.
     pub fn validate(&self) -> Result<(), String> {
-        if !(self.active_view_capacity >= 1) {
+        if self.active_view_capacity < 1 {
             return Err("active_view_capacity must be at least 1".into());
         }
-        if !(self.passive_view_capacity >= 1) {
+        if self.passive_view_capacity < 1 {
             return Err("passive_view_capacity must be at least 1".into());
         }
-        if !(self.passive_random_walk_length <= self.active_random_walk_length) {
+        if self.passive_random_walk_length > self.active_random_walk_length {
             return Err(
                 "passive_random_walk_length must not exceed active_random_walk_length".into(),
             );
@@ -290,16 +290,16 @@ impl Config {
         if 1 + self.shuffle_active_count + self.shuffle_passive_count > MAX_SHUFFLE_PEERS {
             return Err("1 + shuffle_active_count + shuffle_passive_count must not exceed MAX_SHUFFLE_PEERS".into());
         }
-        if !(!self.keepalive_interval.is_zero()) {
+        if self.keepalive_interval.is_zero() {
             return Err("keepalive_interval must be positive".into());
         }
-        if !(!self.shuffle_interval.is_zero()) {
+        if self.shuffle_interval.is_zero() {
             return Err("shuffle_interval must be positive".into());
         }
-        if !(!self.request_timeout.is_zero()) {
+        if self.request_timeout.is_zero() {
             return Err("request_timeout must be positive".into());
         }
-        if !(self.failure_timeout >= self.keepalive_interval) {
+        if self.failure_timeout < self.keepalive_interval {
             return Err("failure_timeout must be at least keepalive_interval".into());
         }
         Ok(())
@@ -1370,8 +1370,8 @@ mod tests {
             while let Some(a) = queue.pop_front() {
                 let d = dist[&a];
                 for p in net.hv(a).active_view() {
-                    if !dist.contains_key(&p.addr) {
-                        dist.insert(p.addr, d + 1);
+                    if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(p.addr) {
+                        e.insert(d + 1);
                         queue.push_back(p.addr);
                     }
                 }
