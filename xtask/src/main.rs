@@ -164,19 +164,53 @@ fn simulate(
 }
 
 fn test() -> Result<ExitCode> {
+    let mut totals = Totals::default();
     eprintln!("== native tests");
-    check(cargo().args(["test", "--workspace"]))?;
+    cargo_test(cargo().args(["test", "--workspace"]), &mut totals)?;
     eprintln!("== simulator tests (--cfg madsim)");
-    check(cargo_sim().args([
-        "test",
-        "-p",
-        "grove-netsim",
-        "-p",
-        "grove-sim",
-        "-p",
-        "grove-node",
-    ]))?;
+    cargo_test(
+        cargo_sim().args(["test", "-p", "grove-netsim", "-p", "grove-sim", "-p", "grove-node"]),
+        &mut totals,
+    )?;
+    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Default)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Run a `cargo test` command, echoing its output and adding up the
+/// `test result:` lines of every test binary.
+fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            totals.passed += count(" passed");
+            totals.failed += count(" failed");
+            totals.ignored += count(" ignored");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
 }
 
 fn bench(nodes: usize) -> Result<ExitCode> {
