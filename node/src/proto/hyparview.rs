@@ -869,16 +869,24 @@ impl HyParView {
     /// Integrates shuffled peers into the passive view (§4.4): when full,
     /// the entries in `sent` (what we gave in this exchange) go first.
     fn integrate(&mut self, peers: &[Peer], sent: &[Peer]) {
+        // Entries we sent in this exchange are dropped first (paper §4.4);
+        // once none is left in the passive view, random ones go.
+        let mut sent_left = true;
         for peer in peers.iter().take(MAX_SHUFFLE_PEERS) {
             if !self.is_new_passive(peer) {
                 continue;
             }
             if self.passive.len() >= self.config.passive_view_capacity {
-                let victim = self
-                    .passive
-                    .iter()
-                    .position(|p| sent.iter().any(|s| s.id == p.id))
-                    .unwrap_or_else(|| self.rng.gen_range(0..self.passive.len()));
+                let sent_victim = if sent_left {
+                    self.passive
+                        .iter()
+                        .position(|p| sent.iter().any(|s| s.id == p.id))
+                } else {
+                    None
+                };
+                sent_left = sent_victim.is_some();
+                let victim =
+                    sent_victim.unwrap_or_else(|| self.rng.gen_range(0..self.passive.len()));
                 self.passive.swap_remove(victim);
             }
             self.passive.push(*peer);
