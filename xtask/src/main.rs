@@ -169,10 +169,21 @@ fn test() -> Result<ExitCode> {
     cargo_test(cargo().args(["test", "--workspace"]), &mut totals)?;
     eprintln!("== simulator tests (--cfg madsim)");
     cargo_test(
-        cargo_sim().args(["test", "-p", "grove-netsim", "-p", "grove-sim", "-p", "grove-node"]),
+        cargo_sim().args([
+            "test",
+            "-p",
+            "grove-netsim",
+            "-p",
+            "grove-sim",
+            "-p",
+            "grove-node",
+        ]),
         &mut totals,
     )?;
-    println!("tests: {} passed, {} failed, {} skipped", totals.passed, totals.failed, totals.ignored);
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -198,7 +209,15 @@ fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> Result<()> {
         if let Some(rest) = line.strip_prefix("test result: ") {
             let count = |word: &str| -> u64 {
                 rest.split(';')
-                    .find_map(|part| part.trim().strip_suffix(word)?.trim().rsplit(' ').next()?.parse().ok())
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse()
+                            .ok()
+                    })
                     .unwrap_or(0)
             };
             totals.passed += count(" passed");
@@ -215,7 +234,9 @@ fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> Result<()> {
 
 fn bench(nodes: usize) -> Result<ExitCode> {
     let bin = build_simulator()?;
-    eprintln!("== network: {nodes} nodes x 5 datagrams/s x 60 virtual s");
+    eprintln!(
+        "== network: {nodes} nodes x 5 datagrams/s x 60 virtual s (best of 3 interleaved rounds)"
+    );
     let out = Command::new(&bin)
         .args(["bench", "--nodes", &nodes.to_string()])
         .output()
