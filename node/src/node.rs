@@ -348,3 +348,197 @@ impl Node {
         self.events.push_back(event);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// Nodes on virtual time: every datagram takes 10 ms; time jumps to
+    /// the next arrival or deadline.
+    struct World {
+        now: Time,
+        nodes: BTreeMap<SocketAddr, Node>,
+        in_flight: BTreeMap<(Time, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
+        events: Vec<(SocketAddr, Event)>,
+        seq: u64,
+    }
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7000))
+    }
+
+    impl World {
+        fn new(n: u8, config: Config) -> World {
+            let mut nodes = BTreeMap::new();
+            for i in 1..=n {
+                let identity = Identity::from_seed([i; 32]);
+                let rng = ChaCha8Rng::seed_from_u64(i as u64);
+                nodes.insert(addr(i), Node::new(&identity, addr(i), config.clone(), rng));
+            }
+            World {
+                now: Time::ZERO,
+                nodes,
+                in_flight: BTreeMap::new(),
+                events: Vec::new(),
+                seq: 0,
+            }
+        }
+
+        fn drain(&mut self, at: SocketAddr) {
+            let node = self.nodes.get_mut(&at).unwrap();
+            let mut out = Vec::new();
+            while let Some(dst) = node.poll_transmit(&mut out) {
+                self.seq += 1;
+                let arrival = self.now + Duration::from_millis(10);
+                self.in_flight
+                    .insert((arrival, self.seq), (at, dst, out.clone()));
+            }
+            while let Some(e) = node.poll_event() {
+                self.events.push((at, e));
+            }
+        }
+
+        fn run_until(&mut self, end: Time) {
+            loop {
+                let next_datagram = self.in_flight.keys().next().map(|k| k.0);
+                let next_timer = self.nodes.values().filter_map(Node::poll_timeout).min();
+                let Some(next) = [next_datagram, next_timer].into_iter().flatten().min() else {
+                    break;
+                };
+                if next > end {
+                    break;
+                }
+                self.now = next;
+                if next_datagram == Some(next) {
+                    let (_, (from, to, bytes)) = self.in_flight.pop_first().unwrap();
+                    if let Some(node) = self.nodes.get_mut(&to) {
+                        node.handle_datagram(next, from, &bytes);
+                        self.drain(to);
+                    }
+                } else {
+                    let addrs: Vec<SocketAddr> = self.nodes.keys().copied().collect();
+                    for a in addrs {
+                        let node = self.nodes.get_mut(&a).unwrap();
+                        if node.poll_timeout().is_some_and(|t| t <= next) {
+                            node.handle_timeout(next);
+                            self.drain(a);
+                        }
+                    }
+                }
+            }
+            self.now = end;
+        }
+
+        fn delivered(&self, id: MsgId) -> usize {
+            self.events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::Delivered { id: d, .. } if *d == id))
+                .count()
+        }
+    }
+
+    fn join_all(w: &mut World, n: u8) {
+        for i in 2..=n {
+            let now = w.now;
+            w.nodes.get_mut(&addr(i)).unwrap().join(now, addr(1));
+            w.drain(addr(i));
+        }
+        w.run_until(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn nodes_join_and_every_node_delivers_a_broadcast_once() {
+        for mode in [BroadcastMode::Plumtree, BroadcastMode::Flood] {
+            let config = Config {
+                broadcast: mode,
+                ..Config::default()
+            };
+            let mut w = World::new(12, config);
+            join_all(&mut w, 12);
+            assert!(w.nodes.values().all(|n| !n.active_view().is_empty()));
+            let now = w.now;
+            let id = w
+                .nodes
+                .get_mut(&addr(5))
+                .unwrap()
+                .broadcast(now, Bytes::from_static(b"hello"))
+                .unwrap();
+            w.drain(addr(5));
+            w.run_until(now + Duration::from_secs(3));
+            assert_eq!(w.delivered(id), 12, "{mode:?}");
+            let neighbor_ups = w
+                .events
+                .iter()
+                .filter(|(_, e)| matches!(e, Event::NeighborUp(_)))
+                .count();
+            assert!(neighbor_ups >= 12, "{neighbor_ups} neighbour events");
+        }
+    }
+
+    #[test]
+    fn malformed_datagrams_are_dropped_counted_and_reported() {
+        let mut w = World::new(2, Config::default());
+        join_all(&mut w, 2);
+        let now = w.now;
+        let node = w.nodes.get_mut(&addr(1)).unwrap();
+        node.handle_datagram(now, addr(9), &[1, 0x7f, 3]);
+        node.handle_datagram(now, addr(9), &[]);
+        assert_eq!(node.stats().malformed_in, 2);
+        w.drain(addr(1));
+        let dropped: Vec<_> = w
+            .events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Event::Dropped { from, error } => Some((*from, error.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dropped.len(), 2);
+        assert!(dropped.iter().all(|(from, _)| *from == addr(9)));
+        // Still a working node.
+        let id = w
+            .nodes
+            .get_mut(&addr(1))
+            .unwrap()
+            .broadcast(now, Bytes::from_static(b"x"))
+            .unwrap();
+        w.drain(addr(1));
+        w.run_until(now + Duration::from_secs(1));
+        assert_eq!(w.delivered(id), 2);
+    }
+
+    #[test]
+    fn oversized_broadcasts_are_refused() {
+        let mut w = World::new(1, Config::default());
+        let node = w.nodes.get_mut(&addr(1)).unwrap();
+        let big = Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]);
+        assert_eq!(
+            node.broadcast(Time::ZERO, big),
+            Err(BroadcastError::TooLarge {
+                len: MAX_PAYLOAD_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_datagram_claiming_our_own_id_is_ignored() {
+        let mut w = World::new(2, Config::default());
+        let me = *w.nodes[&addr(1)].me();
+        let mut bytes = Vec::new();
+        let forged = Datagram {
+            from: me.id,
+            message: Message::HyParView(hyparview::Message::Join),
+        };
+        wire::encode(&forged, &mut bytes).unwrap();
+        let node = w.nodes.get_mut(&addr(1)).unwrap();
+        node.handle_datagram(Time::ZERO, addr(2), &bytes);
+        assert!(node.active_view().is_empty());
+        w.drain(addr(1));
+        assert!(w.in_flight.is_empty(), "no answer to a forged self");
+    }
+}
