@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use ed25519_dalek::SigningKey;
 
 /// A peer's id: its ed25519 public key.
-#[derive(Clone, Copy, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Eq, PartialOrd, Ord)]
 pub struct PeerId(pub [u8; 32]);
 
 impl PartialEq for PeerId {
@@ -22,6 +22,13 @@ impl PartialEq for PeerId {
             u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
         };
         (0..4).all(|i| word(&self.0, i) == word(&other.0, i))
+    }
+}
+
+impl std::hash::Hash for PeerId {
+    /// The bytes, as the derived impl would (consistent with `eq`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
     }
 }
 
