@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -154,13 +155,22 @@ pub struct Node {
 impl Node {
     /// A node with `identity`, reachable at `addr`, using `rng` for every
     /// random choice its protocols make.
-    pub fn new(identity: &Identity, addr: SocketAddr, config: Config, rng: ChaCha8Rng) -> Self {
+    pub fn new(identity: &Identity, addr: SocketAddr, config: Config, mut rng: ChaCha8Rng) -> Self {
         let me = Peer::new(identity.peer_id(), addr);
+        // A random first sequence number: a restarted node must not reuse
+        // the message ids of its previous life.
+        let first_seq = rng.gen::<u64>();
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
-                Broadcaster::Plumtree(Box::new(plumtree::Plumtree::new(me.id, config.plumtree)))
+                let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
+                p.set_next_seq(first_seq);
+                Broadcaster::Plumtree(Box::new(p))
             }
-            BroadcastMode::Flood => Broadcaster::Flood(flood::Flood::new(me.id, config.flood)),
+            BroadcastMode::Flood => {
+                let mut f = flood::Flood::new(me.id, config.flood);
+                f.set_next_seq(first_seq);
+                Broadcaster::Flood(f)
+            }
         };
         Node {
             me,
@@ -510,6 +520,19 @@ mod tests {
         w.drain(addr(1));
         w.run_until(now + Duration::from_secs(1));
         assert_eq!(w.delivered(id), 2);
+    }
+
+    #[test]
+    fn a_restarted_node_does_not_reuse_message_ids() {
+        let identity = Identity::from_seed([1; 32]);
+        let first = |seed| {
+            let rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut n = Node::new(&identity, addr(1), Config::default(), rng);
+            n.broadcast(Time::ZERO, Bytes::from_static(b"same"))
+                .unwrap()
+        };
+        assert_ne!(first(1), first(2));
+        assert_eq!(first(1), first(1));
     }
 
     #[test]

@@ -81,6 +81,14 @@ pub struct Flood {
 }
 
 impl Flood {
+    /// Start numbering this node's broadcasts at `seq`. A node that restarts
+    /// with the same identity must not reuse the ids of its earlier
+    /// broadcasts (peers would drop them as already seen), so the node
+    /// starts from a random sequence number.
+    pub fn set_next_seq(&mut self, seq: u64) {
+        self.next_seq = seq;
+    }
+
     pub fn new(me: PeerId, config: Config) -> Self {
         Flood {
             me,
