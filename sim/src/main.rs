@@ -136,6 +136,8 @@ fn run(
     let sha256 = format!("{:x}", Sha256::digest(source.text.as_bytes()));
     let file = path.display().to_string();
     let reproduce = format!("cargo xtask simulate {file} --seed {seed}");
+    // Wall time of the harness, for the terminal and --stats only: it never
+    // enters a report.
     let started = std::time::Instant::now();
     let mut reports = Vec::new();
     let mut all_passed = true;
@@ -160,7 +162,7 @@ fn run(
             },
             reproduce: reproduce.clone(),
         };
-        let cell_started = std::time::Instant::now();
+        let cell_started = std::time::Instant::now(); // harness wall time
         let report = world::run(
             scenario,
             seed,
