@@ -163,3 +163,37 @@ fn checks_are_evaluated_against_the_report() {
     assert!(!r.checks[2].passed && r.checks[2].error.is_some());
     assert!(!r.passed);
 }
+
+#[test]
+fn a_flash_crowd_through_random_contacts_forms_one_overlay() {
+    // 400 nodes start 1 ms apart, each joining through a random running
+    // node, most of which are still joining themselves.
+    let text = r#"
+name = "crowd"
+seed = 9
+duration_s = 30
+
+[join]
+interval_ms = 1
+contact = "random"
+
+[[groups]]
+name = "a"
+count = 400
+latency_ms = [10, 40]
+loss = 0.005
+
+[[workload]]
+start_s = 20
+count = 5
+interval_ms = 1000
+"#;
+    let r = run(&scenario(text));
+    assert_eq!(r.overlay.components, 1, "{:?}", r.overlay);
+    assert_eq!(r.overlay.isolated, 0);
+    assert!(
+        r.broadcast.reliability.min >= 0.99,
+        "{:?}",
+        r.broadcast.reliability
+    );
+}

@@ -66,9 +66,11 @@
 //! - A JOIN from a node that is already active is answered again (it is a
 //!   retransmission) without new random walks.
 //! - A node with a contact but no active peer (its own JOIN unanswered, or
-//!   everything lost) ignores JOIN: it could start no walk, and the joiner
-//!   would hang by one link that a random eviction later cuts, leaving an
-//!   island that nothing reconnects. The joiner retries.
+//!   everything lost) does not take a joiner in: it could start no walk,
+//!   and the joiner would hang by one link that a random eviction later
+//!   cuts, leaving an island that nothing reconnects. It passes the JOIN
+//!   (and any walk that reaches it) on to its own contact as a FORWARDJOIN,
+//!   so the joiner's walk starts inside the overlay.
 //! - Optionally ([`Config::evict_newest`]), a contact drops its newest
 //!   active peer rather than a random one, so that a flash crowd through
 //!   one contact still yields a well-mixed overlay.
@@ -454,19 +456,27 @@ impl HyParView {
     ///
     /// A node that is not in the overlay itself (it has a contact but no
     /// active peer: its own JOIN is unanswered, or it lost everything) does
-    /// not answer. Taking the joiner in would start no walk, so the joiner
+    /// not take the joiner in. That would start no walk, so the joiner
     /// would hang by its single link to us; once our own walks' ends evict
     /// that link at random, the two of us (and whoever joins through us)
     /// form an island that nothing reconnects, as full nodes refuse
-    /// low-priority NEIGHBOR requests. Unanswered, the joiner retries after
-    /// `request_timeout`, by when we are normally in.
+    /// low-priority NEIGHBOR requests. Instead the JOIN goes on to our
+    /// contact as the first step of the joiner's random walk.
     fn on_join(&mut self, now: Time, joiner: Peer) {
         if self.is_active(&joiner.id) {
             // A retransmission: our first JOINREPLY was lost.
             self.send(joiner.addr, Message::JoinReply);
             return;
         }
-        if self.active.is_empty() && self.join.is_some() {
+        if let Some(contact) = self.outside_contact() {
+            // Not in the overlay ourselves: taking the joiner here could
+            // leave the two of us alone after a random eviction (a closed
+            // island). Its walk starts at our contact instead; the walk's end
+            // asks the joiner to be its neighbour.
+            if contact != joiner.addr {
+                let ttl = self.config.active_random_walk_length;
+                self.send(contact, Message::ForwardJoin { joiner, ttl });
+            }
             return;
         }
         self.add_active(now, joiner);
@@ -501,6 +511,19 @@ impl HyParView {
             return;
         }
         let ttl = ttl.min(self.config.active_random_walk_length);
+        if let Some(contact) = self.outside_contact() {
+            // Not in the overlay: pass the walk on towards it.
+            if ttl > 0 && contact != joiner.addr && contact != from.addr {
+                self.send(
+                    contact,
+                    Message::ForwardJoin {
+                        joiner,
+                        ttl: ttl - 1,
+                    },
+                );
+            }
+            return;
+        }
         if ttl == 0 || self.active.len() <= 1 {
             self.accept_joiner(now, joiner);
             return;
@@ -517,6 +540,16 @@ impl HyParView {
                 },
             ),
             None => self.accept_joiner(now, joiner),
+        }
+    }
+
+    /// Our contact, while we are outside the overlay: we joined through it
+    /// and have no active peer (our JOIN is unanswered, or we lost every
+    /// neighbour). The first node of an overlay has no contact.
+    fn outside_contact(&self) -> Option<SocketAddr> {
+        match &self.join {
+            Some(join) if self.active.is_empty() => Some(join.contact),
+            _ => None,
         }
     }
 
@@ -1478,15 +1511,40 @@ mod tests {
     }
 
     #[test]
-    fn a_node_not_yet_in_the_overlay_does_not_take_joiners() {
+    fn a_node_not_yet_in_the_overlay_passes_joiners_to_its_contact() {
         let mut hv = node(1, 15);
         let contact = peer(0);
         hv.join(Time::ZERO, contact.addr);
         drain(&mut hv);
-        // Our own JOIN is unanswered: a JOIN to us gets no answer at all.
+        // Our own JOIN is unanswered: a JOIN to us is passed on to our
+        // contact as the start of the joiner's walk, and we keep out of it.
         hv.handle_message(ms(5), peer(2), Message::Join);
-        assert!(drain(&mut hv).is_empty());
+        let out = drain(&mut hv);
+        assert!(sends_to(&out, &peer(2)).is_empty());
+        assert_eq!(
+            sends_to(&out, &contact),
+            vec![Message::ForwardJoin {
+                joiner: peer(2),
+                ttl: 6
+            }]
+        );
         assert!(hv.active_view().is_empty());
+        // So is a walk that reaches us, one hop shorter.
+        hv.handle_message(
+            ms(6),
+            peer(5),
+            Message::ForwardJoin {
+                joiner: peer(2),
+                ttl: 3,
+            },
+        );
+        assert_eq!(
+            sends_to(&drain(&mut hv), &contact),
+            vec![Message::ForwardJoin {
+                joiner: peer(2),
+                ttl: 2
+            }]
+        );
         // Once in, the retried JOIN is taken, with a walk through the contact.
         hv.handle_message(ms(20), contact, Message::JoinReply);
         drain(&mut hv);
@@ -1505,7 +1563,9 @@ mod tests {
         hv.handle_message(ms(1011), peer(2), Message::Disconnect { alive: false });
         drain(&mut hv);
         hv.handle_message(ms(1012), peer(3), Message::Join);
-        assert!(drain(&mut hv).is_empty());
+        let out = drain(&mut hv);
+        assert!(sends_to(&out, &peer(3)).is_empty());
+        assert_eq!(sends_to(&out, &contact).len(), 1);
         // The first node of an overlay has no contact and takes everyone.
         let mut first = node(0, 15);
         first.handle_message(ms(1), peer(4), Message::Join);
