@@ -488,6 +488,13 @@ impl Source {
             }
             total += g.count;
         }
+        let last_start = s.join.start_s + s.join.interval_ms / 1000.0 * (total - 1) as f64;
+        if last_start >= s.duration_s {
+            return err(
+                "join.interval_ms".into(),
+                format!("the last of {total} hosts would start at {last_start:.3} s, not before the end of the run ({} s)", s.duration_s),
+            );
+        }
         if total > 1_000_000 {
             return err(
                 "groups".into(),
@@ -795,6 +802,17 @@ interval_ms = 1000
         let e = error(&GOOD.replace("count = 10", "count = 0"));
         assert!(
             e.starts_with("s.toml:11: `groups.0.count`: group `eu` is empty"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn joins_past_the_end_are_refused() {
+        let e = error(&GOOD.replace("interval_ms = 10", "interval_ms = 10000"));
+        assert!(
+            e.starts_with(
+                "s.toml:7: `join.interval_ms`: the last of 10 hosts would start at 90.000 s"
+            ),
             "{e}"
         );
     }
