@@ -44,7 +44,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::plumtree::{
-    message_id, round_up_to_second, Event, ExpiringMap, Message, MsgId, Outbox, Output,
+    originate, round_up_to_second, Event, ExpiringMap, Message, MsgId, Outbox, Output,
     MAX_PAYLOAD_BYTES,
 };
 use crate::{Peer, PeerId, Time};
@@ -115,23 +115,17 @@ impl Flood {
 
     /// Broadcast `payload` (at most [`MAX_PAYLOAD_BYTES`]); returns its id.
     pub fn broadcast(&mut self, now: Time, payload: Bytes) -> MsgId {
-        debug_assert!(
-            payload.len() <= MAX_PAYLOAD_BYTES,
-            "broadcast payload of {} bytes over the {MAX_PAYLOAD_BYTES}-byte limit",
-            payload.len()
+        let (id, fresh) = originate(
+            &self.me,
+            &mut self.next_seq,
+            now,
+            &payload,
+            &mut self.seen,
+            &mut self.outbox,
         );
-        let id = message_id(&self.me, self.next_seq, &payload);
-        self.next_seq = self.next_seq.wrapping_add(1);
-        if self.seen.contains(&id) {
+        if !fresh {
             return id;
         }
-        self.seen.insert(now, id, ());
-        self.outbox.push(Output::Event(Event::Delivered {
-            id,
-            hops: 0,
-            from: None,
-            payload: payload.clone(),
-        }));
         self.forward(id, 1, &payload, None);
         id
     }
@@ -210,6 +204,7 @@ mod tests {
         distances, line, ms, payload, peer, random_graph, Core, Sim,
     };
     use super::*;
+    use crate::proto::plumtree::message_id;
 
     impl Core for Flood {
         fn up(&mut self, now: Time, peer: Peer) {

@@ -331,23 +331,17 @@ impl Plumtree {
     /// The payload is delivered locally first (`hops == 0`, `from == None`),
     /// then pushed to the eager peers and announced to the lazy ones.
     pub fn broadcast(&mut self, now: Time, payload: Bytes) -> MsgId {
-        debug_assert!(
-            payload.len() <= MAX_PAYLOAD_BYTES,
-            "broadcast payload of {} bytes over the {MAX_PAYLOAD_BYTES}-byte limit",
-            payload.len()
+        let (id, fresh) = originate(
+            &self.me,
+            &mut self.next_seq,
+            now,
+            &payload,
+            &mut self.seen,
+            &mut self.outbox,
         );
-        let id = message_id(&self.me, self.next_seq, &payload);
-        self.next_seq = self.next_seq.wrapping_add(1);
-        if self.seen.contains(&id) {
+        if !fresh {
             return id;
         }
-        self.seen.insert(now, id, ());
-        self.outbox.push(Output::Event(Event::Delivered {
-            id,
-            hops: 0,
-            from: None,
-            payload: payload.clone(),
-        }));
         self.cache.insert(
             now,
             id,
@@ -756,6 +750,38 @@ pub(super) fn round_up_to_second(t: Time) -> Time {
     } else {
         Duration::from_secs(t.as_secs().saturating_add(1))
     }
+}
+
+/// The start of a broadcast, the same in every broadcast core: number the
+/// payload, remember its id as seen and deliver it locally (`hops == 0`,
+/// `from == None`). Returns the id and whether it is new; an id already seen
+/// (a sequence collision) is not sent again.
+pub(super) fn originate(
+    me: &PeerId,
+    next_seq: &mut u64,
+    now: Time,
+    payload: &Bytes,
+    seen: &mut ExpiringMap<()>,
+    outbox: &mut Outbox,
+) -> (MsgId, bool) {
+    debug_assert!(
+        payload.len() <= MAX_PAYLOAD_BYTES,
+        "broadcast payload of {} bytes over the {MAX_PAYLOAD_BYTES}-byte limit",
+        payload.len()
+    );
+    let id = message_id(me, *next_seq, payload);
+    *next_seq = next_seq.wrapping_add(1);
+    if seen.contains(&id) {
+        return (id, false);
+    }
+    seen.insert(now, id, ());
+    outbox.push(Output::Event(Event::Delivered {
+        id,
+        hops: 0,
+        from: None,
+        payload: payload.clone(),
+    }));
+    (id, true)
 }
 
 /// The bounded output queue of a broadcast core.
