@@ -1020,6 +1020,20 @@ mod tests {
         }
     }
 
+    /// Make `ids` active peers of `hv` at time zero, through low-priority
+    /// NEIGHBOR requests (accepted while there is room).
+    fn befriend(hv: &mut HyParView, ids: &[usize]) {
+        for &i in ids {
+            hv.handle_message(
+                Time::ZERO,
+                peer(i),
+                Message::Neighbor {
+                    priority: Priority::Low,
+                },
+            );
+        }
+    }
+
     fn drain(hv: &mut HyParView) -> Vec<Output> {
         std::iter::from_fn(|| hv.poll_output()).collect()
     }
@@ -1729,13 +1743,7 @@ mod tests {
     #[test]
     fn forward_join_ends_at_a_node_with_one_neighbour() {
         let mut hv = node(0, 13);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1]);
         drain(&mut hv);
         hv.handle_message(
             ms(1),
@@ -1755,20 +1763,7 @@ mod tests {
             ..Config::default()
         };
         let mut hv = node_with(0, 14, config);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
-        hv.handle_message(
-            Time::ZERO,
-            peer(2),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1, 2]);
         drain(&mut hv);
         // Full: low priority is refused and changes nothing.
         hv.handle_message(
@@ -1820,20 +1815,7 @@ mod tests {
     #[test]
     fn disconnect_moves_to_passive_and_repairs_with_the_right_priority() {
         let mut hv = node(0, 15);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
-        hv.handle_message(
-            Time::ZERO,
-            peer(2),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1, 2]);
         drain(&mut hv);
         // Disconnect from a stranger is ignored.
         hv.handle_message(ms(1), peer(9), Message::Disconnect { alive: true });
@@ -1915,20 +1897,7 @@ mod tests {
     #[test]
     fn silent_peer_is_pinged_then_failed_and_not_kept() {
         let mut hv = node(0, 17);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
-        hv.handle_message(
-            Time::ZERO,
-            peer(2),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1, 2]);
         drain(&mut hv);
         let mut now = Time::ZERO;
         let mut pings = 0;
@@ -1963,13 +1932,7 @@ mod tests {
     #[test]
     fn ping_from_a_non_neighbour_gets_pong_and_disconnect() {
         let mut hv = node(0, 18);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1]);
         drain(&mut hv);
         hv.handle_message(ms(1), peer(1), Message::Ping { nonce: 7 });
         assert_eq!(
@@ -2064,13 +2027,7 @@ mod tests {
             ..Config::default()
         };
         let mut hv = node_with(0, 20, config);
-        hv.handle_message(
-            Time::ZERO,
-            peer(1),
-            Message::Neighbor {
-                priority: Priority::Low,
-            },
-        );
+        befriend(&mut hv, &[1]);
         hv.handle_message(
             Time::ZERO,
             peer(50),
