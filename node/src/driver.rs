@@ -21,6 +21,8 @@ pub enum Command {
     Broadcast(Bytes),
     /// Join (again) through a contact.
     Join(SocketAddr),
+    /// Open a path to a peer known by its advertised record.
+    Connect(crate::Peer),
     /// Stop the driver; [`run`] returns `Ok(())`.
     Shutdown,
 }
@@ -80,6 +82,7 @@ pub async fn run(
             Input::Command(None) => commands_open = false,
             Input::Command(Some(Command::Shutdown)) => return Ok(()),
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
+            Input::Command(Some(Command::Connect(peer))) => node.connect(now, peer),
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

@@ -56,15 +56,24 @@ impl fmt::Debug for PeerId {
 }
 
 /// A peer as the protocols see it: who it is and where datagrams for it go.
+///
+/// `addr` is where the peer was seen (or says it is); `relay`, for a peer
+/// behind a NAT that drops unsolicited datagrams, is the relay it holds a
+/// reservation with, through which anyone can reach it.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Peer {
     pub id: PeerId,
     pub addr: SocketAddr,
+    pub relay: Option<SocketAddr>,
 }
 
 impl Peer {
     pub fn new(id: PeerId, addr: SocketAddr) -> Self {
-        Peer { id, addr }
+        Peer {
+            id,
+            addr,
+            relay: None,
+        }
     }
 }
 

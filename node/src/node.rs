@@ -17,13 +17,14 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview};
-use crate::wire::{self, Datagram, DecodeError, Message};
+use crate::wire::{self, Datagram, DecodeError, Message, MAX_DATAGRAM_BYTES};
 use crate::{Identity, Peer, PeerId, Time};
 
 /// Datagrams queued for sending before the oldest are dropped (bounded; the
@@ -51,6 +52,7 @@ pub struct Config {
     pub hyparview: hyparview::Config,
     pub plumtree: plumtree::Config,
     pub flood: flood::Config,
+    pub nat: nat::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -73,6 +75,8 @@ pub enum Event {
         from: SocketAddr,
         error: DecodeError,
     },
+    /// NAT traversal: reachability, reservations, paths, relay service.
+    Traversal(nat::Event),
 }
 
 /// Why a broadcast was refused.
@@ -88,6 +92,8 @@ pub struct Stats {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
     pub malformed_in: u64,
+    /// Datagrams that arrived inside relay frames.
+    pub relayed_in: u64,
     pub transmit_overflow: u64,
     pub event_overflow: u64,
 }
@@ -142,12 +148,31 @@ impl Broadcaster {
     }
 }
 
+/// Where a queued message goes.
+#[derive(Clone, Copy, Debug)]
+enum Dest {
+    /// An address the overlay cores chose: routed by NAT traversal (direct,
+    /// or through the relay of the peer at that address).
+    Addr(SocketAddr),
+    /// A peer, over whatever path it has.
+    Peer(PeerId),
+    /// Straight to the address, never relayed.
+    Raw(SocketAddr),
+}
+
 /// A Grove node's protocol state.
 pub struct Node {
     me: Peer,
     membership: hyparview::HyParView,
     broadcaster: Broadcaster,
-    transmits: VecDeque<(SocketAddr, Message)>,
+    traversal: nat::Traversal,
+    /// A join waiting for NAT traversal to make the node reachable.
+    pending_join: Option<SocketAddr>,
+    now: Time,
+    transmits: VecDeque<(Dest, Message)>,
+    /// Datagrams that are not Grove's (NAT-PMP requests).
+    foreign: VecDeque<(SocketAddr, Vec<u8>)>,
+    scratch: Vec<u8>,
     events: VecDeque<Event>,
     stats: Stats,
 }
@@ -160,6 +185,10 @@ impl Node {
         // A random first sequence number: a restarted node must not reuse
         // the message ids of its previous life.
         let first_seq = rng.gen::<u64>();
+        // NAT traversal draws from its own stream, so that the overlay's
+        // choices are the same whether it is on or off.
+        let traversal_rng = ChaCha8Rng::seed_from_u64(first_seq ^ 0x6e61_7420_7472_6176);
+        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_rng);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -176,7 +205,12 @@ impl Node {
             me,
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
+            traversal,
+            pending_join: None,
+            now: Time::ZERO,
             transmits: VecDeque::new(),
+            foreign: VecDeque::new(),
+            scratch: Vec::with_capacity(MAX_DATAGRAM_BYTES),
             events: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -196,12 +230,45 @@ impl Node {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+    /// What NAT traversal knows of this node's reachability.
+    pub fn reach(&self) -> nat::Reach {
+        self.traversal.reach()
+    }
 
     // ---- inputs ----
 
-    /// Join the overlay through a contact known by address.
+    /// Join the overlay through a contact known by address. A node behind
+    /// a NAT first tries to reserve a relay slot with the contact (so that
+    /// its peer record names a relay), for at most the configured wait.
     pub fn join(&mut self, now: Time, contact: SocketAddr) {
-        self.membership.join(now, contact);
+        self.now = now;
+        self.traversal.begin(now);
+        self.traversal.add_candidate(contact);
+        self.traversal.handle_timeout(now);
+        if self.traversal.ready_to_join(now) {
+            self.membership.join(now, contact);
+        } else {
+            self.pending_join = Some(contact);
+        }
+        self.process(now);
+    }
+
+    /// Open a path to `peer` (known by its advertised record): directly,
+    /// or through its relay, upgraded to a direct path where possible.
+    pub fn connect(&mut self, now: Time, peer: Peer) {
+        self.now = now;
+        self.traversal.begin(now);
+        if peer.id == self.me.id || !self.traversal.enabled() {
+            return;
+        }
+        self.traversal.learn(now, &peer);
+        let hello = Message::Nat(self.traversal.hello(peer.addr));
+        let dest = if peer.relay.is_some() {
+            Dest::Peer(peer.id)
+        } else {
+            Dest::Raw(peer.addr)
+        };
+        self.transmit(dest, hello);
         self.process(now);
     }
 
@@ -210,6 +277,7 @@ impl Node {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return Err(BroadcastError::TooLarge { len: payload.len() });
         }
+        self.now = now;
         let id = self.broadcaster.broadcast(now, payload);
         self.process(now);
         Ok(id)
@@ -217,7 +285,14 @@ impl Node {
 
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        self.now = now;
         self.stats.datagrams_in += 1;
+        self.traversal.begin(now);
+        if self.traversal.is_gateway(from) {
+            self.traversal.handle_gateway(now, bytes);
+            self.process(now);
+            return;
+        }
         let Datagram {
             from: sender,
             message,
@@ -232,19 +307,99 @@ impl Node {
         if sender == self.me.id {
             return; // our own datagram reflected back, or a peer forging our id
         }
-        let peer = Peer::new(sender, from);
-        self.membership.handle_heard(now, &sender);
-        match message {
-            Message::HyParView(m) => self.membership.handle_message(now, peer, m),
-            Message::Plumtree(m) => self.broadcaster.handle_message(now, peer, m),
-        }
+        let hello = match &message {
+            Message::Nat(nat::Message::Hello { reach, .. }) => Some(*reach),
+            _ => None,
+        };
+        self.traversal.on_direct(now, sender, from, hello);
+        let peer = Peer {
+            id: sender,
+            addr: from,
+            relay: self.traversal.relay_of(&sender),
+        };
+        self.dispatch(now, peer, message, false);
         self.process(now);
+    }
+
+    /// Hand a decoded message from `peer` to its core. `via_relay`: it came
+    /// inside a relay frame (which cannot nest).
+    fn dispatch(&mut self, now: Time, peer: Peer, message: Message, via_relay: bool) {
+        match message {
+            Message::HyParView(m) => {
+                self.learn_peers(now, &m);
+                self.membership.handle_heard(now, &peer.id);
+                self.membership.handle_message(now, peer, m);
+            }
+            Message::Plumtree(m) => {
+                self.membership.handle_heard(now, &peer.id);
+                self.broadcaster.handle_message(now, peer, m);
+            }
+            Message::Nat(m) => {
+                let Some((source, source_addr, data)) =
+                    self.traversal.handle_message(now, peer, via_relay, m)
+                else {
+                    return;
+                };
+                match wire::decode(&data) {
+                    Ok(inner) if inner.from == source => {
+                        self.stats.relayed_in += 1;
+                        self.traversal.on_relayed(now, source, peer.addr, source_addr);
+                        let from = Peer {
+                            id: source,
+                            addr: source_addr,
+                            relay: Some(peer.addr),
+                        };
+                        self.dispatch(now, from, inner.message, true);
+                    }
+                    Ok(_) => {
+                        self.stats.malformed_in += 1;
+                        self.emit(Event::Traversal(nat::Event::Rejected {
+                            from: peer.addr,
+                            what: "relayed datagram whose sender is not the frame's source",
+                        }));
+                    }
+                    Err(error) => {
+                        self.stats.malformed_in += 1;
+                        self.emit(Event::Dropped {
+                            from: peer.addr,
+                            error,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Peer records in membership messages carry relays: remember them, so
+    /// that the overlay reaches those peers through their relays.
+    fn learn_peers(&mut self, now: Time, m: &hyparview::Message) {
+        if !self.traversal.enabled() {
+            return;
+        }
+        match m {
+            hyparview::Message::ForwardJoin { joiner, .. } => self.traversal.learn(now, joiner),
+            hyparview::Message::Shuffle { origin, peers, .. } => {
+                self.traversal.learn(now, origin);
+                for p in peers {
+                    self.traversal.learn(now, p);
+                }
+            }
+            hyparview::Message::ShuffleReply { peers } => {
+                for p in peers {
+                    self.traversal.learn(now, p);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.now = now;
+        self.traversal.begin(now);
         self.membership.handle_timeout(now);
         self.broadcaster.handle_timeout(now);
+        self.traversal.handle_timeout(now);
         self.process(now);
     }
 
@@ -254,22 +409,45 @@ impl Node {
     /// first) and its destination returned.
     #[must_use]
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<SocketAddr> {
-        while let Some((dst, message)) = self.transmits.pop_front() {
+        if let Some((dst, bytes)) = self.foreign.pop_front() {
             out.clear();
+            out.extend_from_slice(&bytes);
+            self.stats.datagrams_out += 1;
+            return Some(dst);
+        }
+        let now = self.now;
+        while let Some((dest, message)) = self.transmits.pop_front() {
+            let route = match dest {
+                Dest::Raw(a) => Route::Direct(a),
+                Dest::Addr(a) => self.traversal.route_addr(now, a),
+                Dest::Peer(id) => self.traversal.route_peer(now, id),
+            };
             let datagram = Datagram {
                 from: self.me.id,
                 message,
             };
-            match wire::encode(&datagram, out) {
-                Ok(()) => {
-                    self.stats.datagrams_out += 1;
-                    return Some(dst);
-                }
+            let (buf, dst) = match route {
+                Route::Drop => continue,
+                Route::Direct(a) => (&mut *out, Some(a)),
+                Route::Relayed(_) => (&mut self.scratch, None),
+            };
+            buf.clear();
+            if let Err(e) = wire::encode(&datagram, buf) {
                 // The cores bound what they put in a message, so this is a
                 // bug; skip the message rather than stop the node.
-                Err(e) => {
-                    debug_assert!(false, "unencodable message {:?}: {e}", datagram.message);
-                    tracing::error!("dropping unencodable message: {e}");
+                debug_assert!(false, "unencodable message {:?}: {e}", datagram.message);
+                tracing::error!("dropping unencodable message: {e}");
+                continue;
+            }
+            if let Some(dst) = dst {
+                self.stats.datagrams_out += 1;
+                return Some(dst);
+            }
+            if let Route::Relayed(peer) = route {
+                if self.scratch.len() <= wire::MAX_RELAYED_BYTES {
+                    let data = Bytes::copy_from_slice(&self.scratch);
+                    self.traversal.send_relayed(now, peer, data);
+                    self.drain_traversal();
                 }
             }
         }
@@ -285,13 +463,18 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        match (
+        let join = self
+            .pending_join
+            .map(|_| self.traversal.join_deadline());
+        [
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            self.traversal.poll_timeout(),
+            join,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- internals ----
@@ -300,12 +483,18 @@ impl Node {
     /// changes to the broadcast layer, until both cores are quiet.
     fn process(&mut self, now: Time) {
         loop {
-            let mut progressed = false;
+            let mut progressed = self.drain_traversal();
+            if let Some(contact) = self.pending_join {
+                if self.traversal.ready_to_join(now) {
+                    self.pending_join = None;
+                    self.membership.join(now, contact);
+                }
+            }
             while let Some(out) = self.membership.poll_output() {
                 progressed = true;
                 match out {
                     hyparview::Output::Send { to, message } => {
-                        self.transmit(to, Message::HyParView(message))
+                        self.transmit(Dest::Addr(to), Message::HyParView(message))
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
                         self.broadcaster.neighbor_up(now, peer);
@@ -321,7 +510,7 @@ impl Node {
                 progressed = true;
                 match out {
                     plumtree::Output::Send { to, message } => {
-                        self.transmit(to, Message::Plumtree(message))
+                        self.transmit(Dest::Addr(to), Message::Plumtree(message))
                     }
                     plumtree::Output::Event(plumtree::Event::Delivered {
                         id,
@@ -342,7 +531,33 @@ impl Node {
         }
     }
 
-    fn transmit(&mut self, to: SocketAddr, message: Message) {
+    /// Move NAT traversal's outputs into the node's queues; whether there
+    /// were any.
+    fn drain_traversal(&mut self) -> bool {
+        let mut any = false;
+        while let Some(out) = self.traversal.poll_output() {
+            any = true;
+            match out {
+                nat::Output::Raw(to, m) => self.transmit(Dest::Raw(to), Message::Nat(m)),
+                nat::Output::ToPeer(id, m) => self.transmit(Dest::Peer(id), Message::Nat(m)),
+                nat::Output::Bytes(to, bytes) => {
+                    if self.foreign.len() < 16 {
+                        self.foreign.push_back((to, bytes));
+                    }
+                }
+                nat::Output::Event(e) => {
+                    if let nat::Event::Reachability { advertised, .. } = &e {
+                        self.me = *advertised;
+                        self.membership.set_me(*advertised);
+                    }
+                    self.emit(Event::Traversal(e));
+                }
+            }
+        }
+        any
+    }
+
+    fn transmit(&mut self, to: Dest, message: Message) {
         if self.transmits.len() >= TRANSMIT_QUEUE_CAPACITY {
             self.transmits.pop_front();
             self.stats.transmit_overflow += 1;

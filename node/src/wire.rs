@@ -75,6 +75,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use bytes::Bytes;
 
 use crate::proto::hyparview::{self, Priority, MAX_SHUFFLE_PEERS};
+use crate::proto::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 use crate::{Peer, PeerId};
 
@@ -88,6 +89,7 @@ pub const MAX_DATAGRAM_BYTES: usize = 1400;
 pub enum Message {
     HyParView(hyparview::Message),
     Plumtree(plumtree::Message),
+    Nat(nat::Message),
 }
 
 /// One datagram: who sent it and what it says.
@@ -154,6 +156,19 @@ const IHAVE_ENTRY_BYTES: usize = 32 + 2;
 
 const FAMILY_V4: u8 = 4;
 const FAMILY_V6: u8 = 6;
+/// Set in a peer's address family byte when its relay address follows.
+const RELAY_FOLLOWS: u8 = 0x80;
+/// Largest relayed datagram: what is left of a datagram after a RELAY-FROM
+/// header (header, source id, IPv6 source address, length).
+pub const MAX_RELAYED_BYTES: usize = MAX_DATAGRAM_BYTES - (HEADER_BYTES + 32 + 19 + 2);
+/// Largest peer encoding: id, IPv6 address, IPv6 relay address.
+const PEER_MAX_BYTES: usize = 32 + 19 + 19;
+// A SHUFFLE at its cap, with IPv6 addresses and relays, fits a relay frame.
+const _: () = assert!(
+    HEADER_BYTES + PEER_MAX_BYTES + 1 + 1 + MAX_SHUFFLE_PEERS * PEER_MAX_BYTES <= MAX_RELAYED_BYTES
+);
+// So does a GOSSIP at its cap.
+const _: () = assert!(HEADER_BYTES + 32 + 2 + 2 + MAX_PAYLOAD_BYTES <= MAX_RELAYED_BYTES);
 
 // Counts travel as u8, payload lengths as u16.
 const _: () = assert!(MAX_SHUFFLE_PEERS <= u8::MAX as usize);
@@ -180,6 +195,24 @@ mod tag {
     pub const IHAVE: u8 = 0x11;
     pub const GRAFT: u8 = 0x12;
     pub const PRUNE: u8 = 0x13;
+    pub const HELLO: u8 = 0x20;
+    pub const DIAL_REQUEST: u8 = 0x21;
+    pub const DIAL_RESPONSE: u8 = 0x22;
+    pub const DIAL_BACK_REQUEST: u8 = 0x23;
+    pub const DIAL_BACK: u8 = 0x24;
+    pub const RESERVE: u8 = 0x25;
+    pub const RESERVE_STATUS: u8 = 0x26;
+    pub const CONNECT: u8 = 0x27;
+    pub const CONNECT_STATUS: u8 = 0x28;
+    pub const STOP: u8 = 0x29;
+    pub const STOP_STATUS: u8 = 0x2a;
+    pub const RELAY_TO: u8 = 0x2b;
+    pub const RELAY_FROM: u8 = 0x2c;
+    pub const CIRCUIT_CLOSED: u8 = 0x2d;
+    pub const PUNCH_CONNECT: u8 = 0x2e;
+    pub const PUNCH_SYNC: u8 = 0x2f;
+    pub const PUNCH: u8 = 0x30;
+    pub const KEEP_ALIVE: u8 = 0x31;
 }
 
 /// Append the encoding of `datagram` to `out`.
@@ -269,7 +302,7 @@ pub fn gossip_id(bytes: &[u8]) -> Option<plumtree::MsgId> {
 fn is_known_tag(tag: u8) -> bool {
     matches!(
         tag,
-        tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE
+        tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE | tag::HELLO..=tag::KEEP_ALIVE
     )
 }
 
@@ -295,6 +328,29 @@ fn message_tag(message: &Message) -> u8 {
             P::Graft { .. } => tag::GRAFT,
             P::Prune => tag::PRUNE,
         },
+        Message::Nat(m) => {
+            use nat::Message as N;
+            match m {
+                N::Hello { .. } => tag::HELLO,
+                N::DialRequest { .. } => tag::DIAL_REQUEST,
+                N::DialResponse { .. } => tag::DIAL_RESPONSE,
+                N::DialBackRequest { .. } => tag::DIAL_BACK_REQUEST,
+                N::DialBack { .. } => tag::DIAL_BACK,
+                N::Reserve => tag::RESERVE,
+                N::ReserveStatus { .. } => tag::RESERVE_STATUS,
+                N::Connect { .. } => tag::CONNECT,
+                N::ConnectStatus { .. } => tag::CONNECT_STATUS,
+                N::Stop { .. } => tag::STOP,
+                N::StopStatus { .. } => tag::STOP_STATUS,
+                N::RelayTo { .. } => tag::RELAY_TO,
+                N::RelayFrom { .. } => tag::RELAY_FROM,
+                N::CircuitClosed { .. } => tag::CIRCUIT_CLOSED,
+                N::PunchConnect { .. } => tag::PUNCH_CONNECT,
+                N::PunchSync { .. } => tag::PUNCH_SYNC,
+                N::Punch { .. } => tag::PUNCH,
+                N::KeepAlive => tag::KEEP_ALIVE,
+            }
+        }
     }
 }
 
@@ -310,6 +366,12 @@ fn check_limits(message: &Message) -> Result<(), EncodeError> {
         Message::Plumtree(plumtree::Message::Gossip { payload, .. }) => {
             ("payload bytes", payload.len(), MAX_PAYLOAD_BYTES)
         }
+        Message::Nat(nat::Message::PunchConnect { addrs, .. }) => {
+            ("hole-punch addresses", addrs.len(), MAX_PUNCH_ADDRS)
+        }
+        Message::Nat(
+            nat::Message::RelayTo { data, .. } | nat::Message::RelayFrom { data, .. },
+        ) => ("relayed bytes", data.len(), MAX_RELAYED_BYTES),
         _ => return Ok(()),
     };
     if value > max {
@@ -361,7 +423,110 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             P::Graft { id } => out.extend_from_slice(&id.0),
             P::Prune => {}
         },
+        Message::Nat(m) => encode_nat(m, out),
     }
+}
+
+fn encode_nat(m: &nat::Message, out: &mut Vec<u8>) {
+    use nat::Message as N;
+    match m {
+        N::Hello {
+            observed,
+            relay,
+            reach,
+        } => {
+            put_addr(out, observed, relay.is_some());
+            if let Some(r) = relay {
+                put_addr(out, r, false);
+            }
+            out.push(nat::Message::reach_code(*reach));
+        }
+        N::DialRequest { nonce } | N::DialBack { nonce } => {
+            out.extend_from_slice(&nonce.to_be_bytes());
+        }
+        N::DialResponse {
+            nonce,
+            accepted,
+            observed,
+        } => {
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.push(u8::from(*accepted));
+            put_addr(out, observed, false);
+        }
+        N::DialBackRequest { nonce, target } => {
+            out.extend_from_slice(&nonce.to_be_bytes());
+            put_addr(out, target, false);
+        }
+        N::Reserve | N::KeepAlive => {}
+        N::ReserveStatus {
+            status,
+            ttl_s,
+            limit_duration_s,
+            limit_bytes,
+            observed,
+        } => {
+            out.extend_from_slice(&status.code().to_be_bytes());
+            out.extend_from_slice(&ttl_s.to_be_bytes());
+            out.extend_from_slice(&limit_duration_s.to_be_bytes());
+            out.extend_from_slice(&limit_bytes.to_be_bytes());
+            put_addr(out, observed, false);
+        }
+        N::Connect { target } => out.extend_from_slice(target.as_bytes()),
+        N::ConnectStatus { target: peer, status }
+        | N::StopStatus {
+            source: peer,
+            status,
+        }
+        | N::CircuitClosed { peer, status } => {
+            out.extend_from_slice(peer.as_bytes());
+            out.extend_from_slice(&status.code().to_be_bytes());
+        }
+        N::Stop {
+            source,
+            source_addr,
+        } => {
+            out.extend_from_slice(source.as_bytes());
+            put_addr(out, source_addr, false);
+        }
+        N::RelayTo { target, data } => {
+            out.extend_from_slice(target.as_bytes());
+            put_data(out, data);
+        }
+        N::RelayFrom {
+            source,
+            source_addr,
+            data,
+        } => {
+            out.extend_from_slice(source.as_bytes());
+            put_addr(out, source_addr, false);
+            put_data(out, data);
+        }
+        N::PunchConnect {
+            attempt,
+            reply,
+            reach,
+            addrs,
+        } => {
+            out.push(*attempt);
+            out.push(u8::from(*reply));
+            out.push(nat::Message::reach_code(*reach));
+            out.push(u8::try_from(addrs.len()).expect("address count checked"));
+            for a in addrs {
+                put_addr(out, a, false);
+            }
+        }
+        N::PunchSync { attempt } => out.push(*attempt),
+        N::Punch { nonce, ack } => {
+            out.extend_from_slice(&nonce.to_be_bytes());
+            out.push(u8::from(*ack));
+        }
+    }
+}
+
+fn put_data(out: &mut Vec<u8>, data: &[u8]) {
+    let len = u16::try_from(data.len()).expect("relayed length checked");
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(data);
 }
 
 fn put_peers(out: &mut Vec<u8>, peers: &[Peer]) {
@@ -373,17 +538,27 @@ fn put_peers(out: &mut Vec<u8>, peers: &[Peer]) {
 
 fn put_peer(out: &mut Vec<u8>, peer: &Peer) {
     out.extend_from_slice(peer.id.as_bytes());
-    match peer.addr.ip() {
+    put_addr(out, &peer.addr, peer.relay.is_some());
+    if let Some(relay) = &peer.relay {
+        put_addr(out, relay, false);
+    }
+}
+
+/// An address: family (with [`RELAY_FOLLOWS`] set when a relay address
+/// comes next), IP, port.
+fn put_addr(out: &mut Vec<u8>, addr: &SocketAddr, relay_follows: bool) {
+    let flag = if relay_follows { RELAY_FOLLOWS } else { 0 };
+    match addr.ip() {
         IpAddr::V4(ip) => {
-            out.push(FAMILY_V4);
+            out.push(FAMILY_V4 | flag);
             out.extend_from_slice(&ip.octets());
         }
         IpAddr::V6(ip) => {
-            out.push(FAMILY_V6);
+            out.push(FAMILY_V6 | flag);
             out.extend_from_slice(&ip.octets());
         }
     }
-    out.extend_from_slice(&peer.addr.port().to_be_bytes());
+    out.extend_from_slice(&addr.port().to_be_bytes());
 }
 
 fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
@@ -455,9 +630,101 @@ fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
             id: MsgId(r.array("message id")?),
         }),
         tag::PRUNE => Message::Plumtree(P::Prune),
+        tag::HELLO..=tag::KEEP_ALIVE => Message::Nat(decode_nat(tag, r)?),
         _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
     };
     Ok(message)
+}
+
+fn decode_nat(tag: u8, r: &mut Reader<'_>) -> Result<nat::Message, DecodeError> {
+    use nat::Message as N;
+    Ok(match tag {
+        tag::HELLO => {
+            let (observed, relay_follows) = r.addr_flagged(true)?;
+            let relay = if relay_follows { Some(r.addr()?) } else { None };
+            N::Hello {
+                observed,
+                relay,
+                reach: r.reach()?,
+            }
+        }
+        tag::DIAL_REQUEST => N::DialRequest {
+            nonce: r.u64("nonce")?,
+        },
+        tag::DIAL_RESPONSE => N::DialResponse {
+            nonce: r.u64("nonce")?,
+            accepted: r.bool("accepted")?,
+            observed: r.addr()?,
+        },
+        tag::DIAL_BACK_REQUEST => N::DialBackRequest {
+            nonce: r.u64("nonce")?,
+            target: r.addr()?,
+        },
+        tag::DIAL_BACK => N::DialBack {
+            nonce: r.u64("nonce")?,
+        },
+        tag::RESERVE => N::Reserve,
+        tag::RESERVE_STATUS => N::ReserveStatus {
+            status: r.status()?,
+            ttl_s: r.u32("reservation ttl")?,
+            limit_duration_s: r.u32("circuit duration limit")?,
+            limit_bytes: r.u32("circuit data limit")?,
+            observed: r.addr()?,
+        },
+        tag::CONNECT => N::Connect {
+            target: r.peer_id("target")?,
+        },
+        tag::CONNECT_STATUS => N::ConnectStatus {
+            target: r.peer_id("target")?,
+            status: r.status()?,
+        },
+        tag::STOP => N::Stop {
+            source: r.peer_id("source")?,
+            source_addr: r.addr()?,
+        },
+        tag::STOP_STATUS => N::StopStatus {
+            source: r.peer_id("source")?,
+            status: r.status()?,
+        },
+        tag::RELAY_TO => N::RelayTo {
+            target: r.peer_id("target")?,
+            data: r.data()?,
+        },
+        tag::RELAY_FROM => N::RelayFrom {
+            source: r.peer_id("source")?,
+            source_addr: r.addr()?,
+            data: r.data()?,
+        },
+        tag::CIRCUIT_CLOSED => N::CircuitClosed {
+            peer: r.peer_id("peer")?,
+            status: r.status()?,
+        },
+        tag::PUNCH_CONNECT => {
+            let attempt = r.u8("attempt")?;
+            let reply = r.bool("reply")?;
+            let reach = r.reach()?;
+            let count = r.count("hole-punch addresses", MAX_PUNCH_ADDRS, 7)?;
+            let mut addrs = Vec::with_capacity(count);
+            for _ in 0..count {
+                addrs.push(r.addr()?);
+            }
+            N::PunchConnect {
+                attempt,
+                reply,
+                reach,
+                addrs,
+            }
+        }
+        tag::PUNCH_SYNC => N::PunchSync {
+            attempt: r.u8("attempt")?,
+        },
+        tag::PUNCH => N::Punch {
+            nonce: r.u64("nonce")?,
+            ack: r.bool("ack")?,
+        },
+        tag::KEEP_ALIVE => N::KeepAlive,
+        _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
+    })
 }
 
 /// A cursor over the input whose every read is checked.
@@ -558,8 +825,33 @@ impl<'a> Reader<'a> {
 
     fn peer(&mut self, what: &'static str) -> Result<Peer, DecodeError> {
         let id = PeerId(self.array(what)?);
+        let (addr, relay_follows) = self.addr_flagged(true)?;
+        let relay = if relay_follows {
+            Some(self.addr()?)
+        } else {
+            None
+        };
+        Ok(Peer { id, addr, relay })
+    }
+
+    /// A usable address with no flag.
+    fn addr(&mut self) -> Result<SocketAddr, DecodeError> {
+        Ok(self.addr_flagged(false)?.0)
+    }
+
+    /// A usable address; `flag_allowed`: the family byte may carry
+    /// [`RELAY_FOLLOWS`].
+    fn addr_flagged(&mut self, flag_allowed: bool) -> Result<(SocketAddr, bool), DecodeError> {
         let family_offset = self.offset;
-        let ip = match self.u8("address family")? {
+        let family = self.u8("address family")?;
+        let flagged = family & RELAY_FOLLOWS != 0;
+        let ip = match family & !RELAY_FOLLOWS {
+            _ if flagged && !flag_allowed => {
+                return Err(DecodeError::Invalid {
+                    what: "address family",
+                    offset: family_offset,
+                })
+            }
             FAMILY_V4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>("IPv4 address")?)),
             FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>("IPv6 address")?)),
             _ => {
@@ -574,7 +866,43 @@ impl<'a> Reader<'a> {
         if !usable(&addr) {
             return Err(DecodeError::UnusableAddress { addr });
         }
-        Ok(Peer::new(id, addr))
+        Ok((addr, flagged))
+    }
+
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array(what)?))
+    }
+
+    fn status(&mut self) -> Result<Status, DecodeError> {
+        let offset = self.offset;
+        Status::from_code(self.u16("status")?).ok_or(DecodeError::Invalid {
+            what: "status code",
+            offset,
+        })
+    }
+
+    fn reach(&mut self) -> Result<Reach, DecodeError> {
+        let offset = self.offset;
+        nat::Message::reach_from_code(self.u8("reachability")?).ok_or(DecodeError::Invalid {
+            what: "reachability",
+            offset,
+        })
+    }
+
+    fn peer_id(&mut self, what: &'static str) -> Result<PeerId, DecodeError> {
+        Ok(PeerId(self.array(what)?))
+    }
+
+    fn data(&mut self) -> Result<Bytes, DecodeError> {
+        let len = usize::from(self.u16("relayed length")?);
+        if len > MAX_RELAYED_BYTES {
+            return Err(DecodeError::OverLimit {
+                what: "relayed bytes",
+                value: len,
+                max: MAX_RELAYED_BYTES,
+            });
+        }
+        Ok(Bytes::copy_from_slice(self.take(len, "relayed datagram")?))
     }
 
     fn finish(self) -> Result<(), DecodeError> {

@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
 #[cfg(not(madsim))]
 mod daemon {
     use std::io::{self, BufRead, IsTerminal, Write};
-    use std::net::{SocketAddr, ToSocketAddrs};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicUsize;
     use std::sync::atomic::Ordering::Relaxed;
@@ -40,6 +40,7 @@ mod daemon {
     use grove_node::driver::{self, Command, EventSink};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
+    use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};
@@ -134,7 +135,20 @@ mod daemon {
             .await
             .with_context(|| format!("binding UDP {}", args.listen))?;
         let bound = socket.local_addr().context("reading the bound address")?;
-        let advertised = args.advertise.unwrap_or(bound);
+        let mut advertised = args.advertise.unwrap_or(bound);
+        if advertised.ip().is_unspecified() {
+            // Bound to every interface: the address of the one that routes
+            // to the first contact (a connected UDP socket sends nothing).
+            if let Some(ip) = contacts.first().and_then(|c| route_source_ip(*c)) {
+                advertised.set_ip(ip);
+            }
+        }
+        let mut config = config;
+        if config.nat.port_mapping && config.nat.gateway.is_none() {
+            config.nat.gateway = default_gateway().map(|gw| {
+                SocketAddr::new(IpAddr::V4(gw), nat::natpmp::SERVER_PORT)
+            });
+        }
         if advertised.ip().is_unspecified() {
             tracing::warn!(
                 "advertising {advertised}, which peers cannot reach; give --advertise ADDR"
@@ -194,6 +208,37 @@ mod daemon {
         ChaCha8Rng::from_seed(hasher.finalize().into())
     }
 
+    /// The local address the kernel would send from to reach `to`.
+    fn route_source_ip(to: SocketAddr) -> Option<IpAddr> {
+        let any: SocketAddr = if to.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let probe = std::net::UdpSocket::bind(any).ok()?;
+        probe.connect(to).ok()?;
+        Some(probe.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified())
+    }
+
+    /// The IPv4 default gateway from Linux's routing table, for NAT-PMP.
+    fn default_gateway() -> Option<Ipv4Addr> {
+        let table = std::fs::read_to_string("/proc/net/route").ok()?;
+        parse_default_gateway(&table)
+    }
+
+    /// The gateway of the default route (destination 0) in the text of
+    /// `/proc/net/route` (hex fields in host byte order).
+    fn parse_default_gateway(table: &str) -> Option<Ipv4Addr> {
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.get(1) != Some(&"00000000") {
+                return None;
+            }
+            let gw = u32::from_str_radix(fields.get(2)?, 16).ok()?;
+            (gw != 0).then(|| Ipv4Addr::from(gw.swap_bytes()))
+        })
+    }
+
     fn load_config(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
@@ -206,6 +251,9 @@ mod daemon {
         let config: Config = toml::from_str(text)?;
         if let Err(e) = config.hyparview.validate() {
             bail!("[hyparview]: {e}");
+        }
+        if let Err(e) = config.nat.validate() {
+            bail!("[nat]: {e}");
         }
         Ok(config)
     }
@@ -433,6 +481,49 @@ mod daemon {
             error: String,
             t_ms: u64,
         },
+        /// What NAT traversal found out about this node.
+        Reachability {
+            status: Reach,
+            addr: SocketAddr,
+            relay: Option<SocketAddr>,
+            t_ms: u64,
+        },
+        /// `status`: `ok`, `expired`, or the relay's refusal (e.g.
+        /// `RESOURCE_LIMIT_EXCEEDED`).
+        Reservation {
+            relay: SocketAddr,
+            status: String,
+            t_ms: u64,
+        },
+        /// A path to a peer came up: `kind` direct or relayed, `method` how.
+        Path {
+            peer: String,
+            kind: PathKind,
+            method: Method,
+            attempt: u8,
+            addr: SocketAddr,
+            t_ms: u64,
+        },
+        UpgradeFailed {
+            peer: String,
+            attempts: u8,
+            t_ms: u64,
+        },
+        PortMapping {
+            external: SocketAddr,
+            public: bool,
+            t_ms: u64,
+        },
+        /// The relay service at work (reservations and circuits).
+        Relay {
+            what: String,
+            t_ms: u64,
+        },
+        Rejected {
+            from: SocketAddr,
+            what: &'static str,
+            t_ms: u64,
+        },
     }
 
     /// The stdout log: one JSON object per line, flushed per line. Also
@@ -507,12 +598,69 @@ mod daemon {
                     error: error.to_string(),
                     t_ms,
                 },
+                Event::Traversal(e) => traversal_line(e, t_ms),
             };
             self.write(&line);
         }
 
         fn on_command_error(&mut self, _now: Time, error: String) {
             tracing::error!("command refused: {error}");
+        }
+    }
+
+    fn traversal_line(e: nat::Event, t_ms: u64) -> LogLine {
+        match e {
+            nat::Event::Reachability { reach, advertised } => LogLine::Reachability {
+                status: reach,
+                addr: advertised.addr,
+                relay: advertised.relay,
+                t_ms,
+            },
+            nat::Event::Reservation { relay, outcome } => LogLine::Reservation {
+                relay,
+                status: match outcome {
+                    ReservationOutcome::Ok => "ok".into(),
+                    ReservationOutcome::Expired => "expired".into(),
+                    ReservationOutcome::Refused(s) => s.name().into(),
+                },
+                t_ms,
+            },
+            nat::Event::Path {
+                peer,
+                kind,
+                method,
+                attempt,
+                addr,
+            } => LogLine::Path {
+                peer: peer.to_string(),
+                kind,
+                method,
+                attempt,
+                addr,
+                t_ms,
+            },
+            nat::Event::UpgradeFailed { peer, attempts } => LogLine::UpgradeFailed {
+                peer: peer.to_string(),
+                attempts,
+                t_ms,
+            },
+            nat::Event::PortMapping { external, public } => LogLine::PortMapping {
+                external,
+                public,
+                t_ms,
+            },
+            nat::Event::Relay(r) => LogLine::Relay {
+                what: match r {
+                    RelayEvent::ReservationAccepted => "reservation accepted".into(),
+                    RelayEvent::ReservationRefused(s) => format!("reservation refused: {}", s.name()),
+                    RelayEvent::CircuitOpened => "circuit opened".into(),
+                    RelayEvent::CircuitRefused(s) => format!("circuit refused: {}", s.name()),
+                    RelayEvent::CircuitClosed { bytes } => format!("circuit closed after {bytes} bytes"),
+                    RelayEvent::FrameRefused => "frame for no circuit refused".into(),
+                },
+                t_ms,
+            },
+            nat::Event::Rejected { from, what } => LogLine::Rejected { from, what, t_ms },
         }
     }
 
@@ -562,6 +710,15 @@ mod daemon {
             assert_eq!(seed, [10; 32]);
             assert!(parse_key_seed("0a").is_err());
             assert!(parse_key_seed(&"zz".repeat(32)).is_err());
+        }
+
+        #[test]
+        fn the_default_gateway_is_read_from_the_routing_table() {
+            let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+                         eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+                         eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n";
+            assert_eq!(parse_default_gateway(table), Some(Ipv4Addr::new(192, 168, 1, 1)));
+            assert_eq!(parse_default_gateway("Iface\n"), None);
         }
 
         #[test]

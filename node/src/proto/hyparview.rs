@@ -200,7 +200,7 @@ pub enum Message {
 }
 
 /// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
-pub const MAX_SHUFFLE_PEERS: usize = 25;
+pub const MAX_SHUFFLE_PEERS: usize = 16;
 
 /// What the membership layer tells the node.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -361,6 +361,15 @@ impl HyParView {
     }
     pub fn is_active(&self, peer: &PeerId) -> bool {
         self.active_index(peer).is_some()
+    }
+
+    /// Change the record this node gives of itself (as SHUFFLE origin): its
+    /// external address and relay, once NAT traversal has found them. The
+    /// id never changes.
+    pub fn set_me(&mut self, me: Peer) {
+        debug_assert_eq!(me.id, self.me.id, "a node's id never changes");
+        self.me.addr = me.addr;
+        self.me.relay = me.relay;
     }
 
     // ---- inputs ----

@@ -4,4 +4,5 @@
 
 pub mod flood;
 pub mod hyparview;
+pub mod nat;
 pub mod plumtree;
