@@ -10,11 +10,13 @@
 //! | offset | size | field                                   |
 //! |-------:|-----:|-----------------------------------------|
 //! | 0      | 1    | version, [`VERSION`] (anything else is [`DecodeError::Version`]) |
-//! | 1      | 1    | message tag (table below)               |
+//! | 1      | 1    | message tag (tables below)              |
 //! | 2      | 32   | sender [`PeerId`]                       |
 //! | 34     | ...  | body, by tag                            |
 //!
 //! # Bodies
+//!
+//! Membership and broadcast:
 //!
 //! | tag    | message                     | body                                                    |
 //! |-------:|-----------------------------|---------------------------------------------------------|
@@ -33,18 +35,66 @@
 //! | `0x12` | Plumtree `Graft`            | `id`: 32 bytes                                          |
 //! | `0x13` | Plumtree `Prune`            | empty                                                   |
 //!
+//! NAT traversal ([`nat::Message`]: AutoNAT, Circuit Relay v2, DCUtR); an
+//! id is a 32-byte [`PeerId`], an address, a status and a reach are as
+//! described below:
+//!
+//! | tag    | message           | body                                                                         |
+//! |-------:|-------------------|------------------------------------------------------------------------------|
+//! | `0x20` | `Hello`           | `observed`: address, flagged when `relay` follows; `relay`: address, only when flagged; `reach`: reach |
+//! | `0x21` | `DialRequest`     | `nonce`: u64                                                                 |
+//! | `0x22` | `DialResponse`    | `nonce`: u64, `accepted`: bool, `observed`: address                          |
+//! | `0x23` | `DialBackRequest` | `nonce`: u64, `target`: address                                              |
+//! | `0x24` | `DialBack`        | `nonce`: u64                                                                 |
+//! | `0x25` | `Reserve`         | empty                                                                        |
+//! | `0x26` | `ReserveStatus`   | `status`: status, `ttl_s`: u32, `limit_duration_s`: u32, `limit_bytes`: u32, `observed`: address |
+//! | `0x27` | `Connect`         | `target`: id                                                                 |
+//! | `0x28` | `ConnectStatus`   | `target`: id, `status`: status                                               |
+//! | `0x29` | `Stop`            | `source`: id, `source_addr`: address                                         |
+//! | `0x2a` | `StopStatus`      | `source`: id, `status`: status                                               |
+//! | `0x2b` | `RelayTo`         | `target`: id, length: u16, `data` bytes                                      |
+//! | `0x2c` | `RelayFrom`       | `source`: id, `source_addr`: address, length: u16, `data` bytes              |
+//! | `0x2d` | `CircuitClosed`   | `peer`: id, `status`: status                                                 |
+//! | `0x2e` | `PunchConnect`    | `attempt`: u8, `reply`: bool, `reach`: reach, count: u8, count x address     |
+//! | `0x2f` | `PunchSync`       | `attempt`: u8                                                                |
+//! | `0x30` | `Punch`           | `nonce`: u64, `ack`: bool                                                    |
+//! | `0x31` | `KeepAlive`       | empty                                                                        |
+//!
+//! A status is a u16 Circuit Relay v2 code: 100 `OK`, 200
+//! `RESERVATION_REFUSED`, 201 `RESOURCE_LIMIT_EXCEEDED`, 202
+//! `PERMISSION_DENIED`, 203 `CONNECTION_FAILED`, 204 `NO_RESERVATION`, 400
+//! `MALFORMED_MESSAGE`, 401 `UNEXPECTED_MESSAGE`. A reach is a u8: 0
+//! `Unknown`, 1 `Private`, 2 `Public`, 3 `PortMapped`.
+//!
 //! Every other tag is [`DecodeError::UnknownTag`]. A bool is one byte, 0 or
 //! 1; any other value is [`DecodeError::Invalid`], as is a priority other
-//! than 0 or 1 and an address family other than 4 or 6.
+//! than 0 or 1, a status or reach code not listed above, and an address
+//! family other than those below.
 //!
-//! A peer is 39 bytes (IPv4) or 51 bytes (IPv6):
+//! # Addresses and peers
 //!
-//! | size    | field                              |
-//! |--------:|------------------------------------|
-//! | 32      | [`PeerId`]                         |
-//! | 1       | address family: 4 or 6             |
-//! | 4 or 16 | IP address                         |
-//! | 2       | UDP port                           |
+//! An address is 7 bytes (IPv4) or 19 bytes (IPv6):
+//!
+//! | size    | field                                         |
+//! |--------:|-----------------------------------------------|
+//! | 1       | address family: 4 or 6, or'ed with the flag   |
+//! | 4 or 16 | IP address                                    |
+//! | 2       | UDP port                                      |
+//!
+//! The flag, `0x80` (`RELAY_FOLLOWS`), says that a relay address comes
+//! right after this address. It is allowed only on a peer's own address and
+//! on `Hello`'s `observed`; anywhere else (a relay address itself, every
+//! other address) a family byte with the flag set is
+//! [`DecodeError::Invalid`]. An address that [`usable`] refuses is
+//! [`DecodeError::UnusableAddress`].
+//!
+//! A peer is 39 to 70 bytes:
+//!
+//! | size       | field                                                         |
+//! |-----------:|---------------------------------------------------------------|
+//! | 32         | [`PeerId`]                                                    |
+//! | 7 or 19    | `addr`: address, flagged when the peer has a relay            |
+//! | 0, 7 or 19 | `relay`: address, only when flagged (never itself flagged)    |
 //!
 //! An IPv6 address's flow label and scope id are not carried (they only mean
 //! something on the sender's host) and decode as 0.
@@ -57,15 +107,22 @@
 //!
 //! - a whole datagram is at most [`MAX_DATAGRAM_BYTES`] (1400) bytes;
 //! - SHUFFLE and SHUFFLE-REPLY carry at most
-//!   [`hyparview::MAX_SHUFFLE_PEERS`] (25) peers, so that any SHUFFLE fits
-//!   one datagram even with IPv6 addresses (33 IPv4 peers would);
+//!   [`hyparview::MAX_SHUFFLE_PEERS`] (16) peers, so that a SHUFFLE at its
+//!   cap, with IPv6 addresses and relays throughout (70 bytes a peer,
+//!   34 + 70 + 2 + 16 x 70 = 1226 bytes), fits inside a relay frame
+//!   ([`MAX_RELAYED_BYTES`]) and can reach a peer behind a NAT;
 //! - IHAVE carries at most [`plumtree::MAX_IHAVE_ENTRIES`] (32) entries;
 //! - a GOSSIP payload is at most [`plumtree::MAX_PAYLOAD_BYTES`] (1024)
-//!   bytes.
+//!   bytes;
+//! - RELAY-TO and RELAY-FROM `data` is at most [`MAX_RELAYED_BYTES`] (1313)
+//!   bytes: what is left of a datagram after a RELAY-FROM header with an
+//!   IPv6 source address (34 + 32 + 19 + 2 bytes);
+//! - PUNCH-CONNECT carries at most [`nat::MAX_PUNCH_ADDRS`] (4) addresses.
 //!
-//! A GOSSIP or IHAVE within its limits always fits one datagram. Bytes after
-//! the message are [`DecodeError::Trailing`]. The decoder allocates only
-//! after checking a count against its cap and against the bytes left.
+//! A GOSSIP, IHAVE, relay frame or any other NAT message within its limits
+//! always fits one datagram. Bytes after the message are
+//! [`DecodeError::Trailing`]. The decoder allocates only after checking a
+//! count against its cap and against the bytes left.
 //!
 //! [`classify`] and [`gossip_id`] read the header (and the GOSSIP id at
 //! offset 34) without decoding the body, for observers that account traffic.
@@ -369,9 +426,9 @@ fn check_limits(message: &Message) -> Result<(), EncodeError> {
         Message::Nat(nat::Message::PunchConnect { addrs, .. }) => {
             ("hole-punch addresses", addrs.len(), MAX_PUNCH_ADDRS)
         }
-        Message::Nat(
-            nat::Message::RelayTo { data, .. } | nat::Message::RelayFrom { data, .. },
-        ) => ("relayed bytes", data.len(), MAX_RELAYED_BYTES),
+        Message::Nat(nat::Message::RelayTo { data, .. } | nat::Message::RelayFrom { data, .. }) => {
+            ("relayed bytes", data.len(), MAX_RELAYED_BYTES)
+        }
         _ => return Ok(()),
     };
     if value > max {
@@ -472,7 +529,10 @@ fn encode_nat(m: &nat::Message, out: &mut Vec<u8>) {
             put_addr(out, observed, false);
         }
         N::Connect { target } => out.extend_from_slice(target.as_bytes()),
-        N::ConnectStatus { target: peer, status }
+        N::ConnectStatus {
+            target: peer,
+            status,
+        }
         | N::StopStatus {
             source: peer,
             status,
@@ -926,6 +986,7 @@ pub fn usable(addr: &SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::net::{SocketAddrV4, SocketAddrV6};
 
     use proptest::collection::vec;
@@ -933,10 +994,26 @@ mod tests {
 
     use super::*;
     use hyparview::Message as H;
+    use nat::Message as N;
     use plumtree::Message as P;
 
-    /// Shuffle peers that always fit one datagram, whatever their families.
-    const SHUFFLE_PEERS_FITTING: usize = 25;
+    const ALL_STATUSES: [Status; 8] = [
+        Status::Ok,
+        Status::ReservationRefused,
+        Status::ResourceLimitExceeded,
+        Status::PermissionDenied,
+        Status::ConnectionFailed,
+        Status::NoReservation,
+        Status::MalformedMessage,
+        Status::UnexpectedMessage,
+    ];
+
+    const ALL_REACHES: [Reach; 4] = [
+        Reach::Unknown,
+        Reach::Private,
+        Reach::Public,
+        Reach::PortMapped,
+    ];
 
     fn peer_id() -> impl Strategy<Value = PeerId> {
         any::<[u8; 32]>().prop_map(PeerId)
@@ -956,16 +1033,38 @@ mod tests {
         .prop_filter("usable address", usable)
     }
 
+    /// Peers with and without a relay.
     fn peer() -> impl Strategy<Value = Peer> {
-        (peer_id(), addr()).prop_map(|(id, addr)| Peer::new(id, addr))
+        (peer_id(), addr(), proptest::option::of(addr())).prop_map(|(id, addr, relay)| Peer {
+            id,
+            addr,
+            relay,
+        })
     }
 
     fn priority() -> impl Strategy<Value = Priority> {
         prop_oneof![Just(Priority::Low), Just(Priority::High)]
     }
 
+    fn status() -> impl Strategy<Value = Status> {
+        proptest::sample::select(&ALL_STATUSES[..])
+    }
+
+    fn reach() -> impl Strategy<Value = Reach> {
+        proptest::sample::select(&ALL_REACHES[..])
+    }
+
     fn payload(max: usize) -> impl Strategy<Value = Bytes> {
         vec(any::<u8>(), 0..=max).prop_map(Bytes::from)
+    }
+
+    /// Relayed data: mostly short, sometimes up to or exactly at the cap.
+    fn relayed() -> impl Strategy<Value = Bytes> {
+        prop_oneof![
+            3 => payload(64),
+            1 => payload(MAX_RELAYED_BYTES),
+            1 => vec(any::<u8>(), MAX_RELAYED_BYTES).prop_map(Bytes::from),
+        ]
     }
 
     fn hyparview_message() -> impl Strategy<Value = H> {
@@ -976,9 +1075,9 @@ mod tests {
             priority().prop_map(|priority| H::Neighbor { priority }),
             any::<bool>().prop_map(|accepted| H::NeighborReply { accepted }),
             any::<bool>().prop_map(|alive| H::Disconnect { alive }),
-            (peer(), any::<u8>(), vec(peer(), 0..=SHUFFLE_PEERS_FITTING))
+            (peer(), any::<u8>(), vec(peer(), 0..=MAX_SHUFFLE_PEERS))
                 .prop_map(|(origin, ttl, peers)| H::Shuffle { origin, ttl, peers }),
-            vec(peer(), 0..=SHUFFLE_PEERS_FITTING).prop_map(|peers| H::ShuffleReply { peers }),
+            vec(peer(), 0..=MAX_SHUFFLE_PEERS).prop_map(|peers| H::ShuffleReply { peers }),
             any::<u32>().prop_map(|nonce| H::Ping { nonce }),
             any::<u32>().prop_map(|nonce| H::Pong { nonce }),
         ]
@@ -995,10 +1094,75 @@ mod tests {
         ]
     }
 
+    /// Every NAT message, within its limits.
+    fn nat_message() -> impl Strategy<Value = N> {
+        prop_oneof![
+            (addr(), proptest::option::of(addr()), reach()).prop_map(|(observed, relay, reach)| {
+                N::Hello {
+                    observed,
+                    relay,
+                    reach,
+                }
+            }),
+            any::<u64>().prop_map(|nonce| N::DialRequest { nonce }),
+            (any::<u64>(), any::<bool>(), addr()).prop_map(|(nonce, accepted, observed)| {
+                N::DialResponse {
+                    nonce,
+                    accepted,
+                    observed,
+                }
+            }),
+            (any::<u64>(), addr()).prop_map(|(nonce, target)| N::DialBackRequest { nonce, target }),
+            any::<u64>().prop_map(|nonce| N::DialBack { nonce }),
+            Just(N::Reserve),
+            (status(), any::<u32>(), any::<u32>(), any::<u32>(), addr()).prop_map(
+                |(status, ttl_s, limit_duration_s, limit_bytes, observed)| N::ReserveStatus {
+                    status,
+                    ttl_s,
+                    limit_duration_s,
+                    limit_bytes,
+                    observed,
+                }
+            ),
+            peer_id().prop_map(|target| N::Connect { target }),
+            (peer_id(), status()).prop_map(|(target, status)| N::ConnectStatus { target, status }),
+            (peer_id(), addr()).prop_map(|(source, source_addr)| N::Stop {
+                source,
+                source_addr
+            }),
+            (peer_id(), status()).prop_map(|(source, status)| N::StopStatus { source, status }),
+            (peer_id(), relayed()).prop_map(|(target, data)| N::RelayTo { target, data }),
+            (peer_id(), addr(), relayed()).prop_map(|(source, source_addr, data)| {
+                N::RelayFrom {
+                    source,
+                    source_addr,
+                    data,
+                }
+            }),
+            (peer_id(), status()).prop_map(|(peer, status)| N::CircuitClosed { peer, status }),
+            (
+                any::<u8>(),
+                any::<bool>(),
+                reach(),
+                vec(addr(), 0..=MAX_PUNCH_ADDRS)
+            )
+                .prop_map(|(attempt, reply, reach, addrs)| N::PunchConnect {
+                    attempt,
+                    reply,
+                    reach,
+                    addrs,
+                }),
+            any::<u8>().prop_map(|attempt| N::PunchSync { attempt }),
+            (any::<u64>(), any::<bool>()).prop_map(|(nonce, ack)| N::Punch { nonce, ack }),
+            Just(N::KeepAlive),
+        ]
+    }
+
     fn datagram() -> impl Strategy<Value = Datagram> {
         let message = prop_oneof![
-            hyparview_message().prop_map(Message::HyParView),
-            plumtree_message().prop_map(Message::Plumtree),
+            1 => hyparview_message().prop_map(Message::HyParView),
+            1 => plumtree_message().prop_map(Message::Plumtree),
+            2 => nat_message().prop_map(Message::Nat),
         ];
         (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
     }
@@ -1009,7 +1173,7 @@ mod tests {
         out
     }
 
-    const ALL_TAGS: [u8; 14] = [
+    const ALL_TAGS: [u8; 32] = [
         tag::JOIN,
         tag::JOIN_REPLY,
         tag::FORWARD_JOIN,
@@ -1024,6 +1188,24 @@ mod tests {
         tag::IHAVE,
         tag::GRAFT,
         tag::PRUNE,
+        tag::HELLO,
+        tag::DIAL_REQUEST,
+        tag::DIAL_RESPONSE,
+        tag::DIAL_BACK_REQUEST,
+        tag::DIAL_BACK,
+        tag::RESERVE,
+        tag::RESERVE_STATUS,
+        tag::CONNECT,
+        tag::CONNECT_STATUS,
+        tag::STOP,
+        tag::STOP_STATUS,
+        tag::RELAY_TO,
+        tag::RELAY_FROM,
+        tag::CIRCUIT_CLOSED,
+        tag::PUNCH_CONNECT,
+        tag::PUNCH_SYNC,
+        tag::PUNCH,
+        tag::KEEP_ALIVE,
     ];
 
     /// Bytes that pass the header checks, so the body decoders get fuzzed.
@@ -1084,6 +1266,18 @@ mod tests {
         Ok(())
     }
 
+    fn addr_bytes(addr: &SocketAddr) -> usize {
+        if addr.is_ipv4() {
+            7
+        } else {
+            19
+        }
+    }
+
+    fn peer_bytes(peer: &Peer) -> usize {
+        32 + addr_bytes(&peer.addr) + peer.relay.as_ref().map_or(0, addr_bytes)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -1091,6 +1285,7 @@ mod tests {
         fn roundtrip(datagram in datagram()) {
             let bytes = encoded(&datagram);
             prop_assert!(bytes.len() <= MAX_DATAGRAM_BYTES);
+            prop_assert_eq!(bytes[1], message_tag(&datagram.message));
             prop_assert_eq!(decode(&bytes), Ok(datagram));
         }
 
@@ -1161,10 +1356,10 @@ mod tests {
             prop_assert_eq!(gossip_id(&bytes), None);
         }
 
-        /// Up to the peer cap, a shuffle either fits one datagram and
-        /// roundtrips, or is refused whole with `out` untouched.
+        /// Up to the peer cap, any shuffle, whatever its address families
+        /// and relays, fits a relay frame and roundtrips.
         #[test]
-        fn shuffle_fits_or_is_refused(
+        fn shuffle_up_to_cap_fits_a_relay_frame(
             from in peer_id(),
             origin in peer(),
             peers in vec(peer(), 0..=MAX_SHUFFLE_PEERS),
@@ -1173,23 +1368,12 @@ mod tests {
                 from,
                 message: Message::HyParView(H::Shuffle { origin, ttl: 3, peers: peers.clone() }),
             };
-            let peer_bytes = |p: &Peer| if p.addr.is_ipv4() { 39 } else { 51 };
             let len = HEADER_BYTES + peer_bytes(&origin) + 2
                 + peers.iter().map(peer_bytes).sum::<usize>();
-            let mut out = vec![0xee];
-            let result = encode(&datagram, &mut out);
-            if len <= MAX_DATAGRAM_BYTES {
-                prop_assert_eq!(result, Ok(()));
-                prop_assert_eq!(out.len(), 1 + len);
-                prop_assert_eq!(decode(&out[1..]), Ok(datagram));
-            } else {
-                prop_assert_eq!(result, Err(EncodeError::OverLimit {
-                    what: "datagram bytes",
-                    value: len,
-                    max: MAX_DATAGRAM_BYTES,
-                }));
-                prop_assert_eq!(out, vec![0xee]);
-            }
+            let bytes = encoded(&datagram);
+            prop_assert_eq!(bytes.len(), len);
+            prop_assert!(len <= MAX_RELAYED_BYTES);
+            prop_assert_eq!(decode(&bytes), Ok(datagram));
         }
     }
 
@@ -1197,8 +1381,19 @@ mod tests {
         PeerId([byte; 32])
     }
 
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
     fn v4_peer(byte: u8) -> Peer {
-        Peer::new(id(byte), "10.0.0.1:9000".parse().unwrap())
+        Peer::new(id(byte), sa("10.0.0.1:9000"))
+    }
+
+    fn nat(message: N) -> Datagram {
+        Datagram {
+            from: id(1),
+            message: Message::Nat(message),
+        }
     }
 
     fn encode_err(message: Message) -> (EncodeError, Vec<u8>) {
@@ -1212,6 +1407,144 @@ mod tests {
         )
         .unwrap_err();
         (err, out)
+    }
+
+    fn header(tag: u8) -> Vec<u8> {
+        let mut bytes = vec![VERSION, tag];
+        bytes.extend([9; 32]);
+        bytes
+    }
+
+    /// One of each NAT message, with relays, IPv6 and limits at their caps
+    /// where they apply.
+    fn nat_examples() -> Vec<N> {
+        let v4 = sa("198.51.100.7:4242");
+        let v6 = sa("[2001:db8::7]:4243");
+        vec![
+            N::Hello {
+                observed: v4,
+                relay: None,
+                reach: Reach::Unknown,
+            },
+            N::Hello {
+                observed: v6,
+                relay: Some(v6),
+                reach: Reach::PortMapped,
+            },
+            N::DialRequest { nonce: u64::MAX },
+            N::DialResponse {
+                nonce: 1,
+                accepted: true,
+                observed: v6,
+            },
+            N::DialBackRequest {
+                nonce: 2,
+                target: v4,
+            },
+            N::DialBack { nonce: 3 },
+            N::Reserve,
+            N::ReserveStatus {
+                status: Status::Ok,
+                ttl_s: 3600,
+                limit_duration_s: 120,
+                limit_bytes: 1 << 17,
+                observed: v6,
+            },
+            N::Connect { target: id(4) },
+            N::ConnectStatus {
+                target: id(4),
+                status: Status::NoReservation,
+            },
+            N::Stop {
+                source: id(5),
+                source_addr: v6,
+            },
+            N::StopStatus {
+                source: id(5),
+                status: Status::ConnectionFailed,
+            },
+            N::RelayTo {
+                target: id(6),
+                data: Bytes::from(vec![0xab; MAX_RELAYED_BYTES]),
+            },
+            N::RelayFrom {
+                source: id(6),
+                source_addr: v6,
+                data: Bytes::from(vec![0xcd; MAX_RELAYED_BYTES]),
+            },
+            N::RelayFrom {
+                source: id(6),
+                source_addr: v4,
+                data: Bytes::new(),
+            },
+            N::CircuitClosed {
+                peer: id(7),
+                status: Status::UnexpectedMessage,
+            },
+            N::PunchConnect {
+                attempt: 1,
+                reply: false,
+                reach: Reach::Private,
+                addrs: vec![v4, v6, v6, v4],
+            },
+            N::PunchConnect {
+                attempt: 2,
+                reply: true,
+                reach: Reach::Public,
+                addrs: vec![],
+            },
+            N::PunchSync { attempt: 3 },
+            N::Punch {
+                nonce: 4,
+                ack: true,
+            },
+            N::KeepAlive,
+        ]
+    }
+
+    #[test]
+    fn every_tag_is_known_and_only_those() {
+        for tag in 0..=u8::MAX {
+            assert_eq!(is_known_tag(tag), ALL_TAGS.contains(&tag), "{tag:#04x}");
+        }
+        let nat_tags: BTreeSet<u8> = nat_examples()
+            .into_iter()
+            .map(|m| message_tag(&Message::Nat(m)))
+            .collect();
+        assert_eq!(nat_tags, (tag::HELLO..=tag::KEEP_ALIVE).collect());
+        assert_eq!((tag::HELLO, tag::KEEP_ALIVE), (0x20, 0x31));
+    }
+
+    /// Each NAT message roundtrips, and every prefix and every extension
+    /// of it is refused.
+    #[test]
+    fn every_nat_message_roundtrips_and_is_checked() {
+        for message in nat_examples() {
+            let datagram = nat(message);
+            let bytes = encoded(&datagram);
+            assert!(bytes.len() <= MAX_DATAGRAM_BYTES, "{datagram:?}");
+            assert_eq!(decode(&bytes), Ok(datagram.clone()));
+            assert_eq!(classify(&bytes), Some(Class::Control));
+            assert_eq!(gossip_id(&bytes), None);
+            for len in 0..bytes.len() {
+                let result = decode(&bytes[..len]);
+                assert!(
+                    matches!(result, Err(DecodeError::Truncated { .. })),
+                    "{datagram:?}: prefix of {len} bytes: {result:?}"
+                );
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            let expected = if longer.len() > MAX_DATAGRAM_BYTES {
+                DecodeError::TooLong {
+                    len: longer.len(),
+                    max: MAX_DATAGRAM_BYTES,
+                }
+            } else {
+                DecodeError::Trailing { extra: 1 }
+            };
+            assert_eq!(decode(&longer), Err(expected), "{datagram:?}");
+        }
     }
 
     #[test]
@@ -1232,17 +1565,171 @@ mod tests {
             hops: 1,
             payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
         };
+        let over = Bytes::from(vec![0; MAX_RELAYED_BYTES + 1]);
+        let relay_to = N::RelayTo {
+            target: id(6),
+            data: over.clone(),
+        };
+        let relay_from = N::RelayFrom {
+            source: id(6),
+            source_addr: sa("10.0.0.6:6"),
+            data: over,
+        };
+        let punch = N::PunchConnect {
+            attempt: 1,
+            reply: false,
+            reach: Reach::Private,
+            addrs: vec![sa("10.0.0.7:7"); MAX_PUNCH_ADDRS + 1],
+        };
         let cases = [
-            (Message::HyParView(shuffle), "shuffle peers", 26, 25),
-            (Message::HyParView(reply), "shuffle peers", 26, 25),
+            (Message::HyParView(shuffle), "shuffle peers", 17, 16),
+            (Message::HyParView(reply), "shuffle peers", 17, 16),
             (Message::Plumtree(ihave), "IHAVE entries", 33, 32),
             (Message::Plumtree(gossip), "payload bytes", 1025, 1024),
+            (Message::Nat(relay_to), "relayed bytes", 1314, 1313),
+            (Message::Nat(relay_from), "relayed bytes", 1314, 1313),
+            (Message::Nat(punch), "hole-punch addresses", 5, 4),
         ];
         for (message, what, value, max) in cases {
             let (err, out) = encode_err(message);
             assert_eq!(err, EncodeError::OverLimit { what, value, max });
             assert_eq!(out, [1, 2, 3], "out is untouched");
         }
+    }
+
+    #[test]
+    fn relayed_data_over_the_cap_is_refused_by_decode() {
+        let over = u16::try_from(MAX_RELAYED_BYTES + 1).unwrap();
+        let over_limit = |value| {
+            Err(DecodeError::OverLimit {
+                what: "relayed bytes",
+                value,
+                max: MAX_RELAYED_BYTES,
+            })
+        };
+        let mut relay_to = header(tag::RELAY_TO);
+        relay_to.extend([6; 32]);
+        let mut relay_from = header(tag::RELAY_FROM);
+        relay_from.extend([6; 32]);
+        relay_from.extend([4, 10, 0, 0, 6, 0, 6]);
+        for frame in [relay_to, relay_from] {
+            // The length alone is refused, before the data is looked for.
+            for len in [over, u16::MAX] {
+                let mut bytes = frame.clone();
+                bytes.extend(len.to_be_bytes());
+                assert_eq!(decode(&bytes), over_limit(usize::from(len)));
+            }
+            // And with the data present (still within a datagram).
+            let mut bytes = frame.clone();
+            bytes.extend(over.to_be_bytes());
+            bytes.extend(vec![0; usize::from(over)]);
+            assert!(bytes.len() <= MAX_DATAGRAM_BYTES);
+            assert_eq!(decode(&bytes), over_limit(usize::from(over)));
+            // At the cap, it decodes.
+            let mut bytes = frame;
+            bytes.extend(over.saturating_sub(1).to_be_bytes());
+            bytes.extend(vec![0; MAX_RELAYED_BYTES]);
+            assert!(decode(&bytes).is_ok());
+        }
+    }
+
+    #[test]
+    fn punch_connect_over_the_cap_is_refused_by_decode() {
+        let addrs = |count: u8| {
+            let mut bytes = header(tag::PUNCH_CONNECT);
+            bytes.extend([1, 0, 1, count]);
+            for _ in 0..count {
+                bytes.extend([4, 10, 0, 0, 7, 0, 7]);
+            }
+            bytes
+        };
+        assert_eq!(
+            decode(&addrs(5)),
+            Err(DecodeError::OverLimit {
+                what: "hole-punch addresses",
+                value: 5,
+                max: MAX_PUNCH_ADDRS,
+            })
+        );
+        assert_eq!(
+            decode(&addrs(4)),
+            Ok(Datagram {
+                from: id(9),
+                message: Message::Nat(N::PunchConnect {
+                    attempt: 1,
+                    reply: false,
+                    reach: Reach::Private,
+                    addrs: vec![sa("10.0.0.7:7"); 4],
+                }),
+            })
+        );
+    }
+
+    /// A SHUFFLE at its cap, every address IPv6 with an IPv6 relay, fits a
+    /// relay frame, and the frame fits a datagram both ways.
+    #[test]
+    fn maximal_shuffle_fits_a_relay_frame() {
+        let v6 = |i: u8, port: u16| {
+            SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(i))),
+                port,
+            )
+        };
+        let peer = |i: u8| Peer {
+            id: id(i),
+            addr: v6(i, 7000),
+            relay: Some(v6(i, 7001)),
+        };
+        let count = u8::try_from(MAX_SHUFFLE_PEERS).unwrap();
+        let peers: Vec<Peer> = (1..=count).map(peer).collect();
+        let shuffle = Datagram {
+            from: id(0xaa),
+            message: Message::HyParView(H::Shuffle {
+                origin: peer(0),
+                ttl: u8::MAX,
+                peers: peers.clone(),
+            }),
+        };
+        let reply = Datagram {
+            from: id(0xaa),
+            message: Message::HyParView(H::ShuffleReply { peers }),
+        };
+        for (datagram, len) in [
+            (shuffle, HEADER_BYTES + 70 + 2 + MAX_SHUFFLE_PEERS * 70),
+            (reply, HEADER_BYTES + 1 + MAX_SHUFFLE_PEERS * 70),
+        ] {
+            let bytes = encoded(&datagram);
+            assert_eq!(bytes.len(), len);
+            assert!(len <= MAX_RELAYED_BYTES, "{len}");
+            assert_eq!(decode(&bytes), Ok(datagram.clone()));
+            let data = Bytes::from(bytes);
+            for frame in [
+                N::RelayTo {
+                    target: id(0xbb),
+                    data: data.clone(),
+                },
+                N::RelayFrom {
+                    source: id(0xcc),
+                    source_addr: v6(0xcc, 7002),
+                    data: data.clone(),
+                },
+            ] {
+                let relayed = nat(frame);
+                let outer = encoded(&relayed);
+                assert!(outer.len() <= MAX_DATAGRAM_BYTES);
+                let Ok(Datagram {
+                    message:
+                        Message::Nat(N::RelayTo { data: inner, .. } | N::RelayFrom { data: inner, .. }),
+                    ..
+                }) = decode(&outer)
+                else {
+                    panic!("relay frame roundtrips");
+                };
+                assert_eq!(decode(&inner), Ok(datagram.clone()));
+            }
+        }
+        assert_eq!(HEADER_BYTES + 70 + 2 + 16 * 70, 1226);
+        assert_eq!(MAX_RELAYED_BYTES, 1313);
     }
 
     #[test]
@@ -1263,6 +1750,23 @@ mod tests {
             }),
         };
         assert_eq!(decode(&encoded(&ihave)), Ok(ihave));
+        // A RELAY-FROM at its cap with an IPv6 source fills a datagram.
+        let relay_from = nat(N::RelayFrom {
+            source: id(2),
+            source_addr: sa("[2001:db8::2]:2"),
+            data: Bytes::from(vec![8; MAX_RELAYED_BYTES]),
+        });
+        let bytes = encoded(&relay_from);
+        assert_eq!(bytes.len(), MAX_DATAGRAM_BYTES);
+        assert_eq!(decode(&bytes), Ok(relay_from));
+    }
+
+    fn check_layout(datagram: &Datagram, body: &[u8]) {
+        let mut expected = vec![VERSION, message_tag(&datagram.message)];
+        expected.extend([0xaa; 32]);
+        expected.extend(body);
+        assert_eq!(encoded(datagram), expected, "{datagram:?}");
+        assert_eq!(decode(&expected).as_ref(), Ok(datagram));
     }
 
     #[test]
@@ -1270,7 +1774,7 @@ mod tests {
         let datagram = Datagram {
             from: id(0xaa),
             message: Message::HyParView(H::ForwardJoin {
-                joiner: Peer::new(id(0xbb), "192.168.1.2:4660".parse().unwrap()),
+                joiner: Peer::new(id(0xbb), sa("192.168.1.2:4660")),
                 ttl: 6,
             }),
         };
@@ -1285,12 +1789,36 @@ mod tests {
         assert_eq!(gossip_id(&expected), None);
     }
 
+    const V6_DB8_1: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+    #[test]
+    fn peer_with_relay_layout() {
+        let datagram = Datagram {
+            from: id(0xaa),
+            message: Message::HyParView(H::ForwardJoin {
+                joiner: Peer {
+                    id: id(0xbb),
+                    addr: sa("192.168.1.2:4660"),
+                    relay: Some(sa("[2001:db8::1]:443")),
+                },
+                ttl: 6,
+            }),
+        };
+        let mut body = vec![0xbb; 32];
+        body.extend([0x84, 192, 168, 1, 2, 0x12, 0x34]);
+        body.push(6);
+        body.extend(V6_DB8_1);
+        body.extend([0x01, 0xbb]);
+        body.push(6);
+        check_layout(&datagram, &body);
+    }
+
     #[test]
     fn shuffle_reply_v6_layout() {
         let datagram = Datagram {
             from: id(0xaa),
             message: Message::HyParView(H::ShuffleReply {
-                peers: vec![Peer::new(id(0xcc), "[2001:db8::1]:443".parse().unwrap())],
+                peers: vec![Peer::new(id(0xcc), sa("[2001:db8::1]:443"))],
             }),
         };
         let mut expected = vec![0x01, 0x08];
@@ -1298,7 +1826,7 @@ mod tests {
         expected.push(1);
         expected.extend([0xcc; 32]);
         expected.push(6);
-        expected.extend([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        expected.extend(V6_DB8_1);
         expected.extend([0x01, 0xbb]);
         assert_eq!(encoded(&datagram), expected);
         assert_eq!(decode(&expected), Ok(datagram));
@@ -1325,12 +1853,310 @@ mod tests {
     }
 
     #[test]
+    fn nat_layouts() {
+        let with = |message| Datagram {
+            from: id(0xaa),
+            message: Message::Nat(message),
+        };
+        let a = sa("1.2.3.4:80");
+        let a_bytes = [4, 1, 2, 3, 4, 0, 80];
+        let b = sa("[2001:db8::1]:443");
+        let mut b_bytes = vec![6];
+        b_bytes.extend(V6_DB8_1);
+        b_bytes.extend([0x01, 0xbb]);
+
+        // HELLO without and with a relay: the flag on `observed`.
+        let hello = |relay| {
+            with(N::Hello {
+                observed: a,
+                relay,
+                reach: Reach::Public,
+            })
+        };
+        check_layout(&hello(None), &[4, 1, 2, 3, 4, 0, 80, 2]);
+        let mut body = vec![0x84, 1, 2, 3, 4, 0, 80];
+        body.extend(&b_bytes);
+        body.push(2);
+        check_layout(&hello(Some(b)), &body);
+
+        let mut body = vec![0, 0, 0, 0, 0, 0, 1, 2, 1];
+        body.extend(&b_bytes);
+        check_layout(
+            &with(N::DialResponse {
+                nonce: 0x0102,
+                accepted: true,
+                observed: b,
+            }),
+            &body,
+        );
+
+        let mut body = vec![0x00, 0xc9, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        body.extend(a_bytes);
+        check_layout(
+            &with(N::ReserveStatus {
+                status: Status::ResourceLimitExceeded,
+                ttl_s: 0x0102_0304,
+                limit_duration_s: 0x0506_0708,
+                limit_bytes: 0x090a_0b0c,
+                observed: a,
+            }),
+            &body,
+        );
+
+        let mut body = vec![0xdd; 32];
+        body.extend([0x01, 0x91]);
+        check_layout(
+            &with(N::CircuitClosed {
+                peer: id(0xdd),
+                status: Status::UnexpectedMessage,
+            }),
+            &body,
+        );
+
+        let mut body = vec![0xdd; 32];
+        body.extend(&b_bytes);
+        body.extend([0, 3, b'a', b'b', b'c']);
+        check_layout(
+            &with(N::RelayFrom {
+                source: id(0xdd),
+                source_addr: b,
+                data: Bytes::from_static(b"abc"),
+            }),
+            &body,
+        );
+
+        let mut body = vec![7, 1, 3, 2];
+        body.extend(a_bytes);
+        body.extend(&b_bytes);
+        check_layout(
+            &with(N::PunchConnect {
+                attempt: 7,
+                reply: true,
+                reach: Reach::PortMapped,
+                addrs: vec![a, b],
+            }),
+            &body,
+        );
+
+        check_layout(
+            &with(N::Punch {
+                nonce: 5,
+                ack: false,
+            }),
+            &[0, 0, 0, 0, 0, 0, 0, 5, 0],
+        );
+        check_layout(&with(N::KeepAlive), &[]);
+    }
+
+    #[test]
+    fn status_and_reach_codes_are_pinned() {
+        assert_eq!(
+            ALL_STATUSES.map(Status::code),
+            [100, 200, 201, 202, 203, 204, 400, 401]
+        );
+        assert_eq!(ALL_REACHES.map(N::reach_code), [0, 1, 2, 3]);
+    }
+
+    /// Only the eight Circuit Relay v2 codes decode as a status; anything
+    /// else is invalid, wherever a status is read.
+    #[test]
+    fn unknown_status_code_is_invalid() {
+        let mut valid = 0;
+        for code in 0..=u16::MAX {
+            let mut bytes = header(tag::CONNECT_STATUS);
+            bytes.extend([7; 32]);
+            bytes.extend(code.to_be_bytes());
+            match Status::from_code(code) {
+                Some(status) => {
+                    valid += 1;
+                    assert_eq!(
+                        decode(&bytes),
+                        Ok(Datagram {
+                            from: id(9),
+                            message: Message::Nat(N::ConnectStatus {
+                                target: id(7),
+                                status,
+                            }),
+                        })
+                    );
+                }
+                None => assert_eq!(
+                    decode(&bytes),
+                    Err(DecodeError::Invalid {
+                        what: "status code",
+                        offset: 66
+                    }),
+                    "{code}"
+                ),
+            }
+        }
+        assert_eq!(valid, ALL_STATUSES.len());
+        for (tag, offset) in [
+            (tag::RESERVE_STATUS, 34),
+            (tag::STOP_STATUS, 66),
+            (tag::CIRCUIT_CLOSED, 66),
+        ] {
+            for code in [0u16, 101, 205, 402, u16::MAX] {
+                let mut bytes = header(tag);
+                bytes.resize(offset, 0);
+                bytes.extend(code.to_be_bytes());
+                assert_eq!(
+                    decode(&bytes),
+                    Err(DecodeError::Invalid {
+                        what: "status code",
+                        offset
+                    }),
+                    "tag {tag:#04x}, code {code}"
+                );
+            }
+        }
+    }
+
+    /// A reach is 0..=3; anything else is invalid, in HELLO and in
+    /// PUNCH-CONNECT.
+    #[test]
+    fn unknown_reach_is_invalid() {
+        for code in 0..=u8::MAX {
+            let mut hello = header(tag::HELLO);
+            hello.extend([4, 10, 0, 0, 1, 0, 9, code]);
+            let mut punch = header(tag::PUNCH_CONNECT);
+            punch.extend([1, 0, code, 0]);
+            for (bytes, offset) in [(hello, 41), (punch, 36)] {
+                let result = decode(&bytes);
+                if usize::from(code) < ALL_REACHES.len() {
+                    assert!(result.is_ok(), "{code}: {result:?}");
+                } else {
+                    assert_eq!(
+                        result,
+                        Err(DecodeError::Invalid {
+                            what: "reachability",
+                            offset
+                        }),
+                        "{code}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The relay flag is allowed only on a peer's address and on HELLO's
+    /// observed address; on any other address it is invalid.
+    #[test]
+    fn relay_flag_where_none_is_allowed_is_invalid() {
+        for (a, r) in [
+            (sa("10.0.0.1:9000"), sa("10.0.0.2:9001")),
+            (sa("[2001:db8::1]:9000"), sa("[2001:db8::2]:9001")),
+        ] {
+            let n = addr_bytes(&a);
+            let relayed = Peer {
+                id: id(2),
+                addr: a,
+                relay: Some(r),
+            };
+            let punch = N::PunchConnect {
+                attempt: 1,
+                reply: false,
+                reach: Reach::Private,
+                addrs: vec![a, r],
+            };
+            let cases = [
+                // HELLO's relay address.
+                (
+                    Message::Nat(N::Hello {
+                        observed: a,
+                        relay: Some(r),
+                        reach: Reach::Public,
+                    }),
+                    34 + n,
+                ),
+                (
+                    Message::Nat(N::DialResponse {
+                        nonce: 1,
+                        accepted: true,
+                        observed: a,
+                    }),
+                    34 + 9,
+                ),
+                (
+                    Message::Nat(N::DialBackRequest {
+                        nonce: 1,
+                        target: a,
+                    }),
+                    34 + 8,
+                ),
+                (
+                    Message::Nat(N::ReserveStatus {
+                        status: Status::Ok,
+                        ttl_s: 1,
+                        limit_duration_s: 2,
+                        limit_bytes: 3,
+                        observed: a,
+                    }),
+                    34 + 14,
+                ),
+                (
+                    Message::Nat(N::Stop {
+                        source: id(3),
+                        source_addr: a,
+                    }),
+                    34 + 32,
+                ),
+                (
+                    Message::Nat(N::RelayFrom {
+                        source: id(3),
+                        source_addr: a,
+                        data: Bytes::from_static(b"x"),
+                    }),
+                    34 + 32,
+                ),
+                (Message::Nat(punch.clone()), 34 + 4),
+                (Message::Nat(punch), 34 + 4 + n),
+                // A peer's relay address.
+                (
+                    Message::HyParView(H::ForwardJoin {
+                        joiner: relayed,
+                        ttl: 1,
+                    }),
+                    34 + 32 + n,
+                ),
+                (
+                    Message::HyParView(H::ShuffleReply {
+                        peers: vec![Peer::new(id(4), a), relayed],
+                    }),
+                    34 + 1 + (32 + n) + 32 + n,
+                ),
+            ];
+            for (message, offset) in cases {
+                let mut bytes = encoded(&Datagram {
+                    from: id(1),
+                    message,
+                });
+                assert!(matches!(bytes[offset], FAMILY_V4 | FAMILY_V6));
+                assert!(decode(&bytes).is_ok());
+                bytes[offset] |= RELAY_FOLLOWS;
+                assert_eq!(
+                    decode(&bytes),
+                    Err(DecodeError::Invalid {
+                        what: "address family",
+                        offset
+                    }),
+                    "{bytes:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn ipv6_flow_label_and_scope_are_not_carried() {
         let addr = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 5, 3));
         let datagram = Datagram {
             from: id(1),
             message: Message::HyParView(H::ForwardJoin {
-                joiner: Peer::new(id(2), addr),
+                joiner: Peer {
+                    id: id(2),
+                    addr,
+                    relay: Some(addr),
+                },
                 ttl: 1,
             }),
         };
@@ -1341,14 +2167,9 @@ mod tests {
         else {
             panic!("FORWARDJOIN roundtrips");
         };
-        let expected = SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, 0);
-        assert_eq!(joiner.addr, SocketAddr::V6(expected));
-    }
-
-    fn header(tag: u8) -> Vec<u8> {
-        let mut bytes = vec![VERSION, tag];
-        bytes.extend([9; 32]);
-        bytes
+        let expected = SocketAddr::V6(SocketAddrV6::new("fe80::1".parse().unwrap(), 7, 0, 0));
+        assert_eq!(joiner.addr, expected);
+        assert_eq!(joiner.relay, Some(expected));
     }
 
     #[test]
@@ -1359,13 +2180,8 @@ mod tests {
             decode(&bytes)
         };
         let invalid = |what, offset| Err(DecodeError::Invalid { what, offset });
-        assert_eq!(
-            decode(&[]),
-            Err(DecodeError::Truncated {
-                what: "version",
-                offset: 0
-            })
-        );
+        let truncated = |what, offset| Err(DecodeError::Truncated { what, offset });
+        assert_eq!(decode(&[]), truncated("version", 0));
         assert_eq!(
             decode(&[VERSION, 0x7f]),
             Err(DecodeError::UnknownTag {
@@ -1374,35 +2190,45 @@ mod tests {
             })
         );
         assert_eq!(
-            decode(&[VERSION, tag::PING, 1, 2]),
-            Err(DecodeError::Truncated {
-                what: "sender id",
-                offset: 2
+            decode(&[VERSION, 0x32]),
+            Err(DecodeError::UnknownTag {
+                tag: 0x32,
+                offset: 1
             })
+        );
+        assert_eq!(
+            decode(&[VERSION, tag::PING, 1, 2]),
+            truncated("sender id", 2)
         );
         assert_eq!(with(tag::NEIGHBOR, &[2]), invalid("priority", 34));
         assert_eq!(with(tag::NEIGHBOR_REPLY, &[2]), invalid("accepted", 34));
         assert_eq!(with(tag::DISCONNECT, &[0xff]), invalid("alive", 34));
-        let mut joiner = vec![0; 32];
-        joiner.push(5);
+        for family in [5, 0x85, 0x44, 0x46, 0xc4, 0x80, 0] {
+            let mut joiner = vec![0; 32];
+            joiner.push(family);
+            joiner.extend([10, 0, 0, 1, 0, 1, 1]);
+            assert_eq!(
+                with(tag::FORWARD_JOIN, &joiner),
+                invalid("address family", 66),
+                "{family:#04x}"
+            );
+        }
+        // A flagged address with no relay after it.
         assert_eq!(
-            with(tag::FORWARD_JOIN, &joiner),
-            invalid("address family", 66)
+            with(tag::HELLO, &[0x84, 10, 0, 0, 1, 0, 1]),
+            truncated("address family", 41)
         );
         assert_eq!(
-            with(tag::SHUFFLE_REPLY, &[26]),
+            with(tag::SHUFFLE_REPLY, &[17]),
             Err(DecodeError::OverLimit {
                 what: "shuffle peers",
-                value: 26,
-                max: 25
+                value: 17,
+                max: 16
             })
         );
         assert_eq!(
-            with(tag::SHUFFLE_REPLY, &[25]),
-            Err(DecodeError::Truncated {
-                what: "shuffle peers",
-                offset: 35
-            })
+            with(tag::SHUFFLE_REPLY, &[16]),
+            truncated("shuffle peers", 35)
         );
         assert_eq!(
             with(tag::IHAVE, &[33]),
@@ -1421,6 +2247,26 @@ mod tests {
                 value: 1025,
                 max: 1024
             })
+        );
+        let mut dial_response = vec![0; 8];
+        dial_response.push(2);
+        assert_eq!(
+            with(tag::DIAL_RESPONSE, &dial_response),
+            invalid("accepted", 42)
+        );
+        let mut punch = vec![0; 8];
+        punch.push(2);
+        assert_eq!(with(tag::PUNCH, &punch), invalid("ack", 42));
+        assert_eq!(with(tag::PUNCH_CONNECT, &[1, 2]), invalid("reply", 35));
+        assert_eq!(
+            with(tag::PUNCH_CONNECT, &[1, 0, 0, 4]),
+            truncated("hole-punch addresses", 38)
+        );
+        let mut relay_to = vec![0; 32];
+        relay_to.extend([0, 3, 1, 2]);
+        assert_eq!(
+            with(tag::RELAY_TO, &relay_to),
+            truncated("relayed datagram", 68)
         );
         let long = vec![VERSION; MAX_DATAGRAM_BYTES + 1];
         assert_eq!(
@@ -1442,18 +2288,21 @@ mod tests {
         // A GOSSIP header without its id classifies but has no id.
         assert_eq!(classify(&header(tag::GOSSIP)), Some(Class::Payload));
         assert_eq!(gossip_id(&header(tag::GOSSIP)), None);
-        for tag in ALL_TAGS {
+        for tag in 0..=u8::MAX {
             let class = if tag == tag::GOSSIP {
-                Class::Payload
+                Some(Class::Payload)
+            } else if ALL_TAGS.contains(&tag) {
+                Some(Class::Control)
             } else {
-                Class::Control
+                None
             };
-            assert_eq!(classify(&header(tag)), Some(class));
+            assert_eq!(classify(&header(tag)), class, "{tag:#04x}");
         }
     }
 
     #[test]
-    fn unusable_peer_addresses_are_refused() {
+    fn unusable_addresses_are_refused() {
+        let good = sa("10.0.0.1:7000");
         for bad in [
             "255.255.255.255:9",
             "0.0.0.0:7000",
@@ -1462,20 +2311,57 @@ mod tests {
             "[::]:7000",
             "[ff02::1]:7000",
         ] {
-            let joiner = Peer::new(PeerId([1; 32]), bad.parse().unwrap());
-            let datagram = Datagram {
-                from: PeerId([2; 32]),
-                message: Message::HyParView(H::ForwardJoin { joiner, ttl: 3 }),
-            };
-            let mut out = Vec::new();
-            encode(&datagram, &mut out).unwrap();
-            assert_eq!(
-                decode(&out),
-                Err(DecodeError::UnusableAddress { addr: joiner.addr }),
-                "{bad}"
-            );
+            let bad = sa(bad);
+            let messages = [
+                Message::HyParView(H::ForwardJoin {
+                    joiner: Peer::new(id(1), bad),
+                    ttl: 3,
+                }),
+                Message::HyParView(H::ForwardJoin {
+                    joiner: Peer {
+                        id: id(1),
+                        addr: good,
+                        relay: Some(bad),
+                    },
+                    ttl: 3,
+                }),
+                Message::Nat(N::Hello {
+                    observed: bad,
+                    relay: None,
+                    reach: Reach::Unknown,
+                }),
+                Message::Nat(N::Hello {
+                    observed: good,
+                    relay: Some(bad),
+                    reach: Reach::Unknown,
+                }),
+                Message::Nat(N::PunchConnect {
+                    attempt: 1,
+                    reply: true,
+                    reach: Reach::Private,
+                    addrs: vec![good, bad],
+                }),
+                Message::Nat(N::RelayFrom {
+                    source: id(3),
+                    source_addr: bad,
+                    data: Bytes::new(),
+                }),
+            ];
+            for message in messages {
+                let datagram = Datagram {
+                    from: id(2),
+                    message,
+                };
+                let mut out = Vec::new();
+                encode(&datagram, &mut out).unwrap();
+                assert_eq!(
+                    decode(&out),
+                    Err(DecodeError::UnusableAddress { addr: bad }),
+                    "{datagram:?}"
+                );
+            }
         }
-        assert!(usable(&"127.0.0.1:7000".parse().unwrap()));
-        assert!(usable(&"[::1]:7000".parse().unwrap()));
+        assert!(usable(&sa("127.0.0.1:7000")));
+        assert!(usable(&sa("[::1]:7000")));
     }
 }
