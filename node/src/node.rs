@@ -343,7 +343,8 @@ impl Node {
                 match wire::decode(&data) {
                     Ok(inner) if inner.from == source => {
                         self.stats.relayed_in += 1;
-                        self.traversal.on_relayed(now, source, peer.addr, source_addr);
+                        self.traversal
+                            .on_relayed(now, source, peer.addr, source_addr);
                         let from = Peer {
                             id: source,
                             addr: source_addr,
@@ -440,6 +441,7 @@ impl Node {
                 continue;
             }
             if let Some(dst) = dst {
+                self.traversal.on_sent(now, dst);
                 self.stats.datagrams_out += 1;
                 return Some(dst);
             }
@@ -463,9 +465,7 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let join = self
-            .pending_join
-            .map(|_| self.traversal.join_deadline());
+        let join = self.pending_join.map(|_| self.traversal.join_deadline());
         [
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),

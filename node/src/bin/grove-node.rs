@@ -145,9 +145,8 @@ mod daemon {
         }
         let mut config = config;
         if config.nat.port_mapping && config.nat.gateway.is_none() {
-            config.nat.gateway = default_gateway().map(|gw| {
-                SocketAddr::new(IpAddr::V4(gw), nat::natpmp::SERVER_PORT)
-            });
+            config.nat.gateway = default_gateway()
+                .map(|gw| SocketAddr::new(IpAddr::V4(gw), nat::natpmp::SERVER_PORT));
         }
         if advertised.ip().is_unspecified() {
             tracing::warn!(
@@ -652,10 +651,14 @@ mod daemon {
             nat::Event::Relay(r) => LogLine::Relay {
                 what: match r {
                     RelayEvent::ReservationAccepted => "reservation accepted".into(),
-                    RelayEvent::ReservationRefused(s) => format!("reservation refused: {}", s.name()),
+                    RelayEvent::ReservationRefused(s) => {
+                        format!("reservation refused: {}", s.name())
+                    }
                     RelayEvent::CircuitOpened => "circuit opened".into(),
                     RelayEvent::CircuitRefused(s) => format!("circuit refused: {}", s.name()),
-                    RelayEvent::CircuitClosed { bytes } => format!("circuit closed after {bytes} bytes"),
+                    RelayEvent::CircuitClosed { bytes } => {
+                        format!("circuit closed after {bytes} bytes")
+                    }
                     RelayEvent::FrameRefused => "frame for no circuit refused".into(),
                 },
                 t_ms,
@@ -717,7 +720,10 @@ mod daemon {
             let table = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
                          eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
                          eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\n";
-            assert_eq!(parse_default_gateway(table), Some(Ipv4Addr::new(192, 168, 1, 1)));
+            assert_eq!(
+                parse_default_gateway(table),
+                Some(Ipv4Addr::new(192, 168, 1, 1))
+            );
             assert_eq!(parse_default_gateway("Iface\n"), None);
         }
 

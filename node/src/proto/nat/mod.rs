@@ -202,9 +202,14 @@ impl Reach {
         self as u8
     }
     fn from_code(c: u8) -> Option<Reach> {
-        [Reach::Unknown, Reach::Private, Reach::Public, Reach::PortMapped]
-            .get(usize::from(c))
-            .copied()
+        [
+            Reach::Unknown,
+            Reach::Private,
+            Reach::Public,
+            Reach::PortMapped,
+        ]
+        .get(usize::from(c))
+        .copied()
     }
 }
 
@@ -299,6 +304,8 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(600);
 const PATH_IDLE: Duration = Duration::from_secs(600);
 /// Peers told of a change of our reachability.
 const HELLO_FANOUT: usize = 32;
+/// IPs remembered as sent to.
+const MAX_CONTACTED: usize = 1024;
 
 /// NAT traversal and relay messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -310,7 +317,9 @@ pub enum Message {
         reach: Reach,
     },
     /// AutoNAT: please have my address dialled back.
-    DialRequest { nonce: u64 },
+    DialRequest {
+        nonce: u64,
+    },
     /// AutoNAT: whether a dial-back was asked of a third peer, and the
     /// address the server sees.
     DialResponse {
@@ -319,9 +328,14 @@ pub enum Message {
         observed: SocketAddr,
     },
     /// AutoNAT, server to helper: send a dial-back to `target`.
-    DialBackRequest { nonce: u64, target: SocketAddr },
+    DialBackRequest {
+        nonce: u64,
+        target: SocketAddr,
+    },
     /// AutoNAT, helper to client.
-    DialBack { nonce: u64 },
+    DialBack {
+        nonce: u64,
+    },
     /// Relay: reserve (or refresh) a slot.
     Reserve,
     ReserveStatus {
@@ -332,16 +346,27 @@ pub enum Message {
         observed: SocketAddr,
     },
     /// Relay: open a circuit to `target`.
-    Connect { target: PeerId },
-    ConnectStatus { target: PeerId, status: Status },
+    Connect {
+        target: PeerId,
+    },
+    ConnectStatus {
+        target: PeerId,
+        status: Status,
+    },
     /// Relay to target: `source` wants a circuit.
     Stop {
         source: PeerId,
         source_addr: SocketAddr,
     },
-    StopStatus { source: PeerId, status: Status },
+    StopStatus {
+        source: PeerId,
+        status: Status,
+    },
     /// Client to relay: forward `data` (an encoded datagram) to `target`.
-    RelayTo { target: PeerId, data: Bytes },
+    RelayTo {
+        target: PeerId,
+        data: Bytes,
+    },
     /// Relay to client: `data` from `source`.
     RelayFrom {
         source: PeerId,
@@ -349,7 +374,10 @@ pub enum Message {
         data: Bytes,
     },
     /// Relay to client: the circuit with `peer` is gone.
-    CircuitClosed { peer: PeerId, status: Status },
+    CircuitClosed {
+        peer: PeerId,
+        status: Status,
+    },
     /// DCUtR CONNECT (and its answer, `reply`).
     PunchConnect {
         attempt: u8,
@@ -358,9 +386,14 @@ pub enum Message {
         addrs: Vec<SocketAddr>,
     },
     /// DCUtR SYNC.
-    PunchSync { attempt: u8 },
+    PunchSync {
+        attempt: u8,
+    },
     /// A direct probe (and its acknowledgement).
-    Punch { nonce: u64, ack: bool },
+    Punch {
+        nonce: u64,
+        ack: bool,
+    },
     /// Keeps NAT mappings open on an idle path.
     KeepAlive,
 }
@@ -416,7 +449,9 @@ pub enum RelayEvent {
     ReservationRefused(Status),
     CircuitOpened,
     CircuitRefused(Status),
-    CircuitClosed { bytes: u64 },
+    CircuitClosed {
+        bytes: u64,
+    },
     /// A frame for a circuit that does not exist.
     FrameRefused,
 }
@@ -425,7 +460,10 @@ pub enum RelayEvent {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// Our reachability or advertised record changed.
-    Reachability { reach: Reach, advertised: Peer },
+    Reachability {
+        reach: Reach,
+        advertised: Peer,
+    },
     Reservation {
         relay: SocketAddr,
         outcome: ReservationOutcome,
@@ -440,12 +478,21 @@ pub enum Event {
         addr: SocketAddr,
     },
     /// Every upgrade attempt to `peer` failed: the path stays relayed.
-    UpgradeFailed { peer: PeerId, attempts: u8 },
+    UpgradeFailed {
+        peer: PeerId,
+        attempts: u8,
+    },
     /// The gateway granted a mapping; `public` says whether it is usable.
-    PortMapping { external: SocketAddr, public: bool },
+    PortMapping {
+        external: SocketAddr,
+        public: bool,
+    },
     Relay(RelayEvent),
     /// A relay or traversal message that made no sense was dropped.
-    Rejected { from: SocketAddr, what: &'static str },
+    Rejected {
+        from: SocketAddr,
+        what: &'static str,
+    },
 }
 
 /// What the core wants sent or told.
@@ -480,7 +527,10 @@ enum Circuit {
 enum Upgrade {
     Idle,
     /// We sent CONNECT at `sent` (we are the reserved side).
-    Connecting { attempt: u8, sent: Time },
+    Connecting {
+        attempt: u8,
+        sent: Time,
+    },
     /// Punching with `method` at `addrs`; `punch_at` is a punch still to
     /// send (initiator: RTT/2 after SYNC); `initiator`: our side decides
     /// retries.
@@ -493,7 +543,9 @@ enum Upgrade {
         initiator: bool,
     },
     Done,
-    Failed { until: Time },
+    Failed {
+        until: Time,
+    },
 }
 
 struct Path {
@@ -565,8 +617,16 @@ struct Probe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PortMap {
     Off,
-    Asking { tries: u8, next: Time },
-    Mapped { addr: SocketAddr, renew_at: Time },
+    Asking {
+        tries: u8,
+        next: Time,
+    },
+    /// `tries`: renewal requests sent since the last answer.
+    Mapped {
+        addr: SocketAddr,
+        renew_at: Time,
+        tries: u8,
+    },
     /// No answer, refused, or a mapping on a non-public address.
     Unusable,
 }
@@ -589,6 +649,11 @@ pub struct Traversal {
     reservations: Vec<Reservation>,
     candidates: Vec<Candidate>,
     advertised: Peer,
+    /// The reachability last announced (with `advertised`).
+    announced_reach: Reach,
+    /// IPs we sent datagrams to directly, and when last (bounded): our
+    /// NAT lets them in, so their dial-backs prove nothing.
+    contacted: BTreeMap<IpAddr, Time>,
     paths: BTreeMap<PeerId, Path>,
     by_addr: BTreeMap<SocketAddr, PeerId>,
     pending_frames: usize,
@@ -653,6 +718,8 @@ impl Traversal {
             reservations: Vec::new(),
             candidates: Vec::new(),
             advertised: Peer::new(me, local),
+            announced_reach: Reach::Unknown,
+            contacted: BTreeMap::new(),
             paths: BTreeMap::new(),
             by_addr: BTreeMap::new(),
             pending_frames: 0,
@@ -854,9 +921,20 @@ impl Traversal {
             } => *attempt,
             _ => 0,
         };
-        if matches!(p.upgrade, Upgrade::Connecting { .. } | Upgrade::Punching { .. }) {
+        let mut release = None;
+        if matches!(
+            p.upgrade,
+            Upgrade::Connecting { .. } | Upgrade::Punching { .. }
+        ) {
             p.upgrade = Upgrade::Done;
             p.upgrade_deadline = None;
+            // The upgrade worked: free the relay's circuit slot (a relay
+            // serves few circuits per peer; kept, they would block the
+            // peer's next connections until they expire).
+            if let Circuit::Open { relay } = p.circuit {
+                p.circuit = Circuit::None;
+                release = Some(relay);
+            }
         }
         let send_hello = p.hello_to != Some(from);
         p.hello_to = Some(from);
@@ -866,6 +944,15 @@ impl Traversal {
         if send_hello {
             let hello = self.hello(from);
             self.out.push_back(Output::Raw(from, hello));
+        }
+        if let Some(relay) = release {
+            self.out.push_back(Output::Raw(
+                relay,
+                Message::CircuitClosed {
+                    peer,
+                    status: Status::Ok,
+                },
+            ));
         }
         if report {
             self.event(Event::Path {
@@ -887,6 +974,25 @@ impl Traversal {
         p.relay.get_or_insert(relay);
         p.last_used = now;
         self.by_addr.entry(addr).or_insert(peer);
+    }
+
+    /// A datagram left straight for `to` (whatever chose the route).
+    pub(crate) fn on_sent(&mut self, now: Time, to: SocketAddr) {
+        if !self.config.enabled {
+            return;
+        }
+        let ip = to.ip();
+        if self.contacted.len() >= MAX_CONTACTED && !self.contacted.contains_key(&ip) {
+            let oldest = self
+                .contacted
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(ip, _)| *ip);
+            if let Some(oldest) = oldest {
+                self.contacted.remove(&oldest);
+            }
+        }
+        self.contacted.insert(ip, now);
     }
 
     /// Where a datagram the overlay addresses to `to` goes.
@@ -921,13 +1027,13 @@ impl Traversal {
     /// Send an encoded datagram to `peer` through its relay: over the open
     /// circuit, or queued while one is opened.
     pub(crate) fn send_relayed(&mut self, now: Time, peer: PeerId, data: Bytes) {
-        let Some(p) = self.paths.get_mut(&peer) else { return };
+        let Some(p) = self.paths.get_mut(&peer) else {
+            return;
+        };
         match p.circuit {
             Circuit::Open { relay } => {
-                self.out.push_back(Output::Raw(
-                    relay,
-                    Message::RelayTo { target: peer, data },
-                ));
+                self.out
+                    .push_back(Output::Raw(relay, Message::RelayTo { target: peer, data }));
                 return;
             }
             Circuit::Refused { until } if now < until => return,
@@ -969,6 +1075,7 @@ impl Traversal {
                     self.portmap = PortMap::Mapped {
                         addr,
                         renew_at: now + renew,
+                        tries: 0,
                     };
                     return;
                 }
@@ -992,6 +1099,7 @@ impl Traversal {
                 self.portmap = PortMap::Mapped {
                     addr: external,
                     renew_at: next,
+                    tries: 0,
                 };
                 self.reach = Reach::PortMapped;
                 self.update_advertised(now);
@@ -1072,13 +1180,25 @@ impl Traversal {
             Message::DialBack { nonce } => {
                 if self.probe.as_ref().is_some_and(|p| p.nonce == nonce) {
                     self.probe = None;
-                    self.autonat_result(now, true);
+                    // From an IP we have sent to, a dial-back proves
+                    // nothing: our NAT's filter lets it in whether or not
+                    // it would let a stranger in. Ask again.
+                    if self.contacted.contains_key(&from.addr.ip()) {
+                        self.next_probe = now + self.config.autonat_retry;
+                    } else {
+                        self.autonat_result(now, true);
+                    }
                 }
             }
             Message::Reserve => {
                 let serving = self.serving();
-                self.server
-                    .reserve(now, serving, from.id, from.addr, &mut relay::Outbox(&mut self.out));
+                self.server.reserve(
+                    now,
+                    serving,
+                    from.id,
+                    from.addr,
+                    &mut relay::Outbox(&mut self.out),
+                );
             }
             Message::ReserveStatus {
                 status,
@@ -1105,8 +1225,13 @@ impl Traversal {
                 source_addr,
             } => self.stop(now, from.addr, source, source_addr),
             Message::StopStatus { source, status } => {
-                self.server
-                    .stop_status(now, from.id, source, status, &mut relay::Outbox(&mut self.out));
+                self.server.stop_status(
+                    now,
+                    from.id,
+                    source,
+                    status,
+                    &mut relay::Outbox(&mut self.out),
+                );
             }
             Message::RelayTo { target, data } => {
                 self.server.forward(
@@ -1133,6 +1258,9 @@ impl Traversal {
                 return Some((source, source_addr, data));
             }
             Message::CircuitClosed { peer, .. } => {
+                // From a party of a circuit we relay: it is done with it.
+                self.server
+                    .release(from.id, peer, &mut relay::Outbox(&mut self.out));
                 if let Some(p) = self.paths.get_mut(&peer) {
                     if matches!(p.circuit, Circuit::Open { relay } | Circuit::Connecting { relay, .. } if relay == from.addr)
                     {
@@ -1166,11 +1294,7 @@ impl Traversal {
             return;
         }
         self.upgrade_timers(now);
-        if self
-            .probe
-            .as_ref()
-            .is_some_and(|p| p.deadline <= now)
-        {
+        if self.probe.as_ref().is_some_and(|p| p.deadline <= now) {
             let p = self.probe.take().expect("checked");
             if p.accepted {
                 self.autonat_result(now, false);
@@ -1414,7 +1538,10 @@ impl Traversal {
                     changed = true;
                     continue;
                 }
-                ResState::Active { refresh_at, expires } if now >= refresh_at => {
+                ResState::Active {
+                    refresh_at,
+                    expires,
+                } if now >= refresh_at => {
                     r.state = ResState::Active {
                         expires,
                         refresh_at: now + RESERVE_TIMEOUT,
@@ -1483,10 +1610,11 @@ impl Traversal {
             addr,
             relay,
         };
-        if advertised == self.advertised {
+        if advertised == self.advertised && self.reach == self.announced_reach {
             return;
         }
         self.advertised = advertised;
+        self.announced_reach = self.reach;
         self.event(Event::Reachability {
             reach: self.reach,
             advertised,
@@ -1507,7 +1635,9 @@ impl Traversal {
     // ---- internals: circuits ----
 
     fn circuit_answer(&mut self, now: Time, relay: SocketAddr, target: PeerId, status: Status) {
-        let Some(p) = self.paths.get_mut(&target) else { return };
+        let Some(p) = self.paths.get_mut(&target) else {
+            return;
+        };
         if !matches!(p.circuit, Circuit::Connecting { relay: r, .. } if r == relay) {
             return; // unsolicited or stale
         }
@@ -1534,7 +1664,9 @@ impl Traversal {
 
     fn report_relayed(&mut self, peer: PeerId, relay: SocketAddr, now: Time) {
         let timeout = self.config.path_timeout;
-        let Some(p) = self.paths.get_mut(&peer) else { return };
+        let Some(p) = self.paths.get_mut(&peer) else {
+            return;
+        };
         if p.fresh_direct(now, timeout).is_some() || p.reported == Some(PathKind::Relayed) {
             return;
         }
@@ -1609,7 +1741,9 @@ impl Traversal {
         }
         let timeout = self.config.path_timeout;
         let busy = self.upgrading.len() >= MAX_UPGRADES;
-        let Some(p) = self.paths.get_mut(&peer) else { return };
+        let Some(p) = self.paths.get_mut(&peer) else {
+            return;
+        };
         let blocked = match p.upgrade {
             Upgrade::Failed { until } => now < until,
             Upgrade::Connecting { .. } | Upgrade::Punching { .. } => attempt == 1,
@@ -1649,7 +1783,9 @@ impl Traversal {
             .take(MAX_PUNCH_ADDRS)
             .collect();
         let busy = self.upgrading.len() >= MAX_UPGRADES && !self.upgrading.contains(&peer);
-        let Some(p) = self.paths.get_mut(&peer) else { return };
+        let Some(p) = self.paths.get_mut(&peer) else {
+            return;
+        };
         p.reach = their_reach;
         if !reply {
             // We are the side that opened the circuit; the reserved side
@@ -1719,7 +1855,9 @@ impl Traversal {
     }
 
     fn punch_sync(&mut self, now: Time, peer: PeerId, attempt: u8) {
-        let Some(p) = self.paths.get(&peer) else { return };
+        let Some(p) = self.paths.get(&peer) else {
+            return;
+        };
         if let Upgrade::Punching {
             attempt: a,
             addrs,
@@ -1759,7 +1897,9 @@ impl Traversal {
         for id in due {
             let attempts = self.config.holepunch_attempts;
             let backoff = self.config.upgrade_backoff;
-            let Some(p) = self.paths.get_mut(&id) else { continue };
+            let Some(p) = self.paths.get_mut(&id) else {
+                continue;
+            };
             match &mut p.upgrade {
                 Upgrade::Punching {
                     punch_at: at @ Some(_),
@@ -1809,17 +1949,30 @@ impl Traversal {
     fn portmap_timer(&mut self, now: Time) {
         let (tries, next) = match self.portmap {
             PortMap::Asking { tries, next } => (tries, next),
-            PortMap::Mapped { renew_at, .. } if renew_at <= now => (0, renew_at),
+            PortMap::Mapped {
+                renew_at, tries, ..
+            } => (tries, renew_at),
             _ => return,
         };
         if next > now {
             return;
         }
-        let Some(gateway) = self.config.gateway else { return };
+        let Some(gateway) = self.config.gateway else {
+            return;
+        };
         if tries >= 3 {
             // No answer to three requests (RFC 6886 retries 9 times over
-            // minutes; a node that joins needs to know sooner).
+            // minutes; a node that joins needs to know sooner). A mapping
+            // that can no longer be renewed is gone: the node is no longer
+            // public through it.
+            let lost = matches!(self.portmap, PortMap::Mapped { .. });
             self.portmap = PortMap::Unusable;
+            if lost && self.reach == Reach::PortMapped {
+                self.reach = Reach::Unknown;
+                self.confidence = 0;
+                self.next_probe = now;
+                self.update_advertised(now);
+            }
             return;
         }
         let lifetime = self.config.mapping_lifetime.as_secs() as u32;
@@ -1836,7 +1989,12 @@ impl Traversal {
         ));
         let backoff = Duration::from_millis(250 << tries);
         match &mut self.portmap {
-            PortMap::Mapped { renew_at, .. } => *renew_at = now + backoff * 4,
+            PortMap::Mapped {
+                renew_at, tries, ..
+            } => {
+                *renew_at = now + backoff * 4;
+                *tries += 1;
+            }
             pm => {
                 *pm = PortMap::Asking {
                     tries: tries + 1,
@@ -1890,6 +2048,7 @@ impl Traversal {
         for id in idle {
             self.forget(id);
         }
+        self.contacted.retain(|_, t| now < *t + PATH_IDLE);
     }
 }
 
@@ -1906,3 +2065,6 @@ fn method_for(responder: Reach, initiator: Reach) -> Method {
         Method::HolePunch
     }
 }
+
+#[cfg(test)]
+mod tests;

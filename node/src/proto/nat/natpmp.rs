@@ -78,7 +78,9 @@ mod tests {
             map_udp_request(7000, 7001, 7200),
             [0, 1, 0, 0, 0x1b, 0x58, 0x1b, 0x59, 0, 0, 0x1c, 0x20]
         );
-        let resp = [0, 129, 0, 0, 0, 0, 0, 5, 0x1b, 0x58, 0x1b, 0x59, 0, 0, 0x1c, 0x20];
+        let resp = [
+            0, 129, 0, 0, 0, 0, 0, 5, 0x1b, 0x58, 0x1b, 0x59, 0, 0, 0x1c, 0x20,
+        ];
         assert_eq!(
             parse(&resp),
             Some(Response::MapUdp {

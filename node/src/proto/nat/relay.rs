@@ -139,7 +139,11 @@ impl Server {
             r.expires = now + self.config.reservation_ttl;
             Status::Ok
         } else if self.reservations.len() >= self.config.max_reservations
-            || self.reservations.iter().filter(|r| r.addr.ip() == addr.ip()).count()
+            || self
+                .reservations
+                .iter()
+                .filter(|r| r.addr.ip() == addr.ip())
+                .count()
                 >= self.config.max_reservations_per_ip
             || self
                 .reservations
@@ -342,6 +346,14 @@ impl Server {
         );
     }
 
+    /// `from` no longer needs its open circuit with `peer` (their path
+    /// became direct): close it, freeing its slots.
+    pub(super) fn release(&mut self, from: PeerId, peer: PeerId, out: &mut Outbox<'_>) {
+        if let Some(i) = self.find(from, peer).filter(|&i| self.circuits[i].open) {
+            self.close(i, Status::Ok, out);
+        }
+    }
+
     fn find(&self, a: PeerId, b: PeerId) -> Option<usize> {
         self.circuits
             .iter()
@@ -366,8 +378,20 @@ impl Server {
         out.event(Event::Relay(RelayEvent::CircuitClosed {
             bytes: c.bytes_to_dst + c.bytes_to_src,
         }));
-        out.raw(c.src_addr, Message::CircuitClosed { peer: c.dst, status });
-        out.raw(c.dst_addr, Message::CircuitClosed { peer: c.src, status });
+        out.raw(
+            c.src_addr,
+            Message::CircuitClosed {
+                peer: c.dst,
+                status,
+            },
+        );
+        out.raw(
+            c.dst_addr,
+            Message::CircuitClosed {
+                peer: c.src,
+                status,
+            },
+        );
     }
 
     /// Drop what has run out: reservations, circuits past their duration,
@@ -436,9 +460,18 @@ mod tests {
         let t = Time::ZERO;
         // Three peers from one IP: the third is refused.
         for i in 0..3 {
-            s.reserve(t, true, id(i), addr(1, 1, 1000 + u16::from(i)), &mut Outbox(&mut q));
+            s.reserve(
+                t,
+                true,
+                id(i),
+                addr(1, 1, 1000 + u16::from(i)),
+                &mut Outbox(&mut q),
+            );
         }
-        assert_eq!(statuses(&q), [Status::Ok, Status::Ok, Status::ResourceLimitExceeded]);
+        assert_eq!(
+            statuses(&q),
+            [Status::Ok, Status::Ok, Status::ResourceLimitExceeded]
+        );
         q.clear();
         // Same /16, other IP: one more fits the network cap of 3.
         s.reserve(t, true, id(10), addr(1, 2, 1000), &mut Outbox(&mut q));
@@ -447,7 +480,13 @@ mod tests {
         q.clear();
         // A flood of ids from many networks stops at the total cap.
         for i in 0..50u8 {
-            s.reserve(t, true, id(100 + i), addr(10 + i, 0, 1), &mut Outbox(&mut q));
+            s.reserve(
+                t,
+                true,
+                id(100 + i),
+                addr(10 + i, 0, 1),
+                &mut Outbox(&mut q),
+            );
         }
         assert_eq!(s.reservation_count(), 10);
         // A refresh of an existing reservation is always accepted.
@@ -478,16 +517,22 @@ mod tests {
         s.reserve(t, true, b, ba, &mut Outbox(&mut q));
         q.clear();
         s.connect(t, true, a, aa, b, &mut Outbox(&mut q));
-        assert!(matches!(q.pop_front(), Some(Output::Raw(to, Message::Stop { source, .. })) if to == ba && source == a));
+        assert!(
+            matches!(q.pop_front(), Some(Output::Raw(to, Message::Stop { source, .. })) if to == ba && source == a)
+        );
         s.stop_status(t, b, a, Status::Ok, &mut Outbox(&mut q));
         assert_eq!(statuses(&q), [Status::Ok]);
         q.clear();
         let data = bytes::Bytes::from(vec![7u8; 60]);
         s.forward(t, a, aa, b, data.clone(), &mut Outbox(&mut q));
-        assert!(matches!(q.pop_front(), Some(Output::Raw(to, Message::RelayFrom { source, .. })) if to == ba && source == a));
+        assert!(
+            matches!(q.pop_front(), Some(Output::Raw(to, Message::RelayFrom { source, .. })) if to == ba && source == a)
+        );
         // The other direction has its own budget.
         s.forward(t, b, ba, a, data.clone(), &mut Outbox(&mut q));
-        assert!(matches!(q.pop_front(), Some(Output::Raw(to, Message::RelayFrom { .. })) if to == aa));
+        assert!(
+            matches!(q.pop_front(), Some(Output::Raw(to, Message::RelayFrom { .. })) if to == aa)
+        );
         // 60 + 60 > 100: the circuit closes, both ends are told.
         s.forward(t, a, aa, b, data, &mut Outbox(&mut q));
         let closed: Vec<_> = q
@@ -499,7 +544,10 @@ mod tests {
             .collect();
         assert_eq!(
             closed,
-            [(aa, Status::ResourceLimitExceeded), (ba, Status::ResourceLimitExceeded)]
+            [
+                (aa, Status::ResourceLimitExceeded),
+                (ba, Status::ResourceLimitExceeded)
+            ]
         );
         assert_eq!(s.circuit_count(), 0);
     }
@@ -519,7 +567,10 @@ mod tests {
             s.stop_status(t, id(9), id(i), Status::Ok, &mut Outbox(&mut q));
         }
         q.retain(|o| matches!(o, Output::Raw(_, Message::ConnectStatus { .. })));
-        assert_eq!(statuses(&q), [Status::Ok, Status::Ok, Status::ResourceLimitExceeded]);
+        assert_eq!(
+            statuses(&q),
+            [Status::Ok, Status::Ok, Status::ResourceLimitExceeded]
+        );
         q.clear();
         s.expire(t + config.circuit_duration, &mut Outbox(&mut q));
         assert_eq!(s.circuit_count(), 0);

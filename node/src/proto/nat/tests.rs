@@ -1,0 +1,1158 @@
+//! NAT traversal end to end: real [`Node`]s on virtual time, in a small
+//! deterministic world with NAT boxes.
+//!
+//! Every datagram takes 10 ms. A host may sit behind a NAT with a public
+//! IP: outbound datagrams leave with their source rewritten to the NAT's
+//! address (endpoint-independent mapping that preserves the port, or, for a
+//! symmetric NAT, a port per destination), and inbound datagrams are
+//! filtered when they ARRIVE (full cone: anyone; port-restricted and
+//! symmetric: only from an address and port the host has sent to from that
+//! external port). A gateway may answer NAT-PMP (RFC 6886) on
+//! `192.168.x.1:5351` and open a port to anyone.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::{
+    natpmp, Event, Message, Method, PathKind, Reach, RelayEvent, ReservationOutcome, Status,
+};
+use crate::node::{self, Node};
+use crate::proto::plumtree::{self, MsgId};
+use crate::wire::{self, Datagram};
+use crate::{Identity, Peer, PeerId, Time};
+
+const HOP: Duration = Duration::from_millis(10);
+const PORT: u16 = 7000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NatKind {
+    FullCone,
+    PortRestricted,
+    /// A new external port per destination, port-restricted filtering.
+    Symmetric,
+}
+
+/// What a NAT-PMP gateway says its external address is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gateway {
+    /// The NAT's own public address: mappings open the port.
+    Public,
+    /// A shared address behind a carrier-grade NAT (100.64/10): the
+    /// mapping is granted but opens nothing on the internet.
+    Shared(Ipv4Addr),
+}
+
+struct Nat {
+    public: Ipv4Addr,
+    kind: NatKind,
+    gateway: Option<Gateway>,
+    /// Destinations in order of first use (symmetric port allocation).
+    dests: Vec<SocketAddr>,
+    /// (external port, remote) pairs the host has sent to: the filter.
+    sent: BTreeSet<(u16, SocketAddr)>,
+    /// Ports opened by NAT-PMP.
+    mapped: BTreeSet<u16>,
+}
+
+struct Host {
+    node: Node,
+    nat: Option<Nat>,
+}
+
+/// A datagram on its way.
+struct Flight {
+    src: SocketAddr,
+    dst: SocketAddr,
+    bytes: Vec<u8>,
+    /// The sending host (its local address).
+    sender: SocketAddr,
+    /// From a gateway, straight to this host on its LAN.
+    lan: Option<SocketAddr>,
+}
+
+/// A datagram that arrived at a public address (a host's, or a NAT's).
+#[derive(Clone, Debug)]
+struct Arrival {
+    at: Time,
+    src: SocketAddr,
+    dst: SocketAddr,
+    sender: SocketAddr,
+    /// The host it was handed to; `None`: no such host, or filtered.
+    receiver: Option<SocketAddr>,
+    bytes: Vec<u8>,
+}
+
+impl Arrival {
+    fn decode(&self) -> Option<wire::Message> {
+        wire::decode(&self.bytes).ok().map(|d| d.message)
+    }
+}
+
+struct World {
+    now: Time,
+    hosts: BTreeMap<SocketAddr, Host>,
+    /// NAT public IP -> the host behind it.
+    nats: BTreeMap<Ipv4Addr, SocketAddr>,
+    in_flight: BTreeMap<(Time, u64), Flight>,
+    events: Vec<(Time, SocketAddr, node::Event)>,
+    log: Vec<Arrival>,
+    seq: u64,
+}
+
+fn public(i: u8) -> SocketAddr {
+    SocketAddr::from(([198, 51, 100, i], PORT))
+}
+
+fn private(i: u8) -> SocketAddr {
+    SocketAddr::from(([192, 168, i, 2], PORT))
+}
+
+fn gateway_of(host: SocketAddr) -> SocketAddr {
+    let IpAddr::V4(ip) = host.ip() else {
+        unreachable!()
+    };
+    let o = ip.octets();
+    SocketAddr::from(([o[0], o[1], o[2], 1], natpmp::SERVER_PORT))
+}
+
+fn nat_ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(203, 0, 113, i)
+}
+
+/// Timers short enough for tests; everything else is the default.
+fn fast() -> node::Config {
+    let mut c = node::Config::default();
+    c.nat.dial_back_timeout = Duration::from_secs(1);
+    c.nat.autonat_retry = Duration::from_secs(2);
+    c
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            now: Time::ZERO,
+            hosts: BTreeMap::new(),
+            nats: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            events: Vec::new(),
+            log: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    fn make_node(seed: u8, addr: SocketAddr, config: node::Config) -> Node {
+        let identity = Identity::from_seed([seed; 32]);
+        let rng = ChaCha8Rng::seed_from_u64(u64::from(seed));
+        Node::new(&identity, addr, config, rng)
+    }
+
+    /// A host on a public address `198.51.100.i`.
+    fn add_public(&mut self, i: u8, config: node::Config) -> SocketAddr {
+        let addr = public(i);
+        let node = Self::make_node(i, addr, config);
+        self.hosts.insert(addr, Host { node, nat: None });
+        addr
+    }
+
+    /// A host at `192.168.i.2` behind a NAT at `203.0.113.i`.
+    fn add_natted(
+        &mut self,
+        i: u8,
+        kind: NatKind,
+        gateway: Option<Gateway>,
+        mut config: node::Config,
+    ) -> SocketAddr {
+        let addr = private(i);
+        if gateway.is_some() {
+            config.nat.gateway = Some(gateway_of(addr));
+        }
+        let node = Self::make_node(i, addr, config);
+        let nat = Nat {
+            public: nat_ip(i),
+            kind,
+            gateway,
+            dests: Vec::new(),
+            sent: BTreeSet::new(),
+            mapped: BTreeSet::new(),
+        };
+        self.nats.insert(nat_ip(i), addr);
+        self.hosts.insert(
+            addr,
+            Host {
+                node,
+                nat: Some(nat),
+            },
+        );
+        addr
+    }
+
+    fn node(&mut self, host: SocketAddr) -> &mut Node {
+        &mut self.hosts.get_mut(&host).expect("host").node
+    }
+
+    fn peek(&self, host: SocketAddr) -> &Node {
+        &self.hosts[&host].node
+    }
+
+    fn id(&self, host: SocketAddr) -> PeerId {
+        self.hosts[&host].node.me().id
+    }
+
+    /// The host's NAT address (for a cone NAT, its only one).
+    fn nat_addr(&self, host: SocketAddr) -> SocketAddr {
+        let nat = self.hosts[&host].nat.as_ref().expect("natted");
+        SocketAddr::new(IpAddr::V4(nat.public), PORT)
+    }
+
+    /// Every address a host is seen at on the internet.
+    fn seen_at(&self, host: SocketAddr) -> BTreeSet<SocketAddr> {
+        match &self.hosts[&host].nat {
+            None => [host].into(),
+            Some(nat) => nat
+                .sent
+                .iter()
+                .map(|(port, _)| SocketAddr::new(IpAddr::V4(nat.public), *port))
+                .collect(),
+        }
+    }
+
+    fn join(&mut self, host: SocketAddr, contact: SocketAddr) {
+        let now = self.now;
+        self.node(host).join(now, contact);
+        self.drain(host);
+    }
+
+    fn connect(&mut self, host: SocketAddr, peer: Peer) {
+        let now = self.now;
+        self.node(host).connect(now, peer);
+        self.drain(host);
+    }
+
+    fn broadcast(&mut self, host: SocketAddr, payload: &'static [u8]) -> MsgId {
+        let now = self.now;
+        let id = self
+            .node(host)
+            .broadcast(now, Bytes::from_static(payload))
+            .expect("small payload");
+        self.drain(host);
+        id
+    }
+
+    /// Put a datagram on the wire as if `sender` sent it from `src`.
+    fn inject(&mut self, sender: SocketAddr, src: SocketAddr, dst: SocketAddr, bytes: Vec<u8>) {
+        self.seq += 1;
+        let flight = Flight {
+            src,
+            dst,
+            bytes,
+            sender,
+            lan: None,
+        };
+        self.in_flight.insert((self.now + HOP, self.seq), flight);
+    }
+
+    fn drain(&mut self, at: SocketAddr) {
+        let now = self.now;
+        let mut out = Vec::new();
+        loop {
+            let host = self.hosts.get_mut(&at).expect("host");
+            let Some(dst) = host.node.poll_transmit(&mut out) else {
+                break;
+            };
+            self.seq += 1;
+            let mut flight = Flight {
+                src: at,
+                dst,
+                bytes: out.clone(),
+                sender: at,
+                lan: None,
+            };
+            if let Some(nat) = host.nat.as_mut() {
+                if dst == gateway_of(at) {
+                    // NAT-PMP on the LAN: answered by the gateway, if any.
+                    let Some(reply) = Self::gateway_answer(nat, &out) else {
+                        continue;
+                    };
+                    flight.src = dst;
+                    flight.dst = at;
+                    flight.bytes = reply;
+                    flight.lan = Some(at);
+                    self.in_flight
+                        .insert((now + Duration::from_millis(1), self.seq), flight);
+                    continue;
+                }
+                let port = match nat.kind {
+                    NatKind::FullCone | NatKind::PortRestricted => PORT,
+                    NatKind::Symmetric => {
+                        let i = match nat.dests.iter().position(|d| *d == dst) {
+                            Some(i) => i,
+                            None => {
+                                nat.dests.push(dst);
+                                nat.dests.len() - 1
+                            }
+                        };
+                        20000 + u16::try_from(i).expect("few destinations")
+                    }
+                };
+                nat.sent.insert((port, dst));
+                flight.src = SocketAddr::new(IpAddr::V4(nat.public), port);
+            }
+            self.in_flight.insert((now + HOP, self.seq), flight);
+        }
+        let host = self.hosts.get_mut(&at).expect("host");
+        while let Some(e) = host.node.poll_event() {
+            self.events.push((now, at, e));
+        }
+    }
+
+    /// RFC 6886 answers from a gateway.
+    fn gateway_answer(nat: &mut Nat, request: &[u8]) -> Option<Vec<u8>> {
+        let gateway = nat.gateway?;
+        let external = match gateway {
+            Gateway::Public => nat.public,
+            Gateway::Shared(ip) => ip,
+        };
+        let epoch = 1u32.to_be_bytes();
+        match request {
+            [0, 0] => {
+                let mut r = vec![0, 128, 0, 0];
+                r.extend_from_slice(&epoch);
+                r.extend_from_slice(&external.octets());
+                Some(r)
+            }
+            [0, 1, 0, 0, i0, i1, e0, e1, l0, l1, l2, l3] => {
+                let internal = u16::from_be_bytes([*i0, *i1]);
+                let suggested = u16::from_be_bytes([*e0, *e1]);
+                let lifetime = u32::from_be_bytes([*l0, *l1, *l2, *l3]);
+                // Port preserved (the host's mapping is at its own port).
+                assert_eq!(internal, PORT);
+                assert_eq!(suggested, PORT);
+                if gateway == Gateway::Public && lifetime > 0 {
+                    nat.mapped.insert(PORT);
+                }
+                let mut r = vec![0, 129, 0, 0];
+                r.extend_from_slice(&epoch);
+                r.extend_from_slice(&internal.to_be_bytes());
+                r.extend_from_slice(&PORT.to_be_bytes());
+                r.extend_from_slice(&lifetime.to_be_bytes());
+                Some(r)
+            }
+            _ => None,
+        }
+    }
+
+    /// Which host takes a datagram arriving now, if any.
+    fn admit(&self, src: SocketAddr, dst: SocketAddr) -> Option<SocketAddr> {
+        if let Some(h) = self.hosts.get(&dst) {
+            return h.nat.is_none().then_some(dst);
+        }
+        let IpAddr::V4(ip) = dst.ip() else {
+            return None;
+        };
+        let host = *self.nats.get(&ip)?;
+        let nat = self.hosts[&host].nat.as_ref().expect("natted");
+        let port = dst.port();
+        let mapping_exists = nat.sent.iter().any(|(p, _)| *p == port);
+        let allowed = nat.mapped.contains(&port)
+            || (nat.kind == NatKind::FullCone && mapping_exists)
+            || nat.sent.contains(&(port, src));
+        allowed.then_some(host)
+    }
+
+    fn step(&mut self, end: Time) -> bool {
+        let next_datagram = self.in_flight.keys().next().map(|k| k.0);
+        let next_timer = self
+            .hosts
+            .values()
+            .filter_map(|h| h.node.poll_timeout())
+            .min();
+        let Some(next) = [next_datagram, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        if next > end {
+            return false;
+        }
+        self.now = next;
+        if next_datagram == Some(next) {
+            let (_, f) = self.in_flight.pop_first().expect("due");
+            let receiver = match f.lan {
+                Some(host) => Some(host),
+                None => self.admit(f.src, f.dst),
+            };
+            if f.lan.is_none() {
+                self.log.push(Arrival {
+                    at: next,
+                    src: f.src,
+                    dst: f.dst,
+                    sender: f.sender,
+                    receiver,
+                    bytes: f.bytes.clone(),
+                });
+            }
+            if let Some(host) = receiver {
+                self.node(host).handle_datagram(next, f.src, &f.bytes);
+                self.drain(host);
+            }
+        } else {
+            let due: Vec<SocketAddr> = self
+                .hosts
+                .iter()
+                .filter(|(_, h)| h.node.poll_timeout().is_some_and(|t| t <= next))
+                .map(|(a, _)| *a)
+                .collect();
+            for a in due {
+                self.node(a).handle_timeout(next);
+                self.drain(a);
+            }
+        }
+        true
+    }
+
+    fn run_until(&mut self, end: Time) {
+        while self.step(end) {}
+        self.now = end;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.run_until(end);
+    }
+
+    // ---- what happened ----
+
+    fn nat_events(&self, host: SocketAddr) -> Vec<(Time, Event)> {
+        self.events
+            .iter()
+            .filter(|(_, h, _)| *h == host)
+            .filter_map(|(t, _, e)| match e {
+                node::Event::Traversal(e) => Some((*t, e.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn reachability(&self, host: SocketAddr) -> Vec<(Reach, Peer)> {
+        self.nat_events(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Reachability { reach, advertised } => Some((reach, advertised)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The record the host last advertised.
+    fn advertised(&self, host: SocketAddr) -> Peer {
+        self.reachability(host)
+            .last()
+            .expect("a Reachability event")
+            .1
+    }
+
+    fn last_reach(&self, host: SocketAddr) -> Option<Reach> {
+        self.reachability(host).last().map(|r| r.0)
+    }
+
+    fn reservations(&self, host: SocketAddr) -> Vec<(SocketAddr, ReservationOutcome)> {
+        self.nat_events(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::Reservation { relay, outcome } => Some((relay, outcome)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Path events at `host` about `peer`: (time, kind, method, attempt).
+    fn paths(&self, host: SocketAddr, peer: PeerId) -> Vec<(Time, PathKind, Method, u8)> {
+        self.nat_events(host)
+            .into_iter()
+            .filter_map(|(t, e)| match e {
+                Event::Path {
+                    peer: p,
+                    kind,
+                    method,
+                    attempt,
+                    ..
+                } if p == peer => Some((t, kind, method, attempt)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn upgrade_failures(&self, host: SocketAddr, peer: PeerId) -> Vec<u8> {
+        self.nat_events(host)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::UpgradeFailed { peer: p, attempts } if p == peer => Some(attempts),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn delivered(&self, id: MsgId) -> BTreeSet<SocketAddr> {
+        self.events
+            .iter()
+            .filter(|(_, _, e)| matches!(e, node::Event::Delivered { id: d, .. } if *d == id))
+            .map(|(_, h, _)| *h)
+            .collect()
+    }
+
+    /// Datagrams `from` sent that reached `to` straight (not in relay
+    /// frames), since `since`.
+    fn direct(&self, from: SocketAddr, to: SocketAddr, since: Time) -> Vec<&Arrival> {
+        self.log
+            .iter()
+            .filter(|a| a.at >= since && a.sender == from && a.receiver == Some(to))
+            .collect()
+    }
+
+    /// Relay frames `from` sent for `to` (RelayTo with `to` as target), since
+    /// `since`.
+    fn relayed(&self, from: SocketAddr, to: SocketAddr, since: Time) -> Vec<&Arrival> {
+        let target = self.id(to);
+        self.log
+            .iter()
+            .filter(|a| a.at >= since && a.sender == from)
+            .filter(|a| {
+                matches!(a.decode(), Some(wire::Message::Nat(Message::RelayTo { target: t, .. })) if t == target)
+            })
+            .collect()
+    }
+}
+
+/// Two public relays (`.1` and `.2`, in no overlay yet) and three public
+/// bystanders (`.3` to `.5`) that said hello to both. The bystanders are
+/// the relays' AutoNAT helpers: strangers to whoever joins through a relay
+/// later, so that their dial-backs say something.
+fn relays(w: &mut World, config: &node::Config) -> (SocketAddr, SocketAddr) {
+    let r1 = w.add_public(1, config.clone());
+    let r2 = w.add_public(2, config.clone());
+    for i in 3..=5 {
+        let p = w.add_public(i, config.clone());
+        for r in [r1, r2] {
+            let record = Peer::new(w.id(r), r);
+            w.connect(p, record);
+        }
+    }
+    w.run_for(Duration::from_secs(3));
+    (r1, r2)
+}
+
+fn kinds(paths: &[(Time, PathKind, Method, u8)]) -> Vec<(PathKind, Method, u8)> {
+    paths.iter().map(|p| (p.1, p.2, p.3)).collect()
+}
+
+fn is_punch(a: &Arrival) -> bool {
+    matches!(
+        a.decode(),
+        Some(wire::Message::Nat(Message::Punch { ack: false, .. }))
+    )
+}
+
+fn relay_events(w: &World, host: SocketAddr, since: Time) -> Vec<RelayEvent> {
+    w.nat_events(host)
+        .into_iter()
+        .filter(|(t, _)| *t >= since)
+        .filter_map(|(_, e)| match e {
+            Event::Relay(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Grove datagram from `from`.
+fn datagram(from: PeerId, message: wire::Message) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    wire::encode(&Datagram { from, message }, &mut bytes).expect("encodable");
+    bytes
+}
+
+fn fake(i: u8) -> PeerId {
+    let mut id = [0xfa; 32];
+    id[0] = i;
+    PeerId(id)
+}
+
+/// Test 1: two nodes behind port-restricted cone NATs reserve a slot with
+/// their relay, learn from AutoNAT that they are private, and `connect`
+/// gives a relayed path, then a hole-punched direct one.
+///
+/// They join through different relays: in one small overlay HyParView
+/// links them (through the relay, and hole punches) before any `connect`.
+#[test]
+fn port_restricted_nodes_are_private_and_hole_punch_on_connect() {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, r2) = relays(&mut w, &config);
+    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
+    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
+    w.join(a, r1);
+    w.run_for(Duration::from_millis(500));
+    w.join(b, r2);
+    w.run_for(Duration::from_secs(6));
+    let (ia, ib) = (w.id(a), w.id(b));
+    for (h, relay) in [(a, r1), (b, r2)] {
+        assert_eq!(w.reservations(h), [(relay, ReservationOutcome::Ok)], "{h}");
+        assert_eq!(w.last_reach(h), Some(Reach::Private), "{h}");
+        assert_eq!(w.peek(h).reach(), Reach::Private);
+        let record = w.advertised(h);
+        assert_eq!(
+            record.addr,
+            w.nat_addr(h),
+            "{h} advertises its NAT's address"
+        );
+        assert_eq!(record.relay, Some(relay), "{h} advertises its relay");
+        // The join waited for the reservation, then went through.
+        assert_eq!(w.peek(h).active_view(), [Peer::new(w.id(relay), relay)]);
+    }
+    assert_eq!(w.paths(a, ib), [], "A and B have not met");
+
+    let t0 = w.now;
+    let record = w.advertised(b);
+    w.connect(a, record);
+    w.run_for(Duration::from_secs(3));
+    for (h, peer) in [(a, ib), (b, ia)] {
+        assert_eq!(
+            kinds(&w.paths(h, peer)),
+            [
+                (PathKind::Relayed, Method::Relay, 0),
+                (PathKind::Direct, Method::HolePunch, 1)
+            ],
+            "{h}"
+        );
+    }
+    let up = w.paths(a, ib)[1].0.max(w.paths(b, ia)[1].0);
+    // A's HELLO went through B's relay, and the punches crossed both NATs.
+    assert!(!w.relayed(a, b, t0).is_empty());
+    for (from, to) in [(a, b), (b, a)] {
+        let punch = w.direct(from, to, t0).into_iter().find(|d| is_punch(d));
+        let punch = punch.unwrap_or_else(|| panic!("no punch from {from} reached {to}"));
+        assert_eq!((punch.src, punch.dst), (w.nat_addr(from), w.nat_addr(to)));
+    }
+    // The relay opened the circuit and closed it once the path was direct.
+    let circuit: Vec<RelayEvent> = relay_events(&w, r2, t0)
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e,
+                RelayEvent::CircuitOpened | RelayEvent::CircuitClosed { .. }
+            )
+        })
+        .collect();
+    assert_eq!(circuit[0], RelayEvent::CircuitOpened);
+    assert!(
+        matches!(circuit[1..], [RelayEvent::CircuitClosed { .. }]),
+        "{circuit:?}"
+    );
+
+    // Afterwards whatever they send each other goes straight: a new HELLO,
+    // keep-alives.
+    w.connect(a, record);
+    w.run_for(Duration::from_secs(20));
+    for (from, to) in [(a, b), (b, a)] {
+        assert!(w.direct(from, to, up + HOP).len() >= 2, "{from} -> {to}");
+        assert_eq!(w.relayed(from, to, up + HOP).len(), 0, "{from} -> {to}");
+    }
+}
+
+/// Test 2: a symmetric NAT shows each destination another port, so punches
+/// never meet: after three attempts the path stays relayed, and still
+/// carries the overlay's traffic.
+///
+/// In this overlay of three HyParView makes A and B neighbours at once,
+/// through the relay (as `connect` would); the upgrade starts from there.
+#[test]
+fn symmetric_to_port_restricted_stays_relayed_after_three_attempts() {
+    let config = fast();
+    assert_eq!(config.nat.holepunch_attempts, 3);
+    let mut w = World::new();
+    let (r1, _) = relays(&mut w, &config);
+    let a = w.add_natted(101, NatKind::Symmetric, None, config.clone());
+    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
+    w.join(a, r1);
+    w.run_for(Duration::from_secs(1));
+    w.join(b, r1);
+    w.run_for(Duration::from_secs(15));
+    let (ia, ib) = (w.id(a), w.id(b));
+    for h in [a, b] {
+        assert_eq!(w.reservations(h), [(r1, ReservationOutcome::Ok)], "{h}");
+    }
+    // A's NAT gave each destination its own port: no observer agrees.
+    assert!(w.seen_at(a).len() >= 2, "{:?}", w.seen_at(a));
+    assert!(w.peek(a).active_view().iter().any(|p| p.id == ib));
+    assert!(w.peek(b).active_view().iter().any(|p| p.id == ia));
+
+    // Whoever holds the reservation the circuit went through led the
+    // upgrade and gave up after three attempts.
+    let failures = [w.upgrade_failures(a, ib), w.upgrade_failures(b, ia)];
+    assert_eq!(failures.concat(), [3], "{failures:?}");
+    let leader = if failures[0].is_empty() { b } else { a };
+    let connects = |w: &World| {
+        w.log
+            .iter()
+            .filter(|x| x.sender == leader)
+            .filter_map(|x| match x.decode() {
+                Some(wire::Message::Nat(Message::RelayTo { data, .. })) => wire::decode(&data).ok(),
+                _ => None,
+            })
+            .filter(|d| {
+                matches!(
+                    d.message,
+                    wire::Message::Nat(Message::PunchConnect { reply: false, .. })
+                )
+            })
+            .count()
+    };
+    assert_eq!(connects(&w), 3, "one CONNECT per attempt");
+    for (h, peer) in [(a, ib), (b, ia)] {
+        assert_eq!(
+            kinds(&w.paths(h, peer)),
+            [(PathKind::Relayed, Method::Relay, 0)],
+            "{h}"
+        );
+    }
+    // Punches were sent both ways; none crossed the other NAT.
+    for (from, to) in [(a, b), (b, a)] {
+        let filtered = w
+            .log
+            .iter()
+            .filter(|x| x.sender == from && x.receiver.is_none() && is_punch(x))
+            .count();
+        assert!(filtered > 0, "{from} punched");
+        assert_eq!(w.direct(from, to, Time::ZERO).len(), 0, "{from} -> {to}");
+    }
+
+    // An explicit connect now goes through the relay and starts no new
+    // upgrade (the failed one backs off).
+    let t1 = w.now;
+    let record = w.advertised(b);
+    assert_eq!(record.relay, Some(r1));
+    w.connect(a, record);
+    w.run_for(Duration::from_secs(5));
+    assert!(!w.relayed(a, b, t1).is_empty());
+    assert_eq!(connects(&w), 3);
+    assert_eq!(
+        w.upgrade_failures(a, ib).len() + w.upgrade_failures(b, ia).len(),
+        1
+    );
+
+    // A broadcast from A reaches B through the relay's circuit.
+    let t1 = w.now;
+    let id = w.broadcast(a, b"through the relay");
+    w.run_for(Duration::from_secs(2));
+    assert!(w.delivered(id).contains(&b));
+    let carried = w
+        .log
+        .iter()
+        .filter(|x| x.at >= t1 && x.receiver == Some(b))
+        .any(|x| {
+            let Some(wire::Message::Nat(Message::RelayFrom { source, data, .. })) = x.decode()
+            else {
+                return false;
+            };
+            source == ia
+                && matches!(
+                    wire::decode(&data).map(|d| d.message),
+                    Ok(wire::Message::Plumtree(plumtree::Message::Gossip { id: g, .. })) if g == id
+                )
+        });
+    assert!(
+        carried,
+        "the gossip crossed the relay in a RelayFrom from A"
+    );
+    assert_eq!(w.direct(a, b, Time::ZERO).len(), 0);
+}
+
+/// Test 3a: a public node connecting to a private one is dialled back by
+/// it (connection reversal).
+#[test]
+fn a_public_node_reaches_a_private_one_by_reversal() {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, _) = relays(&mut w, &config);
+    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
+    w.join(a, r1);
+    w.run_for(Duration::from_secs(6));
+    assert_eq!(w.last_reach(a), Some(Reach::Private));
+    let ia = w.id(a);
+    // A bystander AutoNAT found public, and that A never met.
+    let x = (3..=5)
+        .map(public)
+        .find(|&p| w.last_reach(p) == Some(Reach::Public) && w.paths(p, ia).is_empty())
+        .expect("a public bystander");
+    let ix = w.id(x);
+    let t0 = w.now;
+    let record = w.advertised(a);
+    assert_eq!(record.relay, Some(r1));
+    w.connect(x, record);
+    w.run_for(Duration::from_secs(3));
+    for (h, peer) in [(x, ia), (a, ix)] {
+        assert_eq!(
+            kinds(&w.paths(h, peer)),
+            [
+                (PathKind::Relayed, Method::Relay, 0),
+                (PathKind::Direct, Method::Reversal, 0)
+            ],
+            "{h}"
+        );
+    }
+    // A dialled X; X never sent A anything its NAT dropped.
+    let first = w.direct(a, x, t0)[0].at;
+    assert!(w.direct(x, a, t0).iter().all(|d| d.at > first));
+    let a_nat = w.nat_addr(a);
+    assert!(!w
+        .log
+        .iter()
+        .any(|d| d.at >= t0 && d.sender == x && d.dst == a_nat && d.receiver.is_none()));
+}
+
+/// Test 3b: behind a full-cone NAT AutoNAT says public, the node drops its
+/// relay, and others (public, or behind their own NAT) dial it directly.
+#[test]
+fn a_full_cone_node_is_public_and_dialled_directly() {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, _) = relays(&mut w, &config);
+    let f = w.add_natted(101, NatKind::FullCone, None, config.clone());
+    w.join(f, r1);
+    w.run_for(Duration::from_secs(8));
+    let reach: Vec<Reach> = w.reachability(f).iter().map(|r| r.0).collect();
+    assert_eq!(
+        reach.first(),
+        Some(&Reach::Unknown),
+        "first: reserved, unknown"
+    );
+    assert_eq!(reach.last(), Some(&Reach::Public), "{reach:?}");
+    assert_eq!(w.peek(f).reach(), Reach::Public);
+    let record = w.advertised(f);
+    assert_eq!(
+        record,
+        Peer::new(w.id(f), w.nat_addr(f)),
+        "no relay in the record"
+    );
+
+    // A public node and a node behind a port-restricted NAT, neither of
+    // which F has ever sent anything to.
+    let y = w.add_public(9, config.clone());
+    let n = w.add_natted(103, NatKind::PortRestricted, None, config.clone());
+    let t0 = w.now;
+    assert!(w
+        .log
+        .iter()
+        .all(|d| d.sender != f || (d.dst != y && d.dst != w.nat_addr(n))));
+    w.connect(y, record);
+    w.connect(n, record);
+    w.run_for(Duration::from_secs(2));
+    let i_f = w.id(f);
+    for h in [y, n] {
+        assert_eq!(
+            kinds(&w.paths(h, i_f)),
+            [(PathKind::Direct, Method::DirectDial, 0)],
+            "{h}"
+        );
+        assert!(
+            !w.direct(h, f, t0).is_empty(),
+            "{h}'s HELLO crossed F's NAT"
+        );
+        assert_eq!(w.relayed(h, f, t0).len(), 0);
+        assert_eq!(
+            kinds(&w.paths(f, w.id(h))),
+            [(PathKind::Direct, Method::DirectDial, 0)]
+        );
+    }
+}
+
+/// Test 4: a gateway that grants a NAT-PMP mapping makes the node public
+/// (port mapped), and others reach it directly through the mapping; behind
+/// a carrier-grade NAT the mapping is on a shared address and is ignored.
+#[test]
+fn port_mappings_make_nodes_public_unless_the_address_is_shared() {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, r2) = relays(&mut w, &config);
+    let m = w.add_natted(
+        101,
+        NatKind::PortRestricted,
+        Some(Gateway::Public),
+        config.clone(),
+    );
+    let shared = Ipv4Addr::new(100, 64, 7, 9);
+    let d = w.add_natted(
+        102,
+        NatKind::PortRestricted,
+        Some(Gateway::Shared(shared)),
+        config.clone(),
+    );
+    w.join(m, r1);
+    w.run_for(Duration::from_millis(500));
+    w.join(d, r2);
+    w.run_for(Duration::from_secs(6));
+
+    let mappings = |h| -> Vec<(SocketAddr, bool)> {
+        w.nat_events(h)
+            .into_iter()
+            .filter_map(|(_, e)| match e {
+                Event::PortMapping { external, public } => Some((external, public)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(mappings(m), [(w.nat_addr(m), true)]);
+    assert_eq!(w.last_reach(m), Some(Reach::PortMapped));
+    assert_eq!(w.peek(m).reach(), Reach::PortMapped);
+    assert_eq!(w.advertised(m), Peer::new(w.id(m), w.nat_addr(m)));
+    assert!(w.hosts[&m].nat.as_ref().unwrap().mapped.contains(&PORT));
+
+    assert_eq!(
+        mappings(d),
+        [(SocketAddr::new(IpAddr::V4(shared), PORT), false)]
+    );
+    assert!(w.reachability(d).iter().all(|r| r.0 != Reach::PortMapped));
+    assert_eq!(w.last_reach(d), Some(Reach::Private));
+    assert_eq!(w.advertised(d).relay, Some(r2));
+
+    // A public node and a NATed one that M never sent anything to reach M
+    // directly through its mapping.
+    let y = w.add_public(9, config.clone());
+    let n = w.add_natted(103, NatKind::PortRestricted, None, config.clone());
+    let t0 = w.now;
+    let record = w.advertised(m);
+    w.connect(y, record);
+    w.connect(n, record);
+    w.run_for(Duration::from_secs(2));
+    let im = w.id(m);
+    for h in [y, n] {
+        assert_eq!(
+            kinds(&w.paths(h, im)),
+            [(PathKind::Direct, Method::PortMapping, 0)],
+            "{h}"
+        );
+        assert!(!w.direct(h, m, t0).is_empty());
+    }
+}
+
+/// Test 5: an overlay of 23 nodes, 10 behind port-restricted NATs, joined
+/// through 3 public contacts with the default settings.
+#[test]
+fn a_mixed_overlay_forms_and_broadcasts_reach_everyone() {
+    let config = node::Config::default();
+    let mut w = World::new();
+    let contacts: Vec<SocketAddr> = (1..=3).map(|i| w.add_public(i, config.clone())).collect();
+    let mut hosts = contacts.clone();
+    for i in 0..10u8 {
+        hosts.push(w.add_public(10 + i, config.clone()));
+        hosts.push(w.add_natted(110 + i, NatKind::PortRestricted, None, config.clone()));
+    }
+    for (k, &h) in hosts.iter().enumerate().skip(1) {
+        let contact = contacts[k % 3];
+        let contact = if contact == h { contacts[0] } else { contact };
+        w.join(h, contact);
+        w.run_for(Duration::from_millis(200));
+    }
+    w.run_for(Duration::from_secs(20));
+    for &h in &hosts {
+        assert!(
+            !w.hosts[&h].node.active_view().is_empty(),
+            "{h} has neighbours"
+        );
+    }
+    for &h in hosts.iter().filter(|h| w.hosts[h].nat.is_some()) {
+        assert!(
+            w.reservations(h)
+                .iter()
+                .any(|r| r.1 == ReservationOutcome::Ok),
+            "{h} reserved"
+        );
+        assert_ne!(w.peek(h).reach(), Reach::Public, "{h}");
+    }
+    let all: BTreeSet<SocketAddr> = hosts.iter().copied().collect();
+    for origin in [private(115), public(13)] {
+        let id = w.broadcast(origin, b"to everyone");
+        w.run_for(Duration::from_secs(3));
+        assert_eq!(w.delivered(id), all, "from {origin}");
+    }
+}
+
+/// Test 6: a relay under a flood of reservations and circuits keeps to its
+/// limits, and a relay frame whose datagram names another sender than the
+/// frame's source is rejected.
+#[test]
+fn relays_hold_their_limits_and_forged_frames_are_rejected() {
+    let config = fast();
+    let limits = config.nat.relay.clone();
+    let mut w = World::new();
+    let r = w.add_public(1, config.clone());
+    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
+    w.join(b, r);
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(w.reservations(b), [(r, ReservationOutcome::Ok)]);
+    let (ir, ib) = (w.id(r), w.id(b));
+
+    // 100 peer ids from one IP.
+    let flooder = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 250));
+    let t0 = w.now;
+    for i in 0..100u8 {
+        let src = SocketAddr::new(flooder, 10_000 + u16::from(i));
+        let bytes = datagram(fake(i), wire::Message::Nat(Message::Reserve));
+        w.inject(src, src, r, bytes);
+    }
+    w.run_for(Duration::from_secs(1));
+    let answers = |w: &World, since: Time, ip: IpAddr| -> Vec<Status> {
+        w.log
+            .iter()
+            .filter(|x| x.at >= since && x.sender == r && x.dst.ip() == ip)
+            .filter_map(|x| match x.decode() {
+                Some(wire::Message::Nat(Message::ReserveStatus { status, .. })) => Some(status),
+                _ => None,
+            })
+            .collect()
+    };
+    let statuses = answers(&w, t0, flooder);
+    let ok = limits.max_reservations_per_ip;
+    assert_eq!(statuses.len(), 100);
+    assert!(
+        statuses[..ok].iter().all(|s| *s == Status::Ok),
+        "{statuses:?}"
+    );
+    assert!(statuses[ok..]
+        .iter()
+        .all(|s| *s == Status::ResourceLimitExceeded));
+    let events = relay_events(&w, r, t0);
+    let accepted = events
+        .iter()
+        .filter(|e| **e == RelayEvent::ReservationAccepted)
+        .count();
+    let refused = events
+        .iter()
+        .filter(|e| **e == RelayEvent::ReservationRefused(Status::ResourceLimitExceeded))
+        .count();
+    assert_eq!((accepted, refused), (ok, 100 - ok));
+    // The slots stay taken: refreshes pass, newcomers from that IP do not.
+    let t1 = w.now;
+    for i in [0u8, 200, 201] {
+        let src = SocketAddr::new(flooder, 20_000 + u16::from(i));
+        w.inject(
+            src,
+            src,
+            r,
+            datagram(fake(i), wire::Message::Nat(Message::Reserve)),
+        );
+    }
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(
+        answers(&w, t1, flooder),
+        [
+            Status::Ok,
+            Status::ResourceLimitExceeded,
+            Status::ResourceLimitExceeded
+        ]
+    );
+
+    // Ten peers ask for a circuit to B: B takes part in at most
+    // `max_circuits_per_peer`.
+    let t2 = w.now;
+    for i in 0..10u8 {
+        let src = SocketAddr::from(([203, 0, 113, 150 + i], 7000));
+        let bytes = datagram(
+            fake(100 + i),
+            wire::Message::Nat(Message::Connect { target: ib }),
+        );
+        w.inject(src, src, r, bytes);
+    }
+    // One peer asks for circuits to the flooder's eight reserved ids.
+    let greedy = SocketAddr::from(([203, 0, 113, 240], 7000));
+    for i in 0..ok as u8 {
+        let bytes = datagram(
+            fake(120),
+            wire::Message::Nat(Message::Connect { target: fake(i) }),
+        );
+        w.inject(greedy, greedy, r, bytes);
+    }
+    w.run_for(Duration::from_secs(1));
+    let connect_answers = |src_ip: IpAddr| -> Vec<Status> {
+        w.log
+            .iter()
+            .filter(|x| x.at >= t2 && x.sender == r && x.dst.ip() == src_ip)
+            .filter_map(|x| match x.decode() {
+                Some(wire::Message::Nat(Message::ConnectStatus { status, .. })) => Some(status),
+                _ => None,
+            })
+            .collect()
+    };
+    let per_peer = limits.max_circuits_per_peer;
+    let mut to_b = Vec::new();
+    for i in 0..10u8 {
+        to_b.extend(connect_answers(IpAddr::V4(Ipv4Addr::new(
+            203,
+            0,
+            113,
+            150 + i,
+        ))));
+    }
+    let opened = to_b.iter().filter(|s| **s == Status::Ok).count();
+    let refused = to_b
+        .iter()
+        .filter(|s| **s == Status::ResourceLimitExceeded)
+        .count();
+    assert_eq!((opened, refused), (per_peer, 10 - per_peer), "{to_b:?}");
+    let stops = w
+        .direct(r, b, t2)
+        .into_iter()
+        .filter(|x| matches!(x.decode(), Some(wire::Message::Nat(Message::Stop { .. }))))
+        .count();
+    assert_eq!(stops, per_peer);
+    // The greedy peer: STOPs to the first four targets (unanswered), the
+    // rest refused.
+    assert_eq!(
+        connect_answers(greedy.ip()),
+        vec![Status::ResourceLimitExceeded; ok - per_peer]
+    );
+
+    // A relay frame (spoofed from the relay's address, which B's NAT lets
+    // in) whose datagram names another sender than the frame's source.
+    let gossip = |id: u8| {
+        wire::Message::Plumtree(plumtree::Message::Gossip {
+            id: MsgId([id; 32]),
+            hops: 1,
+            payload: Bytes::from_static(b"forged"),
+        })
+    };
+    let frame = |source: PeerId, inner_from: PeerId, id: u8| {
+        let data = Bytes::from(datagram(inner_from, gossip(id)));
+        datagram(
+            ir,
+            wire::Message::Nat(Message::RelayFrom {
+                source,
+                source_addr: SocketAddr::from(([203, 0, 113, 77], 7000)),
+                data,
+            }),
+        )
+    };
+    let t3 = w.now;
+    let malformed = w.peek(b).stats().malformed_in;
+    w.inject(r, r, w.nat_addr(b), frame(fake(77), fake(78), 1));
+    w.run_for(Duration::from_millis(100));
+    let rejected: Vec<SocketAddr> = w
+        .nat_events(b)
+        .into_iter()
+        .filter(|(t, _)| *t >= t3)
+        .filter_map(|(_, e)| match e {
+            Event::Rejected { from, what } if what.contains("sender") => Some(from),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rejected, [r]);
+    assert!(w.delivered(MsgId([1; 32])).is_empty(), "not delivered");
+    assert_eq!(w.peek(b).stats().malformed_in, malformed + 1);
+    // The same frame with matching senders is delivered (so the rejection
+    // above is the mismatch's doing).
+    w.inject(r, r, w.nat_addr(b), frame(fake(77), fake(77), 2));
+    w.run_for(Duration::from_millis(100));
+    assert!(w.delivered(MsgId([2; 32])).contains(&b));
+}
