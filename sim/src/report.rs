@@ -2,6 +2,8 @@
 //! the byte order; there are no hash maps and no wall-clock values, so the
 //! same scenario, seed and code give the same bytes.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
@@ -29,8 +31,11 @@ pub struct Report {
     pub duration_s: f64,
     pub nodes: Nodes,
     pub faults_applied: Faults,
+    pub network: NetworkReport,
     pub broadcast: BroadcastSummary,
     pub overlay: OverlayReport,
+    /// Hosts grouped by the NAT in front of them, in label order.
+    pub nat_types: Vec<NatTypeReport>,
     pub phases: Vec<Phase>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
@@ -67,6 +72,8 @@ pub struct Faults {
     pub hosts_restarted: usize,
     pub partitions: usize,
     pub heals: usize,
+    /// NATs given a new outside address (`change-ip`).
+    pub ip_changes: u64,
     pub datagrams: Datagrams,
     /// Datagrams nodes received but could not decode.
     pub malformed_dropped: u64,
@@ -82,6 +89,69 @@ pub struct Datagrams {
     pub dropped_dead_host: u64,
     pub dropped_no_route: u64,
     pub dropped_overflow: u64,
+    /// Dropped by a NAT (filter, no mapping, refused hairpin, UDP blocked).
+    pub dropped_filtered: u64,
+}
+
+/// What the network did besides carrying datagrams.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NetworkReport {
+    pub nat: NatReport,
+}
+
+/// The NAT boxes' counters, summed over all of them (see
+/// `grove_netsim::NatCounters`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NatReport {
+    pub mappings_created: u64,
+    pub translations_out: u64,
+    pub translations_in: u64,
+    pub filtered: u64,
+    pub no_mapping: u64,
+    pub expired: u64,
+    pub hairpinned: u64,
+    pub hairpin_refused: u64,
+    pub blocked: u64,
+    pub port_maps_granted: u64,
+    pub port_maps_refused: u64,
+    pub ip_changes: u64,
+    pub mappings_lost: u64,
+}
+
+impl From<grove_netsim::NatCounters> for NatReport {
+    fn from(c: grove_netsim::NatCounters) -> Self {
+        NatReport {
+            mappings_created: c.mappings_created,
+            translations_out: c.translations_out,
+            translations_in: c.translations_in,
+            filtered: c.filtered,
+            no_mapping: c.no_mapping,
+            expired: c.expired,
+            hairpinned: c.hairpinned,
+            hairpin_refused: c.hairpin_refused,
+            blocked: c.blocked,
+            port_maps_granted: c.port_maps_granted,
+            port_maps_refused: c.port_maps_refused,
+            ip_changes: c.ip_changes,
+            mappings_lost: c.mappings_lost,
+        }
+    }
+}
+
+/// The hosts behind one kind of NAT (label as in the scenario, with
+/// `+cgnat` behind a carrier-grade NAT; `public` without NAT).
+#[derive(Clone, Debug, Serialize)]
+pub struct NatTypeReport {
+    pub label: String,
+    pub hosts: usize,
+    pub alive_at_end: usize,
+    /// Alive at the end with an empty active view.
+    pub isolated_at_end: usize,
+    /// Over all broadcasts: deliveries these hosts were expected to make
+    /// (running throughout the window), those they made, and the ratio.
+    pub expected: u64,
+    pub delivered: u64,
+    pub reliability: f64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -208,6 +278,59 @@ pub fn broadcast_entries(rec: &Recorder, window_ns: u64, end_ns: u64) -> Vec<Bro
         .collect()
 }
 
+/// One row per NAT label (`label_of[host]`), sorted by label.
+/// Reliability counts as in [`broadcast_entries`].
+pub fn nat_types(
+    rec: &Recorder,
+    label_of: &[&str],
+    alive: &[bool],
+    window_ns: u64,
+    end_ns: u64,
+) -> Vec<NatTypeReport> {
+    let words = label_of.len().div_ceil(64);
+    let mut masks: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (h, &l) in label_of.iter().enumerate() {
+        masks.entry(l).or_insert_with(|| vec![0; words])[h / 64] |= 1 << (h % 64);
+    }
+    let eligible: Vec<Vec<u64>> = rec
+        .broadcasts
+        .iter()
+        .map(|b| rec.running_throughout(b.at_ns, (b.at_ns + window_ns).min(end_ns)))
+        .collect();
+    masks
+        .iter()
+        .map(|(label, mask)| {
+            let (mut expected, mut delivered) = (0u64, 0u64);
+            for (b, eligible) in rec.broadcasts.iter().zip(&eligible) {
+                for w in 0..words {
+                    let e = eligible[w] & mask[w];
+                    expected += u64::from(e.count_ones());
+                    delivered += u64::from((e & b.delivered[w]).count_ones());
+                }
+            }
+            let hosts: Vec<usize> = (0..label_of.len())
+                .filter(|&h| label_of[h] == *label)
+                .collect();
+            NatTypeReport {
+                label: (*label).to_owned(),
+                hosts: hosts.len(),
+                alive_at_end: hosts.iter().filter(|&&h| alive[h]).count(),
+                isolated_at_end: hosts
+                    .iter()
+                    .filter(|&&h| alive[h] && rec.active[h].is_empty())
+                    .count(),
+                expected,
+                delivered,
+                reliability: if expected == 0 {
+                    0.0
+                } else {
+                    round6(delivered as f64 / expected as f64)
+                },
+            }
+        })
+        .collect()
+}
+
 /// Summarise the broadcasts in `entries` with latencies from `latency_us`.
 pub fn summarise(
     entries: &[&BroadcastEntry],
@@ -329,9 +452,23 @@ impl Report {
         );
         let d = &self.faults_applied.datagrams;
         s += &format!(
-            "  datagrams: {} sent, {} delivered, {} lost, {} partitioned, {} to dead hosts\n",
-            d.sent, d.delivered, d.lost, d.dropped_partition, d.dropped_dead_host
+            "  datagrams: {} sent, {} delivered, {} lost, {} partitioned, {} to dead hosts, {} filtered by NATs\n",
+            d.sent, d.delivered, d.lost, d.dropped_partition, d.dropped_dead_host, d.dropped_filtered
         );
+        let nat = &self.network.nat;
+        if nat.mappings_created > 0 || nat.blocked > 0 {
+            s += &format!(
+                "  nat: {} mappings, {} filtered, {} no mapping, {} expired, {} hairpinned, {} blocked, {} ip changes\n",
+                nat.mappings_created, nat.filtered, nat.no_mapping, nat.expired, nat.hairpinned,
+                nat.blocked, nat.ip_changes,
+            );
+            for t in &self.nat_types {
+                s += &format!(
+                    "    {:<28} {:>6} hosts  {:>6} alive  {:>5} isolated  reliability {:.4}\n",
+                    t.label, t.hosts, t.alive_at_end, t.isolated_at_end, t.reliability,
+                );
+            }
+        }
         for c in &self.checks {
             s += &format!(
                 "  check {} {}: {}{}\n",

@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use grove_netsim::{Jitter, Link};
+use grove_netsim::{Filtering, Jitter, Link, Mapping, NatConfig, PortAllocation};
 use serde::Deserialize;
 
 /// A parsed and validated scenario.
@@ -32,6 +32,13 @@ pub struct Scenario {
     pub node: grove_node::node::Config,
     pub join: Join,
     pub groups: Vec<Group>,
+    /// Homes behind one carrier-grade NAT (NAT entries with `cgnat = true`).
+    #[serde(default = "default_cgnat_size")]
+    pub cgnat_size: usize,
+    /// The kind of carrier-grade NAT, unless an entry names its own (see
+    /// [`NatShare::cgnat_config`]).
+    #[serde(default = "default_cgnat_kind")]
+    pub cgnat_kind: NatKind,
     #[serde(default)]
     pub timeline: Vec<TimelineEvent>,
     #[serde(default)]
@@ -46,6 +53,14 @@ pub struct Scenario {
 
 fn default_grid_ms() -> f64 {
     1.0
+}
+
+fn default_cgnat_size() -> usize {
+    64
+}
+
+fn default_cgnat_kind() -> NatKind {
+    NatKind::PortRestricted
 }
 
 /// How nodes enter the overlay: one at a time, `interval_ms` apart, in
@@ -71,6 +86,9 @@ pub enum Contact {
     First,
     /// A random node among those already running.
     Random,
+    /// A random running node with a public address (no NAT): bootstrap
+    /// contacts are public in practice. Any running node if none is.
+    RandomPublic,
 }
 
 /// A number, or a `[min, max]` range drawn uniformly per host.
@@ -115,6 +133,200 @@ pub struct Group {
     /// Loss probability per crossing of the access link.
     #[serde(default)]
     pub loss: f64,
+    /// The group's NAT mix: shares of hosts behind each kind of NAT; the
+    /// rest (fractions sum to at most 1) are public.
+    #[serde(default)]
+    pub nat: Vec<NatShare>,
+    /// The group's public hosts can be reached by hosts whose UDP is blocked
+    /// (`kind = "blocked"`): relays behind a TCP/443 fallback.
+    #[serde(default)]
+    pub fallback_reachable: bool,
+}
+
+/// What sits between a host and the internet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatKind {
+    /// No NAT: a public address.
+    Public,
+    /// Endpoint-independent mapping and filtering.
+    FullCone,
+    /// Endpoint-independent mapping, address-dependent filtering.
+    RestrictedCone,
+    /// Endpoint-independent mapping, address-and-port-dependent filtering.
+    PortRestricted,
+    /// Address-and-port-dependent mapping and filtering, sequential ports.
+    Symmetric,
+    /// A port-restricted cone that drops all UDP except to and from
+    /// fallback-reachable hosts.
+    Blocked,
+    /// `mapping` and `filtering` given explicitly.
+    Custom,
+}
+
+impl NatKind {
+    /// The kind's name in scenario files and reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            NatKind::Public => "public",
+            NatKind::FullCone => "full-cone",
+            NatKind::RestrictedCone => "restricted-cone",
+            NatKind::PortRestricted => "port-restricted",
+            NatKind::Symmetric => "symmetric",
+            NatKind::Blocked => "blocked",
+            NatKind::Custom => "custom",
+        }
+    }
+
+    /// The NAT of this kind with default settings (None: public, and
+    /// custom, which needs its behaviours).
+    pub fn preset(self) -> Option<NatConfig> {
+        match self {
+            NatKind::Public | NatKind::Custom => None,
+            NatKind::FullCone => Some(NatConfig::full_cone()),
+            NatKind::RestrictedCone => Some(NatConfig::restricted_cone()),
+            NatKind::PortRestricted => Some(NatConfig::port_restricted_cone()),
+            NatKind::Symmetric => Some(NatConfig::symmetric()),
+            NatKind::Blocked => Some(NatConfig {
+                udp_blocked: true,
+                ..NatConfig::port_restricted_cone()
+            }),
+        }
+    }
+}
+
+/// A mapping or filtering behaviour (RFC 4787).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    EndpointIndependent,
+    AddressDependent,
+    AddressAndPortDependent,
+}
+
+/// How a NAT picks outside ports (RFC 4787 §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Allocation {
+    Preserving,
+    Sequential,
+    Random,
+}
+
+/// One entry of a group's NAT mix: `fraction` of the group's hosts, each
+/// behind its own home NAT of `kind` (and, with `cgnat`, that home NAT
+/// behind a carrier-grade NAT shared with up to `cgnat_size - 1` other
+/// homes of the same entry).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatShare {
+    pub kind: NatKind,
+    pub fraction: f64,
+    /// `custom` only: the mapping behaviour.
+    #[serde(default)]
+    pub mapping: Option<Behaviour>,
+    /// `custom` only: the filtering behaviour.
+    #[serde(default)]
+    pub filtering: Option<Behaviour>,
+    /// Port allocation (default: preserving; sequential for `symmetric`).
+    #[serde(default)]
+    pub port_allocation: Option<Allocation>,
+    /// Mapping lifetime without inbound traffic (default 30 s).
+    #[serde(default)]
+    pub timeout_unreplied_s: Option<f64>,
+    /// Mapping lifetime once inbound traffic was admitted (default 120 s).
+    #[serde(default)]
+    pub timeout_established_s: Option<f64>,
+    /// Hairpinning (default false).
+    #[serde(default)]
+    pub hairpin: Option<bool>,
+    /// NAT-PMP support (default false).
+    #[serde(default)]
+    pub port_mapping: Option<bool>,
+    /// Behind a carrier-grade NAT too (double NAT).
+    #[serde(default)]
+    pub cgnat: bool,
+    /// The carrier-grade NAT's kind (default: the scenario's `cgnat_kind`).
+    #[serde(default)]
+    pub cgnat_kind: Option<NatKind>,
+    /// These hosts' label in reports (default: the kind, with `+cgnat`
+    /// behind a carrier-grade NAT), e.g. to tell apart two entries of one
+    /// kind.
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+impl NatShare {
+    /// The home NAT of this entry (None: public).
+    pub fn config(&self) -> Option<NatConfig> {
+        let behaviour = |b: Behaviour| match b {
+            Behaviour::EndpointIndependent => {
+                (Mapping::EndpointIndependent, Filtering::EndpointIndependent)
+            }
+            Behaviour::AddressDependent => (Mapping::AddressDependent, Filtering::AddressDependent),
+            Behaviour::AddressAndPortDependent => (
+                Mapping::AddressAndPortDependent,
+                Filtering::AddressAndPortDependent,
+            ),
+        };
+        let mut c = match self.kind {
+            NatKind::Public => return None,
+            NatKind::Custom => {
+                let m = behaviour(self.mapping?).0;
+                let f = behaviour(self.filtering?).1;
+                NatConfig::new(m, f)
+            }
+            kind => kind.preset()?,
+        };
+        if let Some(a) = self.port_allocation {
+            c.port_allocation = match a {
+                Allocation::Preserving => PortAllocation::Preserving,
+                Allocation::Sequential => PortAllocation::Sequential,
+                Allocation::Random => PortAllocation::Random,
+            };
+        }
+        if let Some(t) = self.timeout_unreplied_s {
+            c.timeout_unreplied = Duration::from_secs_f64(t);
+        }
+        if let Some(t) = self.timeout_established_s {
+            c.timeout_established = Duration::from_secs_f64(t);
+        }
+        if let Some(h) = self.hairpin {
+            c.hairpin = h;
+        }
+        if let Some(p) = self.port_mapping {
+            c.port_mapping = p;
+        }
+        Some(c)
+    }
+
+    /// The carrier-grade NAT of this entry, given the scenario's default
+    /// kind: that kind's preset with random port allocation and
+    /// hairpinning (RFC 6888 asks CGNATs to hairpin), default timeouts, no
+    /// port mapping.
+    pub fn cgnat_config(&self, default: NatKind) -> NatConfig {
+        let kind = self.cgnat_kind.unwrap_or(default);
+        NatConfig {
+            port_allocation: PortAllocation::Random,
+            hairpin: true,
+            ..kind
+                .preset()
+                .unwrap_or_else(NatConfig::port_restricted_cone)
+        }
+    }
+
+    /// The label of hosts of this entry in reports: its `label`, else the
+    /// kind, with `+cgnat` behind a carrier-grade NAT.
+    pub fn label(&self) -> String {
+        if let Some(l) = &self.label {
+            return l.clone();
+        }
+        format!(
+            "{}{}",
+            self.kind.label(),
+            if self.cgnat { "+cgnat" } else { "" }
+        )
+    }
 }
 
 impl Group {
@@ -169,6 +381,16 @@ pub enum TimelineEvent {
     },
     /// End every partition.
     Heal { at_s: f64 },
+    /// Give `fraction` of the hosts behind a NAT (of `group`, if given) a
+    /// new address on their home NAT, as when a home router reconnects:
+    /// every mapping of that NAT is lost. A home behind a carrier-grade NAT
+    /// gets a new address on the CGNAT's inside.
+    ChangeIp {
+        at_s: f64,
+        fraction: f64,
+        #[serde(default)]
+        group: Option<String>,
+    },
 }
 
 /// Apply an event several times.
@@ -189,6 +411,7 @@ impl TimelineEvent {
             TimelineEvent::Crash { at_s, .. }
             | TimelineEvent::Restart { at_s, .. }
             | TimelineEvent::Partition { at_s, .. }
+            | TimelineEvent::ChangeIp { at_s, .. }
             | TimelineEvent::Heal { at_s } => at_s,
         }
     }
@@ -230,6 +453,18 @@ impl TimelineEvent {
             }
             TimelineEvent::Partition { at_s, .. } => format!("partition @{at_s}s"),
             TimelineEvent::Heal { at_s } => format!("heal @{at_s}s"),
+            TimelineEvent::ChangeIp {
+                at_s,
+                fraction,
+                group,
+            } => format!(
+                "change-ip {}{} @{at_s}s",
+                pct(*fraction),
+                group
+                    .as_ref()
+                    .map(|g| format!(" of {g}"))
+                    .unwrap_or_default(),
+            ),
         }
     }
 }
@@ -486,6 +721,76 @@ impl Source {
                     format!("must be a probability in [0, 1], got {}", g.loss),
                 );
             }
+            let mut sum = 0.0;
+            for (k, n) in g.nat.iter().enumerate() {
+                // Entries are inline tables: the line is that of `nat`.
+                let at = key("nat");
+                let entry = |msg: String| {
+                    Err(self.error(
+                        &at,
+                        format!("{context}entry {k} (`{}`): {msg}", n.kind.label()),
+                    ))
+                };
+                if !(0.0..=1.0).contains(&n.fraction) {
+                    return entry(format!("`fraction` must be in [0, 1], got {}", n.fraction));
+                }
+                if n.label.as_ref().is_some_and(|l| {
+                    l.is_empty()
+                        || !l
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_+.".contains(c))
+                }) {
+                    return entry(
+                        "`label` must be non-empty letters, digits, `-`, `_`, `+` or `.`".into(),
+                    );
+                }
+                sum += n.fraction;
+                let custom = n.kind == NatKind::Custom;
+                if custom && (n.mapping.is_none() || n.filtering.is_none()) {
+                    return entry("`custom` needs `mapping` and `filtering`".into());
+                }
+                if !custom && (n.mapping.is_some() || n.filtering.is_some()) {
+                    return entry(
+                        "`mapping` and `filtering` are only for `kind = \"custom\"`".into(),
+                    );
+                }
+                let has_options = n.port_allocation.is_some()
+                    || n.timeout_unreplied_s.is_some()
+                    || n.timeout_established_s.is_some()
+                    || n.hairpin.is_some()
+                    || n.port_mapping.is_some()
+                    || n.cgnat
+                    || n.cgnat_kind.is_some();
+                if n.kind == NatKind::Public && has_options {
+                    return entry("a public host has no NAT to configure".into());
+                }
+                for (name, t) in [
+                    ("timeout_unreplied_s", n.timeout_unreplied_s),
+                    ("timeout_established_s", n.timeout_established_s),
+                ] {
+                    if let Some(t) = t.filter(|t| !(t.is_finite() && *t > 0.0 && *t <= 1e6)) {
+                        return entry(format!("`{name}` must be in (0, 1e6] s, got {t}"));
+                    }
+                }
+                if let Some(c) = n.cgnat_kind {
+                    if !n.cgnat {
+                        return entry("`cgnat_kind` needs `cgnat = true`".into());
+                    }
+                    if c.preset().is_none() || c == NatKind::Blocked {
+                        return entry(format!("`cgnat_kind` must be `full-cone`, `restricted-cone`, `port-restricted` or `symmetric`, got `{}`", c.label()));
+                    }
+                }
+            }
+            if sum > 1.0 + 1e-9 {
+                return err(
+                    key("nat"),
+                    format!(
+                        "the fractions of group `{}` sum to {}, more than 1",
+                        g.name,
+                        (sum * 1e6).round() / 1e6
+                    ),
+                );
+            }
             total += g.count;
         }
         let last_start = s.join.start_s + s.join.interval_ms / 1000.0 * (total - 1) as f64;
@@ -499,6 +804,21 @@ impl Source {
             return err(
                 "groups".into(),
                 format!("{total} hosts in all; the limit is 1,000,000"),
+            );
+        }
+        if s.cgnat_size == 0 || s.cgnat_size > 65_536 {
+            return err(
+                "cgnat_size".into(),
+                format!("must be in [1, 65536], got {}", s.cgnat_size),
+            );
+        }
+        if s.cgnat_kind.preset().is_none() || s.cgnat_kind == NatKind::Blocked {
+            return err(
+                "cgnat_kind".into(),
+                format!(
+                    "must be `full-cone`, `restricted-cone`, `port-restricted` or `symmetric`, got `{}`",
+                    s.cgnat_kind.label()
+                ),
             );
         }
         let group_known = |g: &Option<String>| {
@@ -534,6 +854,9 @@ impl Source {
                     fraction, group, ..
                 }
                 | TimelineEvent::Restart {
+                    fraction, group, ..
+                }
+                | TimelineEvent::ChangeIp {
                     fraction, group, ..
                 } => {
                     if !(0.0..=1.0).contains(fraction) {
@@ -839,6 +1162,141 @@ interval_ms = 1000
         assert!(error(&bad).contains("sweep.values[1] = 2.0: must be in [0, 1]"));
         let unknown = text.replace("timeline.0.fraction", "timeline.4.fraction");
         assert!(error(&unknown).contains("names no value"));
+    }
+
+    const NAT_MIX: &str = r#"nat = [
+    { kind = "port-restricted", fraction = 0.4 },
+    { kind = "symmetric", fraction = 0.1, cgnat = true, cgnat_kind = "symmetric" },
+    { kind = "custom", mapping = "address-dependent", filtering = "endpoint-independent", fraction = 0.2, port_allocation = "random", timeout_unreplied_s = 10, timeout_established_s = 60, hairpin = true, port_mapping = true },
+    { kind = "blocked", fraction = 0.1, label = "no-udp" },
+]"#;
+
+    fn with_nat(nat: &str) -> String {
+        GOOD.replace("loss = 0.01", &format!("loss = 0.01\n{nat}"))
+    }
+
+    #[test]
+    fn nat_mix_loads_into_nat_configs() {
+        let text = with_nat(NAT_MIX)
+            .replace("seed = 7", "seed = 7\ncgnat_size = 16")
+            .replace("[join]\n", "[join]\ncontact = \"random-public\"\n");
+        let s = &load(&text).unwrap()[0].1;
+        assert_eq!(s.cgnat_size, 16);
+        assert_eq!(s.cgnat_kind, NatKind::PortRestricted);
+        assert_eq!(s.join.contact, Contact::RandomPublic);
+        let nat = &s.groups[0].nat;
+        assert_eq!(nat.len(), 4);
+        assert_eq!(nat[0].config(), Some(NatConfig::port_restricted_cone()));
+        assert_eq!(nat[1].label(), "symmetric+cgnat");
+        let cg = nat[1].cgnat_config(s.cgnat_kind);
+        assert_eq!(cg.mapping, Mapping::AddressAndPortDependent);
+        assert_eq!(cg.port_allocation, PortAllocation::Random);
+        assert!(cg.hairpin);
+        let custom = nat[2].config().unwrap();
+        assert_eq!(
+            (custom.mapping, custom.filtering, custom.port_allocation),
+            (
+                Mapping::AddressDependent,
+                Filtering::EndpointIndependent,
+                PortAllocation::Random
+            )
+        );
+        assert_eq!(custom.timeout_unreplied, Duration::from_secs(10));
+        assert_eq!(custom.timeout_established, Duration::from_secs(60));
+        assert!(custom.hairpin && custom.port_mapping && !custom.udp_blocked);
+        assert!(nat[3].config().unwrap().udp_blocked);
+        assert_eq!(nat[3].label(), "no-udp");
+        // The default: no NAT at all.
+        assert!(load(GOOD).unwrap()[0].1.groups[0].nat.is_empty());
+    }
+
+    #[test]
+    fn nat_fractions_over_one_name_key_and_line() {
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 0.7 }, { kind = "symmetric", fraction = 0.5 }]"#,
+        ));
+        assert_eq!(
+            e,
+            "s.toml:14: `groups.0.nat`: the fractions of group `eu` sum to 1.2, more than 1"
+        );
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 1.5 }]"#,
+        ));
+        assert!(
+            e.starts_with(
+                "s.toml:14: `groups.0.nat`: entry 0 (`full-cone`): `fraction` must be in [0, 1]"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_nat_entries_are_refused() {
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "carrier-pigeon", fraction = 0.5 }]"#,
+        ));
+        assert!(
+            e.starts_with("s.toml:14") && e.contains("carrier-pigeon"),
+            "{e}"
+        );
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "custom", fraction = 0.5, mapping = "endpoint-independent" }]"#,
+        ));
+        assert!(
+            e.contains("`custom` needs `mapping` and `filtering`"),
+            "{e}"
+        );
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "symmetric", fraction = 0.5, filtering = "endpoint-independent" }]"#,
+        ));
+        assert!(e.contains("only for `kind = \"custom\"`"), "{e}");
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "public", fraction = 0.5, cgnat = true }]"#,
+        ));
+        assert!(e.contains("a public host has no NAT"), "{e}");
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 0.5, timeout_unreplied_s = 0 }]"#,
+        ));
+        assert!(
+            e.contains("`timeout_unreplied_s` must be in (0, 1e6]"),
+            "{e}"
+        );
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 0.5, cgnat = true, cgnat_kind = "blocked" }]"#,
+        ));
+        assert!(e.contains("`cgnat_kind` must be"), "{e}");
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 0.5, colour = "red" }]"#,
+        ));
+        assert!(e.starts_with("s.toml:14") && e.contains("colour"), "{e}");
+        let e = error(&with_nat(
+            r#"nat = [{ kind = "full-cone", fraction = 0.5, label = "" }]"#,
+        ));
+        assert!(e.contains("`label` must be non-empty"), "{e}");
+        let e = error(&GOOD.replace("seed = 7", "seed = 7\ncgnat_size = 0"));
+        assert!(e.starts_with("s.toml:4: `cgnat_size`"), "{e}");
+    }
+
+    #[test]
+    fn change_ip_events_parse_and_are_checked() {
+        let event =
+            "[[timeline]]\naction = \"change-ip\"\nat_s = 40\nfraction = 0.25\ngroup = \"eu\"\n";
+        let s = &load(&format!("{GOOD}\n{event}")).unwrap()[0].1;
+        assert!(matches!(
+            &s.timeline[1],
+            TimelineEvent::ChangeIp { at_s, fraction, group: Some(g) } if *at_s == 40.0 && *fraction == 0.25 && g == "eu"
+        ));
+        assert_eq!(s.timeline[1].label(), "change-ip 25% of eu @40s");
+        let e = error(&format!("{GOOD}\n{}", event.replace("0.25", "2")));
+        assert!(
+            e.contains("`timeline.1.fraction`: must be in [0, 1], got 2"),
+            "{e}"
+        );
+        let e = error(&format!("{GOOD}\n{}", event.replace("\"eu\"", "\"mars\"")));
+        assert!(
+            e.contains("`timeline.1.group`: no group is named `mars`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -5,6 +5,12 @@
 //! Randomness: one ChaCha stream per subsystem and per host, all derived
 //! from the scenario seed ([`stream`]); madsim's scheduler is seeded with
 //! the same seed.
+//!
+//! Addresses: public hosts are 10.0.0.1 upwards (by host index), hosts
+//! behind a NAT 172.16.0.1 upwards (172.16.0.0/12, by host index), NATs on
+//! the internet (home NATs and CGNATs) 20.0.0.1 upwards in creation order,
+//! and home NATs behind a CGNAT 100.64.0.1 upwards (100.64.0.0/10) on the
+//! CGNAT's inside. `change-ip` draws the next address of the same range.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +18,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use grove_netsim::sim::NetHandle;
-use grove_netsim::{HostId, Network};
+use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink};
 use grove_node::node::{Event, Node};
 use grove_node::{net, Identity, Time};
@@ -25,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
-use crate::scenario::{Contact, Scenario, TimelineEvent};
+use crate::scenario::{Contact, Group, Scenario, TimelineEvent};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
@@ -34,6 +40,7 @@ const COMMAND_QUEUE: usize = 64;
 const STREAM_NETWORK: u64 = 1;
 const STREAM_WORLD: u64 = 2;
 const STREAM_LINKS: u64 = 3;
+const STREAM_NAT: u64 = 4;
 const STREAM_IDENTITY: u64 = 1 << 32;
 const STREAM_NODE: u64 = 2 << 32;
 
@@ -49,6 +56,70 @@ pub fn stream(seed: u64, id: u64) -> ChaCha8Rng {
 pub fn host_ip(i: usize) -> IpAddr {
     let n = i as u32 + 1;
     IpAddr::V4(Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8))
+}
+
+/// The private address of host `i` behind a NAT: 172.16.0.1 upwards.
+pub fn private_ip(i: usize) -> IpAddr {
+    let n = u32::try_from(i + 1).ok().filter(|&n| n < 1 << 20);
+    let n = n.expect("at most 2^20 - 1 hosts behind NATs");
+    IpAddr::V4(Ipv4Addr::from_bits(
+        u32::from(Ipv4Addr::new(172, 16, 0, 0)) + n,
+    ))
+}
+
+/// The outside address of the `k`-th NAT on the internet: 20.0.0.1 upwards.
+pub fn nat_public_ip(k: usize) -> Ipv4Addr {
+    let n = u32::try_from(k + 1).ok().filter(|&n| n < 1 << 24);
+    let n = n.expect("at most 2^24 - 1 NAT addresses");
+    Ipv4Addr::from_bits(u32::from(Ipv4Addr::new(20, 0, 0, 0)) + n)
+}
+
+/// The WAN address of the `k`-th home NAT behind a CGNAT: 100.64.0.1
+/// upwards (on the CGNAT's inside).
+pub fn cgnat_inside_ip(k: usize) -> Ipv4Addr {
+    let n = u32::try_from(k + 1).ok().filter(|&n| n < 1 << 22);
+    let n = n.expect("at most 2^22 - 1 CGNAT inside addresses");
+    Ipv4Addr::from_bits(u32::from(Ipv4Addr::new(100, 64, 0, 0)) + n)
+}
+
+/// Which entry of `group.nat` each of its hosts gets (None: public):
+/// `round(fraction x count)` hosts per entry (largest remainders first, the
+/// total being `round(sum of fractions x count)`), in an order shuffled by
+/// `rng`. Draws nothing for a group without NATs.
+fn nat_plan(group: &Group, rng: &mut ChaCha8Rng) -> Vec<Option<usize>> {
+    let count = group.count;
+    if group.nat.is_empty() {
+        return vec![None; count];
+    }
+    let c = count as f64;
+    let sum: f64 = group.nat.iter().map(|n| n.fraction).sum();
+    let target = ((sum * c).round() as usize).min(count);
+    let mut n: Vec<usize> = group
+        .nat
+        .iter()
+        .map(|e| (e.fraction * c).floor() as usize)
+        .collect();
+    let mut by_remainder: Vec<usize> = (0..n.len()).collect();
+    by_remainder.sort_by(|&a, &b| {
+        let r = |k: usize| group.nat[k].fraction * c - n[k] as f64;
+        r(b).total_cmp(&r(a)).then(a.cmp(&b))
+    });
+    let mut rest = target.saturating_sub(n.iter().sum());
+    for k in by_remainder {
+        if rest == 0 {
+            break;
+        }
+        n[k] += 1;
+        rest -= 1;
+    }
+    let mut plan: Vec<Option<usize>> = Vec::with_capacity(count);
+    for (k, &m) in n.iter().enumerate() {
+        plan.resize(plan.len() + m, Some(k));
+    }
+    plan.truncate(count);
+    plan.resize(count, None);
+    plan.shuffle(rng);
+    plan
 }
 
 /// Facts about the run that go into the report besides the observations.
@@ -78,6 +149,10 @@ enum Action {
 struct HostState {
     group: usize,
     ip: IpAddr,
+    /// Index into `World::nat_labels`.
+    nat_label: u16,
+    /// No NAT in front of the host.
+    public: bool,
     identity: Identity,
     incarnation: u64,
     running: bool,
@@ -94,6 +169,13 @@ struct World {
     rec: Rc<RefCell<Recorder>>,
     rng: ChaCha8Rng,
     faults: Faults,
+    /// NAT labels (`public`, a kind, `kind+cgnat`, or an entry's own
+    /// `label`), in order of first use.
+    nat_labels: Vec<String>,
+    /// NAT addresses handed out so far, on the internet and on CGNAT
+    /// insides.
+    nat_ips: usize,
+    cgnat_ips: usize,
 }
 
 struct SimSink {
@@ -112,6 +194,8 @@ impl EventSink for SimSink {
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
+            // NAT traversal's own events are not recorded (yet).
+            Event::Traversal(_) => {}
         }
     }
 }
@@ -123,27 +207,76 @@ fn secs_ns(s: f64) -> u64 {
 impl World {
     fn new(s: &Scenario, seed: u64) -> World {
         let mut links = stream(seed, STREAM_LINKS);
+        let mut nat_rng = stream(seed, STREAM_NAT);
         let mut net = Network::new(
             secs_ns(s.time_grid_ms / 1000.0),
             stream(seed, STREAM_NETWORK),
         );
         let mut hosts = Vec::new();
+        let mut nat_labels: Vec<String> = Vec::new();
+        let (mut nat_ips, mut cgnat_ips) = (0, 0);
         for (g, group) in s.groups.iter().enumerate() {
             let (lo, hi) = group.latency_ms.bounds();
-            for _ in 0..group.count {
+            let plan = nat_plan(group, &mut nat_rng);
+            // Per entry, the CGNAT being filled and how many homes it has.
+            let mut cgnats: Vec<Option<(NatId, usize)>> = vec![None; group.nat.len()];
+            for entry in plan {
                 let i = hosts.len();
-                let ip = host_ip(i);
                 let latency = if hi > lo {
                     links.gen_range(lo..=hi)
                 } else {
                     lo
                 };
-                net.add_host(ip, group.link(latency));
+                let link = group.link(latency);
+                let share = entry.map(|e| (e, &group.nat[e]));
+                let label = share.map_or_else(|| "public".to_owned(), |(_, n)| n.label());
+                let label = match nat_labels.iter().position(|x| *x == label) {
+                    Some(l) => l as u16,
+                    None => {
+                        nat_labels.push(label);
+                        (nat_labels.len() - 1) as u16
+                    }
+                };
+                let (ip, public) = match share.and_then(|(e, n)| Some((e, n, n.config()?))) {
+                    None => {
+                        let ip = host_ip(i);
+                        let h = net.add_host(ip, link);
+                        net.set_fallback_reachable(h, group.fallback_reachable);
+                        (ip, true)
+                    }
+                    Some((e, share, config)) => {
+                        let upstream = share.cgnat.then(|| {
+                            let cg = match cgnats[e] {
+                                Some((id, homes)) if homes < s.cgnat_size => (id, homes),
+                                _ => {
+                                    nat_ips += 1;
+                                    let config = share.cgnat_config(s.cgnat_kind);
+                                    (net.add_nat(nat_public_ip(nat_ips - 1), config, None), 0)
+                                }
+                            };
+                            cgnats[e] = Some((cg.0, cg.1 + 1));
+                            cg.0
+                        });
+                        let wan = if upstream.is_some() {
+                            cgnat_ips += 1;
+                            cgnat_inside_ip(cgnat_ips - 1)
+                        } else {
+                            nat_ips += 1;
+                            nat_public_ip(nat_ips - 1)
+                        };
+                        let home = net.add_nat(wan, config, upstream);
+                        let ip = private_ip(i);
+                        net.add_host_behind(ip, link, home);
+                        (ip, false)
+                    }
+                };
                 let mut key = [0u8; 32];
                 stream(seed, STREAM_IDENTITY + i as u64).fill(&mut key);
                 hosts.push(HostState {
                     group: g,
                     ip,
+                    nat_label: label,
+                    public,
                     identity: Identity::from_seed(key),
                     incarnation: 0,
                     running: false,
@@ -170,7 +303,31 @@ impl World {
             rec,
             rng: stream(seed, STREAM_WORLD),
             faults: Faults::default(),
+            nat_labels,
+            nat_ips,
+            cgnat_ips,
         }
+    }
+
+    /// The NAT label of host `i`: `public`, the kind of its NAT as in the
+    /// scenario (`port-restricted`, `custom`, ...), with `+cgnat` behind a
+    /// carrier-grade NAT, or the `label` its NAT entry gives.
+    pub fn nat_label(&self, i: usize) -> &str {
+        &self.nat_labels[self.hosts[i].nat_label as usize]
+    }
+
+    /// Where host `i` sends NAT-PMP requests (None: a public host).
+    pub fn gateway(&self, i: usize) -> Option<SocketAddr> {
+        self.net.with(|n| n.gateway(i as HostId))
+    }
+
+    /// The node settings of host `i`. For now the scenario's, for every
+    /// host; this is the one place where per-host settings are to be
+    /// produced (e.g. the NAT-PMP gateway, [`World::gateway`], once the
+    /// node's configuration has a field for it).
+    fn node_config_for(&self, i: usize) -> grove_node::node::Config {
+        let _gateway = self.gateway(i);
+        self.scenario.node.clone()
     }
 
     fn agenda(&self) -> Vec<(u64, Action)> {
@@ -237,19 +394,45 @@ impl World {
             .collect()
     }
 
-    fn addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::new(self.hosts[i].ip, PORT)
+    /// The address other hosts are given to contact host `i`: its own for
+    /// a public host; for a host behind NATs, the outermost NAT's outside
+    /// address with the node's port (where a port-preserving,
+    /// endpoint-independent mapping would put it: reachable only through a
+    /// live mapping that admits the sender).
+    fn contact_addr(&self, i: usize) -> SocketAddr {
+        self.net.with(|n| {
+            let Some(mut nat) = n.host_nat(i as HostId) else {
+                return SocketAddr::new(self.hosts[i].ip, PORT);
+            };
+            while let Some(up) = n.nat_upstream(nat) {
+                nat = up;
+            }
+            SocketAddr::new(IpAddr::V4(n.nat_public_ip(nat)), PORT)
+        })
     }
 
-    /// Start (or restart) host `i`, joining through a contact.
+    /// Start (or restart) host `i`, joining through a contact: the first
+    /// host on a first start with `contact = "first"`; else a random
+    /// running host (with `random-public`, a public one if any is running).
     fn start(&mut self, i: usize, first_start: bool) {
         let contact = match (first_start, self.scenario.join.contact) {
-            (true, Contact::First) => (i != 0).then(|| self.addr(0)),
+            (true, Contact::First) => (i != 0).then(|| self.contact_addr(0)),
+            (_, Contact::RandomPublic) => {
+                let running = self.running();
+                let public: Vec<usize> = running
+                    .iter()
+                    .copied()
+                    .filter(|&c| self.hosts[c].public)
+                    .collect();
+                let pool = if public.is_empty() { &running } else { &public };
+                pool.choose(&mut self.rng).map(|&c| self.contact_addr(c))
+            }
             _ => {
                 let running = self.running();
-                running.choose(&mut self.rng).map(|&c| self.addr(c))
+                running.choose(&mut self.rng).map(|&c| self.contact_addr(c))
             }
         };
+        let config = self.node_config_for(i);
         let now = self.net.now_ns();
         let h = &mut self.hosts[i];
         h.started = true;
@@ -263,7 +446,6 @@ impl World {
             .host_started(i as u32, h.identity.peer_id(), now);
         let identity = h.identity.clone();
         let addr = SocketAddr::new(h.ip, PORT);
-        let config = self.scenario.node.clone();
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
@@ -366,6 +548,31 @@ impl World {
                 self.net.with(Network::heal);
                 self.faults.heals += 1;
             }
+            TimelineEvent::ChangeIp {
+                fraction, group, ..
+            } => {
+                let candidates = (0..self.hosts.len())
+                    .filter(|&i| !self.hosts[i].public && self.in_group(i, &group))
+                    .collect();
+                let now = self.net.now_ns();
+                for i in self.pick(candidates, fraction) {
+                    let (nat, behind_cgnat) = self.net.with(|n| {
+                        let nat = n.host_nat(i as HostId).expect("a NATed host");
+                        (nat, n.nat_upstream(nat).is_some())
+                    });
+                    let ip = if behind_cgnat {
+                        self.cgnat_ips += 1;
+                        cgnat_inside_ip(self.cgnat_ips - 1)
+                    } else {
+                        self.nat_ips += 1;
+                        nat_public_ip(self.nat_ips - 1)
+                    };
+                    self.net.with(|n| {
+                        n.set_now(now);
+                        n.change_public_ip(nat, ip);
+                    });
+                }
+            }
         }
     }
 
@@ -452,7 +659,9 @@ impl World {
             self.seed,
         );
         let c = self.net.with(|n| n.counters());
+        let nat = self.net.with(|n| n.nat_counters());
         let mut faults = self.faults.clone();
+        faults.ip_changes = nat.ip_changes;
         faults.datagrams = Datagrams {
             sent: c.sent,
             delivered: c.delivered,
@@ -461,7 +670,10 @@ impl World {
             dropped_dead_host: c.dead_host,
             dropped_no_route: c.no_route,
             dropped_overflow: c.overflow,
+            dropped_filtered: c.filtered,
         };
+        let label_of: Vec<&str> = (0..self.hosts.len()).map(|i| self.nat_label(i)).collect();
+        let nat_types = report::nat_types(&rec, &label_of, &alive, window, end);
         faults.malformed_dropped = rec.malformed;
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
@@ -475,8 +687,10 @@ impl World {
                 alive_at_end: alive.iter().filter(|a| **a).count(),
             },
             faults_applied: faults,
+            network: NetworkReport { nat: nat.into() },
             broadcast,
             overlay,
+            nat_types,
             phases,
             broadcasts: if s.measure.per_broadcast {
                 entries

@@ -1,14 +1,29 @@
-//! The network proper: hosts, the in-flight heap, delivery and fates.
+//! The network proper: hosts, NAT boxes, the in-flight heap, delivery and
+//! fates.
+//!
+//! Addresses live in realms: the internet, and the inside of each NAT. A
+//! public host and a NAT on the internet have internet addresses; a host
+//! behind a NAT has a private address in that NAT's realm; a home NAT
+//! behind a carrier-grade NAT has its WAN address in the CGNAT's realm. A
+//! datagram climbs out of its sender's realm through each NAT on the way
+//! (translated at send time) until its destination address is in the realm
+//! it is in; if that address is a NAT's outside address, the datagram
+//! descends through that NAT's mappings at arrival time (filtered and
+//! translated there). Public-to-public traffic never touches any of this.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::task::Waker;
 
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
 
 use crate::link::{Jitter, Link};
+use crate::nat::{
+    NatBox, NatConfig, NatCounters, NatId, Refusal, GATEWAY_IP, NAT_PMP_DELAY_NS, NAT_PMP_PORT,
+    NO_NAT,
+};
 
 /// Index of a host in the network.
 pub type HostId = u32;
@@ -22,8 +37,9 @@ pub const INBOX_CAPACITY: usize = 2048;
 /// Datagrams in flight in the whole network before new sends are dropped.
 pub const IN_FLIGHT_CAPACITY: usize = 1 << 24;
 
-/// What happened to a datagram, decided when it is sent (or, for
-/// [`Fate::DeadHost`] and [`Fate::InboxFull`], when it arrives).
+/// What happened to a datagram, decided when it is sent, or when it
+/// arrives for a receiver that is down, unbound or on another partition
+/// side, a full inbox, and a NAT's inbound filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Fate {
     /// On its way; it will be delivered unless its host dies first.
@@ -36,20 +52,37 @@ pub enum Fate {
     DeadHost,
     /// No host has the destination address, or nothing is bound to its port.
     NoRoute,
-    /// The receiver's inbox was full, or the network's in-flight limit hit.
+    /// The receiver's inbox was full, the network's in-flight limit hit, or
+    /// a NAT had no outside port left for a new mapping.
     Overflow,
+    /// Dropped by a NAT: refused by a mapping's filter, sent to an outside
+    /// port with no live mapping, a refused hairpin, or UDP blocked (see
+    /// [`NatCounters`] for which).
+    Filtered,
 }
 
-/// Counts of datagrams by fate.
+/// Counts of datagrams by fate. Every datagram sent has exactly one fate:
+/// once nothing is queued, `sent` is the sum of the others.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
+    /// Datagrams accepted by [`Network::send`] (a NAT-PMP request and its
+    /// response count as one).
     pub sent: u64,
+    /// Put into the receiver's inbox (less those dropped from an inbox by a
+    /// crash, which count as `dead_host`).
     pub delivered: u64,
+    /// [`Fate::Lost`].
     pub lost: u64,
+    /// [`Fate::Partitioned`].
     pub partitioned: u64,
+    /// [`Fate::DeadHost`].
     pub dead_host: u64,
+    /// [`Fate::NoRoute`].
     pub no_route: u64,
+    /// [`Fate::Overflow`].
     pub overflow: u64,
+    /// [`Fate::Filtered`].
+    pub filtered: u64,
 }
 
 impl Counters {
@@ -61,6 +94,7 @@ impl Counters {
             Fate::DeadHost => self.dead_host += 1,
             Fate::NoRoute => self.no_route += 1,
             Fate::Overflow => self.overflow += 1,
+            Fate::Filtered => self.filtered += 1,
         }
     }
 }
@@ -68,14 +102,18 @@ impl Counters {
 /// Why a send was refused outright (nothing was put on the network).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SendError {
+    /// Longer than [`MAX_DATAGRAM_BYTES`].
     TooLarge { len: usize },
+    /// The sending host is down or has no socket.
     HostDown,
 }
 
 /// A datagram taken from an inbox.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Delivery {
+    /// Bytes copied into the caller's buffer.
     pub len: usize,
+    /// The source as the receiver sees it (translated by any NAT).
     pub from: SocketAddr,
 }
 
@@ -126,6 +164,11 @@ impl Queue {
 
 const TIMER: u32 = u32::MAX;
 
+/// Set on a queued entry's host for a datagram to a NAT's outside address:
+/// filtering and translation happen on arrival, starting from the slot's
+/// `nat` and `nat_port`. Also set on an address-table value that is a NAT.
+const NAT_BIT: u32 = 1 << 31;
+
 /// Payloads up to this size are stored inside their slot.
 const INLINE_BYTES: usize = 80;
 
@@ -137,9 +180,15 @@ struct Slot {
     src_host: HostId,
     /// Next slot in the receiver's inbox (NO_SLOT: last).
     next: u32,
+    /// For a datagram to a NAT's outside address: that NAT and port (set
+    /// only then; see NAT_BIT).
+    nat: NatId,
+    nat_port: u16,
     len: u16,
     inline: [u8; INLINE_BYTES],
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 128);
 
 const NO_SLOT: u32 = u32::MAX;
 
@@ -172,8 +221,7 @@ struct Host {
     deadline: u64,
     /// The instant of the host's live timer entry in the queue (NEVER: none).
     queued: u64,
-    /// The link's base latency, and whether that is all of it (no jitter,
-    /// no loss): then sending needs nothing from [`HostCold`].
+    /// The link's base latency.
     latency_ns: u64,
     inbox: Inbox,
     /// Bumped on every crash so a dead incarnation's socket is recognised.
@@ -182,7 +230,9 @@ struct Host {
     /// Partition side; datagrams only flow between hosts on the same side.
     side: u16,
     up: bool,
-    plain_link: bool,
+    /// A public host whose link is its base latency alone (no jitter, no
+    /// loss): then sending to or from it needs nothing from [`HostCold`].
+    plain: bool,
 }
 
 const _: () = assert!(std::mem::size_of::<Host>() == 64);
@@ -190,6 +240,19 @@ const _: () = assert!(std::mem::size_of::<Host>() == 64);
 struct HostCold {
     ip: IpAddr,
     link: Link,
+    /// The NAT the host sits directly behind (NO_NAT: a public host).
+    nat: u32,
+    /// Reachable by hosts whose UDP is blocked (a relay on TCP/443).
+    fallback: bool,
+    /// Some NAT on the host's way out blocks UDP.
+    blocked: bool,
+}
+
+/// What an address is, in the realm it belongs to (NO_NAT: the internet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entity {
+    Host(HostId),
+    Nat(NatId),
 }
 
 /// The virtual network. Times are nanoseconds since the start of the run.
@@ -202,8 +265,9 @@ pub struct Network {
     free_slots: Vec<u32>,
     hosts: Vec<Host>,
     cold: Vec<HostCold>,
-    /// Hosts by address; IPv4 keyed by its 4 bytes so the table stays small.
-    by_v4: FxHashMap<u32, HostId>,
+    /// Hosts and NATs (values with NAT_BIT) by address; IPv4 keyed by its 4
+    /// bytes so the table stays small.
+    by_v4: FxHashMap<u32, u32>,
     by_v6: FxHashMap<std::net::Ipv6Addr, HostId>,
     /// Hosts on a side other than 0; while none, arrivals skip the check.
     off_side: u32,
@@ -213,6 +277,10 @@ pub struct Network {
     /// Woken when a new entry becomes the earliest (the pump re-arms).
     pump_waker: Option<Waker>,
     pump_armed_at: Option<u64>,
+    nats: Vec<NatBox>,
+    nat_counters: NatCounters,
+    /// The latest instant the network has been told of.
+    clock: u64,
 }
 
 impl Network {
@@ -235,23 +303,57 @@ impl Network {
             next_ephemeral_port: 49152,
             pump_waker: None,
             pump_armed_at: None,
+            nats: Vec::new(),
+            nat_counters: NatCounters::default(),
+            clock: 0,
         }
     }
 
     // ---- topology ----
 
-    /// Add a host with `ip` and access `link`; it starts up, with nothing
-    /// bound. Panics if the address is taken (a bug in the world builder).
+    /// Add a public host with `ip` and access `link`; it starts up, with
+    /// nothing bound. Panics if the address is taken (a bug in the world
+    /// builder).
     pub fn add_host(&mut self, ip: IpAddr, link: Link) -> HostId {
-        let id = HostId::try_from(self.hosts.len()).expect("fewer than 2^32 hosts");
+        self.push_host(ip, link, NO_NAT)
+    }
+
+    /// A host behind `nat` with private address `ip` (unique; registered so
+    /// that `sim::Socket::bind` finds the host, but never routed to
+    /// from outside its NAT). `link` is the home's access link: the NATs on
+    /// the way add no delay. Panics on an IPv6 address (NATs translate
+    /// IPv4), on [`GATEWAY_IP`], or on an address already taken.
+    pub fn add_host_behind(&mut self, ip: IpAddr, link: Link, nat: NatId) -> HostId {
+        assert!(
+            (nat as usize) < self.nats.len(),
+            "no NAT {nat} to put {ip} behind"
+        );
+        assert!(
+            matches!(ip, IpAddr::V4(a) if a != GATEWAY_IP),
+            "a host behind a NAT needs an IPv4 address other than {GATEWAY_IP}, got {ip}"
+        );
+        self.push_host(ip, link, nat)
+    }
+
+    fn push_host(&mut self, ip: IpAddr, link: Link, nat: u32) -> HostId {
+        let id = HostId::try_from(self.hosts.len())
+            .ok()
+            .filter(|&id| id < NAT_BIT)
+            .expect("fewer than 2^31 hosts");
         assert!(
             match ip {
                 IpAddr::V4(a) => self.by_v4.insert(a.to_bits(), id),
                 IpAddr::V6(a) => self.by_v6.insert(a, id),
             }
             .is_none(),
-            "address {ip} given to two hosts"
+            "address {ip} given twice"
         );
+        let mut blocked = false;
+        let mut n = nat;
+        while n != NO_NAT {
+            blocked |= self.nats[n as usize].config.udp_blocked;
+            n = self.nats[n as usize].upstream;
+        }
         self.hosts.push(Host {
             waker: None,
             deadline: NEVER,
@@ -262,37 +364,173 @@ impl Network {
             port: None,
             side: 0,
             up: true,
-            plain_link: link.jitter == Jitter::None && link.loss <= 0.0,
+            plain: nat == NO_NAT && link.jitter == Jitter::None && link.loss <= 0.0,
         });
-        self.cold.push(HostCold { ip, link });
+        self.cold.push(HostCold {
+            ip,
+            link,
+            nat,
+            fallback: false,
+            blocked,
+        });
         id
     }
 
+    /// How many hosts there are (ids are `0..host_count()`).
     pub fn host_count(&self) -> usize {
         self.hosts.len()
     }
 
+    /// The host with address `ip` (public or private), if any.
     pub fn host_by_ip(&self, ip: IpAddr) -> Option<HostId> {
+        self.route(ip).filter(|v| v & NAT_BIT == 0)
+    }
+
+    /// The raw address-table value of `ip`: a host, or a NAT with NAT_BIT.
+    #[inline]
+    fn route(&self, ip: IpAddr) -> Option<u32> {
         match ip {
             IpAddr::V4(a) => self.by_v4.get(&a.to_bits()).copied(),
             IpAddr::V6(a) => self.by_v6.get(&a).copied(),
         }
     }
 
+    /// What `ip` is, and the realm it is in.
+    fn entity(&self, ip: IpAddr) -> Option<(Entity, u32)> {
+        let v = self.route(ip)?;
+        Some(if v & NAT_BIT == 0 {
+            (Entity::Host(v), self.cold[v as usize].nat)
+        } else {
+            let n = v & !NAT_BIT;
+            (Entity::Nat(n), self.nats[n as usize].upstream)
+        })
+    }
+
+    /// The host's own address (private for a host behind a NAT).
     pub fn ip(&self, host: HostId) -> IpAddr {
         self.cold[host as usize].ip
     }
 
+    /// Whether `host` is up (not crashed).
     pub fn is_up(&self, host: HostId) -> bool {
         self.hosts[host as usize].up
     }
 
+    /// How many times `host` has crashed.
     pub fn incarnation(&self, host: HostId) -> u32 {
         self.hosts[host as usize].incarnation
     }
 
+    /// Datagrams by fate so far.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    // ---- NATs ----
+
+    /// A NAT whose outside address is `public_ip`. With `upstream:
+    /// Some(cgnat)`, it sits behind that NAT (double NAT): `public_ip` is
+    /// then its WAN address on the CGNAT's inside (e.g. 100.64.x.y) and is
+    /// not reachable from the internet. Panics if the address is taken.
+    pub fn add_nat(
+        &mut self,
+        public_ip: Ipv4Addr,
+        config: NatConfig,
+        upstream: Option<NatId>,
+    ) -> NatId {
+        let id = NatId::try_from(self.nats.len())
+            .ok()
+            .filter(|&id| id < NAT_BIT)
+            .expect("fewer than 2^31 NATs");
+        let upstream = upstream.unwrap_or(NO_NAT);
+        assert!(
+            upstream == NO_NAT || (upstream as usize) < self.nats.len(),
+            "no NAT {upstream} to put a NAT behind"
+        );
+        assert!(
+            self.by_v4
+                .insert(public_ip.to_bits(), id | NAT_BIT)
+                .is_none(),
+            "address {public_ip} given twice"
+        );
+        let mut nat = NatBox::new(public_ip, config, upstream);
+        nat.epoch_ns = self.clock;
+        self.nats.push(nat);
+        id
+    }
+
+    /// How many NATs there are (ids are `0..nat_count()`).
+    pub fn nat_count(&self) -> usize {
+        self.nats.len()
+    }
+
+    /// Whether hosts whose UDP is blocked may still exchange datagrams with
+    /// `host` (a relay reachable over a TCP/443 fallback).
+    pub fn set_fallback_reachable(&mut self, host: HostId, yes: bool) {
+        self.cold[host as usize].fallback = yes;
+    }
+
+    /// The address a host behind a NAT sends NAT-PMP requests to (its NAT's
+    /// LAN address, port 5351), None for a public host.
+    pub fn gateway(&self, host: HostId) -> Option<SocketAddr> {
+        (self.cold[host as usize].nat != NO_NAT)
+            .then_some(SocketAddr::new(IpAddr::V4(GATEWAY_IP), NAT_PMP_PORT))
+    }
+
+    /// Give `nat` a new outside address: every mapping on it (and, for a
+    /// CGNAT, nothing else) is lost; counted. The old address stops
+    /// routing, and the NAT-PMP epoch restarts at the network's clock (the
+    /// latest instant given to [`Network::set_now`], `send` or `advance`).
+    /// Panics if `new_ip` is taken.
+    pub fn change_public_ip(&mut self, nat: NatId, new_ip: Ipv4Addr) {
+        let now = self.clock;
+        let n = &mut self.nats[nat as usize];
+        self.by_v4.remove(&n.public_ip);
+        assert!(
+            self.by_v4.insert(new_ip.to_bits(), nat | NAT_BIT).is_none(),
+            "address {new_ip} given twice"
+        );
+        n.clear(now, &mut self.nat_counters);
+        n.public_ip = new_ip.to_bits();
+        n.epoch_ns = now;
+        self.nat_counters.ip_changes += 1;
+    }
+
+    /// The outside address of `nat`.
+    pub fn nat_public_ip(&self, nat: NatId) -> Ipv4Addr {
+        Ipv4Addr::from_bits(self.nats[nat as usize].public_ip)
+    }
+
+    /// The NAT `nat` sits behind, if any.
+    pub fn nat_upstream(&self, nat: NatId) -> Option<NatId> {
+        Some(self.nats[nat as usize].upstream).filter(|&u| u != NO_NAT)
+    }
+
+    /// The configuration of `nat`.
+    pub fn nat_config(&self, nat: NatId) -> &NatConfig {
+        &self.nats[nat as usize].config
+    }
+
+    /// Mappings in `nat`'s table (dead ones are removed lazily, so this
+    /// may count some that have timed out but were not looked at since).
+    pub fn nat_mappings(&self, nat: NatId) -> usize {
+        self.nats[nat as usize].len()
+    }
+
+    /// The NAT `host` sits directly behind (its home NAT), if any.
+    pub fn host_nat(&self, host: HostId) -> Option<NatId> {
+        Some(self.cold[host as usize].nat).filter(|&n| n != NO_NAT)
+    }
+
+    /// What the NATs did so far, summed over all of them.
+    pub fn nat_counters(&self) -> NatCounters {
+        self.nat_counters
+    }
+
+    /// Tell the network the current instant (it also learns it from `send`
+    /// and `advance`); only [`Network::change_public_ip`] needs it.
+    pub fn set_now(&mut self, now: u64) {
+        self.clock = self.clock.max(now);
     }
 
     /// Datagrams and deadlines currently queued.
@@ -452,14 +690,17 @@ impl Network {
     /// Deliver everything due at or before `now` into inboxes and wake the
     /// hosts concerned. Returns how many entries were processed.
     pub fn advance(&mut self, now: u64) -> usize {
+        self.clock = self.clock.max(now);
         let mut processed = 0;
         while let Some((at, bucket)) = self.queue.take_due(now) {
             processed += bucket.len();
             for &(host, slot) in &bucket {
                 if slot == TIMER {
                     self.fire_timer(host, at);
-                } else {
+                } else if host & NAT_BIT == 0 {
                     self.arrive(host, slot);
+                } else {
+                    self.arrive_at_nat(at, slot);
                 }
             }
             self.queue.recycle(bucket);
@@ -482,6 +723,53 @@ impl Network {
             h.queued = d;
             self.push(d, host, TIMER);
         }
+    }
+
+    /// A datagram reaches a NAT's outside address: each NAT on the way in
+    /// (CGNAT, then home NAT) must have a live mapping on the port whose
+    /// filter admits the source; it is translated to the inside endpoint
+    /// and, at the last NAT, delivered to the host there.
+    fn arrive_at_nat(&mut self, at: u64, slot: u32) {
+        let s = &self.slots[slot as usize];
+        let (mut nat, mut port) = (s.nat, s.nat_port);
+        let src = match s.from {
+            SocketAddr::V4(a) => Some((a.ip().to_bits(), a.port())),
+            SocketAddr::V6(_) => None,
+        };
+        let mut depth = 0;
+        let fate = loop {
+            let n = &mut self.nats[nat as usize];
+            let (ip, p) = match n.translate_in(at, port, src, &mut self.nat_counters) {
+                Ok(inside) => inside,
+                Err(Refusal::NoMapping) => {
+                    self.nat_counters.no_mapping += 1;
+                    break Fate::Filtered;
+                }
+                Err(Refusal::Filtered) => {
+                    self.nat_counters.filtered += 1;
+                    break Fate::Filtered;
+                }
+            };
+            depth += 1;
+            match self.entity(IpAddr::V4(Ipv4Addr::from_bits(ip))) {
+                Some((Entity::Host(h), realm)) if realm == nat => {
+                    let host = &self.hosts[h as usize];
+                    if host.up && host.port.is_some_and(|bound| bound != p) {
+                        break Fate::NoRoute;
+                    }
+                    return self.arrive(h, slot);
+                }
+                Some((Entity::Nat(m), realm)) if realm == nat && depth < self.nats.len() => {
+                    (nat, port) = (m, p);
+                }
+                _ => {
+                    self.nat_counters.no_mapping += 1;
+                    break Fate::Filtered;
+                }
+            }
+        };
+        self.counters.count(fate);
+        self.free_slots.push(slot);
     }
 
     fn arrive(&mut self, host: HostId, slot: u32) {
@@ -540,42 +828,189 @@ impl Network {
         let (Some(src_port), true) = (s.port, s.up) else {
             return Err(SendError::HostDown);
         };
-        let (src_side, src_latency, src_plain) = (s.side, s.latency_ns, s.plain_link);
-        let from = SocketAddr::new(self.cold[src as usize].ip, src_port);
+        let (src_side, src_latency, src_plain) = (s.side, s.latency_ns, s.plain);
+        self.clock = self.clock.max(now);
         self.counters.sent += 1;
-        let fate = match self.host_by_ip(dst.ip()) {
-            None => Fate::NoRoute,
-            Some(d) if self.hosts[d as usize].side != src_side => Fate::Partitioned,
-            Some(d) if src_plain && self.hosts[d as usize].plain_link => {
-                if self.queue.len >= IN_FLIGHT_CAPACITY {
+        let fate = match self.route(dst.ip()) {
+            None if src_plain => Fate::NoRoute,
+            Some(d) if src_plain && d & NAT_BIT == 0 && self.hosts[d as usize].plain => {
+                if self.hosts[d as usize].side != src_side {
+                    Fate::Partitioned
+                } else if self.queue.len >= IN_FLIGHT_CAPACITY {
                     Fate::Overflow
                 } else {
                     let delay = src_latency + self.hosts[d as usize].latency_ns;
                     let at = self.on_grid(now + delay.max(1));
+                    let from = SocketAddr::new(self.cold[src as usize].ip, src_port);
                     let slot = self.alloc_slot(from, src, payload);
                     self.push(at, d, slot);
                     Fate::InFlight
                 }
             }
-            Some(d) => {
-                let src_link = self.cold[src as usize].link;
-                let dst_link = self.cold[d as usize].link;
-                if src_link.sample_loss(&mut self.rng) || dst_link.sample_loss(&mut self.rng) {
-                    Fate::Lost
-                } else if self.queue.len >= IN_FLIGHT_CAPACITY {
-                    Fate::Overflow
-                } else {
-                    let delay = src_link.sample_delay_ns(&mut self.rng)
-                        + dst_link.sample_delay_ns(&mut self.rng);
-                    let at = self.on_grid(now + delay.max(1));
-                    let slot = self.alloc_slot(from, src, payload);
-                    self.push(at, d, slot);
-                    Fate::InFlight
-                }
-            }
+            _ => self.send_slow(now, src, src_port, dst, payload),
         };
         self.counters.count(fate);
         Ok(fate)
+    }
+
+    /// Everything but public plain-link to public plain-link: NATs on the
+    /// way out and in, jitter and loss.
+    fn send_slow(
+        &mut self,
+        now: u64,
+        src: HostId,
+        src_port: u16,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Fate {
+        let src_side = self.hosts[src as usize].side;
+        let cold = &self.cold[src as usize];
+        let (home, src_blocked, src_fallback) = (cold.nat, cold.blocked, cold.fallback);
+        let mut from = SocketAddr::new(cold.ip, src_port);
+        if home != NO_NAT && dst.ip() == IpAddr::V4(GATEWAY_IP) {
+            return self.gateway_request(now, src, home, dst.port(), payload);
+        }
+        let target = self.entity(dst.ip());
+        if src_blocked
+            && !matches!(target, Some((Entity::Host(d), _)) if self.cold[d as usize].fallback)
+        {
+            self.nat_counters.blocked += 1;
+            return Fate::Filtered;
+        }
+        // Out through each NAT until the destination is in our realm.
+        let mut realm = home;
+        let entity = loop {
+            match target {
+                Some((e, r)) if r == realm => break e,
+                _ => {}
+            }
+            if realm == NO_NAT {
+                return Fate::NoRoute;
+            }
+            let (IpAddr::V4(int_ip), IpAddr::V4(rem_ip)) = (from.ip(), dst.ip()) else {
+                return Fate::NoRoute; // no NAT64
+            };
+            let n = &mut self.nats[realm as usize];
+            let hairpin = n.public_ip == rem_ip.to_bits();
+            if hairpin && !n.config.hairpin {
+                self.nat_counters.hairpin_refused += 1;
+                return Fate::Filtered;
+            }
+            let Some(ext_port) = n.translate_out(
+                now,
+                (int_ip.to_bits(), from.port()),
+                (rem_ip.to_bits(), dst.port()),
+                &mut self.rng,
+                &mut self.nat_counters,
+            ) else {
+                return Fate::Overflow;
+            };
+            from = SocketAddr::new(IpAddr::V4(Ipv4Addr::from_bits(n.public_ip)), ext_port);
+            if hairpin {
+                self.nat_counters.hairpinned += 1;
+                break Entity::Nat(realm);
+            }
+            realm = n.upstream;
+        };
+        // In: to a host in this realm, or through a NAT's mappings to the
+        // host they lead to now (filtered on arrival).
+        let (d, via) = match entity {
+            Entity::Host(d) => (d, None),
+            Entity::Nat(n) => match self.resolve(now, n, dst.port()) {
+                Some(d) => (d, Some(n)),
+                None => {
+                    self.nat_counters.no_mapping += 1;
+                    return Fate::Filtered;
+                }
+            },
+        };
+        if self.cold[d as usize].blocked && !src_fallback {
+            self.nat_counters.blocked += 1;
+            return Fate::Filtered;
+        }
+        if self.hosts[d as usize].side != src_side {
+            return Fate::Partitioned;
+        }
+        let src_link = self.cold[src as usize].link;
+        let dst_link = self.cold[d as usize].link;
+        if src_link.sample_loss(&mut self.rng) || dst_link.sample_loss(&mut self.rng) {
+            return Fate::Lost;
+        }
+        if self.queue.len >= IN_FLIGHT_CAPACITY {
+            return Fate::Overflow;
+        }
+        let delay =
+            src_link.sample_delay_ns(&mut self.rng) + dst_link.sample_delay_ns(&mut self.rng);
+        let at = self.on_grid(now + delay.max(1));
+        let slot = self.alloc_slot(from, src, payload);
+        match via {
+            None => self.push(at, d, slot),
+            Some(n) => {
+                let s = &mut self.slots[slot as usize];
+                s.nat = n;
+                s.nat_port = dst.port();
+                self.push(at, d | NAT_BIT, slot);
+            }
+        }
+        Fate::InFlight
+    }
+
+    /// The host that outside `port` of `nat` leads to now, through live
+    /// mappings (no filtering: that happens on arrival).
+    fn resolve(&mut self, now: u64, mut nat: NatId, mut port: u16) -> Option<HostId> {
+        for _ in 0..self.nats.len() {
+            let (ip, p) = self.nats[nat as usize].resolve(now, port, &mut self.nat_counters)?;
+            match self.entity(IpAddr::V4(Ipv4Addr::from_bits(ip)))? {
+                (Entity::Host(h), realm) if realm == nat => return Some(h),
+                (Entity::Nat(m), realm) if realm == nat => (nat, port) = (m, p),
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// A datagram from a host to its gateway: a NAT-PMP request, answered
+    /// (if the NAT supports it) after NAT_PMP_DELAY_NS from the gateway's
+    /// address. The request and its response count as one datagram, whose
+    /// fate is the response's.
+    fn gateway_request(
+        &mut self,
+        now: u64,
+        src: HostId,
+        nat: NatId,
+        port: u16,
+        req: &[u8],
+    ) -> Fate {
+        let IpAddr::V4(int_ip) = self.cold[src as usize].ip else {
+            return Fate::NoRoute;
+        };
+        let n = &mut self.nats[nat as usize];
+        if port != NAT_PMP_PORT {
+            return Fate::NoRoute;
+        }
+        if !n.config.port_mapping {
+            self.nat_counters.port_maps_refused += 1;
+            return Fate::NoRoute;
+        }
+        let mut out = [0u8; 16];
+        let Some(len) = n.nat_pmp(
+            now,
+            int_ip.to_bits(),
+            req,
+            &mut out,
+            &mut self.rng,
+            &mut self.nat_counters,
+        ) else {
+            return Fate::NoRoute;
+        };
+        if self.queue.len >= IN_FLIGHT_CAPACITY {
+            return Fate::Overflow;
+        }
+        let gateway = SocketAddr::new(IpAddr::V4(GATEWAY_IP), NAT_PMP_PORT);
+        let slot = self.alloc_slot(gateway, src, &out[..len]);
+        let at = self.on_grid(now + NAT_PMP_DELAY_NS);
+        self.push(at, src, slot);
+        Fate::InFlight
     }
 
     fn alloc_slot(&mut self, from: SocketAddr, src_host: HostId, payload: &[u8]) -> u32 {
@@ -586,6 +1021,8 @@ impl Network {
                     from,
                     src_host,
                     next: NO_SLOT,
+                    nat: 0,
+                    nat_port: 0,
                     len: 0,
                     inline: [0; INLINE_BYTES],
                 });
