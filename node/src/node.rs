@@ -311,7 +311,12 @@ impl Node {
             Message::Nat(nat::Message::Hello { reach, .. }) => Some(*reach),
             _ => None,
         };
-        self.traversal.on_direct(now, sender, from, hello);
+        // A dial-back is a probe from a stranger, not the start of a
+        // conversation: answering it (with HELLO) would open our NAT to the
+        // helper and spoil the next probe that picks it.
+        if !matches!(message, Message::Nat(nat::Message::DialBack { .. })) {
+            self.traversal.on_direct(now, sender, from, hello);
+        }
         let peer = Peer {
             id: sender,
             addr: from,

@@ -6,5 +6,6 @@ pub mod overlay;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
+pub mod traversal;
 #[cfg(madsim)]
 pub mod world;

@@ -59,6 +59,8 @@ pub struct Recorder {
     pub up: Vec<UpIntervals>,
     pub malformed: u64,
     pub duplicate_deliveries: u64,
+    /// NAT traversal's events.
+    pub nat: crate::traversal::NatRec,
 }
 
 impl Recorder {
@@ -80,6 +82,7 @@ impl Recorder {
             up: vec![Vec::new(); hosts],
             malformed: 0,
             duplicate_deliveries: 0,
+            nat: crate::traversal::NatRec::new(hosts),
         }
     }
 
@@ -148,6 +151,13 @@ impl Recorder {
         if !view.contains(&peer) {
             view.push(peer);
         }
+    }
+
+    /// NAT traversal at `host` reported `event`.
+    pub fn traversal(&mut self, host: u32, now: u64, event: grove_node::proto::nat::Event) {
+        let peer_host = &self.peer_host;
+        self.nat
+            .event(host, now, event, |p| peer_host.get(p).copied());
     }
 
     pub fn neighbor_down(&mut self, host: u32, peer: &PeerId) {

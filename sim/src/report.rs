@@ -36,6 +36,9 @@ pub struct Report {
     pub overlay: OverlayReport,
     /// Hosts grouped by the NAT in front of them, in label order.
     pub nat_types: Vec<NatTypeReport>,
+    /// NAT traversal, when the nodes run it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<crate::traversal::NatSection>,
     pub phases: Vec<Phase>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,

@@ -43,6 +43,10 @@ pub struct Scenario {
     pub timeline: Vec<TimelineEvent>,
     #[serde(default)]
     pub workload: Vec<Workload>,
+    /// Connection attempts between hosts of every pair of NAT labels (the
+    /// NAT matrix).
+    #[serde(default)]
+    pub pairs: Option<Pairs>,
     #[serde(default)]
     pub measure: Measure,
     #[serde(default)]
@@ -76,6 +80,10 @@ pub struct Join {
     /// Whom a new node joins through.
     #[serde(default)]
     pub contact: Contact,
+    /// Contacts come from this group only (e.g. the public relays that
+    /// UDP-blocked homes can reach), once one of its hosts runs.
+    #[serde(default)]
+    pub contact_group: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -491,6 +499,20 @@ fn default_from() -> String {
     "random".into()
 }
 
+/// At `at_s`, for every ordered pair of NAT labels (A, B) among the hosts
+/// of `group` (all hosts if none), `per_cell` random running hosts of
+/// label A are each asked to connect to a random running host of label B,
+/// given the record B advertises (its address, and its relay if it has
+/// one).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pairs {
+    pub at_s: f64,
+    pub per_cell: usize,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
 /// What to measure.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -902,6 +924,35 @@ impl Source {
                     }
                 }
                 TimelineEvent::Heal { .. } => {}
+            }
+        }
+        if !group_known(&s.join.contact_group) {
+            return err(
+                "join.contact_group".into(),
+                format!(
+                    "no group is named `{}`",
+                    s.join.contact_group.as_deref().unwrap_or("")
+                ),
+            );
+        }
+        if let Some(p) = &s.pairs {
+            if !(time_ok(p.at_s) && p.at_s <= s.duration_s) {
+                return err(
+                    "pairs.at_s".into(),
+                    format!(
+                        "must be within the run [0, {}] s, got {}",
+                        s.duration_s, p.at_s
+                    ),
+                );
+            }
+            if p.per_cell == 0 {
+                return err("pairs.per_cell".into(), "must be at least 1".into());
+            }
+            if !group_known(&p.group) {
+                return err(
+                    "pairs.group".into(),
+                    format!("no group is named `{}`", p.group.as_deref().unwrap_or("")),
+                );
             }
         }
         for (i, w) in s.workload.iter().enumerate() {

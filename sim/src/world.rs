@@ -13,6 +13,7 @@
 //! CGNAT's inside. `change-ip` draws the next address of the same range.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
@@ -21,7 +22,7 @@ use grove_netsim::sim::NetHandle;
 use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink};
 use grove_node::node::{Event, Node};
-use grove_node::{net, Identity, Time};
+use grove_node::{net, Identity, Peer, Time};
 use madsim::task::JoinHandle;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -32,6 +33,7 @@ use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{Contact, Group, Scenario, TimelineEvent};
+use crate::traversal::{self, PairRec};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
@@ -52,10 +54,15 @@ pub fn stream(seed: u64, id: u64) -> ChaCha8Rng {
     rng
 }
 
-/// The address of host `i`: 10.0.0.1 upwards.
+/// The address of public host `i`: 198.18.0.1 upwards (the benchmarking
+/// range, RFC 2544: public, never routed on the real internet, and not a
+/// private range, so a node on it may assume it is publicly reachable).
 pub fn host_ip(i: usize) -> IpAddr {
-    let n = i as u32 + 1;
-    IpAddr::V4(Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8))
+    let n = u32::try_from(i + 1).ok().filter(|&n| n < 1 << 17);
+    let n = n.expect("at most 2^17 - 1 public hosts");
+    IpAddr::V4(Ipv4Addr::from_bits(
+        u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n,
+    ))
 }
 
 /// The private address of host `i` behind a NAT: 172.16.0.1 upwards.
@@ -143,6 +150,7 @@ enum Action {
     Event(usize),
     Start(usize),
     Broadcast { workload: usize, k: usize },
+    Pairs,
     Tick(u64),
 }
 
@@ -194,8 +202,7 @@ impl EventSink for SimSink {
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
-            // NAT traversal's own events are not recorded (yet).
-            Event::Traversal(_) => {}
+            Event::Traversal(e) => rec.traversal(self.host, now, e),
         }
     }
 }
@@ -326,8 +333,11 @@ impl World {
     /// produced (e.g. the NAT-PMP gateway, [`World::gateway`], once the
     /// node's configuration has a field for it).
     fn node_config_for(&self, i: usize) -> grove_node::node::Config {
-        let _gateway = self.gateway(i);
-        self.scenario.node.clone()
+        let mut config = self.scenario.node.clone();
+        if config.nat.gateway.is_none() {
+            config.nat.gateway = self.gateway(i);
+        }
+        config
     }
 
     fn agenda(&self) -> Vec<(u64, Action)> {
@@ -347,6 +357,9 @@ impl World {
                 let t = secs_ns(load.start_s + load.interval_ms / 1000.0 * k as f64);
                 agenda.push((t, Action::Broadcast { workload: w, k }));
             }
+        }
+        if let Some(p) = &s.pairs {
+            agenda.push((secs_ns(p.at_s), Action::Pairs));
         }
         for sec in 1..=s.duration_s.floor() as u64 {
             agenda.push((sec * 1_000_000_000, Action::Tick(sec)));
@@ -372,6 +385,7 @@ impl World {
                 Action::Start(i) => self.start(i, true),
                 Action::Event(i) => self.apply(i),
                 Action::Broadcast { workload, .. } => self.broadcast(workload),
+                Action::Pairs => self.connect_pairs(),
                 Action::Tick(sec) => progress(sec),
             }
         }
@@ -418,7 +432,11 @@ impl World {
         let contact = match (first_start, self.scenario.join.contact) {
             (true, Contact::First) => (i != 0).then(|| self.contact_addr(0)),
             (_, Contact::RandomPublic) => {
-                let running = self.running();
+                let mut running = self.running();
+                let group = self.scenario.join.contact_group.clone();
+                if group.is_some() && running.iter().any(|&c| self.in_group(c, &group)) {
+                    running.retain(|&c| self.in_group(c, &group));
+                }
                 let public: Vec<usize> = running
                     .iter()
                     .copied()
@@ -462,6 +480,54 @@ impl World {
             // Ends with an error when the host crashes; nothing to report.
             let _ = driver::run(node, socket, rx, &mut sink).await;
         }));
+    }
+
+    /// The NAT matrix's connection attempts (see [`crate::scenario::Pairs`]).
+    /// A responder is given as the record it last advertised (its address
+    /// and relay), as a directory or DHT would hand it out; one that never
+    /// advertised one is given by its outermost address.
+    fn connect_pairs(&mut self) {
+        let Some(p) = self.scenario.pairs.clone() else {
+            return;
+        };
+        let now = self.net.now_ns();
+        let mut by_label: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for i in self.running() {
+            if self.in_group(i, &p.group) {
+                by_label.entry(self.nat_label(i)).or_default().push(i);
+            }
+        }
+        let labels: Vec<(String, Vec<usize>)> = by_label
+            .into_iter()
+            .map(|(l, v)| (l.to_owned(), v))
+            .collect();
+        let mut requests = Vec::new();
+        for (_, from) in &labels {
+            for (_, to) in &labels {
+                for _ in 0..p.per_cell {
+                    let i = *from.choose(&mut self.rng).expect("non-empty label");
+                    let j = *to.choose(&mut self.rng).expect("non-empty label");
+                    if i != j {
+                        requests.push((i, j));
+                    }
+                }
+            }
+        }
+        for (i, j) in requests {
+            let id = self.hosts[j].identity.peer_id();
+            let advertised = self.rec.borrow().nat.advertised[j];
+            let record = advertised.unwrap_or_else(|| Peer::new(id, self.contact_addr(j)));
+            if let Some(tx) = &self.hosts[i].commands {
+                if tx.try_send(Command::Connect(record)).is_ok() {
+                    self.rec.borrow_mut().nat.pairs.push(PairRec {
+                        initiator: i as u32,
+                        responder: j as u32,
+                        responder_id: id,
+                        at_ns: now,
+                    });
+                }
+            }
+        }
     }
 
     fn crash(&mut self, i: usize) {
@@ -674,6 +740,11 @@ impl World {
         };
         let label_of: Vec<&str> = (0..self.hosts.len()).map(|i| self.nat_label(i)).collect();
         let nat_types = report::nat_types(&rec, &label_of, &alive, window, end);
+        let nat_section = s
+            .node
+            .nat
+            .enabled
+            .then(|| traversal::section(&rec.nat, &label_of, &alive, &rec.active));
         faults.malformed_dropped = rec.malformed;
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
@@ -691,6 +762,7 @@ impl World {
             broadcast,
             overlay,
             nat_types,
+            nat: nat_section,
             phases,
             broadcasts: if s.measure.per_broadcast {
                 entries

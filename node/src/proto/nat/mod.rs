@@ -290,6 +290,8 @@ const MAX_UPGRADES: usize = 32;
 /// Dial-back requests served (as server or helper) per window.
 const DIALBACK_BUDGET: u32 = 20;
 const DIALBACK_WINDOW: Duration = Duration::from_secs(10);
+/// Dial-backs sent as a helper per window (each is one small datagram).
+const HELPER_BUDGET: u32 = 100;
 /// Housekeeping period.
 const TICK: Duration = Duration::from_secs(1);
 /// A circuit request unanswered this long is given up.
@@ -661,6 +663,11 @@ pub struct Traversal {
     probe: Option<Probe>,
     next_probe: Time,
     dialback_window: (Time, u32),
+    /// Dial-backs sent as a helper in the current window.
+    helper_window: (Time, u32),
+    /// While the reachability is unknown: the last result and how many
+    /// agreeing results in a row (two are needed to decide).
+    verdict: Option<(Reach, u8)>,
     server: relay::Server,
     out: VecDeque<Output>,
     next_tick: Time,
@@ -727,6 +734,8 @@ impl Traversal {
             probe: None,
             next_probe: now + Duration::from_secs(2),
             dialback_window: (now, 0),
+            helper_window: (now, 0),
+            verdict: None,
             server,
             out: VecDeque::new(),
             next_tick: now,
@@ -745,6 +754,7 @@ impl Traversal {
         self.next_tick = now;
         self.next_probe = now + Duration::from_secs(2);
         self.dialback_window = (now, 0);
+        self.helper_window = (now, 0);
         if self.config.port_mapping && self.config.gateway.is_some() {
             self.portmap = PortMap::Asking {
                 tries: 0,
@@ -1172,7 +1182,9 @@ impl Traversal {
                 }
             }
             Message::DialBackRequest { nonce, target } => {
-                if crate::wire::usable(&target) && self.spend_dialback_budget(now) {
+                if crate::wire::usable(&target)
+                    && spend(&mut self.helper_window, now, HELPER_BUDGET)
+                {
                     self.out
                         .push_back(Output::Raw(target, Message::DialBack { nonce }));
                 }
@@ -1382,13 +1394,21 @@ impl Traversal {
 
     fn serve_dial_request(&mut self, now: Time, from: Peer, nonce: u64) {
         let timeout = self.config.path_timeout;
-        let mut helpers: Vec<(PeerId, SocketAddr)> = self
-            .paths
-            .iter()
-            .filter(|(id, _)| **id != from.id)
-            .filter_map(|(id, p)| p.fresh_direct(now, timeout).map(|a| (*id, a)))
-            .filter(|(_, a)| a.ip() != from.addr.ip())
-            .collect();
+        // Helpers that say they are publicly reachable first: a helper
+        // behind a firewall that blocks UDP could not send the dial-back,
+        // and its silence would read as the client being private.
+        let candidates = |public_only: bool| -> Vec<(PeerId, SocketAddr)> {
+            self.paths
+                .iter()
+                .filter(|(id, p)| **id != from.id && (!public_only || p.reach.is_public()))
+                .filter_map(|(id, p)| p.fresh_direct(now, timeout).map(|a| (*id, a)))
+                .filter(|(_, a)| a.ip() != from.addr.ip())
+                .collect()
+        };
+        let mut helpers = candidates(true);
+        if helpers.is_empty() {
+            helpers = candidates(false);
+        }
         let accepted = !helpers.is_empty() && self.spend_dialback_budget(now);
         if accepted {
             let (_, helper) = helpers.swap_remove(self.rng.gen_range(0..helpers.len()));
@@ -1411,16 +1431,7 @@ impl Traversal {
     }
 
     fn spend_dialback_budget(&mut self, now: Time) -> bool {
-        let (start, used) = &mut self.dialback_window;
-        if now >= *start + DIALBACK_WINDOW {
-            *start = now;
-            *used = 0;
-        }
-        if *used >= DIALBACK_BUDGET {
-            return false;
-        }
-        *used += 1;
-        true
+        spend(&mut self.dialback_window, now, DIALBACK_BUDGET)
     }
 
     fn start_probe(&mut self, now: Time) {
@@ -1455,6 +1466,20 @@ impl Traversal {
         } else {
             Reach::Private
         };
+        if self.reach == Reach::Unknown {
+            // The first verdict needs two agreeing results in a row: one
+            // lost dial-back must not make a public node private.
+            let agreeing = match self.verdict {
+                Some((v, n)) if v == seen => n + 1,
+                _ => 1,
+            };
+            self.verdict = Some((seen, agreeing));
+            if agreeing < 2 {
+                self.next_probe = now + self.config.autonat_retry;
+                return;
+            }
+            self.verdict = None;
+        }
         if self.reach == seen {
             self.confidence = (self.confidence + 1).min(self.config.autonat_confidence);
         } else if self.reach != Reach::Unknown && self.confidence > 0 {
@@ -2050,6 +2075,21 @@ impl Traversal {
         }
         self.contacted.retain(|_, t| now < *t + PATH_IDLE);
     }
+}
+
+/// Spend one unit of a `budget` per [`DIALBACK_WINDOW`] kept in `window`
+/// (start, used); false when it is spent.
+fn spend(window: &mut (Time, u32), now: Time, budget: u32) -> bool {
+    let (start, used) = window;
+    if now >= *start + DIALBACK_WINDOW {
+        *start = now;
+        *used = 0;
+    }
+    if *used >= budget {
+        return false;
+    }
+    *used += 1;
+    true
 }
 
 /// The method of an upgrade between a reserved side (the DCUtR initiator)

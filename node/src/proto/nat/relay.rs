@@ -310,6 +310,15 @@ impl Server {
         out: &mut Outbox<'_>,
     ) {
         self.expire(now, out);
+        // The target's first frame can overtake its answer to STOP (the
+        // network may reorder): a frame from the target of a circuit waiting
+        // for that answer accepts the circuit.
+        if let Some(i) = self.find(from, target) {
+            let c = &self.circuits[i];
+            if !c.open && c.dst == from {
+                self.stop_status(now, from, target, Status::Ok, out);
+            }
+        }
         let Some(i) = self.find(from, target).filter(|&i| self.circuits[i].open) else {
             out.event(Event::Relay(RelayEvent::FrameRefused));
             out.raw(
@@ -550,6 +559,49 @@ mod tests {
             ]
         );
         assert_eq!(s.circuit_count(), 0);
+    }
+
+    #[test]
+    fn a_frame_from_the_target_overtaking_its_stop_answer_opens_the_circuit() {
+        let mut s = Server::new(Config::default());
+        let mut q = VecDeque::new();
+        let t = Time::ZERO;
+        let (a, b) = (id(1), id(2));
+        let (aa, ba) = (addr(1, 1, 1), addr(2, 2, 2));
+        s.reserve(t, true, b, ba, &mut Outbox(&mut q));
+        s.connect(t, true, a, aa, b, &mut Outbox(&mut q));
+        q.clear();
+        // B's frame arrives before its STOP answer: delivered, and A told.
+        s.forward(
+            t,
+            b,
+            ba,
+            a,
+            bytes::Bytes::from_static(b"hi"),
+            &mut Outbox(&mut q),
+        );
+        assert_eq!(statuses(&q), [Status::Ok]);
+        assert!(q
+            .iter()
+            .any(|o| matches!(o, Output::Raw(to, Message::RelayFrom { .. }) if *to == aa)));
+        // The late answer changes nothing; a frame from the source of a
+        // pending circuit is still refused.
+        q.clear();
+        s.stop_status(t, b, a, Status::Ok, &mut Outbox(&mut q));
+        assert!(q.is_empty());
+        s.connect(t, true, id(3), addr(3, 3, 3), b, &mut Outbox(&mut q));
+        q.clear();
+        s.forward(
+            t,
+            id(3),
+            addr(3, 3, 3),
+            b,
+            bytes::Bytes::from_static(b"x"),
+            &mut Outbox(&mut q),
+        );
+        assert!(q
+            .iter()
+            .any(|o| matches!(o, Output::Raw(_, Message::CircuitClosed { .. }))));
     }
 
     #[test]

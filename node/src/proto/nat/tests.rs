@@ -595,10 +595,12 @@ fn port_restricted_nodes_are_private_and_hole_punch_on_connect() {
     w.join(a, r1);
     w.run_for(Duration::from_millis(500));
     w.join(b, r2);
-    w.run_for(Duration::from_secs(6));
+    // AutoNAT needs two agreeing results before its first verdict.
+    w.run_for(Duration::from_secs(10));
     let (ia, ib) = (w.id(a), w.id(b));
     for (h, relay) in [(a, r1), (b, r2)] {
-        assert_eq!(w.reservations(h), [(relay, ReservationOutcome::Ok)], "{h}");
+        // The contact first; a second relay may follow (two are wanted).
+        assert_eq!(w.reservations(h)[0], (relay, ReservationOutcome::Ok), "{h}");
         assert_eq!(w.last_reach(h), Some(Reach::Private), "{h}");
         assert_eq!(w.peek(h).reach(), Reach::Private);
         let record = w.advertised(h);
@@ -778,7 +780,7 @@ fn a_public_node_reaches_a_private_one_by_reversal() {
     let (r1, _) = relays(&mut w, &config);
     let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
     w.join(a, r1);
-    w.run_for(Duration::from_secs(6));
+    w.run_for(Duration::from_secs(10));
     assert_eq!(w.last_reach(a), Some(Reach::Private));
     let ia = w.id(a);
     // A bystander AutoNAT found public, and that A never met.
@@ -821,7 +823,7 @@ fn a_full_cone_node_is_public_and_dialled_directly() {
     let (r1, _) = relays(&mut w, &config);
     let f = w.add_natted(101, NatKind::FullCone, None, config.clone());
     w.join(f, r1);
-    w.run_for(Duration::from_secs(8));
+    w.run_for(Duration::from_secs(12));
     let reach: Vec<Reach> = w.reachability(f).iter().map(|r| r.0).collect();
     assert_eq!(
         reach.first(),
