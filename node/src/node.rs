@@ -353,7 +353,7 @@ impl Node {
                         let from = Peer {
                             id: source,
                             addr: source_addr,
-                            relay: Some(peer.addr),
+                            relay: self.traversal.relay_of(&source),
                         };
                         self.dispatch(now, from, inner.message, true);
                     }
@@ -373,6 +373,34 @@ impl Node {
                     }
                 }
             }
+        }
+    }
+
+    /// Peer records the membership core hands on were stored when it first
+    /// heard of each peer, possibly before the peer told us its relay: fill
+    /// in what NAT traversal knows now, so that third parties can reach
+    /// the peers these records name.
+    fn refresh_records(&self, message: &mut Message) {
+        if !self.traversal.enabled() {
+            return;
+        }
+        let refresh = |p: &mut Peer| {
+            if p.id == self.me.id {
+                *p = self.me;
+            } else if let Some(relay) = self.traversal.relay_of(&p.id) {
+                p.relay = Some(relay);
+            }
+        };
+        match message {
+            Message::HyParView(hyparview::Message::ForwardJoin { joiner, .. }) => refresh(joiner),
+            Message::HyParView(hyparview::Message::Shuffle { origin, peers, .. }) => {
+                refresh(origin);
+                peers.iter_mut().for_each(refresh);
+            }
+            Message::HyParView(hyparview::Message::ShuffleReply { peers }) => {
+                peers.iter_mut().for_each(refresh);
+            }
+            _ => {}
         }
     }
 
@@ -422,7 +450,8 @@ impl Node {
             return Some(dst);
         }
         let now = self.now;
-        while let Some((dest, message)) = self.transmits.pop_front() {
+        while let Some((dest, mut message)) = self.transmits.pop_front() {
+            self.refresh_records(&mut message);
             let route = match dest {
                 Dest::Raw(a) => Route::Direct(a),
                 Dest::Addr(a) => self.traversal.route_addr(now, a),

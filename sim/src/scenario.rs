@@ -53,6 +53,9 @@ pub struct Scenario {
     pub checks: Vec<Check>,
     #[serde(default)]
     pub sweep: Option<Sweep>,
+    /// Hostile hosts: they run an attack instead of a node.
+    #[serde(default)]
+    pub attack: Vec<Attack>,
 }
 
 fn default_grid_ms() -> f64 {
@@ -513,6 +516,29 @@ pub struct Pairs {
     pub group: Option<String>,
 }
 
+/// The hosts of `group` run no node: from `start_s` each sends `rate_per_s`
+/// hostile datagrams to random hosts of `target`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attack {
+    pub kind: AttackKind,
+    pub group: String,
+    pub target: String,
+    pub start_s: f64,
+    pub rate_per_s: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackKind {
+    /// RESERVE from a fresh (Sybil) peer id each time.
+    ReserveFlood,
+    /// CONNECT to random peer ids from fresh ids.
+    CircuitFlood,
+    /// Relay and hole-punch messages with random bytes in their bodies.
+    Garbage,
+}
+
 /// What to measure.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -934,6 +960,32 @@ impl Source {
                     s.join.contact_group.as_deref().unwrap_or("")
                 ),
             );
+        }
+        for (i, a) in s.attack.iter().enumerate() {
+            let key = |k: &str| format!("attack.{i}.{k}");
+            for (k, g) in [("group", &a.group), ("target", &a.target)] {
+                if !group_known(&Some(g.clone())) {
+                    return err(key(k), format!("no group is named `{g}`"));
+                }
+            }
+            if a.group == a.target {
+                return err(key("target"), "a group cannot attack itself".into());
+            }
+            if !(time_ok(a.start_s) && a.start_s <= s.duration_s) {
+                return err(
+                    key("start_s"),
+                    format!(
+                        "must be within the run [0, {}] s, got {}",
+                        s.duration_s, a.start_s
+                    ),
+                );
+            }
+            if !(a.rate_per_s > 0.0 && a.rate_per_s <= 10_000.0) {
+                return err(
+                    key("rate_per_s"),
+                    format!("must be in (0, 10000], got {}", a.rate_per_s),
+                );
+            }
         }
         if let Some(p) = &s.pairs {
             if !(time_ok(p.at_s) && p.at_s <= s.duration_s) {

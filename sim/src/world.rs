@@ -22,7 +22,7 @@ use grove_netsim::sim::NetHandle;
 use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink};
 use grove_node::node::{Event, Node};
-use grove_node::{net, Identity, Peer, Time};
+use grove_node::{net, Identity, Peer, PeerId, Time};
 use madsim::task::JoinHandle;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
-use crate::scenario::{Contact, Group, Scenario, TimelineEvent};
+use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
 use crate::traversal::{self, PairRec};
 
 /// The UDP port every node listens on.
@@ -43,6 +43,7 @@ const STREAM_NETWORK: u64 = 1;
 const STREAM_WORLD: u64 = 2;
 const STREAM_LINKS: u64 = 3;
 const STREAM_NAT: u64 = 4;
+const STREAM_ATTACK: u64 = 3 << 32;
 const STREAM_IDENTITY: u64 = 1 << 32;
 const STREAM_NODE: u64 = 2 << 32;
 
@@ -151,6 +152,7 @@ enum Action {
     Start(usize),
     Broadcast { workload: usize, k: usize },
     Pairs,
+    Attack(usize),
     Tick(u64),
 }
 
@@ -184,6 +186,7 @@ struct World {
     /// insides.
     nat_ips: usize,
     cgnat_ips: usize,
+    attack_tasks: Vec<JoinHandle<()>>,
 }
 
 struct SimSink {
@@ -204,6 +207,42 @@ impl EventSink for SimSink {
             Event::Dropped { .. } => rec.malformed += 1,
             Event::Traversal(e) => rec.traversal(self.host, now, e),
         }
+    }
+}
+
+/// One hostile datagram of `kind` into `out`.
+fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], out: &mut Vec<u8>) {
+    use grove_node::proto::nat::Message as N;
+    use grove_node::wire::{self, Datagram, Message};
+    let sybil = PeerId(rng.gen());
+    let message = match kind {
+        AttackKind::ReserveFlood => N::Reserve,
+        AttackKind::CircuitFlood => N::Connect {
+            target: *victims.choose(rng).expect("hosts"),
+        },
+        AttackKind::Garbage => N::RelayTo {
+            target: *victims.choose(rng).expect("hosts"),
+            data: Bytes::from(vec![0u8; 16]),
+        },
+    };
+    out.clear();
+    wire::encode(
+        &Datagram {
+            from: sybil,
+            message: Message::Nat(message),
+        },
+        out,
+    )
+    .expect("small messages encode");
+    if kind == AttackKind::Garbage {
+        // Keep the version; a NAT tag; random bytes after the sender id.
+        out[1] = rng.gen_range(0x20..=0x31);
+        let body = 34..out.len();
+        for b in &mut out[body] {
+            *b = rng.gen();
+        }
+        let extra = rng.gen_range(0..24);
+        out.extend((0..extra).map(|_| rng.gen::<u8>()));
     }
 }
 
@@ -313,6 +352,7 @@ impl World {
             nat_labels,
             nat_ips,
             cgnat_ips,
+            attack_tasks: Vec::new(),
         }
     }
 
@@ -361,6 +401,9 @@ impl World {
         if let Some(p) = &s.pairs {
             agenda.push((secs_ns(p.at_s), Action::Pairs));
         }
+        for (k, a) in s.attack.iter().enumerate() {
+            agenda.push((secs_ns(a.start_s), Action::Attack(k)));
+        }
         for sec in 1..=s.duration_s.floor() as u64 {
             agenda.push((sec * 1_000_000_000, Action::Tick(sec)));
         }
@@ -382,10 +425,12 @@ impl World {
                 self.net.sleep_until_ns(t).await;
             }
             match action {
+                Action::Start(i) if self.is_attacker(i) => {}
                 Action::Start(i) => self.start(i, true),
                 Action::Event(i) => self.apply(i),
                 Action::Broadcast { workload, .. } => self.broadcast(workload),
                 Action::Pairs => self.connect_pairs(),
+                Action::Attack(k) => self.attack(k),
                 Action::Tick(sec) => progress(sec),
             }
         }
@@ -394,6 +439,9 @@ impl World {
             self.net.sleep_until_ns(end).await;
         }
         let report = self.report(info, end);
+        for t in self.attack_tasks.drain(..) {
+            t.abort();
+        }
         for h in &mut self.hosts {
             if let Some(task) = h.task.take() {
                 task.abort();
@@ -527,6 +575,81 @@ impl World {
                     });
                 }
             }
+        }
+    }
+
+    fn is_attacker(&self, i: usize) -> bool {
+        let group = &self.scenario.groups[self.hosts[i].group].name;
+        self.scenario.attack.iter().any(|a| a.group == *group)
+    }
+
+    /// Start the attacks of the group of attack `k` (at the first of them;
+    /// later ones of the same group are handled by the same task): a task
+    /// per host of the group, sending each attack's hostile datagrams at
+    /// its rate to random hosts of its target group, until the run ends.
+    fn attack(&mut self, k: usize) {
+        let group = self.scenario.attack[k].group.clone();
+        if self.scenario.attack[..k].iter().any(|a| a.group == group) {
+            return; // already running in the group's tasks
+        }
+        struct Plan {
+            kind: AttackKind,
+            targets: Vec<SocketAddr>,
+            gap_ns: u64,
+            next_ns: u64,
+        }
+        let plans: Vec<Plan> = self
+            .scenario
+            .attack
+            .iter()
+            .filter(|a| a.group == group)
+            .map(|a| Plan {
+                kind: a.kind,
+                targets: (0..self.hosts.len())
+                    .filter(|&t| self.in_group(t, &Some(a.target.clone())))
+                    .map(|t| self.contact_addr(t))
+                    .collect(),
+                gap_ns: (1e9 / a.rate_per_s).max(1.0) as u64,
+                next_ns: secs_ns(a.start_s),
+            })
+            .filter(|p| !p.targets.is_empty())
+            .collect();
+        let victims: Vec<PeerId> = self.hosts.iter().map(|h| h.identity.peer_id()).collect();
+        for i in 0..self.hosts.len() {
+            if !self.in_group(i, &Some(group.clone())) {
+                continue;
+            }
+            let mut rng = stream(self.seed, STREAM_ATTACK + ((k as u64) << 24) + i as u64);
+            let addr = SocketAddr::new(self.hosts[i].ip, PORT);
+            let mut plans: Vec<Plan> = plans
+                .iter()
+                .map(|p| Plan {
+                    kind: p.kind,
+                    targets: p.targets.clone(),
+                    gap_ns: p.gap_ns,
+                    next_ns: p.next_ns,
+                })
+                .collect();
+            let (victims, net) = (victims.clone(), self.net.clone());
+            self.attack_tasks
+                .push(madsim::task::spawn_local(async move {
+                    let Ok(socket) = net::Socket::bind(addr).await else {
+                        return;
+                    };
+                    let mut out = Vec::new();
+                    loop {
+                        let Some(p) = plans.iter_mut().min_by_key(|p| p.next_ns) else {
+                            return;
+                        };
+                        if p.next_ns > net.now_ns() {
+                            net.sleep_until_ns(p.next_ns).await;
+                        }
+                        p.next_ns += p.gap_ns;
+                        let to = *p.targets.choose(&mut rng).expect("targets");
+                        hostile_datagram(p.kind, &mut rng, &victims, &mut out);
+                        let _ = socket.send_to(&out, to).await;
+                    }
+                }));
         }
     }
 

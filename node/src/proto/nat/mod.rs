@@ -801,11 +801,15 @@ impl Traversal {
             }
         }
     }
-    /// The relay a peer is reached through, if it has one and no direct
-    /// path.
+    /// The relay a peer holds a reservation with, as far as we know: what
+    /// it said in its HELLO or records, or ourselves if it holds one with
+    /// us (then we know before any HELLO, which the network may deliver
+    /// after the peer's JOIN).
     #[must_use]
     pub fn relay_of(&self, peer: &PeerId) -> Option<SocketAddr> {
-        self.paths.get(peer).and_then(|p| p.relay)
+        self.paths.get(peer).and_then(|p| p.relay).or_else(|| {
+            (self.serving() && self.server.has_reservation(peer)).then_some(self.advertised.addr)
+        })
     }
     /// Whether the node may join the overlay now: it is not behind a NAT,
     /// or it holds a reservation (so its peer record names a relay), or it
@@ -980,8 +984,11 @@ impl Traversal {
         if !self.config.enabled {
             return;
         }
+        // The frame came over a circuit through `relay`, which says nothing
+        // of where the peer holds its own reservation (often `relay` is
+        // ours): only its HELLO and its records say that.
+        let _ = relay;
         let p = self.path_mut(now, peer, addr);
-        p.relay.get_or_insert(relay);
         p.last_used = now;
         self.by_addr.entry(addr).or_insert(peer);
     }
@@ -1027,7 +1034,8 @@ impl Traversal {
             p.last_tx = now;
             return Route::Direct(d);
         }
-        if p.relay.is_some() {
+        let circuit = matches!(p.circuit, Circuit::Open { .. } | Circuit::Connecting { .. });
+        if circuit || p.relay.is_some() {
             return Route::Relayed(peer);
         }
         p.last_tx = now;
@@ -1725,7 +1733,9 @@ impl Traversal {
             },
         ));
         let p = self.path_mut(now, source, source_addr);
-        p.relay = Some(relay);
+        // The circuit is the path; the peer's own relay (if any) comes
+        // with its HELLO.
+
         p.circuit = Circuit::Open { relay };
         p.last_used = now;
         self.report_relayed(source, relay, now);

@@ -110,6 +110,11 @@ impl Server {
         }
     }
 
+    /// Whether `peer` holds a reservation here.
+    pub(super) fn has_reservation(&self, peer: &PeerId) -> bool {
+        self.reservations.iter().any(|r| r.peer == *peer)
+    }
+
     #[cfg(test)]
     pub(super) fn reservation_count(&self) -> usize {
         self.reservations.len()
