@@ -63,3 +63,63 @@ interval_ms = 300
     assert!(a == b, "two runs with seed 11 wrote different reports");
     assert!(a != c, "seeds 11 and 12 wrote the same report");
 }
+
+/// The same with NAT traversal at work: relays, AutoNAT, hole punching,
+/// circuits that stay relayed, and the matrix's connection attempts.
+#[test]
+fn nat_traversal_runs_are_byte_identical_too() {
+    let dir = std::env::temp_dir().join(format!("grove-determinism-nat-{}", std::process::id()));
+    let scenario = dir.join("det-nat.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        &scenario,
+        r#"
+name = "det-nat"
+seed = 3
+duration_s = 40
+
+[node.nat]
+relay = { max_circuits = 256, max_circuits_per_peer = 32 }
+
+[join]
+interval_ms = 20
+contact = "random-public"
+contact_group = "relays"
+
+[[groups]]
+name = "relays"
+count = 3
+latency_ms = [5, 15]
+
+[[groups]]
+name = "homes"
+count = 60
+latency_ms = [5, 40]
+jitter = "exponential"
+jitter_ms = 3
+loss = 0.005
+nat = [
+  { kind = "port-restricted", fraction = 0.5 },
+  { kind = "symmetric", fraction = 0.2 },
+  { kind = "full-cone", fraction = 0.2, port_mapping = true },
+]
+
+[pairs]
+at_s = 25
+per_cell = 3
+group = "homes"
+
+[[workload]]
+start_s = 20
+count = 10
+interval_ms = 500
+"#,
+    )
+    .unwrap();
+    let a = run(&scenario, 3, &dir.join("a"));
+    let b = run(&scenario, 3, &dir.join("b"));
+    std::fs::remove_dir_all(&dir).ok();
+    let text = String::from_utf8_lossy(&a);
+    assert!(text.contains("\"holepunch\""), "a nat section");
+    assert!(a == b, "same seed, different report bytes");
+}

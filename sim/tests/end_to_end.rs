@@ -2,31 +2,9 @@
 //! virtual hosts, faults from the timeline, and the report's numbers.
 #![cfg(madsim)]
 
-use grove_sim::report::{Report, ScenarioInfo};
-use grove_sim::scenario::{Scenario, Source};
-use grove_sim::world::{self, RunInfo};
+mod common;
 
-fn scenario(text: &str) -> Scenario {
-    let source = Source {
-        path: "test.toml".into(),
-        text: text.into(),
-    };
-    source.load().expect("valid scenario").remove(0).1
-}
-
-fn run(s: &Scenario) -> Report {
-    let info = RunInfo {
-        scenario: ScenarioInfo {
-            name: s.name.clone(),
-            file: "test.toml".into(),
-            sha256: String::new(),
-            description: String::new(),
-            cell: None,
-        },
-        reproduce: String::new(),
-    };
-    world::run(s, s.seed, info, Box::new(|_| {}))
-}
+use common::{run, scenario};
 
 const BASE: &str = r#"
 name = "e2e"

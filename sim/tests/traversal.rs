@@ -4,27 +4,12 @@
 //! not; the overlay on top delivers every broadcast.
 #![cfg(madsim)]
 
-use grove_sim::report::{Report, ScenarioInfo};
-use grove_sim::scenario::Source;
-use grove_sim::world::{self, RunInfo};
+mod common;
+
+use grove_sim::report::Report;
 
 fn run(text: &str) -> Report {
-    let source = Source {
-        path: "test.toml".into(),
-        text: text.into(),
-    };
-    let s = source.load().expect("valid scenario").remove(0).1;
-    let info = RunInfo {
-        scenario: ScenarioInfo {
-            name: s.name.clone(),
-            file: "test.toml".into(),
-            sha256: String::new(),
-            description: String::new(),
-            cell: None,
-        },
-        reproduce: String::new(),
-    };
-    world::run(&s, s.seed, info, Box::new(|_| {}))
+    common::run(&common::scenario(text))
 }
 
 const MATRIX: &str = r#"
