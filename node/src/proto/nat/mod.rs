@@ -1303,7 +1303,11 @@ impl Traversal {
                         .push_back(Output::Raw(from.addr, Message::Punch { nonce, ack: true }));
                 }
             }
-            Message::KeepAlive => {}
+            Message::KeepAlive => {
+                if !via_relay {
+                    self.server.touch(&from.id, from.addr);
+                }
+            }
         }
         None
     }

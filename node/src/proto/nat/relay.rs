@@ -110,6 +110,15 @@ impl Server {
         }
     }
 
+    /// A datagram from `peer` arrived from `addr`: if it holds a
+    /// reservation, that is where it is now (its NAT changed its address or
+    /// mapping; keep-alives find out long before the next refresh).
+    pub(super) fn touch(&mut self, peer: &PeerId, addr: SocketAddr) {
+        if let Some(r) = self.reservations.iter_mut().find(|r| r.peer == *peer) {
+            r.addr = addr;
+        }
+    }
+
     /// Whether `peer` holds a reservation here.
     pub(super) fn has_reservation(&self, peer: &PeerId) -> bool {
         self.reservations.iter().any(|r| r.peer == *peer)
@@ -607,6 +616,23 @@ mod tests {
         assert!(q
             .iter()
             .any(|o| matches!(o, Output::Raw(_, Message::CircuitClosed { .. }))));
+    }
+
+    #[test]
+    fn a_reservation_follows_its_holder_to_a_new_address() {
+        let mut s = Server::new(Config::default());
+        let mut q = VecDeque::new();
+        let (a, b) = (id(1), id(2));
+        s.reserve(Time::ZERO, true, b, addr(2, 2, 2), &mut Outbox(&mut q));
+        // B's NAT got a new address; its keep-alive comes from there.
+        s.touch(&b, addr(3, 3, 3));
+        s.touch(&a, addr(4, 4, 4)); // no reservation: nothing to move
+        q.clear();
+        s.connect(Time::ZERO, true, a, addr(1, 1, 1), b, &mut Outbox(&mut q));
+        assert!(
+            matches!(q.pop_front(), Some(Output::Raw(to, Message::Stop { .. })) if to == addr(3, 3, 3))
+        );
+        assert!(!s.has_reservation(&a));
     }
 
     #[test]
