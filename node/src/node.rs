@@ -350,9 +350,11 @@ impl Node {
                         self.stats.relayed_in += 1;
                         self.traversal
                             .on_relayed(now, source, peer.addr, source_addr);
+                        // The address routes to this peer are kept under
+                        // (the relay's view of it may differ from ours).
                         let from = Peer {
                             id: source,
-                            addr: source_addr,
+                            addr: self.traversal.addr_of(&source).unwrap_or(source_addr),
                             relay: self.traversal.relay_of(&source),
                         };
                         self.dispatch(now, from, inner.message, true);

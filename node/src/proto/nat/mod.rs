@@ -152,6 +152,9 @@ impl Config {
         if self.observers_needed == 0 || self.observers_needed > MAX_OBSERVATIONS {
             return Err(format!("observers_needed must be 1..={MAX_OBSERVATIONS}"));
         }
+        if self.autonat_confidence > 16 {
+            return Err("autonat_confidence must be at most 16".into());
+        }
         if !(1..=10).contains(&self.holepunch_attempts) {
             return Err("holepunch_attempts must be 1..=10".into());
         }
@@ -602,6 +605,8 @@ enum ResState {
 
 struct Reservation {
     relay: SocketAddr,
+    /// The relay's id, from its first answer: later answers must carry it.
+    relay_id: Option<PeerId>,
     state: ResState,
 }
 
@@ -896,11 +901,12 @@ impl Traversal {
             return;
         }
         let Some(relay) = peer.relay else { return };
+        // Third parties' records only fill in what the peer has not told
+        // us itself (its HELLO); they add no second address.
         let p = self.path_mut(now, peer.id, peer.addr);
-        if p.direct.is_none() {
+        if p.direct.is_none() && p.relay.is_none() {
             p.relay = Some(relay);
         }
-        self.by_addr.entry(peer.addr).or_insert(peer.id);
     }
 
     /// A datagram from `peer` arrived directly from `from`. `hello` is the
@@ -915,11 +921,21 @@ impl Traversal {
             p.reach = r;
         }
         let was_fresh = p.fresh_direct(now, timeout) == Some(from);
+        let (old_direct, own_addr) = (p.direct, p.addr);
         p.direct = Some(from);
         p.last_rx = now;
         if was_fresh {
             return;
         }
+        // The address a datagram came from is that peer's, whatever a
+        // record said; an address it left is no longer its.
+        if let Some(old) = old_direct.filter(|&a| a != from && a != own_addr) {
+            if self.by_addr.get(&old) == Some(&peer) {
+                self.by_addr.remove(&old);
+            }
+        }
+        self.by_addr.insert(from, peer);
+        let p = self.paths.get_mut(&peer).expect("present");
         // A new direct path: tell the peer where we see it, once per
         // address, and report the path with how it came about.
         let method = match &p.upgrade {
@@ -990,7 +1006,13 @@ impl Traversal {
         let _ = relay;
         let p = self.path_mut(now, peer, addr);
         p.last_used = now;
-        self.by_addr.entry(addr).or_insert(peer);
+    }
+
+    /// The address the overlay should use for `peer` (the one routes are
+    /// kept under), if we track it.
+    #[must_use]
+    pub fn addr_of(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.paths.get(peer).map(|p| p.addr)
     }
 
     /// A datagram left straight for `to` (whatever chose the route).
@@ -1017,8 +1039,12 @@ impl Traversal {
         if !self.config.enabled {
             return Route::Direct(to);
         }
-        match self.by_addr.get(&to) {
-            Some(&id) => self.route_peer(now, id),
+        match self.by_addr.get(&to).copied() {
+            Some(id) if self.paths.contains_key(&id) => self.route_peer(now, id),
+            Some(_) => {
+                self.by_addr.remove(&to); // its path was forgotten
+                Route::Direct(to)
+            }
             None => Route::Direct(to),
         }
     }
@@ -1090,12 +1116,16 @@ impl Traversal {
                 self.mapped_port = Some(external_port);
                 let renew = Duration::from_secs(u64::from(lifetime_s) / 2);
                 if let PortMap::Mapped { addr, .. } = self.portmap {
-                    self.portmap = PortMap::Mapped {
-                        addr,
-                        renew_at: now + renew,
-                        tries: 0,
-                    };
-                    return;
+                    if addr.port() == external_port {
+                        self.portmap = PortMap::Mapped {
+                            addr,
+                            renew_at: now + renew,
+                            tries: 0,
+                        };
+                        return;
+                    }
+                    // Renewed on another port: we are reachable elsewhere.
+                    self.lose_mapping(now);
                 }
                 self.portmap = PortMap::Asking {
                     tries: 0,
@@ -1103,6 +1133,8 @@ impl Traversal {
                 };
             }
             _ => {
+                // An error, or lifetime 0 (the gateway dropped the mapping).
+                self.lose_mapping(now);
                 self.portmap = PortMap::Unusable;
                 return;
             }
@@ -1268,10 +1300,14 @@ impl Traversal {
                 source_addr,
                 data,
             } => {
-                if source == self.me {
+                let via_our_relay = self.relays().any(|r| r == from.addr);
+                let via_circuit = self.paths.get(&source).is_some_and(|p| {
+                    matches!(p.circuit, Circuit::Open { relay } | Circuit::Connecting { relay, .. } if relay == from.addr)
+                });
+                if source == self.me || !(via_our_relay || via_circuit) {
                     self.event(Event::Rejected {
                         from: from.addr,
-                        what: "relay frame from ourselves",
+                        what: "relay frame from a host that relays nothing for us",
                     });
                     return None;
                 }
@@ -1341,7 +1377,8 @@ impl Traversal {
                 self.evict();
             }
             self.paths.insert(peer, Path::new(addr, now));
-            self.by_addr.insert(addr, peer);
+            // A record never takes an address from the peer that has it.
+            self.by_addr.entry(addr).or_insert(peer);
         }
         self.paths.get_mut(&peer).expect("inserted")
     }
@@ -1516,7 +1553,16 @@ impl Traversal {
         let Some(i) = self.reservations.iter().position(|r| r.relay == from.addr) else {
             return; // unsolicited
         };
-        if status == Status::Ok && ttl_s > 0 {
+        if self.reservations[i]
+            .relay_id
+            .is_some_and(|id| id != from.id)
+        {
+            return; // someone else speaking for the relay
+        }
+        // A reservation shorter than a minute would have us re-reserve and
+        // re-announce ourselves all the time: as good as a refusal.
+        if status == Status::Ok && ttl_s >= 60 {
+            self.reservations[i].relay_id = Some(from.id);
             let ttl = Duration::from_secs(u64::from(ttl_s));
             let was_active = matches!(self.reservations[i].state, ResState::Active { .. });
             self.reservations[i].state = ResState::Active {
@@ -1534,7 +1580,8 @@ impl Traversal {
                 self.update_advertised(now);
             }
         } else {
-            self.reservations.remove(i);
+            let r = self.reservations.remove(i);
+            self.unpin(&r);
             if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == from.addr) {
                 c.refused_until = now + REFUSED_BACKOFF;
             }
@@ -1550,11 +1597,7 @@ impl Traversal {
         if !self.wants_relays() {
             if !self.reservations.is_empty() {
                 for r in std::mem::take(&mut self.reservations) {
-                    if let Some(id) = self.by_addr.get(&r.relay).copied() {
-                        if let Some(p) = self.paths.get_mut(&id) {
-                            p.pinned = false;
-                        }
-                    }
+                    self.unpin(&r);
                 }
                 self.update_advertised(now);
             }
@@ -1567,7 +1610,13 @@ impl Traversal {
             match r.state {
                 ResState::Active { expires, .. } if now >= expires => {
                     let relay = r.relay;
-                    self.reservations.remove(i);
+                    let r = self.reservations.remove(i);
+                    self.unpin(&r);
+                    // Not asked again at once: a relay whose reservations
+                    // lapse is not to be relied on.
+                    if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == relay) {
+                        c.refused_until = now + CIRCUIT_BACKOFF;
+                    }
                     self.event(Event::Reservation {
                         relay,
                         outcome: ReservationOutcome::Expired,
@@ -1588,7 +1637,8 @@ impl Traversal {
                 ResState::Pending { sent, tries } if now >= sent + RESERVE_TIMEOUT => {
                     if tries >= 2 {
                         let relay = r.relay;
-                        self.reservations.remove(i);
+                        let r = self.reservations.remove(i);
+                        self.unpin(&r);
                         if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == relay) {
                             c.refused_until = now + CIRCUIT_BACKOFF * 2;
                         }
@@ -1617,6 +1667,7 @@ impl Traversal {
             let relay = c.addr;
             self.reservations.push(Reservation {
                 relay,
+                relay_id: None,
                 state: ResState::Pending {
                     sent: now,
                     tries: 0,
@@ -1626,16 +1677,19 @@ impl Traversal {
         }
     }
 
+    /// The relay of a reservation that ends is an ordinary path again.
+    fn unpin(&mut self, r: &Reservation) {
+        if let Some(p) = r.relay_id.and_then(|id| self.paths.get_mut(&id)) {
+            p.pinned = false;
+        }
+    }
+
     /// Recompute the record we advertise; on a change, tell the application
     /// and the peers we talk to directly.
     fn update_advertised(&mut self, now: Time) {
         let addr = match self.portmap {
             PortMap::Mapped { addr, .. } => addr,
-            _ => self
-                .confirmed
-                .or(self.relay_observed)
-                .or(self.observations.last().map(|o| o.1))
-                .unwrap_or(self.local),
+            _ => self.confirmed.or(self.relay_observed).unwrap_or(self.local),
         };
         let relay = if self.reach.is_public() {
             None
@@ -1736,12 +1790,23 @@ impl Traversal {
                 status: Status::Ok,
             },
         ));
-        let p = self.path_mut(now, source, source_addr);
         // The circuit is the path; the peer's own relay (if any) comes
-        // with its HELLO.
-
+        // with its HELLO. Frames queued for a circuit of our own to it
+        // take this one.
+        let p = self.path_mut(now, source, source_addr);
         p.circuit = Circuit::Open { relay };
         p.last_used = now;
+        let frames = std::mem::take(&mut p.pending);
+        self.pending_frames -= frames.len();
+        for data in frames {
+            self.out.push_back(Output::Raw(
+                relay,
+                Message::RelayTo {
+                    target: source,
+                    data,
+                },
+            ));
+        }
         self.report_relayed(source, relay, now);
         // The reserved side starts the upgrade (DCUtR).
         self.start_upgrade(now, source, 1);
@@ -1830,7 +1895,8 @@ impl Traversal {
             // We are the side that opened the circuit; the reserved side
             // leads. Answer with our addresses, then punch as the method
             // says.
-            if busy || addrs.is_empty() {
+            let repeated = matches!(p.upgrade, Upgrade::Punching { attempt: a, initiator: false, .. } if a == attempt);
+            if busy || addrs.is_empty() || repeated {
                 return;
             }
             let (initiator_reach, responder_reach) = (their_reach, my_reach);
@@ -1894,7 +1960,8 @@ impl Traversal {
     }
 
     fn punch_sync(&mut self, now: Time, peer: PeerId, attempt: u8) {
-        let Some(p) = self.paths.get(&peer) else {
+        let _ = now;
+        let Some(p) = self.paths.get_mut(&peer) else {
             return;
         };
         if let Upgrade::Punching {
@@ -1903,11 +1970,11 @@ impl Traversal {
             initiator: false,
             method: Method::HolePunch,
             ..
-        } = &p.upgrade
+        } = &mut p.upgrade
         {
             if *a == attempt {
-                let addrs = addrs.clone();
-                let _ = now;
+                // Once per attempt: a repeated SYNC punches nothing more.
+                let addrs = std::mem::take(addrs);
                 self.punch(peer, &addrs);
             }
         }
@@ -1985,6 +2052,22 @@ impl Traversal {
 
     // ---- internals: port mapping, housekeeping ----
 
+    /// A mapping we advertised is gone: we are no longer public through it;
+    /// AutoNAT finds out what we are now.
+    fn lose_mapping(&mut self, now: Time) {
+        let mapped = matches!(self.portmap, PortMap::Mapped { .. });
+        self.portmap = PortMap::Asking {
+            tries: 0,
+            next: now,
+        };
+        if mapped && self.reach == Reach::PortMapped {
+            self.reach = Reach::Unknown;
+            self.confidence = 0;
+            self.next_probe = now;
+            self.update_advertised(now);
+        }
+    }
+
     fn portmap_timer(&mut self, now: Time) {
         let (tries, next) = match self.portmap {
             PortMap::Asking { tries, next } => (tries, next),
@@ -2004,14 +2087,8 @@ impl Traversal {
             // minutes; a node that joins needs to know sooner). A mapping
             // that can no longer be renewed is gone: the node is no longer
             // public through it.
-            let lost = matches!(self.portmap, PortMap::Mapped { .. });
+            self.lose_mapping(now);
             self.portmap = PortMap::Unusable;
-            if lost && self.reach == Reach::PortMapped {
-                self.reach = Reach::Unknown;
-                self.confidence = 0;
-                self.next_probe = now;
-                self.update_advertised(now);
-            }
             return;
         }
         let lifetime = self.config.mapping_lifetime.as_secs() as u32;

@@ -1158,3 +1158,110 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     w.run_for(Duration::from_millis(100));
     assert!(w.delivered(MsgId([2; 32])).contains(&b));
 }
+
+/// Hostile peers against the traversal core itself (peer ids are not
+/// authenticated: whatever a datagram claims must not take over routes).
+mod hostile {
+    use super::super::{Config, Output, Route, Traversal};
+    use super::*;
+
+    fn core() -> Traversal {
+        let me = PeerId([1; 32]);
+        let local: SocketAddr = "192.168.1.2:7000".parse().unwrap();
+        let mut t = Traversal::new(me, local, Config::default(), ChaCha8Rng::seed_from_u64(1));
+        t.begin(Time::ZERO);
+        t
+    }
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([198, 51, 100, i], 7000))
+    }
+
+    #[test]
+    fn a_forged_record_does_not_take_another_peers_address() {
+        let mut t = core();
+        let now = Time::from_secs(1);
+        let victim = PeerId([2; 32]);
+        t.on_direct(now, victim, addr(2), None);
+        // A SHUFFLE names a made-up peer at the victim's address, behind
+        // the attacker's "relay".
+        let forged = Peer {
+            id: PeerId([9; 32]),
+            addr: addr(2),
+            relay: Some(addr(66)),
+        };
+        t.learn(now, &forged);
+        assert_eq!(t.route_addr(now, addr(2)), Route::Direct(addr(2)));
+        // Nor does it change the relay the victim told us itself.
+        let told = Peer {
+            id: victim,
+            addr: addr(2),
+            relay: Some(addr(67)),
+        };
+        t.learn(now, &told);
+        assert_eq!(t.relay_of(&victim), None);
+    }
+
+    #[test]
+    fn relay_frames_are_taken_only_from_relays_that_relay_for_us() {
+        let mut t = core();
+        let now = Time::from_secs(1);
+        let stranger = Peer::new(PeerId([7; 32]), addr(7));
+        let frame = Message::RelayFrom {
+            source: PeerId([8; 32]),
+            source_addr: addr(8),
+            data: Bytes::from_static(b"anything"),
+        };
+        assert_eq!(t.handle_message(now, stranger, false, frame), None);
+        let rejected = std::iter::from_fn(|| t.poll_output())
+            .any(|o| matches!(o, Output::Event(Event::Rejected { .. })));
+        assert!(rejected);
+    }
+
+    #[test]
+    fn only_the_relay_that_answered_first_speaks_for_a_reservation() {
+        let mut t = core();
+        let relay = addr(10);
+        t.add_candidate(relay);
+        t.handle_timeout(Time::ZERO); // sends RESERVE
+        let ok = |ttl_s| Message::ReserveStatus {
+            status: Status::Ok,
+            ttl_s,
+            limit_duration_s: 120,
+            limit_bytes: 1 << 17,
+            observed: addr(200),
+        };
+        let now = Time::from_secs(1);
+        t.handle_message(now, Peer::new(PeerId([10; 32]), relay), false, ok(3600));
+        assert_eq!(t.relays().collect::<Vec<_>>(), [relay]);
+        // Answers from other ids at the relay's address pin nothing and
+        // grow nothing.
+        for i in 0..=255u8 {
+            let forged = Peer::new(PeerId([i; 32]).max(PeerId([11; 32])), relay);
+            t.handle_message(now, forged, false, ok(3600));
+        }
+        assert!(t.paths.values().filter(|p| p.pinned).count() <= 1);
+        assert!(t.paths.len() <= 2, "{}", t.paths.len());
+    }
+
+    #[test]
+    fn a_reservation_shorter_than_a_minute_counts_as_refused() {
+        let mut t = core();
+        let relay = addr(10);
+        t.add_candidate(relay);
+        t.handle_timeout(Time::ZERO);
+        let short = Message::ReserveStatus {
+            status: Status::Ok,
+            ttl_s: 1,
+            limit_duration_s: 120,
+            limit_bytes: 1 << 17,
+            observed: addr(200),
+        };
+        t.handle_message(
+            Time::from_secs(1),
+            Peer::new(PeerId([10; 32]), relay),
+            false,
+            short,
+        );
+        assert_eq!(t.relays().count(), 0);
+    }
+}
