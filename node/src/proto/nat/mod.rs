@@ -613,9 +613,13 @@ struct Reservation {
 struct Candidate {
     addr: SocketAddr,
     refused_until: Time,
+    /// Given by the application (a contact): never pushed out by the
+    /// candidates that peers' HELLOs name.
+    sticky: bool,
 }
 
 struct Probe {
+    server: IpAddr,
     nonce: u64,
     deadline: Time,
     accepted: bool,
@@ -673,6 +677,8 @@ pub struct Traversal {
     /// While the reachability is unknown: the last result and how many
     /// agreeing results in a row (two are needed to decide).
     verdict: Option<(Reach, u8)>,
+    /// The server of that last result: the next probe asks another.
+    verdict_server: Option<IpAddr>,
     server: relay::Server,
     out: VecDeque<Output>,
     next_tick: Time,
@@ -741,6 +747,7 @@ impl Traversal {
             dialback_window: (now, 0),
             helper_window: (now, 0),
             verdict: None,
+            verdict_server: None,
             server,
             out: VecDeque::new(),
             next_tick: now,
@@ -875,13 +882,26 @@ impl Traversal {
 
     /// A contact given by the application: a relay candidate.
     pub fn add_candidate(&mut self, addr: SocketAddr) {
-        if !self.config.enabled || self.candidates.iter().any(|c| c.addr == addr) {
+        self.push_candidate(addr, true);
+    }
+
+    fn push_candidate(&mut self, addr: SocketAddr, sticky: bool) {
+        if !self.config.enabled {
+            return;
+        }
+        if let Some(c) = self.candidates.iter_mut().find(|c| c.addr == addr) {
+            c.sticky |= sticky;
             return;
         }
         if self.candidates.len() >= MAX_CANDIDATES {
-            // Forget the oldest candidate we hold no reservation with.
+            // Forget the oldest candidate that is neither a contact nor a
+            // relay we hold a reservation with.
             let used: Vec<SocketAddr> = self.reservations.iter().map(|r| r.relay).collect();
-            match self.candidates.iter().position(|c| !used.contains(&c.addr)) {
+            match self
+                .candidates
+                .iter()
+                .position(|c| !c.sticky && !used.contains(&c.addr))
+            {
                 Some(i) => {
                     self.candidates.remove(i);
                 }
@@ -891,6 +911,7 @@ impl Traversal {
         self.candidates.push(Candidate {
             addr,
             refused_until: Time::ZERO,
+            sticky,
         });
     }
 
@@ -1197,7 +1218,7 @@ impl Traversal {
                 if !via_relay {
                     self.observe(now, from.addr.ip(), observed);
                     if reach.is_public() {
-                        self.add_candidate(from.addr);
+                        self.push_candidate(from.addr, false);
                     }
                 }
                 let p = self.path_mut(now, from.id, from.addr);
@@ -1230,15 +1251,14 @@ impl Traversal {
                 }
             }
             Message::DialBack { nonce } => {
-                if self.probe.as_ref().is_some_and(|p| p.nonce == nonce) {
-                    self.probe = None;
+                if let Some(p) = self.probe.take_if(|p| p.nonce == nonce) {
                     // From an IP we have sent to, a dial-back proves
                     // nothing: our NAT's filter lets it in whether or not
                     // it would let a stranger in. Ask again.
                     if self.contacted.contains_key(&from.addr.ip()) {
                         self.next_probe = now + self.config.autonat_retry;
                     } else {
-                        self.autonat_result(now, true);
+                        self.autonat_result(now, p.server, true);
                     }
                 }
             }
@@ -1357,7 +1377,7 @@ impl Traversal {
         if self.probe.as_ref().is_some_and(|p| p.deadline <= now) {
             let p = self.probe.take().expect("checked");
             if p.accepted {
-                self.autonat_result(now, false);
+                self.autonat_result(now, p.server, false);
             } else {
                 self.next_probe = now + self.config.autonat_retry;
             }
@@ -1485,11 +1505,21 @@ impl Traversal {
 
     fn start_probe(&mut self, now: Time) {
         let timeout = self.config.path_timeout;
-        let servers: Vec<SocketAddr> = self
+        // One candidate per IP, so that many ids on one host do not weigh
+        // more than one; and, where there is another, not the server of the
+        // result we are confirming.
+        let mut servers: Vec<SocketAddr> = self
             .paths
             .values()
             .filter_map(|p| p.fresh_direct(now, timeout))
             .collect();
+        servers.sort_unstable_by_key(|a| a.ip());
+        servers.dedup_by_key(|a| a.ip());
+        if let Some(last) = self.verdict_server {
+            if servers.iter().any(|a| a.ip() != last) {
+                servers.retain(|a| a.ip() != last);
+            }
+        }
         if servers.is_empty() {
             self.next_probe = now + self.config.autonat_retry;
             return;
@@ -1497,6 +1527,7 @@ impl Traversal {
         let server = servers[self.rng.gen_range(0..servers.len())];
         let nonce = self.rng.gen();
         self.probe = Some(Probe {
+            server: server.ip(),
             nonce,
             deadline: now + self.config.dial_back_timeout,
             accepted: false,
@@ -1505,7 +1536,7 @@ impl Traversal {
             .push_back(Output::Raw(server, Message::DialRequest { nonce }));
     }
 
-    fn autonat_result(&mut self, now: Time, reachable: bool) {
+    fn autonat_result(&mut self, now: Time, server: IpAddr, reachable: bool) {
         self.next_probe = now + self.config.autonat_interval;
         if self.reach == Reach::PortMapped {
             return;
@@ -1524,10 +1555,12 @@ impl Traversal {
             };
             self.verdict = Some((seen, agreeing));
             if agreeing < 2 {
+                self.verdict_server = Some(server);
                 self.next_probe = now + self.config.autonat_retry;
                 return;
             }
             self.verdict = None;
+            self.verdict_server = None;
         }
         if self.reach == seen {
             self.confidence = (self.confidence + 1).min(self.config.autonat_confidence);

@@ -530,10 +530,16 @@ impl World {
 /// bystanders (`.3` to `.5`) that said hello to both. The bystanders are
 /// the relays' AutoNAT helpers: strangers to whoever joins through a relay
 /// later, so that their dial-backs say something.
+/// Public hosts besides the relays: strangers to the nodes under test, so
+/// that AutoNAT finds dial-back helpers their NATs have never let in
+/// (every node helps others' probes, and a dial-back it sends opens its own
+/// NAT to that peer).
+const BYSTANDERS: u8 = 8;
+
 fn relays(w: &mut World, config: &node::Config) -> (SocketAddr, SocketAddr) {
     let r1 = w.add_public(1, config.clone());
     let r2 = w.add_public(2, config.clone());
-    for i in 3..=5 {
+    for i in 3..=BYSTANDERS {
         let p = w.add_public(i, config.clone());
         for r in [r1, r2] {
             let record = Peer::new(w.id(r), r);
@@ -784,7 +790,7 @@ fn a_public_node_reaches_a_private_one_by_reversal() {
     assert_eq!(w.last_reach(a), Some(Reach::Private));
     let ia = w.id(a);
     // A bystander AutoNAT found public, and that A never met.
-    let x = (3..=5)
+    let x = (3..=BYSTANDERS)
         .map(public)
         .find(|&p| w.last_reach(p) == Some(Reach::Public) && w.paths(p, ia).is_empty())
         .expect("a public bystander");
