@@ -10,8 +10,10 @@
 
 #![cfg(not(madsim))]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -195,31 +197,13 @@ impl Cluster {
             command.arg("--bootstrap").arg(contact.to_string());
         }
         let mut child = command.spawn().expect("starting grove-node");
-        let stdout = child.stdout.take().unwrap();
-        let lines_tx = self.lines_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({"event": "unparsable", "line": line}));
-                if lines_tx.send((index, event)).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let kept = Arc::clone(&stderr);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                let mut kept = kept.lock().unwrap();
-                if kept.len() == STDERR_LINES_KEPT {
-                    kept.pop_front();
-                }
-                kept.push_back(line);
-            }
-        });
+        common::read_events(
+            child.stdout.take().unwrap(),
+            index,
+            self.lines_tx.clone(),
+            None,
+        );
+        let stderr = common::keep_lines(child.stderr.take().unwrap(), STDERR_LINES_KEPT);
         let stdin = child.stdin.take();
         // A placeholder until the `listening` line arrives; the guard kills
         // the process if it never does.

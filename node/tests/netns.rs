@@ -24,8 +24,10 @@
 
 #![cfg(not(madsim))]
 
+mod common;
+
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -513,30 +515,14 @@ impl Cluster {
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting grove-node in {ns}: {e}"));
-        let stdout = Arc::new(Mutex::new(VecDeque::new()));
-        let kept = Arc::clone(&stdout);
-        let pipe = child.stdout.take().unwrap();
-        let lines_tx = self.lines_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                keep(&kept, line.clone());
-                let event = serde_json::from_str(&line)
-                    .unwrap_or_else(|_| serde_json::json!({"event": "unparsable", "line": line}));
-                if lines_tx.send((index, event)).is_err() {
-                    return;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        let kept = Arc::clone(&stderr);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { return };
-                keep(&kept, line);
-            }
-        });
+        let stdout: common::Kept = Arc::new(Mutex::new(VecDeque::new()));
+        common::read_events(
+            child.stdout.take().unwrap(),
+            index,
+            self.lines_tx.clone(),
+            Some((Arc::clone(&stdout), LINES_KEPT)),
+        );
+        let stderr = common::keep_lines(child.stderr.take().unwrap(), LINES_KEPT);
         let stdin = child.stdin.take();
         self.procs.push(Proc {
             name,
@@ -655,12 +641,4 @@ impl Drop for Cluster {
             }
         }
     }
-}
-
-fn keep(lines: &Mutex<VecDeque<String>>, line: String) {
-    let mut lines = lines.lock().unwrap();
-    if lines.len() == LINES_KEPT {
-        lines.pop_front();
-    }
-    lines.push_back(line);
 }
