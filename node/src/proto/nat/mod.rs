@@ -1321,8 +1321,12 @@ impl Traversal {
                 data,
             } => {
                 let via_our_relay = self.relays().any(|r| r == from.addr);
+                // Our relays, the relay of a circuit of ours, or the
+                // source's own relay (both sides may open a circuit to each
+                // other at once, each through the other's relay).
                 let via_circuit = self.paths.get(&source).is_some_and(|p| {
-                    matches!(p.circuit, Circuit::Open { relay } | Circuit::Connecting { relay, .. } if relay == from.addr)
+                    p.relay == Some(from.addr)
+                        || matches!(p.circuit, Circuit::Open { relay } | Circuit::Connecting { relay, .. } if relay == from.addr)
                 });
                 if source == self.me || !(via_our_relay || via_circuit) {
                     self.event(Event::Rejected {
@@ -1929,7 +1933,10 @@ impl Traversal {
             // leads. Answer with our addresses, then punch as the method
             // says.
             let repeated = matches!(p.upgrade, Upgrade::Punching { attempt: a, initiator: false, .. } if a == attempt);
-            if busy || addrs.is_empty() || repeated {
+            // Both sides lead when each received the other's circuit at
+            // once: the lower id keeps leading, the higher one follows.
+            let both_lead = matches!(p.upgrade, Upgrade::Connecting { .. }) && self.me < peer;
+            if busy || addrs.is_empty() || repeated || both_lead {
                 return;
             }
             let (initiator_reach, responder_reach) = (their_reach, my_reach);

@@ -1165,6 +1165,45 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     assert!(w.delivered(MsgId([2; 32])).contains(&b));
 }
 
+/// Both sides connect at the same instant, each through the other's relay:
+/// each receives a circuit and would lead the upgrade; the lower id leads,
+/// frames over either circuit are taken, and the pair punches through.
+#[test]
+fn simultaneous_connects_through_each_others_relay_still_punch() {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, r2) = relays(&mut w, &config);
+    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
+    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
+    w.join(a, r1);
+    w.run_for(Duration::from_millis(500));
+    w.join(b, r2);
+    w.run_for(Duration::from_secs(10));
+    let (ia, ib) = (w.id(a), w.id(b));
+    assert_eq!(w.paths(a, ib), [], "A and B have not met");
+    let (ra, rb) = (w.advertised(a), w.advertised(b));
+    w.connect(a, rb);
+    w.connect(b, ra);
+    w.run_for(Duration::from_secs(3));
+    for (h, peer) in [(a, ib), (b, ia)] {
+        let kinds = kinds(&w.paths(h, peer));
+        assert_eq!(
+            kinds.last(),
+            Some(&(PathKind::Direct, Method::HolePunch, 1)),
+            "{h}: {kinds:?}"
+        );
+    }
+    let rejected = [a, b].iter().any(|&h| {
+        w.nat_events(h)
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Rejected { .. }))
+    });
+    assert!(
+        !rejected,
+        "a frame over one of the two circuits was refused"
+    );
+}
+
 /// Hostile peers against the traversal core itself (peer ids are not
 /// authenticated: whatever a datagram claims must not take over routes).
 mod hostile {
