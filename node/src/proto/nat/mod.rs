@@ -295,6 +295,9 @@ const DIALBACK_BUDGET: u32 = 20;
 const DIALBACK_WINDOW: Duration = Duration::from_secs(10);
 /// Dial-backs sent as a helper per window (each is one small datagram).
 const HELPER_BUDGET: u32 = 100;
+/// Hole-punch probes per window: up to 50 upgrades' worth (4 addresses
+/// each), far above what joining an overlay takes.
+const PUNCH_BUDGET: u32 = 200;
 /// Housekeeping period.
 const TICK: Duration = Duration::from_secs(1);
 /// A circuit request unanswered this long is given up.
@@ -674,6 +677,8 @@ pub struct Traversal {
     dialback_window: (Time, u32),
     /// Dial-backs sent as a helper in the current window.
     helper_window: (Time, u32),
+    /// Hole-punch probes sent in the current window.
+    punch_window: (Time, u32),
     /// While the reachability is unknown: the last result and how many
     /// agreeing results in a row (two are needed to decide).
     verdict: Option<(Reach, u8)>,
@@ -746,6 +751,7 @@ impl Traversal {
             next_probe: now + Duration::from_secs(2),
             dialback_window: (now, 0),
             helper_window: (now, 0),
+            punch_window: (now, 0),
             verdict: None,
             verdict_server: None,
             server,
@@ -1964,7 +1970,7 @@ impl Traversal {
             };
             self.out.push_back(Output::ToPeer(peer, answer));
             if dial_now {
-                self.punch(peer, &addrs);
+                self.punch(now, peer, &addrs);
             }
             return;
         }
@@ -2000,7 +2006,6 @@ impl Traversal {
     }
 
     fn punch_sync(&mut self, now: Time, peer: PeerId, attempt: u8) {
-        let _ = now;
         let Some(p) = self.paths.get_mut(&peer) else {
             return;
         };
@@ -2015,14 +2020,20 @@ impl Traversal {
             if *a == attempt {
                 // Once per attempt: a repeated SYNC punches nothing more.
                 let addrs = std::mem::take(addrs);
-                self.punch(peer, &addrs);
+                self.punch(now, peer, &addrs);
             }
         }
     }
 
-    fn punch(&mut self, peer: PeerId, addrs: &[SocketAddr]) {
+    /// Send a probe to each of `addrs`, within the punch budget: whoever
+    /// names the addresses (a peer's CONNECT) cannot make us send more than
+    /// [`PUNCH_BUDGET`] probes per window, wherever they point.
+    fn punch(&mut self, now: Time, peer: PeerId, addrs: &[SocketAddr]) {
         let nonce = u64::from_be_bytes(peer.0[..8].try_into().expect("8 bytes"));
         for &a in addrs {
+            if !spend(&mut self.punch_window, now, PUNCH_BUDGET) {
+                return;
+            }
             self.out
                 .push_back(Output::Raw(a, Message::Punch { nonce, ack: false }));
         }
@@ -2056,7 +2067,7 @@ impl Traversal {
                     *at = None;
                     let addrs = addrs.clone();
                     p.upgrade_deadline = Some(*deadline);
-                    self.punch(id, &addrs);
+                    self.punch(now, id, &addrs);
                 }
                 Upgrade::Punching {
                     initiator: false, ..

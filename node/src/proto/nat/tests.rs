@@ -1289,6 +1289,33 @@ mod hostile {
     }
 
     #[test]
+    fn a_peer_cannot_make_us_punch_without_bound() {
+        let mut t = core();
+        let now = Time::from_secs(1);
+        let peer = Peer::new(PeerId([5; 32]), addr(5));
+        t.on_direct(now, peer.id, peer.addr, None);
+        let mut punches = 0;
+        // CONNECTs claiming to be public ask us to dial four addresses of
+        // the sender's choice, again and again (a new attempt each time).
+        for attempt in 1..=255u8 {
+            let connect = Message::PunchConnect {
+                attempt,
+                reply: false,
+                reach: Reach::Public,
+                addrs: (0..4).map(|i| addr(100 + i)).collect(),
+            };
+            t.handle_message(now, peer, true, connect);
+            while let Some(o) = t.poll_output() {
+                punches += usize::from(matches!(
+                    o,
+                    Output::Raw(_, Message::Punch { ack: false, .. })
+                ));
+            }
+        }
+        assert_eq!(punches, 200);
+    }
+
+    #[test]
     fn a_reservation_shorter_than_a_minute_counts_as_refused() {
         let mut t = core();
         let relay = addr(10);
