@@ -99,46 +99,8 @@ pub struct Datagrams {
 /// What the network did besides carrying datagrams.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkReport {
-    pub nat: NatReport,
-}
-
-/// The NAT boxes' counters, summed over all of them (see
-/// `grove_netsim::NatCounters`).
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct NatReport {
-    pub mappings_created: u64,
-    pub translations_out: u64,
-    pub translations_in: u64,
-    pub filtered: u64,
-    pub no_mapping: u64,
-    pub expired: u64,
-    pub hairpinned: u64,
-    pub hairpin_refused: u64,
-    pub blocked: u64,
-    pub port_maps_granted: u64,
-    pub port_maps_refused: u64,
-    pub ip_changes: u64,
-    pub mappings_lost: u64,
-}
-
-impl From<grove_netsim::NatCounters> for NatReport {
-    fn from(c: grove_netsim::NatCounters) -> Self {
-        NatReport {
-            mappings_created: c.mappings_created,
-            translations_out: c.translations_out,
-            translations_in: c.translations_in,
-            filtered: c.filtered,
-            no_mapping: c.no_mapping,
-            expired: c.expired,
-            hairpinned: c.hairpinned,
-            hairpin_refused: c.hairpin_refused,
-            blocked: c.blocked,
-            port_maps_granted: c.port_maps_granted,
-            port_maps_refused: c.port_maps_refused,
-            ip_changes: c.ip_changes,
-            mappings_lost: c.mappings_lost,
-        }
-    }
+    /// The NAT boxes' counters, summed over all of them.
+    pub nat: grove_netsim::NatCounters,
 }
 
 /// The hosts behind one kind of NAT (label as in the scenario, with

@@ -881,7 +881,7 @@ impl World {
                 alive_at_end: alive.iter().filter(|a| **a).count(),
             },
             faults_applied: faults,
-            network: NetworkReport { nat: nat.into() },
+            network: NetworkReport { nat },
             broadcast,
             overlay,
             nat_types,

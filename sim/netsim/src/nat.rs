@@ -168,8 +168,9 @@ impl Default for NatConfig {
     }
 }
 
-/// What the network's NAT boxes did, summed over all of them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the network's NAT boxes did, summed over all of them (reported as
+/// they are, field by field, in the report's `network.nat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct NatCounters {
     /// Mappings created (by outbound traffic or NAT-PMP).
     pub mappings_created: u64,

@@ -550,6 +550,26 @@ fn relays(w: &mut World, config: &node::Config) -> (SocketAddr, SocketAddr) {
     (r1, r2)
 }
 
+/// Two homes behind port-restricted cones, A joined through relay 1 and B
+/// (half a second later) through relay 2, after AutoNAT has had time for
+/// its two agreeing results: (world, A, B, relay 1, relay 2).
+///
+/// They join through different relays: in one small overlay HyParView
+/// would link them (through the relay, and hole punch) before any
+/// `connect`.
+fn two_port_restricted_homes() -> (World, SocketAddr, SocketAddr, SocketAddr, SocketAddr) {
+    let config = fast();
+    let mut w = World::new();
+    let (r1, r2) = relays(&mut w, &config);
+    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
+    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
+    w.join(a, r1);
+    w.run_for(Duration::from_millis(500));
+    w.join(b, r2);
+    w.run_for(Duration::from_secs(10));
+    (w, a, b, r1, r2)
+}
+
 fn kinds(paths: &[(Time, PathKind, Method, u8)]) -> Vec<(PathKind, Method, u8)> {
     paths.iter().map(|p| (p.1, p.2, p.3)).collect()
 }
@@ -588,21 +608,9 @@ fn fake(i: u8) -> PeerId {
 /// Test 1: two nodes behind port-restricted cone NATs reserve a slot with
 /// their relay, learn from AutoNAT that they are private, and `connect`
 /// gives a relayed path, then a hole-punched direct one.
-///
-/// They join through different relays: in one small overlay HyParView
-/// links them (through the relay, and hole punches) before any `connect`.
 #[test]
 fn port_restricted_nodes_are_private_and_hole_punch_on_connect() {
-    let config = fast();
-    let mut w = World::new();
-    let (r1, r2) = relays(&mut w, &config);
-    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
-    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
-    w.join(a, r1);
-    w.run_for(Duration::from_millis(500));
-    w.join(b, r2);
-    // AutoNAT needs two agreeing results before its first verdict.
-    w.run_for(Duration::from_secs(10));
+    let (mut w, a, b, r1, r2) = two_port_restricted_homes();
     let (ia, ib) = (w.id(a), w.id(b));
     for (h, relay) in [(a, r1), (b, r2)] {
         // The contact first; a second relay may follow (two are wanted).
@@ -1170,15 +1178,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
 /// frames over either circuit are taken, and the pair punches through.
 #[test]
 fn simultaneous_connects_through_each_others_relay_still_punch() {
-    let config = fast();
-    let mut w = World::new();
-    let (r1, r2) = relays(&mut w, &config);
-    let a = w.add_natted(101, NatKind::PortRestricted, None, config.clone());
-    let b = w.add_natted(102, NatKind::PortRestricted, None, config.clone());
-    w.join(a, r1);
-    w.run_for(Duration::from_millis(500));
-    w.join(b, r2);
-    w.run_for(Duration::from_secs(10));
+    let (mut w, a, b, _, _) = two_port_restricted_homes();
     let (ia, ib) = (w.id(a), w.id(b));
     assert_eq!(w.paths(a, ib), [], "A and B have not met");
     let (ra, rb) = (w.advertised(a), w.advertised(b));
