@@ -23,7 +23,10 @@ pub enum Command {
     Join(SocketAddr),
     /// Open a path to a peer known by its advertised record.
     Connect(crate::Peer),
-    /// Stop the driver; [`run`] returns `Ok(())`.
+    /// Leave the overlay gracefully (neighbours are told), then stop;
+    /// [`run`] returns `Ok(())` once the goodbyes are sent.
+    Leave,
+    /// Stop the driver at once; [`run`] returns `Ok(())`.
     Shutdown,
 }
 
@@ -37,7 +40,7 @@ pub trait EventSink {
     }
 }
 
-/// Run `node` on `socket` until a [`Command::Shutdown`] or a fatal socket
+/// Run `node` on `socket` until a [`Command::Shutdown`] or [`Command::Leave`], or a fatal socket
 /// error (in the simulator: the host crashed). A closed command channel is
 /// not an end: the node keeps serving the overlay.
 pub async fn run(
@@ -81,6 +84,20 @@ pub async fn run(
         match input {
             Input::Command(None) => commands_open = false,
             Input::Command(Some(Command::Shutdown)) => return Ok(()),
+            Input::Command(Some(Command::Leave)) => {
+                node.leave(now);
+                while let Some(dst) = node.poll_transmit(&mut out) {
+                    if let Err(e) = socket.send_to(&out, dst).await {
+                        if net::is_host_gone(&e) {
+                            return Err(e);
+                        }
+                    }
+                }
+                while let Some(event) = node.poll_event() {
+                    sink.on_event(now, event);
+                }
+                return Ok(());
+            }
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
             Input::Command(Some(Command::Connect(peer))) => node.connect(now, peer),
             Input::Command(Some(Command::Broadcast(payload))) => {

@@ -283,6 +283,17 @@ impl Node {
         Ok(id)
     }
 
+    /// Leave the overlay gracefully: the neighbours are told (HyParView
+    /// DISCONNECT), so they repair at once. Drain [`Node::poll_transmit`]
+    /// before closing the socket; the node is then idle until it joins
+    /// again.
+    pub fn leave(&mut self, now: Time) {
+        self.now = now;
+        self.pending_join = None;
+        self.membership.leave();
+        self.process(now);
+    }
+
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
         self.now = now;

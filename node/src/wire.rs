@@ -346,6 +346,46 @@ pub fn classify(bytes: &[u8]) -> Option<Class> {
     }
 }
 
+/// The protocol a datagram belongs to, read from its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Protocol {
+    /// HyParView membership: joins, views, shuffles, keep-alives.
+    Membership,
+    /// Plumtree (or flooding): payloads, IHAVE, GRAFT, PRUNE.
+    Broadcast,
+    /// NAT traversal: HELLO, AutoNAT, relay, hole punching, relayed frames.
+    Traversal,
+}
+
+impl Protocol {
+    pub const ALL: [Protocol; 3] = [
+        Protocol::Membership,
+        Protocol::Broadcast,
+        Protocol::Traversal,
+    ];
+
+    /// Its name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Membership => "membership",
+            Protocol::Broadcast => "broadcast",
+            Protocol::Traversal => "traversal",
+        }
+    }
+}
+
+/// Which protocol a datagram belongs to, from its header alone; `None`
+/// when [`classify`] would say it is no datagram of ours.
+#[must_use]
+pub fn protocol(bytes: &[u8]) -> Option<Protocol> {
+    classify(bytes)?;
+    Some(match bytes[1] {
+        tag::JOIN..=tag::PONG => Protocol::Membership,
+        tag::GOSSIP..=tag::PRUNE => Protocol::Broadcast,
+        _ => Protocol::Traversal,
+    })
+}
+
 /// The broadcast id of a GOSSIP datagram, read without decoding the rest.
 #[must_use]
 pub fn gossip_id(bytes: &[u8]) -> Option<plumtree::MsgId> {
@@ -1246,6 +1286,12 @@ mod tests {
             Ok(datagram) => {
                 // The encoding is canonical.
                 prop_assert_eq!(encoded(&datagram), bytes);
+                let expected = match &datagram.message {
+                    Message::HyParView(_) => Protocol::Membership,
+                    Message::Plumtree(_) => Protocol::Broadcast,
+                    Message::Nat(_) => Protocol::Traversal,
+                };
+                prop_assert_eq!(protocol(bytes), Some(expected));
                 match datagram.message {
                     Message::Plumtree(P::Gossip { id: gossip, .. }) => {
                         prop_assert_eq!(class, Some(Class::Payload));
@@ -1261,6 +1307,7 @@ mod tests {
                 if class != Some(Class::Payload) {
                     prop_assert_eq!(id, None);
                 }
+                prop_assert_eq!(protocol(bytes).is_some(), class.is_some());
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! and reports.
 
 pub mod bench;
+pub mod churn;
 pub mod overlay;
 pub mod recorder;
 pub mod report;

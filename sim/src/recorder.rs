@@ -3,9 +3,10 @@
 //! the driver's event sink and by the network's send hook.
 
 use grove_node::proto::plumtree::MsgId;
-use grove_node::wire::{self, Class};
+use grove_node::wire::{self, Class, Protocol};
 use grove_node::PeerId;
 use hdrhistogram::Histogram;
+use petgraph::unionfind::UnionFind;
 use rustc_hash::FxHashMap;
 
 /// Broadcast payloads start with the broadcast's index (8 bytes, LE), so a
@@ -61,6 +62,31 @@ pub struct Recorder {
     pub duplicate_deliveries: u64,
     /// NAT traversal's events.
     pub nat: crate::traversal::NatRec,
+    /// Datagrams and bytes sent, per [`Protocol`] (in `Protocol::ALL`
+    /// order), and of no protocol of ours.
+    pub traffic: [Traffic; 4],
+    /// Time-series samples, in time order.
+    pub samples: Vec<Sample>,
+}
+
+/// Datagrams and their bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Traffic {
+    pub datagrams: u64,
+    pub bytes: u64,
+}
+
+/// The state of the world at one instant, seen from outside the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sample {
+    pub at_ns: u64,
+    /// Hosts running.
+    pub live: u32,
+    /// Running hosts with at least one active peer.
+    pub connected: u32,
+    /// Running hosts in the largest connected component of the active-view
+    /// graph (links between running hosts only, either direction).
+    pub largest_component: u32,
 }
 
 impl Recorder {
@@ -83,6 +109,8 @@ impl Recorder {
             malformed: 0,
             duplicate_deliveries: 0,
             nat: crate::traversal::NatRec::new(hosts),
+            traffic: [Traffic::default(); 4],
+            samples: Vec::new(),
         }
     }
 
@@ -93,6 +121,9 @@ impl Recorder {
     pub fn host_started(&mut self, host: u32, id: PeerId, now: u64) {
         self.peer_host.insert(id, host);
         self.up[host as usize].push((now, None));
+        // A previous life's view may have gained entries after it stopped
+        // counting (a leaving node still handles datagrams for an instant).
+        self.active[host as usize].clear();
     }
 
     pub fn host_crashed(&mut self, host: u32, now: u64) {
@@ -166,6 +197,10 @@ impl Recorder {
 
     /// A datagram was sent at `now`.
     pub fn datagram_sent(&mut self, now: u64, bytes: &[u8]) {
+        let kind = wire::protocol(bytes).map_or(Protocol::ALL.len(), |p| p as usize);
+        let t = &mut self.traffic[kind];
+        t.datagrams += 1;
+        t.bytes += bytes.len() as u64;
         let phase = self.phase_of(now);
         match wire::classify(bytes) {
             Some(Class::Payload) => {
@@ -179,6 +214,33 @@ impl Recorder {
             }
             Some(Class::Control) | None => self.control_msgs[phase] += 1,
         }
+    }
+
+    /// Record a [`Sample`] at `now`; `alive[h]`: host `h` is running.
+    pub fn sample(&mut self, now: u64, alive: &[bool]) {
+        let hosts = self.active_hosts();
+        let mut components = UnionFind::<u32>::new(alive.len());
+        let (mut live, mut connected) = (0u32, 0u32);
+        for (h, view) in hosts.iter().enumerate() {
+            if !alive[h] {
+                continue;
+            }
+            live += 1;
+            connected += u32::from(!self.active[h].is_empty());
+            for &p in view.iter().filter(|&&p| alive[p as usize]) {
+                components.union(h as u32, p);
+            }
+        }
+        let mut size = vec![0u32; alive.len()];
+        for h in (0..alive.len()).filter(|&h| alive[h]) {
+            size[components.find(h as u32) as usize] += 1;
+        }
+        self.samples.push(Sample {
+            at_ns: now,
+            live,
+            connected,
+            largest_component: size.into_iter().max().unwrap_or(0),
+        });
     }
 
     /// Hosts that were running throughout `[from, to]`, as a bitset.
@@ -231,6 +293,36 @@ mod tests {
         assert!(b.has_delivered(2));
         // Payload not from the workload is ignored.
         r.delivered(2, 0, id, 1, b"short");
+    }
+
+    #[test]
+    fn samples_count_live_connected_and_the_largest_component() {
+        let mut r = Recorder::new(5, vec![]);
+        for h in 0..5u32 {
+            r.host_started(h, PeerId([h as u8; 32]), 0);
+        }
+        // 0-1-2 linked (one-sided links count), 3-4 linked, then 2 dies:
+        // its link must not join anything.
+        r.neighbor_up(0, PeerId([1; 32]));
+        r.neighbor_up(2, PeerId([1; 32]));
+        r.neighbor_up(3, PeerId([4; 32]));
+        r.neighbor_up(4, PeerId([3; 32]));
+        r.sample(10, &[true; 5]);
+        r.host_crashed(2, 20);
+        r.sample(30, &[true, true, false, true, true]);
+        let s = &r.samples;
+        assert_eq!((s[0].live, s[0].connected, s[0].largest_component), (5, 4, 3));
+        assert_eq!((s[1].live, s[1].connected, s[1].largest_component), (4, 3, 2));
+        assert_eq!(s[1].at_ns, 30);
+    }
+
+    #[test]
+    fn traffic_is_counted_per_protocol() {
+        let mut r = Recorder::new(1, vec![]);
+        r.datagram_sent(0, b"not a datagram");
+        assert_eq!(r.traffic[3].datagrams, 1);
+        assert_eq!(r.traffic[3].bytes, 14);
+        assert_eq!(r.traffic[0].datagrams, 0);
     }
 
     #[test]

@@ -40,9 +40,76 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<crate::traversal::NatSection>,
     pub phases: Vec<Phase>,
+    /// Samples on virtual time, every `measure.series_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeseries: Option<TimeSeries>,
+    /// Datagrams and bytes by protocol, in all and per node-hour.
+    pub traffic: TrafficReport,
+    /// Sessions, departures and rejoins, when a group churns or arrives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnCounts>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,
+}
+
+/// The world over time, one entry per sample. Sample `k` is taken at
+/// `t_s[k]`; its broadcast figures cover the broadcasts sent in the
+/// `interval_s` before it (None where none was sent).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TimeSeries {
+    pub interval_s: f64,
+    pub t_s: Vec<f64>,
+    /// Hosts running.
+    pub live: Vec<u32>,
+    /// Running hosts with at least one active peer.
+    pub connected: Vec<u32>,
+    /// Running hosts in the largest component of the active-view graph.
+    pub largest_component: Vec<u32>,
+    /// Broadcasts sent in the interval.
+    pub broadcasts: Vec<u32>,
+    /// Their mean reliability (as in `broadcasts[].reliability`).
+    pub reliability: Vec<Option<f64>>,
+    /// Mean delivery latency over their non-origin deliveries.
+    pub latency_ms_mean: Vec<Option<f64>>,
+    /// The slowest of their deliveries.
+    pub latency_ms_max: Vec<Option<f64>>,
+}
+
+/// What the nodes sent, by protocol.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrafficReport {
+    /// Host-hours of running nodes over the run.
+    pub node_hours: f64,
+    pub by_protocol: Vec<ProtocolTraffic>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolTraffic {
+    /// `membership`, `broadcast`, `traversal`, or `other` (not Grove's:
+    /// NAT-PMP, garbage from attackers).
+    pub protocol: &'static str,
+    pub datagrams: u64,
+    pub bytes: u64,
+    pub datagrams_per_node_hour: f64,
+    pub bytes_per_node_hour: f64,
+}
+
+/// Churn as applied: sessions and how they ended.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChurnCounts {
+    /// Sessions begun by hosts of churning groups (first starts included).
+    pub sessions_started: u64,
+    /// Sessions ended by a graceful leave (neighbours told).
+    pub departures_graceful: u64,
+    /// Sessions ended by a crash.
+    pub departures_crashed: u64,
+    /// Hosts back with the same identity after being offline.
+    pub rejoins: u64,
+    /// Rejoins behind a router with a new public address.
+    pub new_ips: u64,
+    /// Hosts of `arrivals` groups that arrived during the run.
+    pub arrivals: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -294,6 +361,81 @@ pub fn nat_types(
             }
         })
         .collect()
+}
+
+/// The time series from the recorder's samples, with each sample's
+/// broadcast figures from the broadcasts sent in the interval before it.
+pub fn timeseries(rec: &Recorder, entries: &[BroadcastEntry], interval_ns: u64) -> TimeSeries {
+    let mut ts = TimeSeries {
+        interval_s: round6(interval_ns as f64 / 1e9),
+        ..TimeSeries::default()
+    };
+    for s in &rec.samples {
+        let from = s.at_ns.saturating_sub(interval_ns);
+        let sent: Vec<usize> = rec
+            .broadcasts
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.at_ns >= from && b.at_ns < s.at_ns)
+            .map(|(i, _)| i)
+            .collect();
+        let n = sent.len();
+        let others: u64 = sent
+            .iter()
+            .map(|&i| u64::from(rec.broadcasts[i].deliveries.saturating_sub(1)))
+            .sum();
+        let latency_sum: u64 = sent.iter().map(|&i| rec.broadcasts[i].latency_sum_ns).sum();
+        let latency_max = sent.iter().map(|&i| rec.broadcasts[i].latency_max_ns).max();
+        ts.t_s.push(round6(s.at_ns as f64 / 1e9));
+        ts.live.push(s.live);
+        ts.connected.push(s.connected);
+        ts.largest_component.push(s.largest_component);
+        ts.broadcasts.push(n as u32);
+        ts.reliability.push(
+            (n > 0).then(|| round6(sent.iter().map(|&i| entries[i].reliability).sum::<f64>() / n as f64)),
+        );
+        ts.latency_ms_mean
+            .push((others > 0).then(|| round6(latency_sum as f64 / others as f64 / 1e6)));
+        ts.latency_ms_max
+            .push(latency_max.filter(|_| others > 0).map(|m| round6(m as f64 / 1e6)));
+    }
+    ts
+}
+
+/// Traffic by protocol, with per-node-hour rates over the hosts' running
+/// time up to `end_ns`.
+pub fn traffic(rec: &Recorder, end_ns: u64) -> TrafficReport {
+    let node_ns: u64 = rec
+        .up
+        .iter()
+        .flatten()
+        .map(|&(s, e)| e.unwrap_or(end_ns).min(end_ns).saturating_sub(s))
+        .sum();
+    let node_hours = node_ns as f64 / 3.6e12;
+    let per_hour = |x: u64| {
+        if node_hours > 0.0 {
+            round6(x as f64 / node_hours)
+        } else {
+            0.0
+        }
+    };
+    let names = grove_node::wire::Protocol::ALL
+        .iter()
+        .map(|p| p.name())
+        .chain(["other"]);
+    TrafficReport {
+        node_hours: round6(node_hours),
+        by_protocol: names
+            .zip(&rec.traffic)
+            .map(|(protocol, t)| ProtocolTraffic {
+                protocol,
+                datagrams: t.datagrams,
+                bytes: t.bytes,
+                datagrams_per_node_hour: per_hour(t.datagrams),
+                bytes_per_node_hour: per_hour(t.bytes),
+            })
+            .collect(),
+    }
 }
 
 /// Summarise the broadcasts in `entries` with latencies from `latency_us`.

@@ -152,6 +152,12 @@ pub struct Group {
     /// (`kind = "blocked"`): relays behind a TCP/443 fallback.
     #[serde(default)]
     pub fallback_reachable: bool,
+    /// Sessions and departures of the group's hosts (none: they stay).
+    #[serde(default)]
+    pub churn: Option<crate::churn::Churn>,
+    /// The group's hosts arrive over time instead of joining at the start.
+    #[serde(default)]
+    pub arrivals: Option<crate::churn::Arrivals>,
 }
 
 /// What sits between a host and the internet.
@@ -550,6 +556,8 @@ pub struct Measure {
     pub path_sources: usize,
     /// Include one entry per broadcast in the report.
     pub per_broadcast: bool,
+    /// Time-series sampling interval (0: no time series).
+    pub series_s: f64,
 }
 
 impl Default for Measure {
@@ -558,6 +566,7 @@ impl Default for Measure {
             window_s: 10.0,
             path_sources: 64,
             per_broadcast: true,
+            series_s: 10.0,
         }
     }
 }
@@ -839,13 +848,30 @@ impl Source {
                     ),
                 );
             }
+            if let Some(c) = &g.churn {
+                if let Err((k, msg)) = c.validate(s.duration_s) {
+                    return err(key(&format!("churn.{k}")), msg);
+                }
+            }
+            if let Some(a) = &g.arrivals {
+                if let Err((k, msg)) = a.validate(s.duration_s) {
+                    return err(key(&format!("arrivals.{k}")), msg);
+                }
+            }
             total += g.count;
         }
-        let last_start = s.join.start_s + s.join.interval_ms / 1000.0 * (total - 1) as f64;
-        if last_start >= s.duration_s {
+        let scheduled: usize = s
+            .groups
+            .iter()
+            .filter(|g| g.arrivals.is_none())
+            .map(|g| g.count)
+            .sum();
+        let last_start =
+            s.join.start_s + s.join.interval_ms / 1000.0 * scheduled.saturating_sub(1) as f64;
+        if scheduled > 0 && last_start >= s.duration_s {
             return err(
                 "join.interval_ms".into(),
-                format!("the last of {total} hosts would start at {last_start:.3} s, not before the end of the run ({} s)", s.duration_s),
+                format!("the last of {scheduled} hosts would start at {last_start:.3} s, not before the end of the run ({} s)", s.duration_s),
             );
         }
         if total > 1_000_000 {
@@ -1054,6 +1080,13 @@ impl Source {
             return err(
                 "measure.window_s".into(),
                 format!("must be positive, got {}", s.measure.window_s),
+            );
+        }
+        let series = s.measure.series_s;
+        if !(time_ok(series) && (series == 0.0 || series >= 0.1)) {
+            return err(
+                "measure.series_s".into(),
+                format!("must be 0 (off) or at least 0.1 s, got {series}"),
             );
         }
         for (i, c) in s.checks.iter().enumerate() {

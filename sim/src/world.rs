@@ -6,14 +6,15 @@
 //! from the scenario seed ([`stream`]); madsim's scheduler is seeded with
 //! the same seed.
 //!
-//! Addresses: public hosts are 10.0.0.1 upwards (by host index), hosts
+//! Addresses: public hosts are 198.18.0.1 upwards (by host index), hosts
 //! behind a NAT 172.16.0.1 upwards (172.16.0.0/12, by host index), NATs on
 //! the internet (home NATs and CGNATs) 20.0.0.1 upwards in creation order,
 //! and home NATs behind a CGNAT 100.64.0.1 upwards (100.64.0.0/10) on the
 //! CGNAT's inside. `change-ip` draws the next address of the same range.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
@@ -29,6 +30,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 
+use crate::churn::SessionPlan;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
@@ -43,9 +45,14 @@ const STREAM_NETWORK: u64 = 1;
 const STREAM_WORLD: u64 = 2;
 const STREAM_LINKS: u64 = 3;
 const STREAM_NAT: u64 = 4;
+/// Arrival instants of group `g`: `STREAM_ARRIVALS + g`.
+const STREAM_ARRIVALS: u64 = 1 << 16;
 const STREAM_ATTACK: u64 = 3 << 32;
 const STREAM_IDENTITY: u64 = 1 << 32;
 const STREAM_NODE: u64 = 2 << 32;
+/// Churn draws of host `i`, session `k`: `STREAM_CHURN + (i << 20) + k`
+/// (session 0: whether the host is stable).
+const STREAM_CHURN: u64 = 4 << 48;
 
 /// The ChaCha stream `id` of `seed`: independent streams per subsystem
 /// and host, all from the one seed.
@@ -64,6 +71,14 @@ pub fn host_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from_bits(
         u32::from(Ipv4Addr::new(198, 18, 0, 0)) + n,
     ))
+}
+
+/// The `k`-th new address given to a public host that rejoins after
+/// churn with a new IP: 30.0.0.1 upwards.
+pub fn readdressed_ip(k: usize) -> Ipv4Addr {
+    let n = u32::try_from(k + 1).ok().filter(|&n| n < 1 << 24);
+    let n = n.expect("at most 2^24 - 1 public readdressings");
+    Ipv4Addr::from_bits(u32::from(Ipv4Addr::new(30, 0, 0, 0)) + n)
 }
 
 /// The private address of host `i` behind a NAT: 172.16.0.1 upwards.
@@ -154,6 +169,35 @@ enum Action {
     Pairs,
     Attack(usize),
     Tick(u64),
+    /// Churn: host `host` ends session `session` (leaves or crashes).
+    Depart { host: usize, session: u32 },
+    /// Churn: a host that left gracefully in `session` is taken off the
+    /// network once its goodbyes are out.
+    TakeDown { host: usize, session: u32 },
+    /// Churn: host `host`, offline since `session`, rejoins.
+    Return { host: usize, session: u32 },
+    /// Take a time-series sample.
+    Sample,
+}
+
+/// What is still to happen: the scenario's fixed agenda, plus what churn
+/// schedules as it goes. Ordered by (instant, order of scheduling), so the
+/// fixed agenda keeps its sorted order and churn never reorders it.
+#[derive(Default)]
+struct Agenda {
+    heap: BinaryHeap<Reverse<(u64, u64, Action)>>,
+    seq: u64,
+}
+
+impl Agenda {
+    fn push(&mut self, t: u64, action: Action) {
+        self.heap.push(Reverse((t, self.seq, action)));
+        self.seq += 1;
+    }
+
+    fn pop(&mut self) -> Option<(u64, Action)> {
+        self.heap.pop().map(|Reverse((t, _, a))| (t, a))
+    }
 }
 
 struct HostState {
@@ -167,6 +211,12 @@ struct HostState {
     incarnation: u64,
     running: bool,
     started: bool,
+    /// Churn: sessions started so far (0: none yet).
+    session: u32,
+    /// Churn: the host never leaves.
+    stable: bool,
+    /// Churn: offline between sessions, due back on its own.
+    away: bool,
     task: Option<JoinHandle<()>>,
     commands: Option<mpsc::Sender<Command>>,
 }
@@ -186,7 +236,11 @@ struct World {
     /// insides.
     nat_ips: usize,
     cgnat_ips: usize,
+    /// New addresses given to public hosts so far.
+    public_ips: usize,
     attack_tasks: Vec<JoinHandle<()>>,
+    agenda: Agenda,
+    churn: ChurnCounts,
 }
 
 struct SimSink {
@@ -245,6 +299,16 @@ fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], 
         out.extend((0..extra).map(|_| rng.gen::<u8>()));
     }
 }
+
+/// The churn stream of host `i`'s session `k`.
+fn churn_stream(i: usize, k: u32) -> u64 {
+    STREAM_CHURN + ((i as u64) << 20) + u64::from(k)
+}
+
+/// How long a host that leaves gracefully stays on the network after
+/// telling its neighbours (its DISCONNECTs are sent at once; this only
+/// lets the driver run before the host is taken off).
+const GOODBYE_NS: u64 = 1_000_000_000;
 
 fn secs_ns(s: f64) -> u64 {
     (s * 1e9).round() as u64
@@ -318,6 +382,10 @@ impl World {
                 };
                 let mut key = [0u8; 32];
                 stream(seed, STREAM_IDENTITY + i as u64).fill(&mut key);
+                let stable = group
+                    .churn
+                    .as_ref()
+                    .is_some_and(|c| c.is_stable(&mut stream(seed, churn_stream(i, 0))));
                 hosts.push(HostState {
                     group: g,
                     ip,
@@ -327,6 +395,9 @@ impl World {
                     incarnation: 0,
                     running: false,
                     started: false,
+                    session: 0,
+                    stable,
+                    away: false,
                     task: None,
                     commands: None,
                 });
@@ -352,7 +423,10 @@ impl World {
             nat_labels,
             nat_ips,
             cgnat_ips,
+            public_ips: 0,
             attack_tasks: Vec::new(),
+            agenda: Agenda::default(),
+            churn: ChurnCounts::default(),
         }
     }
 
@@ -380,12 +454,41 @@ impl World {
         config
     }
 
+    /// The scenario's fixed agenda, in order. Hosts join `interval_ms`
+    /// apart in host order, but those of groups with `arrivals`, which
+    /// arrive at their Poisson instants.
     fn agenda(&self) -> Vec<(u64, Action)> {
         let s = &self.scenario;
         let mut agenda = Vec::new();
+        let mut scheduled = 0usize;
+        let mut arrivals: Vec<Vec<usize>> = vec![Vec::new(); s.groups.len()];
         for i in 0..self.hosts.len() {
-            let t = secs_ns(s.join.start_s + s.join.interval_ms / 1000.0 * i as f64);
+            let g = self.hosts[i].group;
+            if s.groups[g].arrivals.is_some() {
+                arrivals[g].push(i);
+                continue;
+            }
+            let t = secs_ns(s.join.start_s + s.join.interval_ms / 1000.0 * scheduled as f64);
+            scheduled += 1;
             agenda.push((t, Action::Start(i)));
+        }
+        for (g, hosts) in arrivals.iter().enumerate() {
+            let Some(a) = &s.groups[g].arrivals else {
+                continue;
+            };
+            let mut rng = stream(self.seed, STREAM_ARRIVALS + g as u64);
+            let instants = a.instants_s(hosts.len(), s.duration_s, &mut rng);
+            for (&i, t) in hosts.iter().zip(instants) {
+                agenda.push((secs_ns(t), Action::Start(i)));
+            }
+        }
+        let series_ns = secs_ns(s.measure.series_s);
+        if series_ns > 0 {
+            let mut t = series_ns;
+            while t <= secs_ns(s.duration_s) {
+                agenda.push((t, Action::Sample));
+                t += series_ns;
+            }
         }
         for (i, e) in s.timeline.iter().enumerate() {
             for t in e.instants_s() {
@@ -421,6 +524,13 @@ impl World {
             }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
+            self.agenda.push(t, action);
+        }
+        let end = secs_ns(self.scenario.duration_s);
+        while let Some((t, action)) = self.agenda.pop() {
+            if t > end {
+                break;
+            }
             if t > self.net.now_ns() {
                 self.net.sleep_until_ns(t).await;
             }
@@ -432,9 +542,16 @@ impl World {
                 Action::Pairs => self.connect_pairs(),
                 Action::Attack(k) => self.attack(k),
                 Action::Tick(sec) => progress(sec),
+                Action::Depart { host, session } => self.depart(host, session),
+                Action::TakeDown { host, session } => {
+                    if self.hosts[host].session == session && !self.hosts[host].running {
+                        self.take_down(host);
+                    }
+                }
+                Action::Return { host, session } => self.come_back(host, session),
+                Action::Sample => self.sample(t),
             }
         }
-        let end = secs_ns(self.scenario.duration_s);
         if end > self.net.now_ns() {
             self.net.sleep_until_ns(end).await;
         }
@@ -498,6 +615,7 @@ impl World {
                 running.choose(&mut self.rng).map(|&c| self.contact_addr(c))
             }
         };
+        self.begin_session(i);
         let config = self.node_config_for(i);
         let now = self.net.now_ns();
         let h = &mut self.hosts[i];
@@ -653,17 +771,143 @@ impl World {
         }
     }
 
+    /// A timeline crash: the host is gone until a `restart` event.
     fn crash(&mut self, i: usize) {
+        self.stop(i);
+        self.take_down(i);
+        self.faults.hosts_crashed += 1;
+    }
+
+    /// Host `i` stops counting as running (the recorder closes its up
+    /// interval and forgets its active view).
+    fn stop(&mut self, i: usize) {
         let now = self.net.now_ns();
         let h = &mut self.hosts[i];
         h.running = false;
         h.commands = None;
-        if let Some(task) = h.task.take() {
+        self.rec.borrow_mut().host_crashed(i as u32, now);
+    }
+
+    /// Host `i`'s node task ends and the network forgets it (its port and
+    /// inbox); idempotent.
+    fn take_down(&mut self, i: usize) {
+        if let Some(task) = self.hosts[i].task.take() {
             task.abort();
         }
         self.net.with(|n| n.crash(i as HostId));
-        self.rec.borrow_mut().host_crashed(i as u32, now);
-        self.faults.hosts_crashed += 1;
+    }
+
+    /// Churn: the plan of host `i`'s session `session`, redrawn from that
+    /// session's own stream (the same every time it is asked for).
+    fn session_plan(&self, i: usize, session: u32) -> Option<SessionPlan> {
+        let h = &self.hosts[i];
+        let churn = self.scenario.groups[h.group].churn.as_ref()?;
+        let mut rng = stream(self.seed, churn_stream(i, session));
+        Some(churn.plan(h.stable, &mut rng))
+    }
+
+    /// Churn: a session of host `i` starts now; schedule its end.
+    fn begin_session(&mut self, i: usize) {
+        let group = &self.scenario.groups[self.hosts[i].group];
+        let Some(churn) = &group.churn else {
+            return;
+        };
+        let from = self.net.now_ns().max(secs_ns(churn.start_s));
+        let h = &mut self.hosts[i];
+        h.session += 1;
+        let session = h.session;
+        self.churn.sessions_started += 1;
+        if let Some(online_s) = self.session_plan(i, session).and_then(|p| p.online_s) {
+            self.agenda
+                .push(from + secs_ns(online_s), Action::Depart { host: i, session });
+        }
+    }
+
+    /// Churn: host `i` ends session `session`, gracefully (its node tells
+    /// its neighbours, then goes off the network a second later) or by a
+    /// crash; it comes back after its offline time, if it has one.
+    fn depart(&mut self, i: usize, session: u32) {
+        let h = &self.hosts[i];
+        if !h.running || h.session != session {
+            return; // crashed or restarted by the timeline meanwhile
+        }
+        let plan = self.session_plan(i, session).expect("a churning host");
+        let now = self.net.now_ns();
+        if plan.graceful {
+            if let Some(tx) = &self.hosts[i].commands {
+                let _ = tx.try_send(Command::Leave);
+            }
+            self.stop(i);
+            self.agenda
+                .push(now + GOODBYE_NS, Action::TakeDown { host: i, session });
+            self.churn.departures_graceful += 1;
+        } else {
+            self.stop(i);
+            self.take_down(i);
+            self.churn.departures_crashed += 1;
+        }
+        if let Some(offline_s) = plan.offline_s {
+            self.hosts[i].away = true;
+            let back = (now + secs_ns(offline_s)).max(now + GOODBYE_NS + 1);
+            self.agenda.push(back, Action::Return { host: i, session });
+        }
+    }
+
+    /// Churn: host `i`, away since session `session`, rejoins with the same
+    /// identity, with a new address if the plan says so (a public host its
+    /// own, a host behind a NAT its router's).
+    fn come_back(&mut self, i: usize, session: u32) {
+        let h = &self.hosts[i];
+        if !h.away || h.running || h.session != session {
+            return;
+        }
+        self.hosts[i].away = false;
+        self.take_down(i);
+        let plan = self.session_plan(i, session).expect("a churning host");
+        if plan.new_ip {
+            if self.hosts[i].public {
+                self.public_ips += 1;
+                let ip = readdressed_ip(self.public_ips - 1);
+                self.net.with(|n| n.readdress_host(i as HostId, ip));
+                self.hosts[i].ip = IpAddr::V4(ip);
+            } else {
+                self.readdress(i);
+            }
+            self.churn.new_ips += 1;
+        }
+        self.net.with(|n| n.restart(i as HostId));
+        self.start(i, false);
+        self.churn.rejoins += 1;
+    }
+
+    /// Give host `i`'s home NAT a new outside address (every mapping is
+    /// lost): the next of the internet's or, behind a CGNAT, of the CGNAT's
+    /// inside range.
+    fn readdress(&mut self, i: usize) {
+        let now = self.net.now_ns();
+        let (nat, behind_cgnat) = self.net.with(|n| {
+            let nat = n.host_nat(i as HostId).expect("a NATed host");
+            (nat, n.nat_upstream(nat).is_some())
+        });
+        let ip = if behind_cgnat {
+            self.cgnat_ips += 1;
+            cgnat_inside_ip(self.cgnat_ips - 1)
+        } else {
+            self.nat_ips += 1;
+            nat_public_ip(self.nat_ips - 1)
+        };
+        self.net.with(|n| {
+            n.set_now(now);
+            n.change_public_ip(nat, ip);
+        });
+    }
+
+    /// The time-series sample due at `at_ns`: live hosts, hosts with an
+    /// active peer, the largest component of the active-view graph among
+    /// live hosts.
+    fn sample(&mut self, at_ns: u64) {
+        let alive: Vec<bool> = self.hosts.iter().map(|h| h.running).collect();
+        self.rec.borrow_mut().sample(at_ns, &alive);
     }
 
     /// `fraction` of `candidates`, chosen at random, in host order.
@@ -698,9 +942,11 @@ impl World {
             TimelineEvent::Restart {
                 fraction, group, ..
             } => {
+                // Hosts away by churn come back on their own.
                 let candidates = (0..self.hosts.len())
                     .filter(|&i| {
-                        self.hosts[i].started && !self.hosts[i].running && self.in_group(i, &group)
+                        let h = &self.hosts[i];
+                        h.started && !h.running && !h.away && self.in_group(i, &group)
                     })
                     .collect();
                 for i in self.pick(candidates, fraction) {
@@ -743,23 +989,8 @@ impl World {
                 let candidates = (0..self.hosts.len())
                     .filter(|&i| !self.hosts[i].public && self.in_group(i, &group))
                     .collect();
-                let now = self.net.now_ns();
                 for i in self.pick(candidates, fraction) {
-                    let (nat, behind_cgnat) = self.net.with(|n| {
-                        let nat = n.host_nat(i as HostId).expect("a NATed host");
-                        (nat, n.nat_upstream(nat).is_some())
-                    });
-                    let ip = if behind_cgnat {
-                        self.cgnat_ips += 1;
-                        cgnat_inside_ip(self.cgnat_ips - 1)
-                    } else {
-                        self.nat_ips += 1;
-                        nat_public_ip(self.nat_ips - 1)
-                    };
-                    self.net.with(|n| {
-                        n.set_now(now);
-                        n.change_public_ip(nat, ip);
-                    });
+                    self.readdress(i);
                 }
             }
         }
@@ -887,6 +1118,21 @@ impl World {
             nat_types,
             nat: nat_section,
             phases,
+            timeseries: (s.measure.series_s > 0.0)
+                .then(|| report::timeseries(&rec, &entries, secs_ns(s.measure.series_s))),
+            traffic: report::traffic(&rec, end),
+            churn: s
+                .groups
+                .iter()
+                .any(|g| g.churn.is_some() || g.arrivals.is_some())
+                .then(|| ChurnCounts {
+                    arrivals: self
+                        .hosts
+                        .iter()
+                        .filter(|h| h.started && s.groups[h.group].arrivals.is_some())
+                        .count() as u64,
+                    ..self.churn.clone()
+                }),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {

@@ -355,8 +355,10 @@ mod daemon {
             () = interrupt => {}
             () = terminate => {}
         }
-        tracing::info!("stopping");
-        let _ = commands.send(Command::Shutdown).await;
+        // Tell the neighbours (graceful leave), so that they repair their
+        // views at once rather than after seconds of silence.
+        tracing::info!("leaving the overlay");
+        let _ = commands.send(Command::Leave).await;
     }
 
     /// Broadcast each stdin line. A plain thread, not tokio's stdin: a
@@ -383,7 +385,7 @@ mod daemon {
             }
         }
         if exit_on_eof {
-            let _ = commands.blocking_send(Command::Shutdown);
+            let _ = commands.blocking_send(Command::Leave);
         } else {
             tracing::info!("stdin closed; still serving the overlay");
         }

@@ -391,6 +391,27 @@ impl HyParView {
         self.start_join_round(now);
     }
 
+    /// Leave the overlay for good (a graceful shutdown): every active peer
+    /// gets DISCONNECT with `alive = false`, which drops us from both of its
+    /// views and makes it repair at once instead of after
+    /// `failure_timeout` of silence (§4.2 treats a leaving node as failed;
+    /// telling the neighbours saves them the detection). Both views, pending
+    /// requests and timers are cleared; a later [`HyParView::join`] starts
+    /// afresh.
+    pub fn leave(&mut self) {
+        for i in (0..self.active.len()).rev() {
+            let peer = self.remove_active_at(i);
+            self.send(peer.addr, Message::Disconnect { alive: false });
+        }
+        self.passive.clear();
+        self.pending.clear();
+        self.refused.clear();
+        self.shuffle_sent.clear();
+        self.join = None;
+        self.next_keepalive = None;
+        self.next_shuffle = None;
+    }
+
     /// A message from `from` (id from the datagram header, address from the
     /// UDP source).
     pub fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
@@ -1860,6 +1881,42 @@ mod tests {
         hv.handle_message(ms(5), peer(1), Message::NeighborReply { accepted: true });
         assert_eq!(events(&drain(&mut hv)), vec![Event::NeighborUp(peer(1))]);
         assert_eq!(hv.active_view(), &[peer(1)]);
+    }
+
+    #[test]
+    fn leave_tells_every_neighbour_and_goes_quiet() {
+        let mut hv = node(0, 17);
+        befriend(&mut hv, &[1, 2, 3]);
+        hv.handle_message(
+            ms(1),
+            peer(8),
+            Message::ShuffleReply {
+                peers: vec![peer(4), peer(5)],
+            },
+        );
+        drain(&mut hv);
+        hv.leave();
+        let out = drain(&mut hv);
+        for i in [1, 2, 3] {
+            assert_eq!(
+                sends_to(&out, &peer(i)),
+                vec![Message::Disconnect { alive: false }],
+                "peer {i} is told"
+            );
+            assert!(events(&out).contains(&Event::NeighborDown(peer(i).id)));
+        }
+        assert!(hv.active_view().is_empty() && hv.passive_view().is_empty());
+        assert_eq!(hv.poll_timeout(), None, "no timers after leaving");
+        hv.handle_timeout(secs(60));
+        assert!(drain(&mut hv).is_empty(), "a node that left stays quiet");
+        // The other side: a neighbour that left for good is forgotten.
+        let mut other = node(1, 18);
+        befriend(&mut other, &[0, 2]);
+        drain(&mut other);
+        other.handle_message(ms(2), peer(0), Message::Disconnect { alive: false });
+        drain(&mut other);
+        assert!(!other.active_view().contains(&peer(0)));
+        assert!(!other.passive_view().contains(&peer(0)));
     }
 
     #[test]

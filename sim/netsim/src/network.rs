@@ -612,6 +612,26 @@ impl Network {
         self.hosts[host as usize].up = true;
     }
 
+    /// Give public host `host` a new address, as when a residential line
+    /// reconnects: its old address routes nowhere from now on. The host
+    /// must be down (crashed and not yet restarted), so no socket holds the
+    /// old address. Panics for a host behind a NAT (change its NAT's
+    /// address instead), while it is up, or on an address already taken.
+    pub fn readdress_host(&mut self, host: HostId, ip: Ipv4Addr) {
+        assert!(!self.hosts[host as usize].up, "host {host} must be down to be readdressed");
+        let cold = &mut self.cold[host as usize];
+        assert_eq!(cold.nat, NO_NAT, "host {host} is behind a NAT");
+        match cold.ip {
+            IpAddr::V4(old) => self.by_v4.remove(&old.to_bits()),
+            IpAddr::V6(old) => self.by_v6.remove(&old),
+        };
+        assert!(
+            self.by_v4.insert(ip.to_bits(), host).is_none(),
+            "address {ip} given twice"
+        );
+        cold.ip = IpAddr::V4(ip);
+    }
+
     /// Put `host` on partition side `side`; datagrams between hosts on
     /// different sides are dropped.
     pub fn set_side(&mut self, host: HostId, side: u16) {
@@ -1133,6 +1153,28 @@ mod tests {
         assert_eq!(&buf[..d.len], b"hi");
         assert_eq!(d.from, n.local_addr(a).unwrap());
         assert_eq!(n.counters().delivered, 1);
+    }
+
+    #[test]
+    fn a_readdressed_host_is_reached_only_at_its_new_address() {
+        let (mut n, a, b) = net2(0.0);
+        let old = n.local_addr(b).unwrap();
+        n.crash(b);
+        n.readdress_host(b, Ipv4Addr::new(10, 0, 0, 9));
+        n.restart(b);
+        n.bind(b, 7000).unwrap();
+        let new = n.local_addr(b).unwrap();
+        assert_eq!(new.ip(), ip(9));
+        assert_eq!(n.host_by_ip(old.ip()), None);
+        assert_eq!(n.host_by_ip(ip(9)), Some(b));
+        n.send(0, a, old, b"lost").unwrap();
+        n.send(0, a, new, b"found").unwrap();
+        n.advance(u64::MAX);
+        let mut buf = [0u8; 16];
+        let d = n.take(b, &mut buf).unwrap();
+        assert_eq!(&buf[..d.len], b"found");
+        assert!(n.take(b, &mut buf).is_none());
+        assert_eq!(n.counters().no_route, 1);
     }
 
     #[test]
