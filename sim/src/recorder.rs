@@ -82,7 +82,8 @@ pub struct Sample {
     pub at_ns: u64,
     /// Hosts running.
     pub live: u32,
-    /// Running hosts with at least one active peer.
+    /// Running hosts with at least one running active peer (a view that
+    /// holds only dead peers, not yet detected, does not count).
     pub connected: u32,
     /// Running hosts in the largest connected component of the active-view
     /// graph (links between running hosts only, either direction).
@@ -226,10 +227,12 @@ impl Recorder {
                 continue;
             }
             live += 1;
-            connected += u32::from(!self.active[h].is_empty());
+            let mut linked = false;
             for &p in view.iter().filter(|&&p| alive[p as usize]) {
                 components.union(h as u32, p);
+                linked = true;
             }
+            connected += u32::from(linked);
         }
         let mut size = vec![0u32; alive.len()];
         for h in (0..alive.len()).filter(|&h| alive[h]) {
@@ -312,6 +315,7 @@ mod tests {
         r.sample(30, &[true, true, false, true, true]);
         let s = &r.samples;
         assert_eq!((s[0].live, s[0].connected, s[0].largest_component), (5, 4, 3));
+        // Host 1 has an empty view; host 0's only link is to it.
         assert_eq!((s[1].live, s[1].connected, s[1].largest_component), (4, 3, 2));
         assert_eq!(s[1].at_ns, 30);
     }

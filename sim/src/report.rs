@@ -62,7 +62,7 @@ pub struct TimeSeries {
     pub t_s: Vec<f64>,
     /// Hosts running.
     pub live: Vec<u32>,
-    /// Running hosts with at least one active peer.
+    /// Running hosts with at least one running active peer.
     pub connected: Vec<u32>,
     /// Running hosts in the largest component of the active-view graph.
     pub largest_component: Vec<u32>,

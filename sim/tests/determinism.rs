@@ -125,3 +125,62 @@ interval_ms = 500
     assert!(nat["relay"]["circuits"].as_u64() > Some(0), "{nat}");
     assert!(a == b, "same seed, different report bytes");
 }
+
+/// The same under churn: sessions, graceful leaves, crashes, rejoins with
+/// new addresses (public hosts' own and NAT routers'), and arrivals.
+#[test]
+fn churn_runs_are_byte_identical_too() {
+    let dir = std::env::temp_dir().join(format!("grove-determinism-churn-{}", std::process::id()));
+    let scenario = dir.join("det-churn.toml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        &scenario,
+        r#"
+name = "det-churn"
+seed = 4
+duration_s = 120
+
+[join]
+interval_ms = 20
+contact = "random-public"
+contact_group = "relays"
+
+[[groups]]
+name = "relays"
+count = 3
+latency_ms = [5, 15]
+
+[[groups]]
+name = "homes"
+count = 60
+latency_ms = [5, 40]
+jitter_ms = 3
+loss = 0.005
+nat = [{ kind = "port-restricted", fraction = 0.5 }]
+churn = { start_s = 20, session = { dist = "log-normal", median_s = 30, sigma = 1.0 }, offline = { dist = "weibull", shape = 0.7, scale_s = 15 }, stable_fraction = 0.1, graceful_fraction = 0.5, new_ip_fraction = 0.5 }
+
+[[groups]]
+name = "new"
+count = 10
+latency_ms = [5, 40]
+arrivals = { start_s = 30, rate_per_s = 0.5 }
+
+[[workload]]
+start_s = 10
+count = 20
+interval_ms = 5000
+
+[measure]
+series_s = 5
+"#,
+    )
+    .unwrap();
+    let a = run(&scenario, 4, &dir.join("a"));
+    let b = run(&scenario, 4, &dir.join("b"));
+    std::fs::remove_dir_all(&dir).ok();
+    let report: serde_json::Value = serde_json::from_slice(&a).expect("a JSON report");
+    let churn = &report["churn"];
+    assert!(churn["rejoins"].as_u64() > Some(10), "{churn}");
+    assert!(churn["new_ips"].as_u64() > Some(0), "{churn}");
+    assert!(a == b, "same seed, different report bytes");
+}
