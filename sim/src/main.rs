@@ -139,6 +139,7 @@ fn run(
     // Wall time of the harness, for the terminal and --stats only: it never
     // enters a report.
     let started = std::time::Instant::now();
+    let rss: std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>> = Default::default();
     let mut reports = Vec::new();
     let mut all_passed = true;
     for (i, (cell, scenario)) in cells.iter().enumerate() {
@@ -152,6 +153,10 @@ fn run(
         };
         let bar = progress_bar(quiet, scenario.duration_s, label.clone());
         let tick = bar.clone();
+        // Resident memory over virtual time, for --stats (48 samples a run):
+        // a long run must keep it flat.
+        let rss_every = (scenario.duration_s / 48.0).ceil().max(1.0) as u64;
+        let rss_log = rss.clone();
         let info = RunInfo {
             scenario: ScenarioInfo {
                 name: scenario.name.clone(),
@@ -167,7 +172,14 @@ fn run(
             scenario,
             seed,
             info,
-            Box::new(move |sec| tick.set_position(sec)),
+            Box::new(move |sec| {
+                tick.set_position(sec);
+                if sec % rss_every == 0 {
+                    if let Some(mb) = current_rss_mb() {
+                        rss_log.borrow_mut().push((sec, mb));
+                    }
+                }
+            }),
         );
         bar.finish_and_clear();
         let dir = if cells.len() > 1 {
@@ -220,6 +232,7 @@ fn run(
         let value = serde_json::json!({
             "wall_s": started.elapsed().as_secs_f64(),
             "peak_rss_mb": grove_sim::bench::peak_rss_mb(),
+            "rss_mb_by_virtual_s": *rss.borrow(),
         });
         write_json(&stats, &value)?;
     }
@@ -233,6 +246,14 @@ fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The resident set size now (Linux `/proc/self/statm`, in pages of 4 KiB).
+#[cfg(madsim)]
+fn current_rss_mb() -> Option<f64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096.0 / (1024.0 * 1024.0))
 }
 
 #[cfg(madsim)]
