@@ -144,3 +144,74 @@ series_s = 1
     assert_eq!(g.connected[last], g.live[last]);
     assert_eq!(c.connected[last], c.live[last]);
 }
+
+/// Timeline faults in the middle of churn: a 95% crash takes hosts out of
+/// the churn cycle (they do not come back on their own, only through a
+/// `restart`), and a partition splits and heals while sessions go on.
+#[test]
+fn timeline_faults_work_alongside_churn() {
+    let text = r#"
+name = "churn-faults"
+seed = 8
+duration_s = 200
+
+[node.nat]
+enabled = false
+
+[join]
+interval_ms = 20
+contact = "random"
+
+[[groups]]
+name = "east"
+count = 100
+latency_ms = [5, 30]
+churn = { start_s = 10, session = { dist = "exponential", mean_s = 40 }, offline = { dist = "fixed", s = 5 }, graceful_fraction = 0.5 }
+
+[[groups]]
+name = "west"
+count = 100
+latency_ms = [5, 30]
+churn = { start_s = 10, session = { dist = "exponential", mean_s = 40 }, offline = { dist = "fixed", s = 5 }, graceful_fraction = 0.5 }
+
+[[timeline]]
+action = "partition"
+at_s = 30
+sides = [["east"], ["west"]]
+
+[[timeline]]
+action = "heal"
+at_s = 50
+
+[[timeline]]
+action = "crash"
+at_s = 80
+fraction = 0.95
+
+[[timeline]]
+action = "restart"
+at_s = 140
+fraction = 1.0
+
+[measure]
+series_s = 10
+"#;
+    let r = run(&scenario(text));
+    let ts = r.timeseries.as_ref().unwrap();
+    let at = |t: f64| ts.t_s.iter().position(|&x| x == t).unwrap();
+    assert_eq!((r.faults_applied.partitions, r.faults_applied.heals), (1, 1));
+    // Hosts away at the crash (offline for 5 s) come back; the crashed do
+    // not, so from 90 s to 140 s only about 5% of hosts run.
+    let crashed = r.faults_applied.hosts_crashed;
+    assert!((150..=190).contains(&crashed), "{crashed} crashed");
+    assert!(ts.live[at(90.0)] <= 40, "{:?}", ts.live);
+    assert!(ts.live[at(130.0)] <= 40, "{:?}", ts.live);
+    // The restart brings them all back, and churn takes them on again.
+    assert_eq!(r.faults_applied.hosts_restarted, crashed);
+    assert!(ts.live[at(150.0)] >= 160, "{:?}", ts.live);
+    let c = r.churn.as_ref().unwrap();
+    assert_eq!(c.sessions_started, 200 + c.rejoins + crashed as u64);
+    // Healed and rejoined: one overlay at the end.
+    let last = ts.t_s.len() - 1;
+    assert!(ts.largest_component[last] as f64 >= 0.95 * ts.live[last] as f64, "{ts:?}");
+}
