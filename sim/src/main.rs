@@ -248,9 +248,17 @@ fn run(
     })
 }
 
-/// The resident set size now (Linux `/proc/self/statm`, in pages of 4 KiB).
+/// The resident set size now (Linux `/proc/self/statm`, in pages of 4 KiB),
+/// after handing the allocator's free pages back to the system (glibc keeps
+/// freed memory otherwise, and RSS would drift up with fragmentation while
+/// the live heap stays flat).
 #[cfg(madsim)]
 fn current_rss_mb() -> Option<f64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; no pointer is touched.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: f64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096.0 / (1024.0 * 1024.0))

@@ -305,6 +305,9 @@ fn churn_stream(i: usize, k: u32) -> u64 {
     STREAM_CHURN + ((i as u64) << 20) + u64::from(k)
 }
 
+/// Virtual seconds between two prunings of madsim's task list.
+const TASK_PRUNE_EVERY_S: u64 = 60;
+
 /// How long a host that leaves gracefully stays on the network after
 /// telling its neighbours (its DISCONNECTs are sent at once; this only
 /// lets the driver run before the host is taken off).
@@ -541,7 +544,16 @@ impl World {
                 Action::Broadcast { workload, .. } => self.broadcast(workload),
                 Action::Pairs => self.connect_pairs(),
                 Action::Attack(k) => self.attack(k),
-                Action::Tick(sec) => progress(sec),
+                Action::Tick(sec) => {
+                    progress(sec);
+                    if sec % TASK_PRUNE_EVERY_S == 0 {
+                        // madsim keeps a weak reference to every task ever
+                        // spawned, dropped only when tasks are counted: count
+                        // them now and then, or a long run with churn keeps
+                        // one allocation per finished node task.
+                        let _ = madsim::runtime::Handle::current().metrics().num_tasks();
+                    }
+                }
                 Action::Depart { host, session } => self.depart(host, session),
                 Action::TakeDown { host, session } => {
                     if self.hosts[host].session == session && !self.hosts[host].running {
