@@ -140,6 +140,7 @@ fn run(
     // enters a report.
     let started = std::time::Instant::now();
     let rss: std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>> = Default::default();
+    let heap: std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>> = Default::default();
     let mut reports = Vec::new();
     let mut all_passed = true;
     for (i, (cell, scenario)) in cells.iter().enumerate() {
@@ -157,6 +158,7 @@ fn run(
         // a long run must keep it flat.
         let rss_every = (scenario.duration_s / 48.0).ceil().max(1.0) as u64;
         let rss_log = rss.clone();
+        let heap_log = heap.clone();
         let info = RunInfo {
             scenario: ScenarioInfo {
                 name: scenario.name.clone(),
@@ -175,6 +177,9 @@ fn run(
             Box::new(move |sec| {
                 tick.set_position(sec);
                 if sec % rss_every == 0 {
+                    if let Some(mb) = heap_in_use_mb() {
+                        heap_log.borrow_mut().push((sec, mb));
+                    }
                     if let Some(mb) = current_rss_mb() {
                         rss_log.borrow_mut().push((sec, mb));
                     }
@@ -233,6 +238,7 @@ fn run(
             "wall_s": started.elapsed().as_secs_f64(),
             "peak_rss_mb": grove_sim::bench::peak_rss_mb(),
             "rss_mb_by_virtual_s": *rss.borrow(),
+            "heap_mb_by_virtual_s": *heap.borrow(),
         });
         write_json(&stats, &value)?;
     }
@@ -246,6 +252,21 @@ fn run(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's
+/// `mallinfo2`: small chunks in use plus mmapped ones), in MiB: the live
+/// heap, without the allocator's free and fragmented pages.
+#[cfg(madsim)]
+fn heap_in_use_mb() -> Option<f64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }
 
 /// The resident set size now (Linux `/proc/self/statm`, in pages of 4 KiB),
