@@ -54,6 +54,8 @@ pub struct Recorder {
     pub latency_us: Vec<Histogram<u64>>,
     pub payload_msgs: Vec<u64>,
     pub control_msgs: Vec<u64>,
+    /// Datagrams each host sent over the run (all kinds).
+    pub sent_by_host: Vec<u64>,
     pub active: Vec<Vec<PeerId>>,
     pub peer_host: FxHashMap<PeerId, u32>,
     pub up: Vec<UpIntervals>,
@@ -77,6 +79,7 @@ impl Recorder {
                 .collect(),
             payload_msgs: vec![0; phases],
             control_msgs: vec![0; phases],
+            sent_by_host: vec![0; hosts],
             active: vec![Vec::new(); hosts],
             peer_host: FxHashMap::default(),
             up: vec![Vec::new(); hosts],
@@ -164,8 +167,11 @@ impl Recorder {
         self.active[host as usize].retain(|p| p != peer);
     }
 
-    /// A datagram was sent at `now`.
-    pub fn datagram_sent(&mut self, now: u64, bytes: &[u8]) {
+    /// Host `src` sent a datagram at `now`.
+    pub fn datagram_sent(&mut self, now: u64, src: u32, bytes: &[u8]) {
+        if let Some(n) = self.sent_by_host.get_mut(src as usize) {
+            *n += 1;
+        }
         let phase = self.phase_of(now);
         match wire::classify(bytes) {
             Some(Class::Payload) => {
