@@ -104,7 +104,11 @@ pub fn for_sweep(m: &Merged) -> Result<Vec<Figure>, HdrError> {
         let series = (0..phases)
             .filter(|&i| m.cells.iter().all(|c| c.phases.get(i).is_some()))
             .map(|i| reliability::Series {
-                name: m.cells[0].phases[i].name.clone(),
+                // Phase names carry the cell's own fraction; name by role.
+                name: match i {
+                    0 => "before the first event".to_owned(),
+                    _ => format!("after event {i} (from {} s)", m.cells[0].phases[i].start_s),
+                },
                 points: m
                     .cells
                     .iter()

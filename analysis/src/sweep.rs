@@ -100,6 +100,12 @@ impl Plan {
     }
 }
 
+/// A scenario file's hash as reports carry it.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(text.as_bytes()))
+}
+
 /// Where a run writes, relative to the output directory.
 pub fn run_dir(job: Job) -> PathBuf {
     Path::new(&format!("cell-{:02}", job.cell)).join(format!("seed-{}", job.seed))

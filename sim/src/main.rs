@@ -110,18 +110,13 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    format!("{:x}", Sha256::digest(text.as_bytes()))
-}
-
 fn cells(path: &Path) -> anyhow::Result<ExitCode> {
     let (source, cells) = load(path)?;
     let value = serde_json::json!({
         "name": cells[0].1.name,
         "seed": cells[0].1.seed,
         "cells": cells.len(),
-        "sha256": sha256_hex(&source.text),
+        "sha256": grove_analysis::sweep::sha256_hex(&source.text),
     });
     println!("{value}");
     Ok(ExitCode::SUCCESS)
@@ -162,7 +157,7 @@ fn run(
     let out = out.unwrap_or_else(|| Path::new("reports").join(&base.name).join(seed.to_string()));
     use anyhow::Context;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let sha256 = sha256_hex(&source.text);
+    let sha256 = grove_analysis::sweep::sha256_hex(&source.text);
     let file = path.display().to_string();
     let reproduce = match only_cell {
         Some(c) => format!("cargo xtask simulate {file} --seed {seed} --cell {c}"),
