@@ -27,12 +27,16 @@ where
 {
     let n = d.labels.len().max(1);
     let labels = &d.labels;
+    // `(0..n - 1).into_segmented()` has the n segments 0..=n-1.
     // Rows run top to bottom: row r is drawn at y = n - 1 - r.
     let name = |flip: bool| {
         move |v: &SegmentValue<usize>| match v {
             SegmentValue::CenterOf(i) if *i < n => {
                 let i = if flip { n - 1 - i } else { *i };
-                labels.get(i).cloned().unwrap_or_default()
+                labels
+                    .get(i)
+                    .map(|l| l.replace("port-restricted", "port-restr."))
+                    .unwrap_or_default()
             }
             _ => String::new(),
         }
@@ -43,7 +47,7 @@ where
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(130)
-        .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())?;
+        .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())?;
     chart
         .configure_mesh()
         .disable_mesh()
