@@ -89,11 +89,11 @@ fn f4(x: f64) -> String {
 /// The page for one run.
 pub fn run_page(r: &RunReport, charts: &[Rendered], scenario_text: Option<&str>) -> String {
     let mut b = String::new();
-    let _ = write!(
+    let _ = writeln!(
         b,
         "<p>Scenario <code>{}</code>, seed {}{}: {} nodes, {} alive at the end. Overlay: {} component(s), \
          {} isolated, largest component {:.1}%, average path {:.2}, clustering {:.4}. \
-         Datagrams per node: mean {:.0}.</p>\n",
+         Datagrams per node: mean {:.0}.</p>",
         escape(&r.scenario.file),
         r.seed,
         r.scenario
@@ -138,7 +138,7 @@ pub fn run_page(r: &RunReport, charts: &[Rendered], scenario_text: Option<&str>)
     } else {
         "<span class=\"fail\">FAILED</span>"
     };
-    let _ = write!(b, "<h2>Checks: {verdict}</h2>\n");
+    let _ = writeln!(b, "<h2>Checks: {verdict}</h2>");
     if !r.checks.is_empty() {
         b += "<table><tr><th>metric</th><th>value</th><th>min</th><th>max</th><th>result</th></tr>\n";
         for c in &r.checks {
@@ -164,10 +164,10 @@ pub fn run_page(r: &RunReport, charts: &[Rendered], scenario_text: Option<&str>)
 pub fn sweep_page(m: &Merged, charts: &[Rendered], scenario_text: Option<&str>) -> String {
     let mut b = String::new();
     let seeds: Vec<String> = m.seeds.iter().map(u64::to_string).collect();
-    let _ = write!(
+    let _ = writeln!(
         b,
         "<p>Scenario <code>{}</code>, {} cell(s) x {} seed(s) ({}). Each value is the mean across seeds, \
-         with the range [min, max]; latencies come from the merged histograms of all seeds.</p>\n",
+         with the range [min, max]; latencies come from the merged histograms of all seeds.</p>",
         escape(&m.scenario.file),
         m.cells.len(),
         m.seeds.len(),
@@ -212,7 +212,7 @@ pub fn sweep_page(m: &Merged, charts: &[Rendered], scenario_text: Option<&str>) 
     } else {
         "<span class=\"fail\">some runs FAILED</span>"
     };
-    let _ = write!(b, "<h2>Checks: {verdict}</h2>\n");
+    let _ = writeln!(b, "<h2>Checks: {verdict}</h2>");
     let title = format!("Grove sweep: {}", m.scenario.name);
     page(&title, &b, charts, scenario_text, &m.reproduce)
 }

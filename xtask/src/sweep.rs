@@ -74,7 +74,7 @@ pub fn sweep(bin: &Path, a: SweepArgs) -> Result<Outcome> {
     );
     let all_passed = run_jobs(bin, &a.scenario, &out, &jobs, threads, a.quiet)?;
     if shard.is_none() {
-        merge(&[out.clone()], None)?;
+        merge(std::slice::from_ref(&out), None)?;
     } else {
         eprintln!(
             "shard done; when every shard is, run `cargo xtask merge DIR...` over their output directories"
