@@ -37,6 +37,8 @@ pub fn for_run(r: &RunReport) -> Result<Vec<Figure>, HdrError> {
             duration_s: r.duration_s,
         }));
     }
+    // Issue 4's `Report::timeseries`: read from the JSON when present, so
+    // this chart appears with no further wiring once reports carry it.
     if let Some(ts) = &r.timeseries {
         let total = r.nodes.total.max(1) as f64;
         let frac = |v: &[u32]| v.iter().map(|&x| f64::from(x) / total).collect();

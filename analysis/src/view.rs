@@ -32,7 +32,6 @@ pub struct RunReport {
 pub struct ScenarioInfo {
     pub name: String,
     pub file: String,
-    pub sha256: String,
     #[serde(default)]
     pub cell: Option<CellParam>,
 }
@@ -90,7 +89,6 @@ pub struct Overlay {
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct MessagesPerNode {
-    pub nodes: usize,
     pub mean: f64,
     /// Evenly spaced percentiles, min to max.
     pub quantiles: Vec<u64>,
