@@ -13,11 +13,12 @@ use grove_analysis::gate::{self, Gate, Verdict};
 
 use crate::sweep::{self, SweepArgs};
 
-pub fn regress(bin: &Path, gate_file: &Path, update: bool) -> Result<ExitCode> {
+pub fn regress(gate_file: &Path, update: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now(); // harness wall time, printed only
     let text = std::fs::read_to_string(gate_file)
         .with_context(|| format!("cannot read {}", gate_file.display()))?;
     let gate = Gate::parse(&text).with_context(|| gate_file.display().to_string())?;
+    let bin = &crate::build_simulator()?;
     let dir = gate_file.parent().unwrap_or(Path::new("."));
     let (mut regressed, mut missing) = (0, 0);
     for s in &gate.scenario {
