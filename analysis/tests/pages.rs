@@ -5,6 +5,12 @@
 //! and, with `GROVE_CHROMIUM=1`, headless Chromium loads each page with
 //! every chart present and no script error. Without that variable the
 //! browser half says it is skipped; with it, any setup problem fails.
+//!
+//! When the report format changes, regenerate the fixtures:
+//! `cargo xtask simulate analysis/tests/fixtures/run.toml --out DIR` (copy
+//! `DIR/report.json` to `run-report.json`) and `cargo xtask sweep
+//! analysis/tests/fixtures/sweep.toml --seeds 2 --out DIR` (copy
+//! `DIR/merged.json` to `sweep-merged.json`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
