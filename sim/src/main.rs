@@ -34,7 +34,13 @@ enum Cmd {
         /// which must not depend on the machine).
         #[arg(long)]
         stats: Option<PathBuf>,
+        /// Run only this cell of the sweep (0-based), into --out itself.
+        #[arg(long)]
+        cell: Option<usize>,
     },
+    /// Print a scenario's name, seed, sweep cell count and SHA-256 as JSON
+    /// (what `cargo xtask sweep` plans with).
+    Cells { scenario: PathBuf },
     /// Parse and validate a scenario without running it.
     Check { scenario: PathBuf },
     /// Measure the simulated network against a plain discrete-event loop.
@@ -55,13 +61,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Check { scenario } => check(&scenario),
+        Cmd::Cells { scenario } => cells(&scenario),
         Cmd::Run {
             scenario,
             seed,
             out,
             quiet,
             stats,
-        } => run(&scenario, seed, out, quiet, stats),
+            cell,
+        } => run(&scenario, seed, out, quiet, stats, cell),
         Cmd::Bench {
             nodes,
             rate,
@@ -102,6 +110,18 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cells(path: &Path) -> anyhow::Result<ExitCode> {
+    let (source, cells) = load(path)?;
+    let value = serde_json::json!({
+        "name": cells[0].1.name,
+        "seed": cells[0].1.seed,
+        "cells": cells.len(),
+        "sha256": grove_analysis::sweep::sha256_hex(&source.text),
+    });
+    println!("{value}");
+    Ok(ExitCode::SUCCESS)
+}
+
 #[cfg(not(madsim))]
 fn run(
     _: &Path,
@@ -109,6 +129,7 @@ fn run(
     _: Option<PathBuf>,
     _: bool,
     _: Option<PathBuf>,
+    _: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     anyhow::bail!(
         "this grove-sim was built without --cfg madsim; run scenarios with `cargo xtask simulate`"
@@ -122,20 +143,26 @@ fn run(
     out: Option<PathBuf>,
     quiet: bool,
     stats: Option<PathBuf>,
+    only_cell: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     use grove_sim::report::{CellParam, ScenarioInfo};
     use grove_sim::world::{self, RunInfo};
-    use sha2::{Digest, Sha256};
 
     let (source, cells) = load(path)?;
+    if let Some(c) = only_cell.filter(|&c| c >= cells.len()) {
+        anyhow::bail!("--cell {c}: the scenario has {} cell(s)", cells.len());
+    }
     let base = &cells[0].1;
     let seed = seed.unwrap_or(base.seed);
     let out = out.unwrap_or_else(|| Path::new("reports").join(&base.name).join(seed.to_string()));
     use anyhow::Context;
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let sha256 = format!("{:x}", Sha256::digest(source.text.as_bytes()));
+    let sha256 = grove_analysis::sweep::sha256_hex(&source.text);
     let file = path.display().to_string();
-    let reproduce = format!("cargo xtask simulate {file} --seed {seed}");
+    let reproduce = match only_cell {
+        Some(c) => format!("cargo xtask simulate {file} --seed {seed} --cell {c}"),
+        None => format!("cargo xtask simulate {file} --seed {seed}"),
+    };
     // Wall time of the harness, for the terminal and --stats only: it never
     // enters a report.
     let started = std::time::Instant::now();
@@ -144,6 +171,9 @@ fn run(
     let mut reports = Vec::new();
     let mut all_passed = true;
     for (i, (cell, scenario)) in cells.iter().enumerate() {
+        if only_cell.is_some_and(|c| c != i) {
+            continue;
+        }
         let param = cell.as_ref().map(|(p, v)| CellParam {
             param: p.clone(),
             value: serde_json::to_value(v).expect("TOML values are JSON values"),
@@ -187,12 +217,13 @@ fn run(
             }),
         );
         bar.finish_and_clear();
-        let dir = if cells.len() > 1 {
+        let dir = if cells.len() > 1 && only_cell.is_none() {
             out.join(format!("cell-{i:02}"))
         } else {
             out.clone()
         };
-        write_json(&dir.join("report.json"), &report)?;
+        let text = write_json(&dir.join("report.json"), &report)?;
+        grove_analysis::output::write_run(&dir, &text, Some(&source.text))?;
         eprint!("{}", report.summary());
         eprintln!(
             "  ({label}: {:.1} s wall)",
@@ -201,7 +232,7 @@ fn run(
         all_passed &= report.passed;
         reports.push((param, report));
     }
-    if cells.len() > 1 {
+    if cells.len() > 1 && only_cell.is_none() {
         #[derive(serde::Serialize)]
         struct Cell<'a> {
             params: &'a Option<CellParam>,
@@ -232,6 +263,18 @@ fn run(
                 .collect(),
         };
         write_json(&out.join("report.json"), &combined)?;
+        // The cells as a sweep of one seed: merged.json, charts, page.
+        let runs = reports
+            .iter()
+            .enumerate()
+            .map(|(cell, (_, report))| grove_analysis::merge::Run {
+                cell,
+                seed,
+                report: serde_json::to_value(report).expect("a report is JSON"),
+            })
+            .collect::<Vec<_>>();
+        let merged = grove_analysis::merge::merge(&runs, reproduce.clone())?;
+        grove_analysis::output::write_sweep(&out, &merged, Some(&source.text))?;
     }
     if let Some(stats) = stats {
         let value = serde_json::json!({
@@ -302,15 +345,17 @@ fn progress_bar(quiet: bool, duration_s: f64, label: String) -> indicatif::Progr
     bar
 }
 
+/// Write `value` as pretty JSON; returns the text written.
 #[cfg(madsim)]
-fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<String> {
     use anyhow::Context;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut text = serde_json::to_string_pretty(value)?;
     text.push('\n');
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(text)
 }
 
 #[cfg(not(madsim))]

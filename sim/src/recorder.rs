@@ -55,6 +55,8 @@ pub struct Recorder {
     pub latency_us: Vec<Histogram<u64>>,
     pub payload_msgs: Vec<u64>,
     pub control_msgs: Vec<u64>,
+    /// Datagrams each host sent over the run (all kinds).
+    pub sent_by_host: Vec<u64>,
     pub active: Vec<Vec<PeerId>>,
     pub peer_host: FxHashMap<PeerId, u32>,
     pub up: Vec<UpIntervals>,
@@ -104,6 +106,7 @@ impl Recorder {
                 .collect(),
             payload_msgs: vec![0; phases],
             control_msgs: vec![0; phases],
+            sent_by_host: vec![0; hosts],
             active: vec![Vec::new(); hosts],
             peer_host: FxHashMap::default(),
             up: vec![Vec::new(); hosts],
@@ -196,8 +199,11 @@ impl Recorder {
         self.active[host as usize].retain(|p| p != peer);
     }
 
-    /// A datagram was sent at `now`.
-    pub fn datagram_sent(&mut self, now: u64, bytes: &[u8]) {
+    /// Host `src` sent a datagram at `now`.
+    pub fn datagram_sent(&mut self, now: u64, src: u32, bytes: &[u8]) {
+        if let Some(n) = self.sent_by_host.get_mut(src as usize) {
+            *n += 1;
+        }
         let kind = wire::protocol(bytes).map_or(Protocol::ALL.len(), |p| p as usize);
         let t = &mut self.traffic[kind];
         t.datagrams += 1;
@@ -323,7 +329,7 @@ mod tests {
     #[test]
     fn traffic_is_counted_per_protocol() {
         let mut r = Recorder::new(1, vec![]);
-        r.datagram_sent(0, b"not a datagram");
+        r.datagram_sent(0, 0, b"not a datagram");
         assert_eq!(r.traffic[3].datagrams, 1);
         assert_eq!(r.traffic[3].bytes, 14);
         assert_eq!(r.traffic[0].datagrams, 0);

@@ -11,7 +11,7 @@ use crate::overlay::OverlayReport;
 use crate::recorder::Recorder;
 use crate::scenario::Check;
 
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Round to 6 decimals so reports read well and stay stable.
 pub fn round6(x: f64) -> f64 {
@@ -34,6 +34,8 @@ pub struct Report {
     pub network: NetworkReport,
     pub broadcast: BroadcastSummary,
     pub overlay: OverlayReport,
+    /// Datagrams sent per node over the run (attackers left out).
+    pub messages_per_node: MessagesPerNode,
     /// Hosts grouped by the NAT in front of them, in label order.
     pub nat_types: Vec<NatTypeReport>,
     /// NAT traversal, when the nodes run it.
@@ -217,6 +219,10 @@ pub struct BroadcastSummary {
     pub fully_delivered: f64,
     /// Delivery latency over all non-origin deliveries.
     pub latency_ms: Latency,
+    /// The latency histogram itself (µs, 1 µs to 1 h, 3 significant
+    /// digits): HdrHistogram V2 encoding in base64, so that runs can be
+    /// merged exactly (`grove_analysis::hdr`).
+    pub latency_us_hdr: String,
     /// Relative message redundancy per broadcast, m/(n-1) - 1, where m is
     /// payload messages sent and n the hosts that delivered.
     pub rmr: MeanMax,
@@ -225,6 +231,35 @@ pub struct BroadcastSummary {
     /// Datagrams sent during the interval: payload (gossip) and the rest.
     pub payload_msgs: u64,
     pub control_msgs: u64,
+}
+
+/// The distribution of datagrams sent per node: `quantiles[k]` is the
+/// count at the `5 k`-th percentile (k = 0..=20: min, p5, .., max).
+#[derive(Clone, Debug, Serialize)]
+pub struct MessagesPerNode {
+    pub nodes: usize,
+    pub mean: f64,
+    pub quantiles: Vec<u64>,
+}
+
+/// Percent step of [`MessagesPerNode::quantiles`].
+pub const MESSAGES_QUANTILE_STEP: usize = 5;
+
+pub fn messages_per_node(mut sent: Vec<u64>) -> MessagesPerNode {
+    sent.sort_unstable();
+    let quantiles = if sent.is_empty() {
+        Vec::new()
+    } else {
+        (0..=100)
+            .step_by(MESSAGES_QUANTILE_STEP)
+            .map(|pct| sent[(pct * (sent.len() - 1)).div_ceil(100)])
+            .collect()
+    };
+    MessagesPerNode {
+        nodes: sent.len(),
+        mean: round6(sent.iter().sum::<u64>() as f64 / sent.len().max(1) as f64),
+        quantiles,
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -480,6 +515,7 @@ pub fn summarise(
                 round6(latency_us.max() as f64 / 1000.0)
             },
         },
+        latency_us_hdr: grove_analysis::hdr::encode(latency_us),
         rmr: MeanMax {
             mean: round6(rmrs.iter().sum::<f64>() / rmrs.len().max(1) as f64),
             max: round6(rmrs.iter().copied().fold(0.0, f64::max)),

@@ -522,8 +522,8 @@ impl World {
     async fn run(mut self, info: RunInfo, mut progress: Box<dyn FnMut(u64)>) -> Report {
         let rec = self.rec.clone();
         self.net
-            .set_observer(Box::new(move |now, _src, bytes, _fate| {
-                rec.borrow_mut().datagram_sent(now, bytes)
+            .set_observer(Box::new(move |now, src, bytes, _fate| {
+                rec.borrow_mut().datagram_sent(now, src, bytes)
             }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
@@ -1112,6 +1112,10 @@ impl World {
             .enabled
             .then(|| traversal::section(&rec.nat, &label_of, &alive, &rec.active));
         faults.malformed_dropped = rec.malformed;
+        let honest: Vec<u64> = (0..self.hosts.len())
+            .filter(|&i| !self.is_attacker(i))
+            .map(|i| rec.sent_by_host[i])
+            .collect();
         let mut report = Report {
             schema_version: SCHEMA_VERSION,
             scenario: info.scenario,
@@ -1127,6 +1131,7 @@ impl World {
             network: NetworkReport { nat },
             broadcast,
             overlay,
+            messages_per_node: report::messages_per_node(honest),
             nat_types,
             nat: nat_section,
             phases,

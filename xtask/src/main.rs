@@ -3,6 +3,10 @@
 //! - `simulate <scenario.toml> [--seed N] [--out DIR] [--quiet]`: build the
 //!   simulator with `--cfg madsim` (in its own target dir, `target-sim/`)
 //!   and run a scenario; exits non-zero when a check fails.
+//! - `sweep <scenario.toml> --seeds N [--shard-index I --shard-count N]`:
+//!   cells x seeds, one process per run, in parallel; merged with charts.
+//! - `merge DIR...`: merge the shards of a sweep.
+//! - `regress [--update]`: the regression gate against committed baselines.
 //! - `test`: every test, native and under `--cfg madsim`.
 //! - `bench`: the simulated network against a plain discrete-event loop,
 //!   and the wall time and peak memory of `residential-95.toml`; writes
@@ -13,6 +17,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+
+mod regress;
+mod sweep;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Grove's repository automation")]
@@ -32,6 +39,50 @@ enum Cmd {
         out: Option<PathBuf>,
         #[arg(long)]
         quiet: bool,
+        /// Only this cell of the scenario's sweep (0-based).
+        #[arg(long)]
+        cell: Option<usize>,
+    },
+    /// Run a scenario's cells x seeds in parallel (or one shard of them)
+    /// and merge them.
+    Sweep {
+        scenario: PathBuf,
+        /// Number of seeds, from the scenario's seed (or --first-seed) up.
+        #[arg(long, default_value_t = 1)]
+        seeds: usize,
+        #[arg(long)]
+        first_seed: Option<u64>,
+        /// Output directory (default: reports/<name>/sweep).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Runs at a time (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// This shard (0-based); else JOB_COMPLETION_INDEX or
+        /// SLURM_ARRAY_TASK_ID from the environment.
+        #[arg(long)]
+        shard_index: Option<usize>,
+        /// Shards in all; else GROVE_SHARD_COUNT or SLURM_ARRAY_TASK_COUNT.
+        #[arg(long)]
+        shard_count: Option<usize>,
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Merge a sweep's shards (their output directories) into one report.
+    Merge {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where to write (default: the first directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the regression gate: exit 0 pass, 1 regression, 2 error.
+    Regress {
+        /// Rewrite the baselines from this run.
+        #[arg(long)]
+        update: bool,
+        #[arg(long, default_value = "reports/baselines/gate.toml")]
+        gate: PathBuf,
     },
     /// Run every test: native, then under --cfg madsim.
     Test,
@@ -60,12 +111,49 @@ fn main() -> ExitCode {
             seed,
             out,
             quiet,
+            cell,
         } => simulate(
             &relative_to_root(&cwd, &root, &scenario),
             seed,
             out.map(|o| cwd.join(o)),
             quiet,
+            cell,
         ),
+        Cmd::Sweep {
+            scenario,
+            seeds,
+            first_seed,
+            out,
+            jobs,
+            shard_index,
+            shard_count,
+            quiet,
+        } => build_simulator().and_then(|bin| {
+            let outcome = sweep::sweep(
+                &bin,
+                sweep::SweepArgs {
+                    scenario: relative_to_root(&cwd, &root, &scenario),
+                    seeds,
+                    first_seed,
+                    out: out.map(|o| cwd.join(o)),
+                    jobs,
+                    shard_index,
+                    shard_count,
+                    quiet,
+                },
+            )?;
+            Ok(if outcome.all_passed {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("some runs failed their checks");
+                ExitCode::from(1)
+            })
+        }),
+        Cmd::Merge { dirs, out } => {
+            let dirs: Vec<PathBuf> = dirs.iter().map(|d| cwd.join(d)).collect();
+            sweep::merge(&dirs, out.map(|o| cwd.join(o))).map(|_| ExitCode::SUCCESS)
+        }
+        Cmd::Regress { update, gate } => regress::regress(&cwd.join(gate), update),
         Cmd::Test => test(),
         Cmd::Bench { nodes } => bench(nodes),
     };
@@ -139,6 +227,7 @@ fn simulate(
     seed: Option<u64>,
     out: Option<PathBuf>,
     quiet: bool,
+    cell: Option<usize>,
 ) -> Result<ExitCode> {
     if !scenario.exists() {
         bail!("no scenario file at {}", scenario.display());
@@ -154,6 +243,9 @@ fn simulate(
     }
     if quiet {
         cmd.arg("--quiet");
+    }
+    if let Some(cell) = cell {
+        cmd.args(["--cell", &cell.to_string()]);
     }
     let status = run(&mut cmd)?;
     Ok(match status.code() {

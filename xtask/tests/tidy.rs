@@ -1,6 +1,7 @@
 //! Repository rules that keep the simulator deterministic (DESIGN.md,
 //! "Determinism rules"), checked over the source text of everything the
-//! simulator runs: the node library, the simulator and the virtual network.
+//! simulator runs: the node library, the simulator and the virtual network,
+//! and the report reader that draws its charts and pages.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ fn root() -> PathBuf {
 /// Source files the simulator runs, as (path relative to the root, text).
 fn sources() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for dir in ["node/src", "sim/src", "sim/netsim/src"] {
+    for dir in ["node/src", "sim/src", "sim/netsim/src", "analysis/src"] {
         walk(&root().join(dir), &mut out);
     }
     assert!(out.len() > 10, "found only {} source files", out.len());
