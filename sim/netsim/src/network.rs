@@ -156,11 +156,21 @@ impl Queue {
         Some((at, b))
     }
 
+    /// Keep an emptied bucket for reuse, within bounds: a pool that kept
+    /// every bucket at the largest size it ever had would grow for as long
+    /// as a run lasts (hot instants on the grid hold thousands of entries).
     fn recycle(&mut self, mut b: Vec<(HostId, u32)>) {
-        b.clear();
-        self.spare.push(b);
+        if self.spare.len() < SPARE_BUCKETS_MAX {
+            b.clear();
+            b.shrink_to(SPARE_BUCKET_CAPACITY_MAX);
+            self.spare.push(b);
+        }
     }
 }
+
+/// Emptied buckets kept for reuse, and the capacity each keeps.
+const SPARE_BUCKETS_MAX: usize = 1024;
+const SPARE_BUCKET_CAPACITY_MAX: usize = 256;
 
 const TIMER: u32 = u32::MAX;
 
