@@ -3,6 +3,7 @@
 //! [`Node`]. Natively it runs on tokio; under `--cfg madsim` the same code
 //! runs on madsim with the simulator's virtual socket.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 
@@ -15,6 +16,9 @@ use crate::wire::MAX_DATAGRAM_BYTES;
 use crate::Time;
 
 /// Commands the application sends to a running node.
+///
+/// Kept small (40 bytes): a tokio channel allocates its first block of 32
+/// slots when it is created, and a simulation holds one channel per host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Broadcast a payload to every node.
@@ -22,7 +26,7 @@ pub enum Command {
     /// Join (again) through a contact.
     Join(SocketAddr),
     /// Open a path to a peer known by its advertised record.
-    Connect(crate::Peer),
+    Connect(Box<crate::Peer>),
     /// Stop the driver; [`run`] returns `Ok(())`.
     Shutdown,
 }
@@ -40,14 +44,32 @@ pub trait EventSink {
 /// Run `node` on `socket` until a [`Command::Shutdown`] or a fatal socket
 /// error (in the simulator: the host crashed). A closed command channel is
 /// not an end: the node keeps serving the overlay.
-pub async fn run(
-    mut node: Node,
+///
+/// The node's state is on the heap (given boxed, or boxed here) before the
+/// future is built: a task's future is stored by value (madsim's spawn
+/// wraps it in one more future that holds it twice), and an `async fn`
+/// keeps both its argument and the local it moves into inline, so an
+/// inline `Node` (kilobytes) would be paid for several times per task,
+/// 100,000 times in a large simulation.
+pub fn run<'a, S: EventSink>(
+    node: impl Into<Box<Node>>,
+    socket: Socket,
+    commands: mpsc::Receiver<Command>,
+    sink: &'a mut S,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    drive(node.into(), socket, commands, sink)
+}
+
+async fn drive(
+    mut node: Box<Node>,
     socket: Socket,
     mut commands: mpsc::Receiver<Command>,
     sink: &mut impl EventSink,
 ) -> io::Result<()> {
     let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
-    let mut out = Vec::with_capacity(MAX_DATAGRAM_BYTES);
+    // Grows to the largest datagram this node sends (usually far below
+    // the limit).
+    let mut out = Vec::new();
     let mut commands_open = true;
     let mut now = socket.now();
     loop {
@@ -82,7 +104,7 @@ pub async fn run(
             Input::Command(None) => commands_open = false,
             Input::Command(Some(Command::Shutdown)) => return Ok(()),
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
-            Input::Command(Some(Command::Connect(peer))) => node.connect(now, peer),
+            Input::Command(Some(Command::Connect(peer))) => node.connect(now, *peer),
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview};
-use crate::wire::{self, Datagram, DecodeError, Message, MAX_DATAGRAM_BYTES};
+use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
 /// Datagrams queued for sending before the oldest are dropped (bounded; the
@@ -210,7 +210,8 @@ impl Node {
             now: Time::ZERO,
             transmits: VecDeque::new(),
             foreign: VecDeque::new(),
-            scratch: Vec::with_capacity(MAX_DATAGRAM_BYTES),
+            // Only relayed datagrams are encoded here: grown on first use.
+            scratch: Vec::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
         }

@@ -510,24 +510,28 @@ impl World {
         self.rec
             .borrow_mut()
             .host_started(i as u32, h.identity.peer_id(), now);
-        let identity = h.identity.clone();
         let addr = SocketAddr::new(h.ip, PORT);
+        // Built here and boxed, so that the task's future holds a pointer
+        // rather than the node (and the identity, config and rng it is
+        // made from): the future's captures stay in it for its whole life.
+        let mut node = Box::new(Node::new(&h.identity, addr, config, rng));
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
         };
-        h.task = Some(madsim::task::spawn_local(async move {
+        // Boxed: madsim's spawn wraps the future in one of its own, which
+        // holds it twice (as its capture and as what it awaits).
+        h.task = Some(madsim::task::spawn_local(Box::pin(async move {
             let socket = match net::Socket::bind(addr).await {
                 Ok(s) => s,
                 Err(e) => panic!("host {addr} could not bind: {e}"),
             };
-            let mut node = Node::new(&identity, addr, config, rng);
             if let Some(c) = contact {
                 node.join(socket.now(), c);
             }
             // Ends with an error when the host crashes; nothing to report.
             let _ = driver::run(node, socket, rx, &mut sink).await;
-        }));
+        })));
     }
 
     /// The NAT matrix's connection attempts (see [`crate::scenario::Pairs`]).
@@ -566,7 +570,7 @@ impl World {
             let advertised = self.rec.borrow().nat.advertised[j];
             let record = advertised.unwrap_or_else(|| Peer::new(id, self.contact_addr(j)));
             if let Some(tx) = &self.hosts[i].commands {
-                if tx.try_send(Command::Connect(record)).is_ok() {
+                if tx.try_send(Command::Connect(Box::new(record))).is_ok() {
                     self.rec.borrow_mut().nat.pairs.push(PairRec {
                         initiator: i as u32,
                         responder: j as u32,
