@@ -2,6 +2,7 @@
 //! and reports.
 
 pub mod bench;
+pub mod host_set;
 pub mod overlay;
 pub mod recorder;
 pub mod report;

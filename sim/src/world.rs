@@ -30,6 +30,7 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 
 use crate::overlay;
+use crate::host_set::HostSet;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
@@ -187,6 +188,8 @@ struct World {
     nat_ips: usize,
     cgnat_ips: usize,
     attack_tasks: Vec<JoinHandle<()>>,
+    /// The hosts whose `running` is set, for O(log n) random picks.
+    running_set: HostSet,
 }
 
 struct SimSink {
@@ -345,7 +348,6 @@ impl World {
             scenario: s.clone(),
             seed,
             net: NetHandle::install(net),
-            hosts,
             rec,
             rng: stream(seed, STREAM_WORLD),
             faults: Faults::default(),
@@ -353,6 +355,8 @@ impl World {
             nat_ips,
             cgnat_ips,
             attack_tasks: Vec::new(),
+            running_set: HostSet::new(hosts.len()),
+            hosts,
         }
     }
 
@@ -494,12 +498,18 @@ impl World {
                 pool.choose(&mut self.rng).map(|&c| self.contact_addr(c))
             }
             _ => {
-                let running = self.running();
-                running.choose(&mut self.rng).map(|&c| self.contact_addr(c))
+                // What `self.running().choose(rng)` draws (rand 0.8: one
+                // `gen_range(0..len as u32)`), without listing the hosts.
+                let len = u32::try_from(self.running_set.len()).expect("fewer than 2^32 hosts");
+                (len > 0).then(|| {
+                    let k = self.rng.gen_range(0..len) as usize;
+                    self.contact_addr(self.running_set.nth(k).expect("k < len"))
+                })
             }
         };
         let config = self.node_config_for(i);
         let now = self.net.now_ns();
+        self.running_set.set(i, true);
         let h = &mut self.hosts[i];
         h.started = true;
         h.running = true;
@@ -659,6 +669,7 @@ impl World {
 
     fn crash(&mut self, i: usize) {
         let now = self.net.now_ns();
+        self.running_set.set(i, false);
         let h = &mut self.hosts[i];
         h.running = false;
         h.commands = None;
