@@ -29,8 +29,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::mpsc;
 
-use crate::overlay;
 use crate::host_set::HostSet;
+use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
