@@ -12,7 +12,6 @@ use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
-use crate::wire::MAX_DATAGRAM_BYTES;
 use crate::Time;
 
 /// Commands the application sends to a running node.
@@ -66,7 +65,9 @@ async fn drive(
     mut commands: mpsc::Receiver<Command>,
     sink: &mut impl EventSink,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
+    // Sized by the socket: natively to the largest datagram, in the
+    // simulator to each datagram received.
+    let mut buf = Vec::new();
     // Grows to the largest datagram this node sends (usually far below
     // the limit).
     let mut out = Vec::new();

@@ -1063,6 +1063,27 @@ impl Network {
     /// Take the oldest datagram from `host`'s inbox into `buf` (truncated to
     /// `buf.len()`, as UDP does).
     pub fn take(&mut self, host: HostId, buf: &mut [u8]) -> Option<Delivery> {
+        self.take_with(host, |stored| {
+            let len = stored.len().min(buf.len());
+            buf[..len].copy_from_slice(&stored[..len]);
+            len
+        })
+    }
+
+    /// [`Network::take`] into a vector that becomes the datagram: a
+    /// receiver then needs no buffer of the largest size (100,000 of them
+    /// in a large run).
+    pub fn take_vec(&mut self, host: HostId, buf: &mut Vec<u8>) -> Option<Delivery> {
+        self.take_with(host, |stored| {
+            buf.clear();
+            buf.extend_from_slice(stored);
+            stored.len()
+        })
+    }
+
+    /// Pop the oldest datagram of `host`'s inbox and hand its bytes to
+    /// `copy`, which returns the length received.
+    fn take_with(&mut self, host: HostId, copy: impl FnOnce(&[u8]) -> usize) -> Option<Delivery> {
         let slot = self.pop_inbox(host)?;
         let s = &self.slots[slot as usize];
         let stored = if usize::from(s.len) <= INLINE_BYTES {
@@ -1070,8 +1091,7 @@ impl Network {
         } else {
             &self.spill[slot as usize][..]
         };
-        let len = stored.len().min(buf.len());
-        buf[..len].copy_from_slice(&stored[..len]);
+        let len = copy(stored);
         let from = s.from;
         self.free_slots.push(slot);
         Some(Delivery { len, from })
