@@ -3,9 +3,10 @@
 //! [`Node`]. Natively it runs on tokio; under `--cfg madsim` the same code
 //! runs on madsim with the simulator's virtual socket.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -28,6 +29,22 @@ pub enum Command {
     Connect(Box<crate::Peer>),
     /// Stop the driver; [`run`] returns `Ok(())`.
     Shutdown,
+}
+
+/// Where the driver takes commands from: natively a tokio channel; the
+/// simulator has its own single-threaded queue (a tokio channel allocates
+/// 32 slots up front, and one per host adds up over 100,000 hosts).
+pub trait Commands {
+    /// As [`mpsc::Receiver::poll_recv`]: the next command, `Ready(None)`
+    /// once every sender is gone and nothing is left, or `Pending` with
+    /// the task's waker kept for the next send.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>>;
+}
+
+impl Commands for mpsc::Receiver<Command> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        mpsc::Receiver::poll_recv(self, cx)
+    }
 }
 
 /// Where the driver reports what the node does.
@@ -53,7 +70,7 @@ pub trait EventSink {
 pub fn run<'a, S: EventSink>(
     node: impl Into<Box<Node>>,
     socket: Socket,
-    commands: mpsc::Receiver<Command>,
+    commands: impl Commands + 'a,
     sink: &'a mut S,
 ) -> impl Future<Output = io::Result<()>> + 'a {
     drive(node.into(), socket, commands, sink)
@@ -62,7 +79,7 @@ pub fn run<'a, S: EventSink>(
 async fn drive(
     mut node: Box<Node>,
     socket: Socket,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: impl Commands,
     sink: &mut impl EventSink,
 ) -> io::Result<()> {
     // Sized by the socket: natively to the largest datagram, in the
@@ -98,7 +115,7 @@ async fn drive(
         let input = tokio::select! {
             biased;
             r = socket.recv(&mut buf, deadline) => Input::Socket(r),
-            cmd = commands.recv(), if commands_open => Input::Command(cmd),
+            cmd = poll_fn(|cx| commands.poll_recv(cx)), if commands_open => Input::Command(cmd),
         };
         now = socket.now();
         match input {

@@ -2,6 +2,8 @@
 //! and reports.
 
 pub mod bench;
+#[cfg(madsim)]
+pub mod commands;
 pub mod host_set;
 pub mod overlay;
 pub mod recorder;

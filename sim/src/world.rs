@@ -27,8 +27,8 @@ use madsim::task::JoinHandle;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::mpsc;
 
+use crate::commands;
 use crate::host_set::HostSet;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
@@ -38,7 +38,6 @@ use crate::traversal::{self, PairRec};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
-const COMMAND_QUEUE: usize = 64;
 
 const STREAM_NETWORK: u64 = 1;
 const STREAM_WORLD: u64 = 2;
@@ -169,7 +168,7 @@ struct HostState {
     running: bool,
     started: bool,
     task: Option<JoinHandle<()>>,
-    commands: Option<mpsc::Sender<Command>>,
+    commands: Option<commands::Sender>,
 }
 
 struct World {
@@ -515,7 +514,7 @@ impl World {
         h.running = true;
         let rng = stream(self.seed, STREAM_NODE + ((i as u64) << 12) + h.incarnation);
         h.incarnation += 1;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, rx) = commands::channel();
         h.commands = Some(tx);
         self.rec
             .borrow_mut()
