@@ -331,8 +331,10 @@ impl HyParView {
             active: Vec::with_capacity(config.active_view_capacity),
             last_heard: Vec::with_capacity(config.active_view_capacity),
             passive: Vec::with_capacity(config.passive_view_capacity),
-            pending: Vec::with_capacity(config.active_view_capacity),
-            refused: Vec::with_capacity(config.active_view_capacity),
+            // Used while repairing the active view, which most nodes of a
+            // settled overlay never do: allocated on first use.
+            pending: Vec::new(),
+            refused: Vec::new(),
             config,
             rng,
             join: None,
