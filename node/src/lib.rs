@@ -14,6 +14,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod queue;
 pub mod wire;
 
 /// A point in time, as a duration since an epoch chosen by the driver.

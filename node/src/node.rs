@@ -453,7 +453,8 @@ impl Node {
             return Some(dst);
         }
         let now = self.now;
-        while let Some((dest, mut message)) = self.transmits.pop_front() {
+        while let Some((dest, mut message)) = crate::queue::pop_front_releasing(&mut self.transmits)
+        {
             self.refresh_records(&mut message);
             let route = match dest {
                 Dest::Raw(a) => Route::Direct(a),
@@ -496,7 +497,7 @@ impl Node {
     /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        crate::queue::pop_front_releasing(&mut self.events)
     }
 
     /// When [`Node::handle_timeout`] must next be called.

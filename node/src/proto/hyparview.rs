@@ -447,7 +447,7 @@ impl HyParView {
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        crate::queue::pop_front_releasing(&mut self.outputs)
     }
 
     /// The earliest instant at which [`HyParView::handle_timeout`] has work.

@@ -805,7 +805,7 @@ impl Outbox {
     }
 
     pub(super) fn pop(&mut self) -> Option<Output> {
-        self.queue.pop_front()
+        crate::queue::pop_front_releasing(&mut self.queue)
     }
 
     pub(super) fn dropped(&self) -> u64 {
