@@ -91,6 +91,17 @@ mod imp {
 mod imp {
     use super::*;
     use grove_netsim::sim;
+    use std::cell::Cell;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    thread_local! {
+        /// The receive buffer of the thread's hosts: lent to a host's
+        /// buffer when a datagram is ready for it and handed back when the
+        /// host next waits, so that a waiting host (nearly all of them, at
+        /// any instant) holds none. All hosts run on one thread.
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
 
     /// A virtual UDP socket and the node's clock (simulation: the network's).
     pub struct Socket {
@@ -122,7 +133,18 @@ mod imp {
         /// this host receives; the datagram is `buf[..len]`.
         pub async fn recv(&self, buf: &mut Vec<u8>, deadline: Option<Time>) -> io::Result<Recv> {
             let deadline_ns = deadline.map(|d| d.as_nanos().min(u64::MAX as u128) as u64);
-            match self.inner.recv(buf, deadline_ns).await? {
+            if buf.capacity() > 0 {
+                SPARE.set(std::mem::take(buf));
+            }
+            let r = poll_fn(|cx| {
+                *buf = SPARE.take();
+                let r = self.inner.poll_recv(cx, buf, deadline_ns);
+                if !matches!(r, Poll::Ready(Ok(sim::Recv::Datagram(_)))) {
+                    SPARE.set(std::mem::take(buf));
+                }
+                r
+            });
+            match r.await? {
                 sim::Recv::Datagram(d) => Ok(Recv::Datagram {
                     len: d.len,
                     from: d.from,
