@@ -8,13 +8,13 @@
 //! tokio's UDP socket natively and the simulator's virtual socket under
 //! `--cfg madsim`.
 
+pub mod compact;
 pub mod driver;
 pub mod duration;
 pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
-pub mod queue;
 pub mod wire;
 
 /// A point in time, as a duration since an epoch chosen by the driver.

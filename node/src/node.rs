@@ -453,7 +453,8 @@ impl Node {
             return Some(dst);
         }
         let now = self.now;
-        while let Some((dest, mut message)) = crate::queue::pop_front_releasing(&mut self.transmits)
+        while let Some((dest, mut message)) =
+            crate::compact::pop_front_releasing(&mut self.transmits)
         {
             self.refresh_records(&mut message);
             let route = match dest {
@@ -497,7 +498,7 @@ impl Node {
     /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        crate::queue::pop_front_releasing(&mut self.events)
+        crate::compact::pop_front_releasing(&mut self.events)
     }
 
     /// When [`Node::handle_timeout`] must next be called.

@@ -447,7 +447,7 @@ impl HyParView {
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        crate::queue::pop_front_releasing(&mut self.outputs)
+        crate::compact::pop_front_releasing(&mut self.outputs)
     }
 
     /// The earliest instant at which [`HyParView::handle_timeout`] has work.
@@ -822,11 +822,14 @@ impl HyParView {
             let Some(peer) = self.random_candidate(priority) else {
                 return;
             };
-            self.pending.push(PendingNeighbor {
-                peer,
-                priority,
-                deadline: now + self.config.request_timeout,
-            });
+            crate::compact::push_exact(
+                &mut self.pending,
+                PendingNeighbor {
+                    peer,
+                    priority,
+                    deadline: now + self.config.request_timeout,
+                },
+            );
             self.repair_budget -= 1;
             self.send(peer.addr, Message::Neighbor { priority });
         }
