@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -187,8 +187,8 @@ impl Node {
         let first_seq = rng.gen::<u64>();
         // NAT traversal draws from its own stream, so that the overlay's
         // choices are the same whether it is on or off.
-        let traversal_rng = ChaCha8Rng::seed_from_u64(first_seq ^ 0x6e61_7420_7472_6176);
-        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_rng);
+        let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
+        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
