@@ -3,18 +3,23 @@
 //! [`Node`]. Natively it runs on tokio; under `--cfg madsim` the same code
 //! runs on madsim with the simulator's virtual socket.
 
+use std::cell::Cell;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
-use crate::wire::MAX_DATAGRAM_BYTES;
 use crate::Time;
 
 /// Commands the application sends to a running node.
+///
+/// Kept small (40 bytes): a tokio channel allocates its first block of 32
+/// slots when it is created, and a simulation holds one channel per host.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Broadcast a payload to every node.
@@ -22,12 +27,28 @@ pub enum Command {
     /// Join (again) through a contact.
     Join(SocketAddr),
     /// Open a path to a peer known by its advertised record.
-    Connect(crate::Peer),
+    Connect(Box<crate::Peer>),
     /// Leave the overlay gracefully (neighbours are told), then stop;
     /// [`run`] returns `Ok(())` once the goodbyes are sent.
     Leave,
     /// Stop the driver at once; [`run`] returns `Ok(())`.
     Shutdown,
+}
+
+/// Where the driver takes commands from: natively a tokio channel; the
+/// simulator has its own single-threaded queue (a tokio channel allocates
+/// 32 slots up front, and one per host adds up over 100,000 hosts).
+pub trait Commands {
+    /// As [`mpsc::Receiver::poll_recv`]: the next command, `Ready(None)`
+    /// once every sender is gone and nothing is left, or `Pending` with
+    /// the task's waker kept for the next send.
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>>;
+}
+
+impl Commands for mpsc::Receiver<Command> {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        mpsc::Receiver::poll_recv(self, cx)
+    }
 }
 
 /// Where the driver reports what the node does.
@@ -40,23 +61,52 @@ pub trait EventSink {
     }
 }
 
-/// Run `node` on `socket` until a [`Command::Shutdown`] or [`Command::Leave`], or a fatal socket
-/// error (in the simulator: the host crashed). A closed command channel is
+/// Run `node` on `socket` until a [`Command::Shutdown`], a
+/// [`Command::Leave`] (once the goodbyes are sent) or a fatal socket error
+/// (in the simulator: the host crashed). A closed command channel is
 /// not an end: the node keeps serving the overlay.
-pub async fn run(
-    mut node: Node,
+///
+/// The node's state is on the heap (given boxed, or boxed here) before the
+/// future is built: a task's future is stored by value (madsim's spawn
+/// wraps it in one more future that holds it twice), and an `async fn`
+/// keeps both its argument and the local it moves into inline, so an
+/// inline `Node` (kilobytes) would be paid for several times per task,
+/// 100,000 times in a large simulation.
+pub fn run<'a, S: EventSink>(
+    node: impl Into<Box<Node>>,
     socket: Socket,
-    mut commands: mpsc::Receiver<Command>,
+    commands: impl Commands + 'a,
+    sink: &'a mut S,
+) -> impl Future<Output = io::Result<()>> + 'a {
+    drive(node.into(), socket, commands, sink)
+}
+
+thread_local! {
+    /// The send buffer, lent to a driver for each burst of sends. In the
+    /// simulator a send never suspends, so all the thread's nodes share
+    /// one buffer instead of holding one each (100,000 in a large run);
+    /// natively, a driver whose send suspends leaves the next driver on
+    /// the thread an empty buffer to grow.
+    static SEND_BUF: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+async fn drive(
+    mut node: Box<Node>,
+    socket: Socket,
+    mut commands: impl Commands,
     sink: &mut impl EventSink,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; MAX_DATAGRAM_BYTES + 1];
-    let mut out = Vec::with_capacity(MAX_DATAGRAM_BYTES);
+    // Sized by the socket: natively to the largest datagram, in the
+    // simulator to each datagram received.
+    let mut buf = Vec::new();
     let mut commands_open = true;
+    let mut leaving = false;
     let mut now = socket.now();
     loop {
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
         }
+        let mut out = SEND_BUF.take();
         while let Some(dst) = node.poll_transmit(&mut out) {
             // A failed send concerns one destination (unreachable, wrong
             // address family, refused by the OS), never the node: only the
@@ -68,8 +118,12 @@ pub async fn run(
                 tracing::debug!(%dst, "send failed: {e}");
             }
         }
+        SEND_BUF.set(out);
         while let Some(event) = node.poll_event() {
             sink.on_event(now, event);
+        }
+        if leaving {
+            return Ok(()); // the goodbyes are sent
         }
         let deadline = node.poll_timeout();
         // Datagrams first: a waiting datagram is handled without polling the
@@ -78,7 +132,7 @@ pub async fn run(
         let input = tokio::select! {
             biased;
             r = socket.recv(&mut buf, deadline) => Input::Socket(r),
-            cmd = commands.recv(), if commands_open => Input::Command(cmd),
+            cmd = poll_fn(|cx| commands.poll_recv(cx)), if commands_open => Input::Command(cmd),
         };
         now = socket.now();
         match input {
@@ -86,20 +140,10 @@ pub async fn run(
             Input::Command(Some(Command::Shutdown)) => return Ok(()),
             Input::Command(Some(Command::Leave)) => {
                 node.leave(now);
-                while let Some(dst) = node.poll_transmit(&mut out) {
-                    if let Err(e) = socket.send_to(&out, dst).await {
-                        if net::is_host_gone(&e) {
-                            return Err(e);
-                        }
-                    }
-                }
-                while let Some(event) = node.poll_event() {
-                    sink.on_event(now, event);
-                }
-                return Ok(());
+                leaving = true;
             }
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
-            Input::Command(Some(Command::Connect(peer))) => node.connect(now, peer),
+            Input::Command(Some(Command::Connect(peer))) => node.connect(now, *peer),
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

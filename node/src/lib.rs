@@ -8,6 +8,7 @@
 //! tokio's UDP socket natively and the simulator's virtual socket under
 //! `--cfg madsim`.
 
+pub mod compact;
 pub mod driver;
 pub mod duration;
 pub mod identity;

@@ -34,6 +34,7 @@ pub fn is_host_gone(e: &io::Error) -> bool {
 #[cfg(not(madsim))]
 mod imp {
     use super::*;
+    use crate::wire::MAX_DATAGRAM_BYTES;
     use tokio::time::Instant;
 
     /// A UDP socket and the node's clock (real mode: tokio's).
@@ -63,8 +64,13 @@ mod imp {
             self.inner.send_to(buf, dst).await.map(drop)
         }
 
-        /// Wait for a datagram, or until `deadline` passes.
-        pub async fn recv(&self, buf: &mut [u8], deadline: Option<Time>) -> io::Result<Recv> {
+        /// Wait for a datagram, or until `deadline` passes. `buf` is made
+        /// one byte longer than the largest datagram (so a larger one
+        /// shows as such); the datagram is `buf[..len]`.
+        pub async fn recv(&self, buf: &mut Vec<u8>, deadline: Option<Time>) -> io::Result<Recv> {
+            if buf.len() <= MAX_DATAGRAM_BYTES {
+                buf.resize(MAX_DATAGRAM_BYTES + 1, 0);
+            }
             let Some(deadline) = deadline else {
                 let (len, from) = self.inner.recv_from(buf).await?;
                 return Ok(Recv::Datagram { len, from });
@@ -85,6 +91,17 @@ mod imp {
 mod imp {
     use super::*;
     use grove_netsim::sim;
+    use std::cell::Cell;
+    use std::future::poll_fn;
+    use std::task::Poll;
+
+    thread_local! {
+        /// The receive buffer of the thread's hosts: lent to a host's
+        /// buffer when a datagram is ready for it and handed back when the
+        /// host next waits, so that a waiting host (nearly all of them, at
+        /// any instant) holds none. All hosts run on one thread.
+        static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    }
 
     /// A virtual UDP socket and the node's clock (simulation: the network's).
     pub struct Socket {
@@ -111,10 +128,23 @@ mod imp {
             self.inner.send_to(buf, dst)
         }
 
-        /// Wait for a datagram, or until `deadline` passes.
-        pub async fn recv(&self, buf: &mut [u8], deadline: Option<Time>) -> io::Result<Recv> {
+        /// Wait for a datagram, or until `deadline` passes. The network
+        /// makes `buf` the datagram, so it grows only to the largest one
+        /// this host receives; the datagram is `buf[..len]`.
+        pub async fn recv(&self, buf: &mut Vec<u8>, deadline: Option<Time>) -> io::Result<Recv> {
             let deadline_ns = deadline.map(|d| d.as_nanos().min(u64::MAX as u128) as u64);
-            match self.inner.recv(buf, deadline_ns).await? {
+            if buf.capacity() > 0 {
+                SPARE.set(std::mem::take(buf));
+            }
+            let r = poll_fn(|cx| {
+                *buf = SPARE.take();
+                let r = self.inner.poll_recv(cx, buf, deadline_ns);
+                if !matches!(r, Poll::Ready(Ok(sim::Recv::Datagram(_)))) {
+                    SPARE.set(std::mem::take(buf));
+                }
+                r
+            });
+            match r.await? {
                 sim::Recv::Datagram(d) => Ok(Recv::Datagram {
                     len: d.len,
                     from: d.from,

@@ -17,14 +17,14 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview};
-use crate::wire::{self, Datagram, DecodeError, Message, MAX_DATAGRAM_BYTES};
+use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
 /// Datagrams queued for sending before the oldest are dropped (bounded; the
@@ -187,8 +187,8 @@ impl Node {
         let first_seq = rng.gen::<u64>();
         // NAT traversal draws from its own stream, so that the overlay's
         // choices are the same whether it is on or off.
-        let traversal_rng = ChaCha8Rng::seed_from_u64(first_seq ^ 0x6e61_7420_7472_6176);
-        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_rng);
+        let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
+        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -210,7 +210,8 @@ impl Node {
             now: Time::ZERO,
             transmits: VecDeque::new(),
             foreign: VecDeque::new(),
-            scratch: Vec::with_capacity(MAX_DATAGRAM_BYTES),
+            // Only relayed datagrams are encoded here: grown on first use.
+            scratch: Vec::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -463,7 +464,9 @@ impl Node {
             return Some(dst);
         }
         let now = self.now;
-        while let Some((dest, mut message)) = self.transmits.pop_front() {
+        while let Some((dest, mut message)) =
+            crate::compact::pop_front_releasing(&mut self.transmits)
+        {
             self.refresh_records(&mut message);
             let route = match dest {
                 Dest::Raw(a) => Route::Direct(a),
@@ -506,7 +509,7 @@ impl Node {
     /// The next event for the application.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        crate::compact::pop_front_releasing(&mut self.events)
     }
 
     /// When [`Node::handle_timeout`] must next be called.

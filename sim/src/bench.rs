@@ -377,7 +377,7 @@ async fn node_task(shared: std::rc::Rc<SimShared>, me: usize) {
     let plan = &shared.plan;
     let mut rng = Plan::node_rng(shared.seed, me);
     let socket = Socket::bind(host_addr(me)).expect("each host binds once");
-    let mut buf = vec![0u8; shared.payload_bytes];
+    let mut buf = Vec::new();
     let mut payload = vec![0u8; shared.payload_bytes];
     let tag = (me as u32).to_le_bytes();
     let tag_len = payload.len().min(tag.len());

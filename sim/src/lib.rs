@@ -3,6 +3,9 @@
 
 pub mod bench;
 pub mod churn;
+#[cfg(madsim)]
+pub mod commands;
+pub mod host_set;
 pub mod overlay;
 pub mod recorder;
 pub mod report;

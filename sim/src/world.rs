@@ -28,9 +28,10 @@ use madsim::task::JoinHandle;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::mpsc;
 
 use crate::churn::SessionPlan;
+use crate::commands;
+use crate::host_set::HostSet;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
@@ -39,7 +40,6 @@ use crate::traversal::{self, PairRec};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
-const COMMAND_QUEUE: usize = 64;
 
 const STREAM_NETWORK: u64 = 1;
 const STREAM_WORLD: u64 = 2;
@@ -218,7 +218,7 @@ struct HostState {
     /// Churn: offline between sessions, due back on its own.
     away: bool,
     task: Option<JoinHandle<()>>,
-    commands: Option<mpsc::Sender<Command>>,
+    commands: Option<commands::Sender>,
 }
 
 struct World {
@@ -241,6 +241,8 @@ struct World {
     attack_tasks: Vec<JoinHandle<()>>,
     agenda: Agenda,
     churn: ChurnCounts,
+    /// The hosts whose `running` is set, for O(log n) random picks.
+    running_set: HostSet,
 }
 
 struct SimSink {
@@ -419,7 +421,6 @@ impl World {
             scenario: s.clone(),
             seed,
             net: NetHandle::install(net),
-            hosts,
             rec,
             rng: stream(seed, STREAM_WORLD),
             faults: Faults::default(),
@@ -430,6 +431,8 @@ impl World {
             attack_tasks: Vec::new(),
             agenda: Agenda::default(),
             churn: ChurnCounts::default(),
+            running_set: HostSet::new(hosts.len()),
+            hosts,
         }
     }
 
@@ -623,41 +626,51 @@ impl World {
                 pool.choose(&mut self.rng).map(|&c| self.contact_addr(c))
             }
             _ => {
-                let running = self.running();
-                running.choose(&mut self.rng).map(|&c| self.contact_addr(c))
+                // What `self.running().choose(rng)` draws (rand 0.8: one
+                // `gen_range(0..len as u32)`), without listing the hosts.
+                let len = u32::try_from(self.running_set.len()).expect("fewer than 2^32 hosts");
+                (len > 0).then(|| {
+                    let k = self.rng.gen_range(0..len) as usize;
+                    self.contact_addr(self.running_set.nth(k).expect("k < len"))
+                })
             }
         };
         self.begin_session(i);
         let config = self.node_config_for(i);
         let now = self.net.now_ns();
+        self.running_set.set(i, true);
         let h = &mut self.hosts[i];
         h.started = true;
         h.running = true;
         let rng = stream(self.seed, STREAM_NODE + ((i as u64) << 12) + h.incarnation);
         h.incarnation += 1;
-        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (tx, rx) = commands::channel();
         h.commands = Some(tx);
         self.rec
             .borrow_mut()
             .host_started(i as u32, h.identity.peer_id(), now);
-        let identity = h.identity.clone();
         let addr = SocketAddr::new(h.ip, PORT);
+        // Built here and boxed, so that the task's future holds a pointer
+        // rather than the node (and the identity, config and rng it is
+        // made from): the future's captures stay in it for its whole life.
+        let mut node = Box::new(Node::new(&h.identity, addr, config, rng));
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
         };
-        h.task = Some(madsim::task::spawn_local(async move {
+        // Boxed: madsim's spawn wraps the future in one of its own, which
+        // holds it twice (as its capture and as what it awaits).
+        h.task = Some(madsim::task::spawn_local(Box::pin(async move {
             let socket = match net::Socket::bind(addr).await {
                 Ok(s) => s,
                 Err(e) => panic!("host {addr} could not bind: {e}"),
             };
-            let mut node = Node::new(&identity, addr, config, rng);
             if let Some(c) = contact {
                 node.join(socket.now(), c);
             }
             // Ends with an error when the host crashes; nothing to report.
             let _ = driver::run(node, socket, rx, &mut sink).await;
-        }));
+        })));
     }
 
     /// The NAT matrix's connection attempts (see [`crate::scenario::Pairs`]).
@@ -696,7 +709,7 @@ impl World {
             let advertised = self.rec.borrow().nat.advertised[j];
             let record = advertised.unwrap_or_else(|| Peer::new(id, self.contact_addr(j)));
             if let Some(tx) = &self.hosts[i].commands {
-                if tx.try_send(Command::Connect(record)).is_ok() {
+                if tx.try_send(Command::Connect(Box::new(record))).is_ok() {
                     self.rec.borrow_mut().nat.pairs.push(PairRec {
                         initiator: i as u32,
                         responder: j as u32,
@@ -794,6 +807,7 @@ impl World {
     /// interval and forgets its active view).
     fn stop(&mut self, i: usize) {
         let now = self.net.now_ns();
+        self.running_set.set(i, false);
         let h = &mut self.hosts[i];
         h.running = false;
         h.commands = None;

@@ -8,9 +8,10 @@
 //! - `merge DIR...`: merge the shards of a sweep.
 //! - `regress [--update]`: the regression gate against committed baselines.
 //! - `test`: every test, native and under `--cfg madsim`.
-//! - `bench`: the simulated network against a plain discrete-event loop,
-//!   and the wall time and peak memory of `residential-95.toml`; writes
-//!   `reports/bench/bench.json`.
+//! - `bench [--skip-100k]`: the simulated network against a plain
+//!   discrete-event loop at 1,000, 10,000 and 100,000 nodes, memory per
+//!   idle node, and the wall time and peak memory of `residential-95.toml`
+//!   and `scale-100k.toml`; writes `reports/bench/bench.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -88,9 +89,13 @@ enum Cmd {
     Test,
     /// Measure the simulator's speed and memory.
     Bench {
-        /// Nodes in the network benchmark.
+        /// Nodes in the main network benchmark (`ratio`).
         #[arg(long, default_value_t = 10_000)]
         nodes: usize,
+        /// Skip the 100,000-node parts (network and scale-100k.toml), the
+        /// bulk of the bench's time.
+        #[arg(long)]
+        skip_100k: bool,
     },
 }
 
@@ -155,7 +160,7 @@ fn main() -> ExitCode {
         }
         Cmd::Regress { update, gate } => regress::regress(&cwd.join(gate), update),
         Cmd::Test => test(),
-        Cmd::Bench { nodes } => bench(nodes),
+        Cmd::Bench { nodes, skip_100k } => bench(nodes, skip_100k),
     };
     match result {
         Ok(code) => code,
@@ -324,13 +329,22 @@ fn cargo_test(cmd: &mut Command, totals: &mut Totals) -> Result<()> {
     Ok(())
 }
 
-fn bench(nodes: usize) -> Result<ExitCode> {
-    let bin = build_simulator()?;
+/// One `grove-sim bench` run: the DES and the simulator on the same
+/// traffic, best of `rounds` interleaved rounds.
+struct NetBench {
+    des_ns: f64,
+    sim_ns: f64,
+    json: serde_json::Value,
+}
+
+fn net_bench(bin: &Path, nodes: usize, seconds: f64, rounds: usize) -> Result<NetBench> {
     eprintln!(
-        "== network: {nodes} nodes x 5 datagrams/s x 60 virtual s (best of 3 interleaved rounds)"
+        "== network: {nodes} nodes x 5 datagrams/s x {seconds} virtual s (best of {rounds} interleaved rounds)"
     );
-    let out = Command::new(&bin)
+    let out = Command::new(bin)
         .args(["bench", "--nodes", &nodes.to_string()])
+        .args(["--seconds", &seconds.to_string()])
+        .args(["--rounds", &rounds.to_string()])
         .output()
         .context("cannot run grove-sim bench")?;
     if !out.status.success() {
@@ -339,50 +353,190 @@ fn bench(nodes: usize) -> Result<ExitCode> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let net: serde_json::Value = serde_json::from_slice(&out.stdout).context("bench output")?;
-    let des = net["des"]["ns_per_datagram"]
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).context("bench output")?;
+    let des_ns = json["des"]["ns_per_datagram"]
         .as_f64()
         .context("des figure")?;
-    let sim = net["sim"]["ns_per_datagram"]
+    let sim_ns = json["sim"]["ns_per_datagram"]
         .as_f64()
         .context("sim figure")?;
     eprintln!(
-        "   DES {des:.0} ns/datagram, simulator {sim:.0} ns/datagram, ratio {:.2}x",
-        sim / des
+        "   DES {des_ns:.0} ns/datagram, simulator {sim_ns:.0} ns/datagram, ratio {:.2}x",
+        sim_ns / des_ns
     );
+    Ok(NetBench {
+        des_ns,
+        sim_ns,
+        json,
+    })
+}
 
-    eprintln!("== scenarios/residential-95.toml");
-    let stats = Path::new("reports/bench/residential-95.stats.json");
-    let report_dir = Path::new("reports/bench/residential-95");
+/// Wall seconds and peak RSS (MB) of a scenario run.
+fn scenario_bench(bin: &Path, scenario: &Path, name: &str) -> Result<(f64, f64)> {
+    eprintln!("== {}", scenario.display());
+    let stats = PathBuf::from(format!("reports/bench/{name}.stats.json"));
+    let report_dir = PathBuf::from(format!("reports/bench/{name}"));
     let started = std::time::Instant::now();
-    check(
-        Command::new(&bin)
-            .args(["run", "scenarios/residential-95.toml", "--quiet", "--out"])
-            .arg(report_dir)
-            .arg("--stats")
-            .arg(stats),
-    )?;
+    let status = run(Command::new(bin)
+        .arg("run")
+        .arg(scenario)
+        .args(["--quiet", "--out"])
+        .arg(&report_dir)
+        .arg("--stats")
+        .arg(&stats))?;
+    // Exit status 1 is a failed check: the run itself is what is timed.
+    if !matches!(status.code(), Some(0 | 1)) {
+        bail!("{} failed ({status})", scenario.display());
+    }
     let wall = started.elapsed().as_secs_f64();
     let stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(stats).context("run stats")?)?;
+        serde_json::from_str(&std::fs::read_to_string(&stats).context("run stats")?)?;
     let rss = stats["peak_rss_mb"].as_f64().unwrap_or(0.0);
     eprintln!("   {wall:.1} s wall, peak RSS {rss:.0} MB");
+    Ok((wall, rss))
+}
 
+/// An idle overlay of `nodes` public hosts: they join 1 ms apart through
+/// random running nodes, then 10 s with no workload.
+fn idle_scenario(nodes: usize) -> String {
+    let duration_s = nodes.div_ceil(1000) + 10;
+    format!(
+        r#"name = "idle-{nodes}"
+description = "{nodes} nodes join and idle (bench: memory per node)"
+seed = 1
+duration_s = {duration_s}
+
+[node.nat]
+enabled = false
+
+[join]
+interval_ms = 1
+contact = "random"
+
+[[groups]]
+name = "residential"
+count = {nodes}
+latency_ms = [5, 50]
+jitter = "exponential"
+jitter_ms = 2
+"#
+    )
+}
+
+/// Bytes of peak RSS per idle node: the difference between an idle run of
+/// `large` nodes and one of `small` (which carries the process's fixed
+/// cost), over the difference in nodes.
+fn idle_node_bytes(bin: &Path, small: usize, large: usize) -> Result<f64> {
+    let dir = Path::new("reports/bench/idle");
+    std::fs::create_dir_all(dir)?;
+    let mut rss = Vec::new();
+    for n in [small, large] {
+        let file = dir.join(format!("idle-{n}.toml"));
+        std::fs::write(&file, idle_scenario(n))?;
+        rss.push(scenario_bench(bin, &file, &format!("idle/idle-{n}"))?.1);
+    }
+    Ok((rss[1] - rss[0]) * 1024.0 * 1024.0 / (large - small) as f64)
+}
+
+fn bench(nodes: usize, skip_100k: bool) -> Result<ExitCode> {
+    let bin = build_simulator()?;
+    std::fs::create_dir_all("reports/bench")?;
+    let net_1k = net_bench(&bin, 1_000, 60.0, 3)?;
+    let net = net_bench(&bin, nodes, 60.0, 3)?;
+    // 20 virtual s (10M datagrams) per round keeps the 100k part to minutes.
+    let net_100k = (!skip_100k)
+        .then(|| net_bench(&bin, 100_000, 20.0, 2))
+        .transpose()?;
+    let idle_bytes = idle_node_bytes(&bin, 1_000, 10_000)?;
+    eprintln!("   {idle_bytes:.0} bytes of peak RSS per idle node");
+    let (wall, rss) = scenario_bench(
+        &bin,
+        Path::new("scenarios/residential-95.toml"),
+        "residential-95",
+    )?;
+    let scale = (!skip_100k)
+        .then(|| scenario_bench(&bin, Path::new("scenarios/scale-100k.toml"), "scale-100k"))
+        .transpose()?;
+
+    let ratio = |n: &NetBench| n.sim_ns / n.des_ns;
     let result = serde_json::json!({
         "nodes": nodes,
-        "des_ns_per_datagram": des,
-        "sim_ns_per_datagram": sim,
-        "ratio": sim / des,
-        "datagrams": net["sim"]["datagrams"],
+        "des_ns_per_datagram": net.des_ns,
+        "sim_ns_per_datagram": net.sim_ns,
+        "ratio": ratio(&net),
+        "datagrams": net.json["sim"]["datagrams"],
         "residential95_wall_s": wall,
         "residential95_peak_rss_mb": rss,
-        "network": net,
+        "network": net.json,
+        "sim_ns_per_datagram_1k": net_1k.sim_ns,
+        "sim_ns_per_datagram_10k": net.sim_ns,
+        "sim_ns_per_datagram_100k": net_100k.as_ref().map(|n| n.sim_ns),
+        "ratio_1k": ratio(&net_1k),
+        "ratio_10k": ratio(&net),
+        "ratio_100k": net_100k.as_ref().map(ratio),
+        "network_1k": net_1k.json,
+        "network_100k": net_100k.as_ref().map(|n| &n.json),
+        "idle_node_bytes": idle_bytes,
+        "scale100k_wall_s": scale.map(|s| s.0),
+        "scale100k_peak_rss_mb": scale.map(|s| s.1),
     });
-    std::fs::create_dir_all("reports/bench")?;
     std::fs::write(
         "reports/bench/bench.json",
         serde_json::to_string_pretty(&result)? + "\n",
     )?;
+
+    let na = || "skipped".to_owned();
+    let rows = [
+        (
+            "ns/datagram at 1k nodes: DES / simulator",
+            format!("{:.0} / {:.0}", net_1k.des_ns, net_1k.sim_ns),
+            "",
+        ),
+        (
+            &*format!("ns/datagram at {nodes} nodes: DES / simulator"),
+            format!("{:.0} / {:.0}", net.des_ns, net.sim_ns),
+            "",
+        ),
+        (
+            "ns/datagram at 100k nodes: DES / simulator",
+            net_100k
+                .as_ref()
+                .map_or_else(na, |n| format!("{:.0} / {:.0}", n.des_ns, n.sim_ns)),
+            "",
+        ),
+        (
+            &*format!("ratio at {nodes} nodes"),
+            format!("{:.2}x", ratio(&net)),
+            "<= 3x at 10k",
+        ),
+        (
+            "ratio at 100k nodes",
+            net_100k
+                .as_ref()
+                .map_or_else(na, |n| format!("{:.2}x", ratio(n))),
+            "<= 4x",
+        ),
+        (
+            "peak RSS per idle node",
+            format!("{idle_bytes:.0} bytes"),
+            "",
+        ),
+        (
+            "residential-95.toml wall / peak RSS",
+            format!("{wall:.1} s / {rss:.0} MB"),
+            "",
+        ),
+        (
+            "scale-100k.toml wall / peak RSS",
+            scale.map_or_else(na, |(w, r)| format!("{w:.1} s / {r:.0} MB")),
+            "<= 300 s / 2048 MB",
+        ),
+    ];
+    eprintln!();
+    eprintln!("{:<46} {:>22}  goal", "measure", "result");
+    for (what, value, goal) in rows {
+        eprintln!("{what:<46} {value:>22}  {goal}");
+    }
     eprintln!("wrote reports/bench/bench.json");
     Ok(ExitCode::SUCCESS)
 }

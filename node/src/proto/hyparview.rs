@@ -331,8 +331,10 @@ impl HyParView {
             active: Vec::with_capacity(config.active_view_capacity),
             last_heard: Vec::with_capacity(config.active_view_capacity),
             passive: Vec::with_capacity(config.passive_view_capacity),
-            pending: Vec::with_capacity(config.active_view_capacity),
-            refused: Vec::with_capacity(config.active_view_capacity),
+            // Used while repairing the active view, which most nodes of a
+            // settled overlay never do: allocated on first use.
+            pending: Vec::new(),
+            refused: Vec::new(),
             config,
             rng,
             join: None,
@@ -466,7 +468,7 @@ impl HyParView {
 
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        crate::compact::pop_front_releasing(&mut self.outputs)
     }
 
     /// The earliest instant at which [`HyParView::handle_timeout`] has work.
@@ -841,11 +843,14 @@ impl HyParView {
             let Some(peer) = self.random_candidate(priority) else {
                 return;
             };
-            self.pending.push(PendingNeighbor {
-                peer,
-                priority,
-                deadline: now + self.config.request_timeout,
-            });
+            crate::compact::push_exact(
+                &mut self.pending,
+                PendingNeighbor {
+                    peer,
+                    priority,
+                    deadline: now + self.config.request_timeout,
+                },
+            );
             self.repair_budget -= 1;
             self.send(peer.addr, Message::Neighbor { priority });
         }

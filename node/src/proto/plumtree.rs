@@ -364,7 +364,7 @@ impl Plumtree {
         self.lazy.retain(|p| p.id != peer.id);
         match self.eager.iter_mut().find(|p| p.id == peer.id) {
             Some(known) => known.addr = peer.addr,
-            None => self.eager.push(peer),
+            None => crate::compact::push_exact(&mut self.eager, peer),
         }
     }
 
@@ -654,7 +654,7 @@ impl Plumtree {
     fn make_eager(&mut self, peer: &PeerId) {
         if let Some(index) = self.lazy.iter().position(|p| p.id == *peer) {
             let peer = self.lazy.remove(index);
-            self.eager.push(peer);
+            crate::compact::push_exact(&mut self.eager, peer);
         }
     }
 
@@ -662,7 +662,7 @@ impl Plumtree {
     fn make_lazy(&mut self, peer: &PeerId) {
         if let Some(index) = self.eager.iter().position(|p| p.id == *peer) {
             let peer = self.eager.remove(index);
-            self.lazy.push(peer);
+            crate::compact::push_exact(&mut self.lazy, peer);
         }
     }
 }
@@ -805,7 +805,7 @@ impl Outbox {
     }
 
     pub(super) fn pop(&mut self) -> Option<Output> {
-        self.queue.pop_front()
+        crate::compact::pop_front_releasing(&mut self.queue)
     }
 
     pub(super) fn dropped(&self) -> u64 {

@@ -183,7 +183,8 @@ const NAT_BIT: u32 = 1 << 31;
 const INLINE_BYTES: usize = 80;
 
 /// A datagram in flight or in an inbox: two cache lines holding its header
-/// and (up to INLINE_BYTES) its payload; longer payloads go to `spill`.
+/// and (up to INLINE_BYTES) its payload; a longer payload goes to a spill
+/// buffer whose index the inline bytes hold.
 #[repr(C, align(64))]
 struct Slot {
     from: SocketAddr,
@@ -270,8 +271,12 @@ pub struct Network {
     grid_ns: u64,
     queue: Queue,
     slots: Vec<Slot>,
-    /// Payloads longer than INLINE_BYTES, by slot (buffers kept for reuse).
+    /// Payloads longer than INLINE_BYTES (buffers kept for reuse). A pool
+    /// of its own rather than one buffer per slot: only the long datagrams
+    /// in flight at once need one (a slot that ever held a long payload
+    /// would keep its buffer, a few hundred bytes per slot at 100,000 hosts).
     spill: Vec<Vec<u8>>,
+    free_spill: Vec<u32>,
     free_slots: Vec<u32>,
     hosts: Vec<Host>,
     cold: Vec<HostCold>,
@@ -302,6 +307,7 @@ impl Network {
             queue: Queue::default(),
             slots: Vec::new(),
             spill: Vec::new(),
+            free_spill: Vec::new(),
             free_slots: Vec::new(),
             hosts: Vec::new(),
             cold: Vec::new(),
@@ -593,7 +599,7 @@ impl Network {
 
     fn drop_inbox(&mut self, host: HostId) {
         while let Some(slot) = self.pop_inbox(host) {
-            self.free_slots.push(slot);
+            self.free_slot(slot);
             self.counters.dead_host += 1;
             self.counters.delivered -= 1;
         }
@@ -799,7 +805,7 @@ impl Network {
             }
         };
         self.counters.count(fate);
-        self.free_slots.push(slot);
+        self.free_slot(slot);
     }
 
     fn arrive(&mut self, host: HostId, slot: u32) {
@@ -836,7 +842,7 @@ impl Network {
             self.counters.delivered += 1;
         } else {
             self.counters.count(fate);
-            self.free_slots.push(slot);
+            self.free_slot(slot);
         }
     }
 
@@ -1056,7 +1062,6 @@ impl Network {
                     len: 0,
                     inline: [0; INLINE_BYTES],
                 });
-                self.spill.push(Vec::new());
                 (self.slots.len() - 1) as u32
             }
         };
@@ -1068,11 +1073,34 @@ impl Network {
         if payload.len() <= INLINE_BYTES {
             slot.inline[..payload.len()].copy_from_slice(payload);
         } else {
-            let spill = &mut self.spill[idx as usize];
-            spill.clear();
-            spill.extend_from_slice(payload);
+            let spill = match self.free_spill.pop() {
+                Some(i) => i,
+                None => {
+                    self.spill.push(Vec::new());
+                    (self.spill.len() - 1) as u32
+                }
+            };
+            slot.inline[..4].copy_from_slice(&spill.to_le_bytes());
+            let buf = &mut self.spill[spill as usize];
+            buf.clear();
+            buf.extend_from_slice(payload);
         }
         idx
+    }
+
+    /// The spill buffer of `slot`, if its payload is long.
+    fn spill_of(&self, slot: u32) -> Option<u32> {
+        let s = &self.slots[slot as usize];
+        (usize::from(s.len) > INLINE_BYTES)
+            .then(|| u32::from_le_bytes(s.inline[..4].try_into().expect("4 bytes")))
+    }
+
+    /// Return `slot` (and its spill buffer) for reuse.
+    fn free_slot(&mut self, slot: u32) {
+        if let Some(spill) = self.spill_of(slot) {
+            self.free_spill.push(spill);
+        }
+        self.free_slots.push(slot);
     }
 
     fn pop_inbox(&mut self, host: HostId) -> Option<u32> {
@@ -1093,17 +1121,37 @@ impl Network {
     /// Take the oldest datagram from `host`'s inbox into `buf` (truncated to
     /// `buf.len()`, as UDP does).
     pub fn take(&mut self, host: HostId, buf: &mut [u8]) -> Option<Delivery> {
+        self.take_with(host, |stored| {
+            let len = stored.len().min(buf.len());
+            buf[..len].copy_from_slice(&stored[..len]);
+            len
+        })
+    }
+
+    /// [`Network::take`] into a vector that becomes the datagram: a
+    /// receiver then needs no buffer of the largest size (100,000 of them
+    /// in a large run).
+    pub fn take_vec(&mut self, host: HostId, buf: &mut Vec<u8>) -> Option<Delivery> {
+        self.take_with(host, |stored| {
+            buf.clear();
+            buf.extend_from_slice(stored);
+            stored.len()
+        })
+    }
+
+    /// Pop the oldest datagram of `host`'s inbox and hand its bytes to
+    /// `copy`, which returns the length received.
+    fn take_with(&mut self, host: HostId, copy: impl FnOnce(&[u8]) -> usize) -> Option<Delivery> {
         let slot = self.pop_inbox(host)?;
         let s = &self.slots[slot as usize];
         let stored = if usize::from(s.len) <= INLINE_BYTES {
             &s.inline[..usize::from(s.len)]
         } else {
-            &self.spill[slot as usize][..]
+            &self.spill[self.spill_of(slot).expect("a long payload") as usize][..]
         };
-        let len = stored.len().min(buf.len());
-        buf[..len].copy_from_slice(&stored[..len]);
+        let len = copy(stored);
         let from = s.from;
-        self.free_slots.push(slot);
+        self.free_slot(slot);
         Some(Delivery { len, from })
     }
 

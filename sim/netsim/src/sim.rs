@@ -227,18 +227,19 @@ impl Socket {
         Ok(())
     }
 
-    /// Wait for a datagram, or until `deadline_ns` (if any) passes.
+    /// Wait for a datagram, or until `deadline_ns` (if any) passes. `buf`
+    /// becomes the datagram (see [`Network::take_vec`]).
     pub fn poll_recv(
         &self,
         cx: &mut Context<'_>,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
         deadline_ns: Option<u64>,
     ) -> Poll<io::Result<Recv>> {
         let now = self.net.now_ns();
         self.net
             .with(|n| {
                 self.check_alive(n)?;
-                if let Some(d) = n.take(self.host, buf) {
+                if let Some(d) = n.take_vec(self.host, buf) {
                     return Ok(Some(Recv::Datagram(d)));
                 }
                 match deadline_ns {
@@ -264,8 +265,9 @@ impl Socket {
             )
     }
 
-    /// Wait for a datagram, or until `deadline_ns` (if any) passes.
-    pub async fn recv(&self, buf: &mut [u8], deadline_ns: Option<u64>) -> io::Result<Recv> {
+    /// Wait for a datagram, or until `deadline_ns` (if any) passes. `buf`
+    /// becomes the datagram.
+    pub async fn recv(&self, buf: &mut Vec<u8>, deadline_ns: Option<u64>) -> io::Result<Recv> {
         poll_fn(|cx| self.poll_recv(cx, buf, deadline_ns)).await
     }
 }

@@ -45,7 +45,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -651,7 +651,7 @@ pub struct Traversal {
     local: SocketAddr,
     local_public: bool,
     config: Config,
-    rng: ChaCha8Rng,
+    rng: LazyRng,
     reach: Reach,
     confidence: u8,
     observations: Vec<(IpAddr, SocketAddr)>,
@@ -718,10 +718,31 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
     }
 }
 
+/// The traversal's random stream, built on first use: a node with
+/// traversal off never draws, and a ChaCha state is 320 bytes (in every
+/// one of 100,000 simulated nodes) where its seed is 8.
+enum LazyRng {
+    Seed(u64),
+    Rng(Box<ChaCha8Rng>),
+}
+
+impl LazyRng {
+    fn get(&mut self) -> &mut ChaCha8Rng {
+        if let LazyRng::Seed(seed) = *self {
+            *self = LazyRng::Rng(Box::new(ChaCha8Rng::seed_from_u64(seed)));
+        }
+        match self {
+            LazyRng::Rng(rng) => rng,
+            LazyRng::Seed(_) => unreachable!("seeded above"),
+        }
+    }
+}
+
 impl Traversal {
-    /// The core of node `me` whose socket is bound to `local`.
-    /// Nothing happens until [`Traversal::begin`].
-    pub fn new(me: PeerId, local: SocketAddr, config: Config, rng: ChaCha8Rng) -> Self {
+    /// The core of node `me` whose socket is bound to `local`, drawing
+    /// from the ChaCha stream of `rng_seed`. Nothing happens until
+    /// [`Traversal::begin`].
+    pub fn new(me: PeerId, local: SocketAddr, config: Config, rng_seed: u64) -> Self {
         let now = Time::ZERO;
         let portmap = PortMap::Off;
         let server = relay::Server::new(config.relay.clone());
@@ -729,7 +750,7 @@ impl Traversal {
             me,
             local,
             local_public: is_public_ip(local.ip()),
-            rng,
+            rng: LazyRng::Seed(rng_seed),
             reach: Reach::Unknown,
             confidence: 0,
             observations: Vec::new(),
@@ -1490,7 +1511,7 @@ impl Traversal {
         }
         let accepted = !helpers.is_empty() && self.spend_dialback_budget(now);
         if accepted {
-            let (_, helper) = helpers.swap_remove(self.rng.gen_range(0..helpers.len()));
+            let (_, helper) = helpers.swap_remove(self.rng.get().gen_range(0..helpers.len()));
             self.out.push_back(Output::Raw(
                 helper,
                 Message::DialBackRequest {
@@ -1534,8 +1555,8 @@ impl Traversal {
             self.next_probe = now + self.config.autonat_retry;
             return;
         }
-        let server = servers[self.rng.gen_range(0..servers.len())];
-        let nonce = self.rng.gen();
+        let server = servers[self.rng.get().gen_range(0..servers.len())];
+        let nonce = self.rng.get().gen();
         self.probe = Some(Probe {
             server: server.ip(),
             nonce,

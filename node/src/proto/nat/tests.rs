@@ -1213,7 +1213,7 @@ mod hostile {
     fn core() -> Traversal {
         let me = PeerId([1; 32]);
         let local: SocketAddr = "192.168.1.2:7000".parse().unwrap();
-        let mut t = Traversal::new(me, local, Config::default(), ChaCha8Rng::seed_from_u64(1));
+        let mut t = Traversal::new(me, local, Config::default(), 1);
         t.begin(Time::ZERO);
         t
     }
