@@ -152,7 +152,10 @@ impl Churn {
         if !(self.start_s.is_finite() && self.start_s >= 0.0 && self.start_s <= duration_s) {
             return Err((
                 "start_s",
-                format!("must be within the run [0, {duration_s}] s, got {}", self.start_s),
+                format!(
+                    "must be within the run [0, {duration_s}] s, got {}",
+                    self.start_s
+                ),
             ));
         }
         self.session.validate().map_err(|e| ("session", e))?;
@@ -188,7 +191,10 @@ impl Arrivals {
         if !(self.start_s.is_finite() && self.start_s >= 0.0 && self.start_s < duration_s) {
             return Err((
                 "start_s",
-                format!("must be within the run [0, {duration_s}) s, got {}", self.start_s),
+                format!(
+                    "must be within the run [0, {duration_s}) s, got {}",
+                    self.start_s
+                ),
             ));
         }
         if !(self.rate_per_s.is_finite() && self.rate_per_s > 0.0 && self.rate_per_s <= 1e6) {

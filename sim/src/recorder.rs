@@ -320,9 +320,15 @@ mod tests {
         r.host_crashed(2, 20);
         r.sample(30, &[true, true, false, true, true]);
         let s = &r.samples;
-        assert_eq!((s[0].live, s[0].connected, s[0].largest_component), (5, 4, 3));
+        assert_eq!(
+            (s[0].live, s[0].connected, s[0].largest_component),
+            (5, 4, 3)
+        );
         // Host 1 has an empty view; host 0's only link is to it.
-        assert_eq!((s[1].live, s[1].connected, s[1].largest_component), (4, 3, 2));
+        assert_eq!(
+            (s[1].live, s[1].connected, s[1].largest_component),
+            (4, 3, 2)
+        );
         assert_eq!(s[1].at_ns, 30);
     }
 

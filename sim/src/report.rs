@@ -427,12 +427,17 @@ pub fn timeseries(rec: &Recorder, entries: &[BroadcastEntry], interval_ns: u64) 
         ts.largest_component.push(s.largest_component);
         ts.broadcasts.push(n as u32);
         ts.reliability.push(
-            (n > 0).then(|| round6(sent.iter().map(|&i| entries[i].reliability).sum::<f64>() / n as f64)),
+            (n > 0).then(|| {
+                round6(sent.iter().map(|&i| entries[i].reliability).sum::<f64>() / n as f64)
+            }),
         );
         ts.latency_ms_mean
             .push((others > 0).then(|| round6(latency_sum as f64 / others as f64 / 1e6)));
-        ts.latency_ms_max
-            .push(latency_max.filter(|_| others > 0).map(|m| round6(m as f64 / 1e6)));
+        ts.latency_ms_max.push(
+            latency_max
+                .filter(|_| others > 0)
+                .map(|m| round6(m as f64 / 1e6)),
+        );
     }
     ts
 }

@@ -165,17 +165,29 @@ pub fn run(scenario: &Scenario, seed: u64, info: RunInfo, progress: Box<dyn FnMu
 enum Action {
     Event(usize),
     Start(usize),
-    Broadcast { workload: usize, k: usize },
+    Broadcast {
+        workload: usize,
+        k: usize,
+    },
     Pairs,
     Attack(usize),
     Tick(u64),
     /// Churn: host `host` ends session `session` (leaves or crashes).
-    Depart { host: usize, session: u32 },
+    Depart {
+        host: usize,
+        session: u32,
+    },
     /// Churn: a host that left gracefully in `session` is taken off the
     /// network once its goodbyes are out.
-    TakeDown { host: usize, session: u32 },
+    TakeDown {
+        host: usize,
+        session: u32,
+    },
     /// Churn: host `host`, offline since `session`, rejoins.
-    Return { host: usize, session: u32 },
+    Return {
+        host: usize,
+        session: u32,
+    },
     /// Take a time-series sample.
     Sample,
 }
@@ -844,8 +856,10 @@ impl World {
         let session = h.session;
         self.churn.sessions_started += 1;
         if let Some(online_s) = self.session_plan(i, session).and_then(|p| p.online_s) {
-            self.agenda
-                .push(from + secs_ns(online_s), Action::Depart { host: i, session });
+            self.agenda.push(
+                from + secs_ns(online_s),
+                Action::Depart { host: i, session },
+            );
         }
     }
 

@@ -48,8 +48,14 @@ fn churn_is_applied_accounted_and_survived() {
     // About 120 churning hosts, each a session per ~90 s over 270 s.
     assert!(c.sessions_started > 250, "{c:?}");
     let departures = c.departures_graceful + c.departures_crashed;
-    assert!(c.departures_graceful > 50 && c.departures_crashed > 50, "{c:?}");
-    assert!(c.rejoins <= departures && c.rejoins > departures / 2, "{c:?}");
+    assert!(
+        c.departures_graceful > 50 && c.departures_crashed > 50,
+        "{c:?}"
+    );
+    assert!(
+        c.rejoins <= departures && c.rejoins > departures / 2,
+        "{c:?}"
+    );
     assert!(c.new_ips > 0 && c.new_ips <= c.rejoins, "{c:?}");
     // Sessions are first starts of churning hosts plus their rejoins.
     assert_eq!(c.sessions_started, 150 + c.rejoins);
@@ -71,8 +77,15 @@ fn churn_is_applied_accounted_and_survived() {
     // The overlay keeps nearly every live node in one component and the
     // broadcasts reach nearly everyone throughout.
     let last = ts.t_s.len() - 1;
-    assert!(ts.largest_component[last] as f64 >= 0.95 * ts.live[last] as f64, "{ts:?}");
-    assert!(r.broadcast.reliability.mean > 0.97, "{:?}", r.broadcast.reliability);
+    assert!(
+        ts.largest_component[last] as f64 >= 0.95 * ts.live[last] as f64,
+        "{ts:?}"
+    );
+    assert!(
+        r.broadcast.reliability.mean > 0.97,
+        "{:?}",
+        r.broadcast.reliability
+    );
     assert!(ts.reliability.iter().flatten().all(|&x| x > 0.8), "{ts:?}");
 
     let membership = &r.traffic.by_protocol[0];
@@ -199,7 +212,10 @@ series_s = 10
     let r = run(&scenario(text));
     let ts = r.timeseries.as_ref().unwrap();
     let at = |t: f64| ts.t_s.iter().position(|&x| x == t).unwrap();
-    assert_eq!((r.faults_applied.partitions, r.faults_applied.heals), (1, 1));
+    assert_eq!(
+        (r.faults_applied.partitions, r.faults_applied.heals),
+        (1, 1)
+    );
     // Hosts away at the crash (offline for 5 s) come back; the crashed do
     // not, so from 90 s to 140 s only about 5% of hosts run.
     let crashed = r.faults_applied.hosts_crashed;
@@ -213,5 +229,8 @@ series_s = 10
     assert_eq!(c.sessions_started, 200 + c.rejoins + crashed as u64);
     // Healed and rejoined: one overlay at the end.
     let last = ts.t_s.len() - 1;
-    assert!(ts.largest_component[last] as f64 >= 0.95 * ts.live[last] as f64, "{ts:?}");
+    assert!(
+        ts.largest_component[last] as f64 >= 0.95 * ts.live[last] as f64,
+        "{ts:?}"
+    );
 }

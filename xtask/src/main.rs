@@ -8,10 +8,11 @@
 //! - `merge DIR...`: merge the shards of a sweep.
 //! - `regress [--update]`: the regression gate against committed baselines.
 //! - `test`: every test, native and under `--cfg madsim`.
-//! - `bench [--skip-100k]`: the simulated network against a plain
-//!   discrete-event loop at 1,000, 10,000 and 100,000 nodes, memory per
-//!   idle node, and the wall time and peak memory of `residential-95.toml`
-//!   and `scale-100k.toml`; writes `reports/bench/bench.json`.
+//! - `bench [--skip-100k] [--skip-soak]`: the simulated network against a
+//!   plain discrete-event loop at 1,000, 10,000 and 100,000 nodes, memory
+//!   per idle node, the wall time and peak memory of `residential-95.toml`
+//!   and `scale-100k.toml`, and the live heap and RSS at the start and end
+//!   of `soak-24h-1k.toml`; writes `reports/bench/bench.json`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -96,6 +97,9 @@ enum Cmd {
         /// bulk of the bench's time.
         #[arg(long)]
         skip_100k: bool,
+        /// Skip the 24-hour soak (soak-24h-1k.toml: memory over a day).
+        #[arg(long)]
+        skip_soak: bool,
     },
 }
 
@@ -160,7 +164,11 @@ fn main() -> ExitCode {
         }
         Cmd::Regress { update, gate } => regress::regress(&cwd.join(gate), update),
         Cmd::Test => test(),
-        Cmd::Bench { nodes, skip_100k } => bench(nodes, skip_100k),
+        Cmd::Bench {
+            nodes,
+            skip_100k,
+            skip_soak,
+        } => bench(nodes, skip_100k, skip_soak),
     };
     match result {
         Ok(code) => code,
@@ -373,6 +381,47 @@ fn net_bench(bin: &Path, nodes: usize, seconds: f64, rounds: usize) -> Result<Ne
 
 /// Wall seconds and peak RSS (MB) of a scenario run.
 fn scenario_bench(bin: &Path, scenario: &Path, name: &str) -> Result<(f64, f64)> {
+    let (wall, stats) = scenario_stats(bin, scenario, name)?;
+    let rss = stats["peak_rss_mb"].as_f64().unwrap_or(0.0);
+    eprintln!("   {wall:.1} s wall, peak RSS {rss:.0} MB");
+    Ok((wall, rss))
+}
+
+/// Memory at the start and end of a long run: the live heap and the
+/// resident set (MB) at the first and last of the simulator's samples.
+struct Soak {
+    wall_s: f64,
+    heap_mb: (f64, f64),
+    rss_mb: (f64, f64),
+}
+
+fn soak_bench(bin: &Path) -> Result<Soak> {
+    let (wall_s, stats) =
+        scenario_stats(bin, Path::new("scenarios/soak-24h-1k.toml"), "soak-24h-1k")?;
+    let ends = |key: &str| -> Result<(f64, f64)> {
+        let series = stats[key]
+            .as_array()
+            .with_context(|| format!("no {key} in the run stats"))?;
+        let mb = |s: Option<&serde_json::Value>| s.and_then(|p| p[1].as_f64());
+        match (mb(series.first()), mb(series.last())) {
+            (Some(a), Some(b)) => Ok((a, b)),
+            _ => bail!("{key} is empty"),
+        }
+    };
+    let soak = Soak {
+        wall_s,
+        heap_mb: ends("heap_mb_by_virtual_s")?,
+        rss_mb: ends("rss_mb_by_virtual_s")?,
+    };
+    eprintln!(
+        "   {wall_s:.1} s wall; heap {:.1} -> {:.1} MB, RSS {:.1} -> {:.1} MB",
+        soak.heap_mb.0, soak.heap_mb.1, soak.rss_mb.0, soak.rss_mb.1
+    );
+    Ok(soak)
+}
+
+/// Run `scenario` with `--stats`: its wall time and the stats.
+fn scenario_stats(bin: &Path, scenario: &Path, name: &str) -> Result<(f64, serde_json::Value)> {
     eprintln!("== {}", scenario.display());
     let stats = PathBuf::from(format!("reports/bench/{name}.stats.json"));
     let report_dir = PathBuf::from(format!("reports/bench/{name}"));
@@ -391,9 +440,7 @@ fn scenario_bench(bin: &Path, scenario: &Path, name: &str) -> Result<(f64, f64)>
     let wall = started.elapsed().as_secs_f64();
     let stats: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&stats).context("run stats")?)?;
-    let rss = stats["peak_rss_mb"].as_f64().unwrap_or(0.0);
-    eprintln!("   {wall:.1} s wall, peak RSS {rss:.0} MB");
-    Ok((wall, rss))
+    Ok((wall, stats))
 }
 
 /// An idle overlay of `nodes` public hosts: they join 1 ms apart through
@@ -438,7 +485,7 @@ fn idle_node_bytes(bin: &Path, small: usize, large: usize) -> Result<f64> {
     Ok((rss[1] - rss[0]) * 1024.0 * 1024.0 / (large - small) as f64)
 }
 
-fn bench(nodes: usize, skip_100k: bool) -> Result<ExitCode> {
+fn bench(nodes: usize, skip_100k: bool, skip_soak: bool) -> Result<ExitCode> {
     let bin = build_simulator()?;
     std::fs::create_dir_all("reports/bench")?;
     let net_1k = net_bench(&bin, 1_000, 60.0, 3)?;
@@ -457,6 +504,8 @@ fn bench(nodes: usize, skip_100k: bool) -> Result<ExitCode> {
     let scale = (!skip_100k)
         .then(|| scenario_bench(&bin, Path::new("scenarios/scale-100k.toml"), "scale-100k"))
         .transpose()?;
+
+    let soak = (!skip_soak).then(|| soak_bench(&bin)).transpose()?;
 
     let ratio = |n: &NetBench| n.sim_ns / n.des_ns;
     let result = serde_json::json!({
@@ -479,6 +528,11 @@ fn bench(nodes: usize, skip_100k: bool) -> Result<ExitCode> {
         "idle_node_bytes": idle_bytes,
         "scale100k_wall_s": scale.map(|s| s.0),
         "scale100k_peak_rss_mb": scale.map(|s| s.1),
+        "soak24h_wall_s": soak.as_ref().map(|s| s.wall_s),
+        "soak24h_heap_mb_start": soak.as_ref().map(|s| s.heap_mb.0),
+        "soak24h_heap_mb_end": soak.as_ref().map(|s| s.heap_mb.1),
+        "soak24h_rss_mb_start": soak.as_ref().map(|s| s.rss_mb.0),
+        "soak24h_rss_mb_end": soak.as_ref().map(|s| s.rss_mb.1),
     });
     std::fs::write(
         "reports/bench/bench.json",
@@ -530,6 +584,16 @@ fn bench(nodes: usize, skip_100k: bool) -> Result<ExitCode> {
             "scale-100k.toml wall / peak RSS",
             scale.map_or_else(na, |(w, r)| format!("{w:.1} s / {r:.0} MB")),
             "<= 300 s / 2048 MB",
+        ),
+        (
+            "soak-24h-1k.toml heap / RSS, start -> end",
+            soak.as_ref().map_or_else(na, |s| {
+                format!(
+                    "{:.0}->{:.0} / {:.0}->{:.0} MB",
+                    s.heap_mb.0, s.heap_mb.1, s.rss_mb.0, s.rss_mb.1
+                )
+            }),
+            "flat",
         ),
     ];
     eprintln!();

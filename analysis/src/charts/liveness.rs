@@ -46,7 +46,8 @@ where
             RGBColor(200, 30, 30).mix(0.12).filled(),
         )
     }))?;
-    let at = |ys: &[f64]| -> Vec<(f64, f64)> { d.t_s.iter().copied().zip(ys.iter().copied()).collect() };
+    let at =
+        |ys: &[f64]| -> Vec<(f64, f64)> { d.t_s.iter().copied().zip(ys.iter().copied()).collect() };
     let lines = [
         ("live", at(&d.live)),
         ("connected", at(&d.connected)),

@@ -634,7 +634,10 @@ impl Network {
     /// old address. Panics for a host behind a NAT (change its NAT's
     /// address instead), while it is up, or on an address already taken.
     pub fn readdress_host(&mut self, host: HostId, ip: Ipv4Addr) {
-        assert!(!self.hosts[host as usize].up, "host {host} must be down to be readdressed");
+        assert!(
+            !self.hosts[host as usize].up,
+            "host {host} must be down to be readdressed"
+        );
         let cold = &mut self.cold[host as usize];
         assert_eq!(cold.nat, NO_NAT, "host {host} is behind a NAT");
         match cold.ip {
