@@ -19,13 +19,26 @@ fn run(scenario: &Path, seed: u64, out: &Path) -> Vec<u8> {
     std::fs::read(out.join("report.json")).expect("report written")
 }
 
+/// Write `text` as scenario `name` in a fresh directory and run it once
+/// per seed in `seeds`, each in its own process: the report bytes.
+fn runs(name: &str, text: &str, seeds: &[u64]) -> Vec<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("grove-{name}-{}", std::process::id()));
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&scenario, text).unwrap();
+    let reports = seeds
+        .iter()
+        .enumerate()
+        .map(|(k, &seed)| run(&scenario, seed, &dir.join(k.to_string())))
+        .collect();
+    std::fs::remove_dir_all(&dir).ok();
+    reports
+}
+
 #[test]
 fn same_seed_gives_identical_report_bytes() {
-    let dir = std::env::temp_dir().join(format!("grove-determinism-{}", std::process::id()));
-    let scenario = dir.join("det.toml");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        &scenario,
+    let reports = runs(
+        "det",
         r#"
 name = "det"
 seed = 11
@@ -53,12 +66,9 @@ start_s = 8
 count = 30
 interval_ms = 300
 "#,
-    )
-    .unwrap();
-    let a = run(&scenario, 11, &dir.join("a"));
-    let b = run(&scenario, 11, &dir.join("b"));
-    let c = run(&scenario, 12, &dir.join("c"));
-    std::fs::remove_dir_all(&dir).ok();
+        &[11, 11, 12],
+    );
+    let (a, b, c) = (&reports[0], &reports[1], &reports[2]);
     assert!(a.len() > 1000);
     assert!(a == b, "two runs with seed 11 wrote different reports");
     assert!(a != c, "seeds 11 and 12 wrote the same report");
@@ -68,11 +78,8 @@ interval_ms = 300
 /// circuits that stay relayed, and the matrix's connection attempts.
 #[test]
 fn nat_traversal_runs_are_byte_identical_too() {
-    let dir = std::env::temp_dir().join(format!("grove-determinism-nat-{}", std::process::id()));
-    let scenario = dir.join("det-nat.toml");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        &scenario,
+    let reports = runs(
+        "det-nat",
         r#"
 name = "det-nat"
 seed = 3
@@ -114,12 +121,10 @@ start_s = 20
 count = 10
 interval_ms = 500
 "#,
-    )
-    .unwrap();
-    let a = run(&scenario, 3, &dir.join("a"));
-    let b = run(&scenario, 3, &dir.join("b"));
-    std::fs::remove_dir_all(&dir).ok();
-    let report: serde_json::Value = serde_json::from_slice(&a).expect("a JSON report");
+        &[3, 3],
+    );
+    let (a, b) = (&reports[0], &reports[1]);
+    let report: serde_json::Value = serde_json::from_slice(a).expect("a JSON report");
     let nat = &report["nat"];
     assert!(nat["holepunch"]["succeeded"].as_u64() > Some(0), "{nat}");
     assert!(nat["relay"]["circuits"].as_u64() > Some(0), "{nat}");
@@ -130,11 +135,8 @@ interval_ms = 500
 /// new addresses (public hosts' own and NAT routers'), and arrivals.
 #[test]
 fn churn_runs_are_byte_identical_too() {
-    let dir = std::env::temp_dir().join(format!("grove-determinism-churn-{}", std::process::id()));
-    let scenario = dir.join("det-churn.toml");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        &scenario,
+    let reports = runs(
+        "det-churn",
         r#"
 name = "det-churn"
 seed = 4
@@ -173,12 +175,10 @@ interval_ms = 5000
 [measure]
 series_s = 5
 "#,
-    )
-    .unwrap();
-    let a = run(&scenario, 4, &dir.join("a"));
-    let b = run(&scenario, 4, &dir.join("b"));
-    std::fs::remove_dir_all(&dir).ok();
-    let report: serde_json::Value = serde_json::from_slice(&a).expect("a JSON report");
+        &[4, 4],
+    );
+    let (a, b) = (&reports[0], &reports[1]);
+    let report: serde_json::Value = serde_json::from_slice(a).expect("a JSON report");
     let churn = &report["churn"];
     assert!(churn["rejoins"].as_u64() > Some(10), "{churn}");
     assert!(churn["new_ips"].as_u64() > Some(0), "{churn}");

@@ -6,7 +6,7 @@ use hdrhistogram::Histogram;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{caption, label, span, DrawResult, COLORS};
+use super::{caption, label, legend, span, DrawResult, COLORS};
 
 pub struct Data {
     /// (curve name, points (latency ms, fraction of deliveries)).
@@ -52,12 +52,6 @@ where
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(label())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerRight)?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{caption, fault_marks, label, DrawResult, COLORS};
+use super::{caption, fault_marks, label, legend, DrawResult, COLORS};
 
 pub struct Data {
     pub t_s: Vec<f64>,
@@ -67,12 +67,6 @@ where
             });
     }
     fault_marks(&mut chart, &d.events, 0.0..1.05)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(label())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{caption, label, span, DrawResult, COLORS};
+use super::{caption, label, legend, span, DrawResult, COLORS};
 
 pub struct Data {
     /// (percent of nodes, datagrams sent), evenly spaced from 0 to 100.
@@ -47,12 +47,6 @@ where
         ))?
         .label(format!("mean {:.0}", d.mean))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], mean));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(label())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     Ok(())
 }

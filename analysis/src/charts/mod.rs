@@ -180,6 +180,24 @@ pub(crate) fn span(
 }
 
 /// Caption and label fonts.
+/// The legend of a chart's labelled series, in a box at `position`.
+pub(crate) fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(label())
+        .draw()?;
+    Ok(())
+}
+
 pub(crate) fn caption() -> TextStyle<'static> {
     (FAMILY, 22).into_font().into()
 }

@@ -6,7 +6,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{caption, label, span, DrawResult, COLORS};
+use super::{caption, label, legend, span, DrawResult, COLORS};
 
 pub struct Data {
     /// What the x axis sweeps (the scenario parameter).
@@ -74,12 +74,6 @@ where
                 .map(|p| Circle::new((p.0, p.1), 3, color.filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font(label())
-        .draw()?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     Ok(())
 }
