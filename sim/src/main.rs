@@ -166,8 +166,9 @@ fn run(
     // Wall time of the harness, for the terminal and --stats only: it never
     // enters a report.
     let started = std::time::Instant::now();
-    let rss: std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>> = Default::default();
-    let heap: std::rc::Rc<std::cell::RefCell<Vec<(u64, f64)>>> = Default::default();
+    // Memory over virtual time: (virtual s, live heap MB, RSS MB).
+    let memory: std::rc::Rc<std::cell::RefCell<Vec<(u64, Option<f64>, Option<f64>)>>> =
+        Default::default();
     let mut reports = Vec::new();
     let mut all_passed = true;
     for (i, (cell, scenario)) in cells.iter().enumerate() {
@@ -187,8 +188,7 @@ fn run(
         // Resident memory over virtual time, for --stats (48 samples a run):
         // a long run must keep it flat.
         let rss_every = (scenario.duration_s / 48.0).ceil().max(1.0) as u64;
-        let rss_log = rss.clone();
-        let heap_log = heap.clone();
+        let memory_log = memory.clone();
         let info = RunInfo {
             scenario: ScenarioInfo {
                 name: scenario.name.clone(),
@@ -207,12 +207,8 @@ fn run(
             Box::new(move |sec| {
                 tick.set_position(sec);
                 if sec % rss_every == 0 {
-                    if let Some(mb) = heap_in_use_mb() {
-                        heap_log.borrow_mut().push((sec, mb));
-                    }
-                    if let Some(mb) = current_rss_mb() {
-                        rss_log.borrow_mut().push((sec, mb));
-                    }
+                    let sample = (sec, heap_in_use_mb(), current_rss_mb());
+                    memory_log.borrow_mut().push(sample);
                 }
             }),
         );
@@ -277,11 +273,15 @@ fn run(
         grove_analysis::output::write_sweep(&out, &merged, Some(&source.text))?;
     }
     if let Some(stats) = stats {
+        let memory = memory.borrow();
+        let series = |pick: fn(&(u64, Option<f64>, Option<f64>)) -> Option<(u64, f64)>| {
+            memory.iter().filter_map(pick).collect::<Vec<_>>()
+        };
         let value = serde_json::json!({
             "wall_s": started.elapsed().as_secs_f64(),
             "peak_rss_mb": grove_sim::bench::peak_rss_mb(),
-            "rss_mb_by_virtual_s": *rss.borrow(),
-            "heap_mb_by_virtual_s": *heap.borrow(),
+            "rss_mb_by_virtual_s": series(|&(s, _, rss)| Some((s, rss?))),
+            "heap_mb_by_virtual_s": series(|&(s, heap, _)| Some((s, heap?))),
         });
         write_json(&stats, &value)?;
     }

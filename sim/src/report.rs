@@ -405,32 +405,38 @@ pub fn timeseries(rec: &Recorder, entries: &[BroadcastEntry], interval_ns: u64) 
         interval_s: round6(interval_ns as f64 / 1e9),
         ..TimeSeries::default()
     };
+    // Broadcasts are recorded in the order they are sent, so each
+    // interval's are a range found by binary search.
+    let sent_before = |t: u64| rec.broadcasts.partition_point(|b| b.at_ns < t);
     for s in &rec.samples {
-        let from = s.at_ns.saturating_sub(interval_ns);
-        let sent: Vec<usize> = rec
-            .broadcasts
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.at_ns >= from && b.at_ns < s.at_ns)
-            .map(|(i, _)| i)
-            .collect();
+        let sent = sent_before(s.at_ns.saturating_sub(interval_ns))..sent_before(s.at_ns);
         let n = sent.len();
-        let others: u64 = sent
+        let others: u64 = rec.broadcasts[sent.clone()]
             .iter()
-            .map(|&i| u64::from(rec.broadcasts[i].deliveries.saturating_sub(1)))
+            .map(|b| u64::from(b.deliveries.saturating_sub(1)))
             .sum();
-        let latency_sum: u64 = sent.iter().map(|&i| rec.broadcasts[i].latency_sum_ns).sum();
-        let latency_max = sent.iter().map(|&i| rec.broadcasts[i].latency_max_ns).max();
+        let latency_sum: u64 = rec.broadcasts[sent.clone()]
+            .iter()
+            .map(|b| b.latency_sum_ns)
+            .sum();
+        let latency_max = rec.broadcasts[sent.clone()]
+            .iter()
+            .map(|b| b.latency_max_ns)
+            .max();
         ts.t_s.push(round6(s.at_ns as f64 / 1e9));
         ts.live.push(s.live);
         ts.connected.push(s.connected);
         ts.largest_component.push(s.largest_component);
         ts.broadcasts.push(n as u32);
-        ts.reliability.push(
-            (n > 0).then(|| {
-                round6(sent.iter().map(|&i| entries[i].reliability).sum::<f64>() / n as f64)
-            }),
-        );
+        ts.reliability.push((n > 0).then(|| {
+            round6(
+                entries[sent.clone()]
+                    .iter()
+                    .map(|e| e.reliability)
+                    .sum::<f64>()
+                    / n as f64,
+            )
+        }));
         ts.latency_ms_mean
             .push((others > 0).then(|| round6(latency_sum as f64 / others as f64 / 1e6)));
         ts.latency_ms_max.push(
