@@ -66,7 +66,7 @@ pub struct Recorder {
     pub nat: crate::traversal::NatRec,
     /// Datagrams and bytes sent, per [`Protocol`] (in `Protocol::ALL`
     /// order), and of no protocol of ours.
-    pub traffic: [Traffic; 4],
+    pub traffic: [Traffic; Protocol::ALL.len() + 1],
     /// Time-series samples, in time order.
     pub samples: Vec<Sample>,
 }
@@ -113,7 +113,7 @@ impl Recorder {
             malformed: 0,
             duplicate_deliveries: 0,
             nat: crate::traversal::NatRec::new(hosts),
-            traffic: [Traffic::default(); 4],
+            traffic: [Traffic::default(); Protocol::ALL.len() + 1],
             samples: Vec::new(),
         }
     }
@@ -336,8 +336,9 @@ mod tests {
     fn traffic_is_counted_per_protocol() {
         let mut r = Recorder::new(1, vec![]);
         r.datagram_sent(0, 0, b"not a datagram");
-        assert_eq!(r.traffic[3].datagrams, 1);
-        assert_eq!(r.traffic[3].bytes, 14);
+        let other = Protocol::ALL.len();
+        assert_eq!(r.traffic[other].datagrams, 1);
+        assert_eq!(r.traffic[other].bytes, 14);
         assert_eq!(r.traffic[0].datagrams, 0);
     }
 

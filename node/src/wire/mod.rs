@@ -270,6 +270,14 @@ mod tag {
     pub const PUNCH_SYNC: u8 = 0x2f;
     pub const PUNCH: u8 = 0x30;
     pub const KEEP_ALIVE: u8 = 0x31;
+    // Reserved ranges, one per protocol still to come; each protocol's
+    // codec lives in its own file under `wire/` and its tags in its range.
+    pub const PUBSUB_FIRST: u8 = 0x40;
+    pub const PUBSUB_LAST: u8 = 0x4f;
+    pub const DHT_FIRST: u8 = 0x50;
+    pub const DHT_LAST: u8 = 0x5f;
+    pub const KNOWLEDGE_FIRST: u8 = 0x60;
+    pub const KNOWLEDGE_LAST: u8 = 0x6f;
 }
 
 /// Append the encoding of `datagram` to `out`.
@@ -355,13 +363,22 @@ pub enum Protocol {
     Broadcast,
     /// NAT traversal: HELLO, AutoNAT, relay, hole punching, relayed frames.
     Traversal,
+    /// GossipSub: topic meshes, gossip, scoring-relevant control.
+    PubSub,
+    /// Kademlia DHT: lookups, provider records, value records.
+    Dht,
+    /// Knowledge commons: CRDT deltas, version vectors, snapshots.
+    Knowledge,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::Membership,
         Protocol::Broadcast,
         Protocol::Traversal,
+        Protocol::PubSub,
+        Protocol::Dht,
+        Protocol::Knowledge,
     ];
 
     /// Its name in reports.
@@ -370,6 +387,9 @@ impl Protocol {
             Protocol::Membership => "membership",
             Protocol::Broadcast => "broadcast",
             Protocol::Traversal => "traversal",
+            Protocol::PubSub => "pubsub",
+            Protocol::Dht => "dht",
+            Protocol::Knowledge => "knowledge",
         }
     }
 }
@@ -382,7 +402,11 @@ pub fn protocol(bytes: &[u8]) -> Option<Protocol> {
     Some(match bytes[1] {
         tag::JOIN..=tag::PONG => Protocol::Membership,
         tag::GOSSIP..=tag::PRUNE => Protocol::Broadcast,
-        _ => Protocol::Traversal,
+        tag::HELLO..=tag::KEEP_ALIVE => Protocol::Traversal,
+        tag::PUBSUB_FIRST..=tag::PUBSUB_LAST => Protocol::PubSub,
+        tag::DHT_FIRST..=tag::DHT_LAST => Protocol::Dht,
+        tag::KNOWLEDGE_FIRST..=tag::KNOWLEDGE_LAST => Protocol::Knowledge,
+        _ => return None,
     })
 }
 
