@@ -28,6 +28,10 @@ pub enum Command {
     Join(SocketAddr),
     /// Open a path to a peer known by its advertised record.
     Connect(Box<crate::Peer>),
+    /// Subscribe to a GossipSub topic.
+    Subscribe(String),
+    /// Publish on a GossipSub topic: (topic, data).
+    Publish(Box<(String, Bytes)>),
     /// Leave the overlay gracefully (neighbours are told), then stop;
     /// [`run`] returns `Ok(())` once the goodbyes are sent.
     Leave,
@@ -144,6 +148,17 @@ async fn drive(
             }
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
             Input::Command(Some(Command::Connect(peer))) => node.connect(now, *peer),
+            Input::Command(Some(Command::Subscribe(topic))) => {
+                if let Err(e) = node.subscribe(now, &topic) {
+                    sink.on_command_error(now, e.to_string());
+                }
+            }
+            Input::Command(Some(Command::Publish(p))) => {
+                let (topic, data) = *p;
+                if let Err(e) = node.publish(now, &topic, data) {
+                    sink.on_command_error(now, e.to_string());
+                }
+            }
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

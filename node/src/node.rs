@@ -21,6 +21,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview};
@@ -53,6 +54,7 @@ pub struct Config {
     pub plumtree: plumtree::Config,
     pub flood: flood::Config,
     pub nat: nat::Config,
+    pub gossipsub: gossipsub::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -77,6 +79,21 @@ pub enum Event {
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
+    /// GossipSub: topic messages, mesh changes, rejections, scores.
+    PubSub(gossipsub::Event),
+}
+
+/// Why a GossipSub request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PubSubError {
+    #[error("GossipSub is not enabled on this node")]
+    Disabled,
+    #[error("topic name must be 1 to {} bytes", gossipsub::MAX_TOPIC_BYTES)]
+    BadTopic,
+    #[error("cannot subscribe to `{0}` (already subscribed, or at max_topics)")]
+    Subscribe(String),
+    #[error(transparent)]
+    Publish(#[from] gossipsub::PublishError),
 }
 
 /// Why a broadcast was refused.
@@ -166,6 +183,8 @@ pub struct Node {
     membership: hyparview::HyParView,
     broadcaster: Broadcaster,
     traversal: nat::Traversal,
+    /// Topic meshes, when enabled.
+    gossipsub: Option<Box<GossipSub>>,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -201,8 +220,17 @@ impl Node {
                 Broadcaster::Flood(f)
             }
         };
+        // GossipSub, too, has a stream of its own.
+        let gossipsub = config.gossipsub.enabled.then(|| {
+            let seed = first_seq ^ 0x676f_7373_6970_7375;
+            let rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+            let mut g = GossipSub::new(identity, config.gossipsub.clone(), rng);
+            g.set_next_seq(first_seq);
+            Box::new(g)
+        });
         Node {
             me,
+            gossipsub,
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
             traversal,
@@ -284,6 +312,40 @@ impl Node {
         Ok(id)
     }
 
+    /// Subscribe to GossipSub `topic`.
+    pub fn subscribe(&mut self, now: Time, topic: &str) -> Result<(), PubSubError> {
+        let g = self.gossipsub.as_mut().ok_or(PubSubError::Disabled)?;
+        let t = Topic::parse(topic).ok_or(PubSubError::BadTopic)?;
+        self.now = now;
+        if !g.subscribe(now, t) {
+            return Err(PubSubError::Subscribe(topic.to_owned()));
+        }
+        self.process(now);
+        Ok(())
+    }
+
+    /// Publish `data` on GossipSub `topic`; returns the message id.
+    pub fn publish(&mut self, now: Time, topic: &str, data: Bytes) -> Result<MsgId, PubSubError> {
+        let g = self.gossipsub.as_mut().ok_or(PubSubError::Disabled)?;
+        let t = Topic::parse(topic).ok_or(PubSubError::BadTopic)?;
+        self.now = now;
+        let id = g.publish(now, t, data)?;
+        self.process(now);
+        Ok(id)
+    }
+
+    /// Check every GossipSub message with `validator` before delivery.
+    pub fn set_pubsub_validator(&mut self, validator: gossipsub::Validator) {
+        if let Some(g) = &mut self.gossipsub {
+            g.set_validator(validator);
+        }
+    }
+
+    /// The GossipSub core, when enabled.
+    pub fn gossipsub(&self) -> Option<&GossipSub> {
+        self.gossipsub.as_deref()
+    }
+
     /// Leave the overlay gracefully: the neighbours are told (HyParView
     /// DISCONNECT), so they repair at once. Drain [`Node::poll_transmit`]
     /// before closing the socket; the node is then idle until it joins
@@ -350,6 +412,12 @@ impl Node {
             Message::Plumtree(m) => {
                 self.membership.handle_heard(now, &peer.id);
                 self.broadcaster.handle_message(now, peer, m);
+            }
+            Message::PubSub(m) => {
+                if let Some(g) = &mut self.gossipsub {
+                    self.membership.handle_heard(now, &peer.id);
+                    g.handle_message(now, peer, m);
+                }
             }
             Message::Nat(m) => {
                 let Some((source, source_addr, data)) =
@@ -447,6 +515,12 @@ impl Node {
         self.traversal.begin(now);
         self.membership.handle_timeout(now);
         self.broadcaster.handle_timeout(now);
+        if let Some(g) = &mut self.gossipsub {
+            if g.wants_candidates() {
+                g.add_candidates(self.membership.passive_view());
+            }
+            g.handle_timeout(now);
+        }
         self.traversal.handle_timeout(now);
         self.process(now);
     }
@@ -519,6 +593,7 @@ impl Node {
         [
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
+            self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
             self.traversal.poll_timeout(),
             join,
         ]
@@ -548,10 +623,16 @@ impl Node {
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
                         self.broadcaster.neighbor_up(now, peer);
+                        if let Some(g) = &mut self.gossipsub {
+                            g.handle_neighbor_up(now, peer);
+                        }
                         self.emit(Event::NeighborUp(peer));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
                         self.broadcaster.neighbor_down(now, &id);
+                        if let Some(g) = &mut self.gossipsub {
+                            g.handle_neighbor_down(now, &id);
+                        }
                         self.emit(Event::NeighborDown(id));
                     }
                 }
@@ -575,10 +656,29 @@ impl Node {
                     }),
                 }
             }
+            if self.drain_gossipsub() {
+                progressed = true;
+            }
             if !progressed {
                 break;
             }
         }
+    }
+
+    /// Move GossipSub's outputs into the node's queues; whether there were
+    /// any.
+    fn drain_gossipsub(&mut self) -> bool {
+        let mut any = false;
+        while let Some(out) = self.gossipsub.as_mut().and_then(|g| g.poll_output()) {
+            any = true;
+            match out {
+                gossipsub::Output::Send { to, message } => {
+                    self.transmit(Dest::Addr(to), Message::PubSub(message))
+                }
+                gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
+            }
+        }
+        any
     }
 
     /// Move NAT traversal's outputs into the node's queues; whether there

@@ -600,6 +600,8 @@ mod daemon {
                     t_ms,
                 },
                 Event::Traversal(e) => traversal_line(e, t_ms),
+                // GossipSub is off in the daemon's configuration.
+                Event::PubSub(_) => return,
             };
             self.write(&line);
         }

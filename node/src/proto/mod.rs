@@ -3,6 +3,7 @@
 //! `poll_*` methods, and the earliest timer is given by `poll_timeout`.
 
 pub mod flood;
+pub mod gossipsub;
 pub mod hyparview;
 pub mod nat;
 pub mod plumtree;

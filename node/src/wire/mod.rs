@@ -66,6 +66,9 @@
 //! `MALFORMED_MESSAGE`, 401 `UNEXPECTED_MESSAGE`. A reach is a u8: 0
 //! `Unknown`, 1 `Private`, 2 `Public`, 3 `PortMapped`.
 //!
+//! GossipSub ([`crate::proto::gossipsub::Message`]) uses tags `0x40` to
+//! `0x46`; its bodies and limits are described in [`gossipsub`].
+//!
 //! Every other tag is [`DecodeError::UnknownTag`]. A bool is one byte, 0 or
 //! 1; any other value is [`DecodeError::Invalid`], as is a priority other
 //! than 0 or 1, a status or reach code not listed above, and an address
@@ -129,6 +132,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+pub mod gossipsub;
+
 use bytes::Bytes;
 
 use crate::proto::hyparview::{self, Priority, MAX_SHUFFLE_PEERS};
@@ -147,6 +152,8 @@ pub enum Message {
     HyParView(hyparview::Message),
     Plumtree(plumtree::Message),
     Nat(nat::Message),
+    /// GossipSub (tags `0x40..=0x46`, see [`gossipsub`]).
+    PubSub(crate::proto::gossipsub::Message),
 }
 
 /// One datagram: who sent it and what it says.
@@ -424,13 +431,14 @@ fn is_known_tag(tag: u8) -> bool {
     matches!(
         tag,
         tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE | tag::HELLO..=tag::KEEP_ALIVE
-    )
+    ) || gossipsub::is_known_tag(tag)
 }
 
 fn message_tag(message: &Message) -> u8 {
     use hyparview::Message as H;
     use plumtree::Message as P;
     match message {
+        Message::PubSub(m) => gossipsub::tag(m),
         Message::HyParView(m) => match m {
             H::Join => tag::JOIN,
             H::JoinReply => tag::JOIN_REPLY,
@@ -493,6 +501,7 @@ fn check_limits(message: &Message) -> Result<(), EncodeError> {
         Message::Nat(nat::Message::RelayTo { data, .. } | nat::Message::RelayFrom { data, .. }) => {
             ("relayed bytes", data.len(), MAX_RELAYED_BYTES)
         }
+        Message::PubSub(m) => return gossipsub::check_limits(m),
         _ => return Ok(()),
     };
     if value > max {
@@ -545,6 +554,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             P::Prune => {}
         },
         Message::Nat(m) => encode_nat(m, out),
+        Message::PubSub(m) => gossipsub::encode(m, out),
     }
 }
 
@@ -755,6 +765,7 @@ fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         }),
         tag::PRUNE => Message::Plumtree(P::Prune),
         tag::HELLO..=tag::KEEP_ALIVE => Message::Nat(decode_nat(tag, r)?),
+        tag::PUBSUB_FIRST..=tag::PUBSUB_LAST => Message::PubSub(gossipsub::decode(tag, r)?),
         _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
     };
     Ok(message)
@@ -1227,6 +1238,7 @@ mod tests {
             1 => hyparview_message().prop_map(Message::HyParView),
             1 => plumtree_message().prop_map(Message::Plumtree),
             2 => nat_message().prop_map(Message::Nat),
+            2 => gossipsub::strategies::message(peer()).prop_map(Message::PubSub),
         ];
         (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
     }
@@ -1237,7 +1249,7 @@ mod tests {
         out
     }
 
-    const ALL_TAGS: [u8; 32] = [
+    const ALL_TAGS: [u8; 39] = [
         tag::JOIN,
         tag::JOIN_REPLY,
         tag::FORWARD_JOIN,
@@ -1270,6 +1282,13 @@ mod tests {
         tag::PUNCH_SYNC,
         tag::PUNCH,
         tag::KEEP_ALIVE,
+        gossipsub::SUBSCRIPTIONS,
+        gossipsub::PUBLISH,
+        gossipsub::IHAVE,
+        gossipsub::IWANT,
+        gossipsub::GRAFT,
+        gossipsub::PRUNE,
+        gossipsub::IDONTWANT,
     ];
 
     /// Bytes that pass the header checks, so the body decoders get fuzzed.
@@ -1314,6 +1333,7 @@ mod tests {
                     Message::HyParView(_) => Protocol::Membership,
                     Message::Plumtree(_) => Protocol::Broadcast,
                     Message::Nat(_) => Protocol::Traversal,
+                    Message::PubSub(_) => Protocol::PubSub,
                 };
                 prop_assert_eq!(protocol(bytes), Some(expected));
                 match datagram.message {
