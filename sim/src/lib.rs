@@ -7,6 +7,7 @@ pub mod churn;
 pub mod commands;
 pub mod host_set;
 pub mod overlay;
+pub mod pubsub;
 pub mod recorder;
 pub mod report;
 pub mod scenario;

@@ -50,6 +50,9 @@ pub struct Report {
     /// Sessions, departures and rejoins, when a group churns or arrives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnCounts>,
+    /// The pub/sub workload, when the scenario has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pubsub: Option<crate::pubsub::PubSubReport>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,

@@ -56,6 +56,9 @@ pub struct Scenario {
     /// Hostile hosts: they run an attack instead of a node.
     #[serde(default)]
     pub attack: Vec<Attack>,
+    /// The pub/sub workload (GossipSub, or Plumtree for comparison).
+    #[serde(default)]
+    pub pubsub: Option<crate::pubsub::PubSub>,
 }
 
 fn default_grid_ms() -> f64 {
@@ -735,6 +738,16 @@ impl Source {
         }
         if let Err(e) = s.node.hyparview.validate() {
             return err("node.hyparview".into(), e);
+        }
+        if let Err(e) = s.node.gossipsub.validate() {
+            return err(format!("node.gossipsub.{}", e.field), e.to_string());
+        }
+        if let Some(p) = &s.pubsub {
+            let groups: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
+            let hosts = s.groups.iter().map(|g| g.count).sum();
+            if let Err((key, msg)) = p.validate(&groups, hosts, s.duration_s) {
+                return err(key, msg);
+            }
         }
         if s.groups.is_empty() {
             return err(

@@ -33,6 +33,7 @@ use crate::churn::SessionPlan;
 use crate::commands;
 use crate::host_set::HostSet;
 use crate::overlay;
+use crate::pubsub;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
@@ -190,6 +191,8 @@ enum Action {
     },
     /// Take a time-series sample.
     Sample,
+    /// Publish pub/sub message `k`.
+    Publish(usize),
 }
 
 /// What is still to happen: the scenario's fixed agenda, plus what churn
@@ -269,7 +272,18 @@ impl EventSink for SimSink {
         match event {
             Event::Delivered {
                 id, hops, payload, ..
-            } => rec.delivered(self.host, now, id, hops, &payload),
+            } => {
+                if let Some(p) = &mut rec.pubsub {
+                    p.delivered(self.host, now, &payload);
+                }
+                rec.delivered(self.host, now, id, hops, &payload)
+            }
+            Event::PubSub(e) => {
+                let rec = &mut *rec;
+                if let Some(p) = &mut rec.pubsub {
+                    p.event(self.host, now, e, &rec.peer_host);
+                }
+            }
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
@@ -428,7 +442,21 @@ impl World {
             .filter(|&t| t > 0 && t < duration_ns)
             .collect();
         phase_starts.dedup();
-        let rec = Rc::new(RefCell::new(Recorder::new(hosts.len(), phase_starts)));
+        let mut recorder = Recorder::new(hosts.len(), phase_starts);
+        recorder.pubsub = s.pubsub.as_ref().map(|p| {
+            let attacker = hosts
+                .iter()
+                .map(|h| pubsub::is_attacker(p, &s.groups[h.group].name))
+                .collect();
+            let attack = p.attack.as_ref();
+            pubsub::PubSubRec::new(
+                p.via,
+                attacker,
+                attack.and_then(|a| a.eclipse_host).map(|h| h as u32),
+                attack.map(|a| secs_ns(a.from_s)),
+            )
+        });
+        let rec = Rc::new(RefCell::new(recorder));
         World {
             scenario: s.clone(),
             seed,
@@ -468,6 +496,18 @@ impl World {
         let mut config = self.scenario.node.clone();
         if config.nat.gateway.is_none() {
             config.nat.gateway = self.gateway(i);
+        }
+        if let Some(p) = &self.scenario.pubsub {
+            let g = &mut config.gossipsub;
+            g.enabled = p.via == pubsub::Via::Gossipsub;
+            if self.is_pubsub_attacker(i) {
+                let eclipse = p.attack.as_ref().and_then(|a| a.eclipse_host).map(|h| {
+                    Peer::new(self.hosts[h].identity.peer_id(), self.contact_addr(h))
+                });
+                g.adversary = p.adversary(eclipse);
+            } else if p.attack.is_some() {
+                g.score_report_interval = std::time::Duration::from_secs(10);
+            }
         }
         config
     }
@@ -525,6 +565,12 @@ impl World {
         for (k, a) in s.attack.iter().enumerate() {
             agenda.push((secs_ns(a.start_s), Action::Attack(k)));
         }
+        if let Some(p) = &s.pubsub {
+            for k in 0..p.count {
+                let t = secs_ns(p.start_s + p.interval_ms / 1000.0 * k as f64);
+                agenda.push((t, Action::Publish(k)));
+            }
+        }
         for sec in 1..=s.duration_s.floor() as u64 {
             agenda.push((sec * 1_000_000_000, Action::Tick(sec)));
         }
@@ -559,8 +605,16 @@ impl World {
                 Action::Broadcast { workload, .. } => self.broadcast(workload),
                 Action::Pairs => self.connect_pairs(),
                 Action::Attack(k) => self.attack(k),
+                Action::Publish(_) => self.publish(),
                 Action::Tick(sec) => {
                     progress(sec);
+                    if self.rec.borrow().pubsub.is_some() {
+                        let alive: Vec<bool> = self.hosts.iter().map(|h| h.running).collect();
+                        let mut rec = self.rec.borrow_mut();
+                        if let Some(p) = &mut rec.pubsub {
+                            p.sample(t, &alive);
+                        }
+                    }
                     if sec % TASK_PRUNE_EVERY_S == 0 {
                         // madsim keeps a weak reference to every task ever
                         // spawned, dropped only when tasks are counted: count
@@ -661,11 +715,21 @@ impl World {
         self.rec
             .borrow_mut()
             .host_started(i as u32, h.identity.peer_id(), now);
+        let mut topic = None;
+        if let Some(p) = &mut self.rec.borrow_mut().pubsub {
+            p.host_started(i as u32);
+        }
         let addr = SocketAddr::new(h.ip, PORT);
         // Built here and boxed, so that the task's future holds a pointer
         // rather than the node (and the identity, config and rng it is
         // made from): the future's captures stay in it for its whole life.
         let mut node = Box::new(Node::new(&h.identity, addr, config, rng));
+        if let Some(p) = &self.scenario.pubsub {
+            if p.via == pubsub::Via::Gossipsub {
+                node.set_pubsub_validator(pubsub::validator());
+                topic = Some(p.topic.clone());
+            }
+        }
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
@@ -679,6 +743,10 @@ impl World {
             };
             if let Some(c) = contact {
                 node.join(socket.now(), c);
+            }
+            if let Some(t) = topic {
+                // Valid by the scenario's checks.
+                let _ = node.subscribe(socket.now(), &t);
             }
             // Ends with an error when the host crashes; nothing to report.
             let _ = driver::run(node, socket, rx, &mut sink).await;
@@ -1063,6 +1131,43 @@ impl World {
         }
     }
 
+    fn is_pubsub_attacker(&self, i: usize) -> bool {
+        let group = &self.scenario.groups[self.hosts[i].group].name;
+        self.scenario
+            .pubsub
+            .as_ref()
+            .is_some_and(|p| pubsub::is_attacker(p, group))
+    }
+
+    /// Publish the next pub/sub message from a random running publisher.
+    fn publish(&mut self) {
+        let Some(p) = self.scenario.pubsub.clone() else {
+            return;
+        };
+        let publishers: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|&i| self.scenario.groups[self.hosts[i].group].name == p.publishers)
+            .collect();
+        let Some(&origin) = publishers.choose(&mut self.rng) else {
+            return;
+        };
+        let now = self.net.now_ns();
+        let index = {
+            let mut rec = self.rec.borrow_mut();
+            let r = rec.pubsub.as_mut().expect("a pub/sub recorder");
+            r.published(origin as u32, now)
+        };
+        let payload = Bytes::from(pubsub::payload_for(index, p.payload_bytes));
+        let command = match p.via {
+            pubsub::Via::Gossipsub => Command::Publish(Box::new((p.topic.clone(), payload))),
+            pubsub::Via::Plumtree => Command::Broadcast(payload),
+        };
+        if let Some(tx) = &self.hosts[origin].commands {
+            let _ = tx.try_send(command);
+        }
+    }
+
     fn report(&self, info: RunInfo, end: u64) -> Report {
         let s = &self.scenario;
         let rec = self.rec.borrow();
@@ -1178,6 +1283,10 @@ impl World {
                         .count() as u64,
                     ..self.churn.clone()
                 }),
+            pubsub: rec.pubsub.as_ref().zip(s.pubsub.as_ref()).map(|(r, p)| {
+                let running = |a, b| rec.running_throughout(a, b);
+                r.section(secs_ns(p.window_s), end, running, &rec.peer_host)
+            }),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {
