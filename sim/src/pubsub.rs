@@ -323,15 +323,18 @@ impl PubSubRec {
 
     /// The report section. `running(from, to)`: hosts running throughout,
     /// as a bitset; `host_of`: peer ids to hosts.
+    /// `phase_of`: the phase a message was published in (of `phases`).
     pub fn section(
         &self,
         window_ns: u64,
         end_ns: u64,
         running: impl Fn(u64, u64) -> Vec<u64>,
         peer_host: &FxHashMap<PeerId, u32>,
+        (phases, phase_of): (usize, impl Fn(u64) -> usize),
     ) -> PubSubReport {
         let hosts = self.attacker.len();
         let (mut rates_all, mut rates_honest) = (Vec::new(), Vec::new());
+        let mut by_phase: Vec<Vec<f64>> = vec![Vec::new(); phases];
         let mut eclipse = Vec::new();
         let mut honest_deliveries = 0u64;
         let mut considered = 0usize;
@@ -365,6 +368,9 @@ impl PubSubRec {
             }
             if n_h > 0 {
                 rates_honest.push(f64::from(d_h) / f64::from(n_h));
+                if let Some(p) = by_phase.get_mut(phase_of(m.at_ns)) {
+                    p.push(f64::from(d_h) / f64::from(n_h));
+                }
             }
         }
         let mean = |v: &[f64]| {
@@ -449,6 +455,7 @@ impl PubSubRec {
             honest: Honest {
                 delivery_rate: mean(&rates_honest),
                 nodes: honest_hosts,
+                delivery_rate_by_phase: by_phase.iter().map(|v| mean(v)).collect(),
             },
             latency_ms: Percentiles {
                 p50: ms(0.5),
@@ -508,6 +515,9 @@ pub struct Honest {
     /// As `delivery_rate`, over honest subscribers only.
     pub delivery_rate: f64,
     pub nodes: usize,
+    /// The same per phase of the run (as `phases[]`; messages by the
+    /// instant they were published).
+    pub delivery_rate_by_phase: Vec<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -597,12 +607,52 @@ mod tests {
         r.delivered(1, 60_000_000, &p); // duplicate
         r.delivered(3, 70_000_000, &p);
         let all_up = |_, _| vec![0b1111u64];
-        let s = r.section(1_000_000_000, 2_000_000_000, all_up, &FxHashMap::default());
+        let none = FxHashMap::default();
+        let s = r.section(1_000_000_000, 2_000_000_000, all_up, &none, (1, |_| 0));
         // Receivers 1, 2, 3: 2 of 3; honest 1, 2: 1 of 2.
         assert_eq!(s.delivery_rate, round6(2.0 / 3.0));
         assert_eq!(s.honest.delivery_rate, 0.5);
-        assert_eq!(s.latency_ms.p50, 50.0);
+        assert!((s.latency_ms.p50 - 50.0).abs() < 0.1, "{}", s.latency_ms.p50);
         assert_eq!(s.messages, 1);
+    }
+
+    fn load(extra: &str) -> Result<(), String> {
+        let text = format!(
+            "name = \"t\"\nseed = 1\nduration_s = 60\n[join]\ninterval_ms = 10\n\
+             [[groups]]\nname = \"a\"\ncount = 5\nlatency_ms = 10\n\
+             [[groups]]\nname = \"b\"\ncount = 5\nlatency_ms = 10\n{extra}"
+        );
+        let source = crate::scenario::Source {
+            path: "t.toml".into(),
+            text,
+        };
+        source.load().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_pubsub_table_is_checked_key_by_key() {
+        let ok = "[pubsub]\npublishers = \"a\"\nstart_s = 1\ncount = 10\ninterval_ms = 100\n";
+        assert_eq!(load(ok), Ok(()));
+        let cases = [
+            ("publishers = \"a\"", "publishers = \"x\"", "`pubsub.publishers`"),
+            ("count = 10", "count = 1000", "`pubsub.count`"),
+            ("interval_ms = 100", "interval_ms = 0", "`pubsub.interval_ms`"),
+            ("start_s = 1", "start_s = 1\ntopic = \"\"", "`pubsub.topic`"),
+            ("start_s = 1", "start_s = 1\npayload_bytes = 2000", "`pubsub.payload_bytes`"),
+            ("start_s = 1", "start_s = 1\nbogus = 1", "unknown field"),
+        ];
+        for (from, to, want) in cases {
+            let e = load(&ok.replace(from, to)).unwrap_err();
+            assert!(e.contains(want), "{to}: {e}");
+        }
+        let attack = format!("{ok}[pubsub.attack]\ngroup = \"b\"\nfrom_s = 5\n");
+        assert_eq!(load(&attack), Ok(()));
+        let e = load(&attack.replace("group = \"b\"", "group = \"a\"")).unwrap_err();
+        assert!(e.contains("`pubsub.attack.group`"), "{e}");
+        let e = load(&format!("{attack}eclipse_host = 10\n")).unwrap_err();
+        assert!(e.contains("`pubsub.attack.eclipse_host`"), "{e}");
+        let e = load(&format!("[node.gossipsub]\nd_lo = 9\n{ok}")).unwrap_err();
+        assert!(e.contains("`node.gossipsub.d`"), "{e}");
     }
 
     #[test]

@@ -1285,7 +1285,8 @@ impl World {
                 }),
             pubsub: rec.pubsub.as_ref().zip(s.pubsub.as_ref()).map(|(r, p)| {
                 let running = |a, b| rec.running_throughout(a, b);
-                r.section(secs_ns(p.window_s), end, running, &rec.peer_host)
+                let phases = (rec.phase_starts.len() + 1, |t| rec.phase_of(t));
+                r.section(secs_ns(p.window_s), end, running, &rec.peer_host, phases)
             }),
             broadcasts: if s.measure.per_broadcast {
                 entries

@@ -108,6 +108,9 @@ pub const MAX_PX_PEERS: usize = 16;
 const CANDIDATES_PER_HEARTBEAT: usize = 4;
 /// Outputs queued before the oldest are dropped.
 const OUTPUT_CAPACITY: usize = 8192;
+/// Publishers' decompressed public keys kept (decompressing costs about
+/// as much as verifying).
+const KEY_CACHE_CAPACITY: usize = 128;
 
 /// A topic name: 1 to [`MAX_TOPIC_BYTES`] bytes of UTF-8.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -151,9 +154,10 @@ impl PubMessage {
 
     /// Whether `signature` is `from`'s over the message.
     pub fn verify(&self) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(self.from.as_bytes()) else {
-            return false;
-        };
+        VerifyingKey::from_bytes(self.from.as_bytes()).is_ok_and(|key| self.verify_with(&key))
+    }
+
+    fn verify_with(&self, key: &VerifyingKey) -> bool {
         let sig = Signature::from_bytes(&self.signature);
         key.verify_strict(&signed_bytes(self), &sig).is_ok()
     }
@@ -317,6 +321,8 @@ pub struct GossipSub {
     mcache: MessageCache,
     seen: SeenCache,
     verdicts: BTreeMap<MsgId, Verdict>,
+    /// Publishers' keys, bounded by [`KEY_CACHE_CAPACITY`].
+    keys: BTreeMap<PeerId, VerifyingKey>,
     score: PeerScore,
     /// IWANT promises: who promised each id, and by when.
     promises: BTreeMap<MsgId, (PeerId, Time)>,
@@ -357,6 +363,7 @@ impl GossipSub {
             ),
             seen: SeenCache::new(config.seen_ttl, config.seen_capacity),
             verdicts: BTreeMap::new(),
+            keys: BTreeMap::new(),
             score,
             config,
             rng,
@@ -597,7 +604,14 @@ impl GossipSub {
             self.stats.graylisted += 1;
             return;
         }
-        let known = self.ensure_peer(now, from, false);
+        // Only a greeting or a GRAFT makes a stranger a peer; anything
+        // else from one is handled (a message) or dropped (control).
+        let known = match &message {
+            Message::Subscriptions { .. } | Message::Graft { .. } => {
+                self.ensure_peer(now, from, false)
+            }
+            _ => self.peers.contains_key(&from.id),
+        };
         if let Some(p) = self.peers.get_mut(&from.id) {
             p.last_heard = now;
         }
@@ -714,7 +728,7 @@ impl GossipSub {
             }
         }
         let adversary = self.config.adversary.from.is_some();
-        if !adversary && !m.verify() {
+        if !adversary && !self.verify(&m) {
             self.stats.invalid_signature += 1;
             self.score.invalid_delivery(&from, &topic);
             self.emit(Event::Rejected {
@@ -758,6 +772,28 @@ impl GossipSub {
                 self.forward(now, id, m, from);
             }
         }
+    }
+
+    /// Check `m`'s signature, with the publisher's key from the cache.
+    fn verify(&mut self, m: &PubMessage) -> bool {
+        if let Some(key) = self.keys.get(&m.from) {
+            return m.verify_with(key);
+        }
+        let Ok(key) = VerifyingKey::from_bytes(m.from.as_bytes()) else {
+            return false;
+        };
+        let ok = m.verify_with(&key);
+        if ok {
+            // Only keys that signed something: forged publishers do not
+            // push real ones out.
+            if self.keys.len() >= KEY_CACHE_CAPACITY {
+                let victim = self.rng.gen_range(0..self.keys.len());
+                let k = *self.keys.keys().nth(victim).expect("in range");
+                self.keys.remove(&k);
+            }
+            self.keys.insert(m.from, key);
+        }
+        ok
     }
 
     fn set_verdict(&mut self, id: MsgId, v: Verdict) {
