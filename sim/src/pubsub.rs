@@ -99,6 +99,9 @@ pub struct PubSubAttack {
     pub fake_ihave_ids: usize,
     #[serde(default)]
     pub graft_during_backoff: bool,
+    /// GRAFT up to D topic peers a heartbeat, to fill honest meshes.
+    #[serde(default)]
+    pub graft_flood: bool,
     /// Host index of the node every Sybil GRAFTs (eclipse).
     #[serde(default)]
     pub eclipse_host: Option<usize>,
@@ -161,6 +164,7 @@ impl PubSub {
             invalid_per_heartbeat: a.invalid_per_heartbeat,
             fake_ihave_ids: a.fake_ihave_ids,
             graft_during_backoff: a.graft_during_backoff,
+            graft_flood: a.graft_flood,
             eclipse,
         }
     }

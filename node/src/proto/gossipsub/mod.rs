@@ -264,6 +264,9 @@ pub struct Adversary {
     pub graft_during_backoff: bool,
     /// GRAFT this peer every heartbeat (eclipse).
     pub eclipse: Option<Peer>,
+    /// GRAFT up to D topic peers outside our mesh every heartbeat, backoff
+    /// or not, to fill honest meshes (network-wide eclipse).
+    pub graft_flood: bool,
 }
 
 /// Counters of what the core did.
@@ -1292,6 +1295,17 @@ impl GossipSub {
                     .collect();
                 for p in pruned_us {
                     self.send(now, p, Message::Graft { topic: topic.clone() });
+                }
+            }
+            if a.graft_flood {
+                let outside: Vec<PeerId> = peers
+                    .iter()
+                    .filter(|p| !self.mesh(topic).contains(p))
+                    .take(self.config.d)
+                    .copied()
+                    .collect();
+                for p in outside {
+                    self.graft_peer(now, topic, p);
                 }
             }
             if let Some(target) = a.eclipse {

@@ -15,6 +15,13 @@
 //!
 //! A departed peer's counters are kept `retain_score` long. The table is
 //! bounded (`max_tracked`): when full, the entry idle longest is dropped.
+//!
+//! Departure from the spec: the P3 threshold a peer is held to is at most
+//! half the (equally decayed) count of messages the topic brought us from
+//! anyone. A mesh peer cannot forward messages that were never published,
+//! and with the spec's fixed threshold a quiet topic drives every mesh
+//! peer to the full deficit: all are pruned with a sticky P3b, and the
+//! next mesh is made of newcomers, whoever they are.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -51,6 +58,8 @@ struct PeerStats {
 pub struct PeerScore {
     params: ScoreParams,
     peers: BTreeMap<PeerId, PeerStats>,
+    /// First deliveries per topic, from anyone (decayed as P3).
+    topic_deliveries: BTreeMap<Topic, f64>,
     /// Connected peers per IP address (P6).
     by_ip: BTreeMap<IpAddr, u32>,
     max_tracked: usize,
@@ -62,6 +71,7 @@ impl PeerScore {
         PeerScore {
             params,
             peers: BTreeMap::new(),
+            topic_deliveries: BTreeMap::new(),
             by_ip: BTreeMap::new(),
             max_tracked,
             max_topics,
@@ -75,7 +85,8 @@ impl PeerScore {
         };
         let p = &self.params;
         let mut topics = 0.0;
-        for t in s.topics.values() {
+        for (name, t) in &s.topics {
+            let threshold = self.threshold(name);
             let mut ts = 0.0;
             if t.in_mesh {
                 let in_mesh = now.saturating_sub(t.graft_time).max(t.mesh_time);
@@ -83,10 +94,8 @@ impl PeerScore {
                 ts += p.time_in_mesh_weight * quanta.min(p.time_in_mesh_cap);
             }
             ts += p.first_message_deliveries_weight * t.first_message_deliveries;
-            if t.mesh_message_deliveries_active
-                && t.mesh_message_deliveries < p.mesh_message_deliveries_threshold
-            {
-                let deficit = p.mesh_message_deliveries_threshold - t.mesh_message_deliveries;
+            if t.mesh_message_deliveries_active && t.mesh_message_deliveries < threshold {
+                let deficit = threshold - t.mesh_message_deliveries;
                 ts += p.mesh_message_deliveries_weight * deficit * deficit;
             }
             ts += p.mesh_failure_penalty_weight * t.mesh_failure_penalty;
@@ -111,6 +120,15 @@ impl PeerScore {
             score += p.behaviour_penalty_weight * excess * excess;
         }
         score
+    }
+
+    /// The P3 threshold on `topic`: the configured one, or half the
+    /// topic's recent traffic if that is less.
+    fn threshold(&self, topic: &Topic) -> f64 {
+        let traffic = self.topic_deliveries.get(topic).copied().unwrap_or(0.0);
+        self.params
+            .mesh_message_deliveries_threshold
+            .min(traffic / 2.0)
     }
 
     /// Every tracked peer's score, in id order.
@@ -160,10 +178,13 @@ impl PeerScore {
                 }
             }
         }
-        let p = &self.params;
-        for t in s.topics.values_mut() {
+        for (name, t) in s.topics.iter_mut() {
             if t.in_mesh {
-                Self::leave_mesh(p, t, now);
+                let threshold = self
+                    .params
+                    .mesh_message_deliveries_threshold
+                    .min(self.topic_deliveries.get(name).copied().unwrap_or(0.0) / 2.0);
+                Self::leave_mesh(threshold, t, now);
             }
         }
     }
@@ -204,17 +225,15 @@ impl PeerScore {
 
     /// `peer` left our mesh for `topic`: a delivery deficit sticks (P3b).
     pub fn prune(&mut self, now: Time, peer: &PeerId, topic: &Topic) {
-        let p = self.params.clone();
+        let threshold = self.threshold(topic);
         if let Some(t) = self.topic(peer, topic) {
-            Self::leave_mesh(&p, t, now);
+            Self::leave_mesh(threshold, t, now);
         }
     }
 
-    fn leave_mesh(p: &ScoreParams, t: &mut TopicStats, now: Time) {
-        if t.mesh_message_deliveries_active
-            && t.mesh_message_deliveries < p.mesh_message_deliveries_threshold
-        {
-            let deficit = p.mesh_message_deliveries_threshold - t.mesh_message_deliveries;
+    fn leave_mesh(threshold: f64, t: &mut TopicStats, now: Time) {
+        if t.mesh_message_deliveries_active && t.mesh_message_deliveries < threshold {
+            let deficit = threshold - t.mesh_message_deliveries;
             t.mesh_failure_penalty += deficit * deficit;
         }
         t.mesh_time = now.saturating_sub(t.graft_time);
@@ -225,6 +244,10 @@ impl PeerScore {
     /// `peer` delivered a valid message first (P2, and P3 when in mesh).
     pub fn first_delivery(&mut self, peer: &PeerId, topic: &Topic) {
         let p = self.params.clone();
+        if self.topic_deliveries.contains_key(topic) || self.topic_deliveries.len() < self.max_topics {
+            let n = self.topic_deliveries.entry(topic.clone()).or_default();
+            *n = (*n + 1.0).min(2.0 * p.mesh_message_deliveries_cap);
+        }
         if let Some(t) = self.topic(peer, topic) {
             t.first_message_deliveries =
                 (t.first_message_deliveries + 1.0).min(p.first_message_deliveries_cap);
@@ -280,6 +303,9 @@ impl PeerScore {
             }
         };
         self.peers.retain(|_, s| s.connected || s.expire > now);
+        for n in self.topic_deliveries.values_mut() {
+            *n = z(*n, p.mesh_message_deliveries_decay);
+        }
         for s in self.peers.values_mut() {
             for t in s.topics.values_mut() {
                 t.first_message_deliveries =
@@ -345,8 +371,13 @@ mod tests {
         let p = ScoreParams::default();
         let mut s = PeerScore::new(p.clone(), 16, 4);
         s.add_peer(secs(0), id(1), ip(1));
+        s.add_peer(secs(0), id(2), ip(2));
         s.graft(secs(0), &id(1), &topic());
         for t in 1..=11 {
+            // The topic is busy: peer 2 (outside the mesh) brings 5 a second.
+            for _ in 0..5 {
+                s.first_delivery(&id(2), &topic());
+            }
             s.decay(secs(t));
         }
         let score = s.score(&id(1), secs(11));
@@ -357,6 +388,23 @@ mod tests {
         assert!((after + 18.0).abs() < 1e-9, "P3b keeps the deficit: {after}");
         s.decay(secs(12));
         assert!(s.score(&id(1), secs(12)) > after, "P3b decays");
+    }
+
+    #[test]
+    fn a_quiet_topic_costs_its_mesh_peers_nothing() {
+        let mut s = PeerScore::new(ScoreParams::default(), 16, 4);
+        s.add_peer(secs(0), id(1), ip(1));
+        s.graft(secs(0), &id(1), &topic());
+        for t in 1..=30 {
+            s.decay(secs(t));
+        }
+        assert!(s.score(&id(1), secs(30)) > 0.0, "P1 only");
+        s.prune(secs(30), &id(1), &topic());
+        assert_eq!(s.score(&id(1), secs(30)), 0.0, "no P3b either");
+        // A trickle (one message) holds peers to half of it.
+        s.add_peer(secs(30), id(2), ip(2));
+        s.first_delivery(&id(2), &topic());
+        assert_eq!(s.threshold(&topic()), 0.5);
     }
 
     #[test]
