@@ -455,7 +455,7 @@ impl GossipSub {
         let mut mesh = self.fanout.remove(&topic).map(|f| f.0).unwrap_or_default();
         mesh.truncate(self.config.d);
         self.mesh.insert(topic.clone(), Vec::new());
-        self.announce_all(vec![(true, topic.clone())]);
+        self.announce_all(now, vec![(true, topic.clone())]);
         for p in mesh {
             self.graft_peer(now, &topic, p);
         }
@@ -479,7 +479,7 @@ impl GossipSub {
             let backoff = self.config.unsubscribe_backoff;
             self.send_prune(now, topic, p, false, backoff);
         }
-        self.announce_all(vec![(false, topic.clone())]);
+        self.announce_all(now, vec![(false, topic.clone())]);
     }
 
     /// Publish `data` on `topic`; returns the message id.
@@ -1397,8 +1397,7 @@ impl GossipSub {
         self.subscriptions.iter().map(|t| (true, t.clone())).collect()
     }
 
-    fn announce_all(&mut self, entries: Vec<(bool, Topic)>) {
-        let now = self.next_heartbeat.unwrap_or_default();
+    fn announce_all(&mut self, now: Time, entries: Vec<(bool, Topic)>) {
         let peers: Vec<PeerId> = self.peers.keys().copied().collect();
         for p in peers {
             self.send(
