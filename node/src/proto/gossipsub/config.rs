@@ -11,6 +11,9 @@
 //! ("Guidelines for Tuning the Scoring Function") for one topic carrying a
 //! few messages a second, and are documented on [`ScoreParams`].
 
+// Negated comparisons on purpose: a NaN fails every check.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

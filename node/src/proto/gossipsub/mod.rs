@@ -1117,7 +1117,7 @@ impl GossipSub {
             }
         }
         // Opportunistic grafting (v1.1).
-        if c.scoring && self.ticks % u64::from(c.opportunistic_graft_ticks) == 0 {
+        if c.scoring && self.ticks.is_multiple_of(u64::from(c.opportunistic_graft_ticks)) {
             let mut scores: Vec<f64> = self
                 .mesh(topic)
                 .iter()
