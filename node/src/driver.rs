@@ -28,6 +28,8 @@ pub enum Command {
     Join(SocketAddr),
     /// Open a path to a peer known by its advertised record.
     Connect(Box<crate::Peer>),
+    /// A DHT request.
+    Dht(Box<crate::proto::kad::Command>),
     /// Leave the overlay gracefully (neighbours are told), then stop;
     /// [`run`] returns `Ok(())` once the goodbyes are sent.
     Leave,
@@ -144,6 +146,7 @@ async fn drive(
             }
             Input::Command(Some(Command::Join(contact))) => node.join(now, contact),
             Input::Command(Some(Command::Connect(peer))) => node.connect(now, *peer),
+            Input::Command(Some(Command::Dht(c))) => node.dht_command(now, *c),
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

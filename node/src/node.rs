@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
-use crate::proto::{flood, hyparview};
+use crate::proto::{flood, hyparview, kad};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
@@ -53,6 +53,8 @@ pub struct Config {
     pub plumtree: plumtree::Config,
     pub flood: flood::Config,
     pub nat: nat::Config,
+    /// Kademlia DHT (off by default).
+    pub dht: kad::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -77,6 +79,8 @@ pub enum Event {
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
+    /// DHT: finished queries, rejected input.
+    Dht(kad::Event),
 }
 
 /// Why a broadcast was refused.
@@ -166,6 +170,7 @@ pub struct Node {
     membership: hyparview::HyParView,
     broadcaster: Broadcaster,
     traversal: nat::Traversal,
+    dht: kad::Kademlia,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -189,6 +194,13 @@ impl Node {
         // choices are the same whether it is on or off.
         let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
         let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
+        // The DHT too: its own stream. Without NAT traversal every node is
+        // taken as public, hence a DHT server.
+        let dht_rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b61_6465_6d6c_6961);
+        let mut dht = kad::Kademlia::new(me.id, identity.signing_key().clone(), config.dht.clone(), dht_rng);
+        if !config.nat.enabled {
+            dht.set_server(Time::ZERO, true);
+        }
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -206,6 +218,7 @@ impl Node {
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
             traversal,
+            dht,
             pending_join: None,
             now: Time::ZERO,
             transmits: VecDeque::new(),
@@ -231,6 +244,10 @@ impl Node {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+    /// The DHT core (routing table, counters).
+    pub fn dht(&self) -> &kad::Kademlia {
+        &self.dht
+    }
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
         self.traversal.reach()
@@ -246,6 +263,9 @@ impl Node {
         self.traversal.begin(now);
         self.traversal.add_candidate(contact);
         self.traversal.handle_timeout(now);
+        if self.dht.enabled() {
+            self.dht.bootstrap(now, contact);
+        }
         if self.traversal.ready_to_join(now) {
             self.membership.join(now, contact);
         } else {
@@ -282,6 +302,15 @@ impl Node {
         let id = self.broadcaster.broadcast(now, payload);
         self.process(now);
         Ok(id)
+    }
+
+    /// A DHT request (ignored when the DHT is off).
+    pub fn dht_command(&mut self, now: Time, command: kad::Command) {
+        self.now = now;
+        if self.dht.enabled() {
+            self.dht.command(now, command);
+        }
+        self.process(now);
     }
 
     /// Leave the overlay gracefully: the neighbours are told (HyParView
@@ -350,6 +379,11 @@ impl Node {
             Message::Plumtree(m) => {
                 self.membership.handle_heard(now, &peer.id);
                 self.broadcaster.handle_message(now, peer, m);
+            }
+            Message::Dht(m) => {
+                if self.dht.enabled() {
+                    self.dht.handle_message(now, Peer::new(peer.id, peer.addr), m);
+                }
             }
             Message::Nat(m) => {
                 let Some((source, source_addr, data)) =
@@ -448,6 +482,7 @@ impl Node {
         self.membership.handle_timeout(now);
         self.broadcaster.handle_timeout(now);
         self.traversal.handle_timeout(now);
+        self.dht.handle_timeout(now);
         self.process(now);
     }
 
@@ -520,6 +555,7 @@ impl Node {
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
             self.traversal.poll_timeout(),
+            self.dht.poll_timeout(),
             join,
         ]
         .into_iter()
@@ -548,6 +584,9 @@ impl Node {
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
                         self.broadcaster.neighbor_up(now, peer);
+                        if self.dht.enabled() && peer.relay.is_none() {
+                            self.dht.add_neighbor(now, peer);
+                        }
                         self.emit(Event::NeighborUp(peer));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
@@ -575,6 +614,15 @@ impl Node {
                     }),
                 }
             }
+            while let Some(out) = self.dht.poll_output() {
+                progressed = true;
+                match out {
+                    kad::Output::Send { to, message } => {
+                        self.transmit(Dest::Raw(to), Message::Dht(message))
+                    }
+                    kad::Output::Event(e) => self.emit(Event::Dht(e)),
+                }
+            }
             if !progressed {
                 break;
             }
@@ -596,9 +644,10 @@ impl Node {
                     }
                 }
                 nat::Output::Event(e) => {
-                    if let nat::Event::Reachability { advertised, .. } = &e {
+                    if let nat::Event::Reachability { advertised, reach } = &e {
                         self.me = *advertised;
                         self.membership.set_me(*advertised);
+                        self.dht.set_server(self.now, reach.is_public());
                     }
                     self.emit(Event::Traversal(e));
                 }

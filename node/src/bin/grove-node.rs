@@ -600,6 +600,8 @@ mod daemon {
                     t_ms,
                 },
                 Event::Traversal(e) => traversal_line(e, t_ms),
+                // The daemon does not run the DHT (its config keeps it off).
+                Event::Dht(_) => return,
             };
             self.write(&line);
         }

@@ -5,4 +5,5 @@
 pub mod flood;
 pub mod hyparview;
 pub mod nat;
+pub mod kad;
 pub mod plumtree;

@@ -1,0 +1,1 @@
+//! Tests of the DHT core on virtual time.
