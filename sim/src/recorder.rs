@@ -69,6 +69,8 @@ pub struct Recorder {
     pub traffic: [Traffic; Protocol::ALL.len() + 1],
     /// Time-series samples, in time order.
     pub samples: Vec<Sample>,
+    /// The DHT's queries and traffic (empty unless the DHT runs).
+    pub dht: crate::dht::DhtRec,
 }
 
 /// Datagrams and their bytes.
@@ -115,6 +117,7 @@ impl Recorder {
             nat: crate::traversal::NatRec::new(hosts),
             traffic: [Traffic::default(); Protocol::ALL.len() + 1],
             samples: Vec::new(),
+            dht: crate::dht::DhtRec::default(),
         }
     }
 
@@ -205,6 +208,9 @@ impl Recorder {
             *n += 1;
         }
         let kind = wire::protocol(bytes).map_or(Protocol::ALL.len(), |p| p as usize);
+        if self.dht.enabled {
+            self.dht.datagram(now, src, bytes);
+        }
         let t = &mut self.traffic[kind];
         t.datagrams += 1;
         t.bytes += bytes.len() as u64;

@@ -50,6 +50,9 @@ pub struct Report {
     /// Sessions, departures and rejoins, when a group churns or arrives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnCounts>,
+    /// The DHT, when the scenario has a `[dht]` workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dht: Option<crate::dht::DhtReport>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,

@@ -56,6 +56,9 @@ pub struct Scenario {
     /// Hostile hosts: they run an attack instead of a node.
     #[serde(default)]
     pub attack: Vec<Attack>,
+    /// DHT workload: lookups, providers, availability probes.
+    #[serde(default)]
+    pub dht: Option<crate::dht::DhtScenario>,
 }
 
 fn default_grid_ms() -> f64 {
@@ -735,6 +738,16 @@ impl Source {
         }
         if let Err(e) = s.node.hyparview.validate() {
             return err("node.hyparview".into(), e);
+        }
+        if s.node.dht.enabled {
+            if let Err(e) = s.node.dht.validate() {
+                return err("node.dht".into(), e.to_string());
+            }
+        }
+        if let Some(d) = &s.dht {
+            if let Err((key, msg)) = d.check(&s.node.dht) {
+                return err(key, msg);
+            }
         }
         if s.groups.is_empty() {
             return err(

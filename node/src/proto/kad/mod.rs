@@ -88,6 +88,11 @@ pub struct Config {
     /// Deepest bucket (common prefix length) refreshed (go-libp2p-kad-dht:
     /// 15).
     pub refresh_max_cpl: usize,
+    /// While the table holds fewer than `k` servers, the bootstrap contact
+    /// and recent neighbours are asked again this often (Grove: 30 s;
+    /// they may not have known they were public the first time).
+    #[serde(with = "crate::duration")]
+    pub bootstrap_interval: Duration,
     /// Provide with Provide Sweep rather than one lookup per key (kubo
     /// 0.38 option `Provide.DHT.SweepEnabled`; Grove: off).
     pub sweep: bool,
@@ -127,6 +132,7 @@ impl Default for Config {
             republish_interval: Duration::from_secs(22 * 3600),
             refresh_interval: Duration::from_secs(600),
             refresh_max_cpl: 15,
+            bootstrap_interval: Duration::from_secs(30),
             sweep: false,
             max_concurrent_queries: 16,
             max_provided_keys: 1_000_000,
@@ -169,6 +175,9 @@ impl Config {
         }
         if self.request_timeout.is_zero() {
             return bad("request_timeout", "0".into(), "must be positive");
+        }
+        if self.bootstrap_interval.is_zero() {
+            return bad("bootstrap_interval", "0".into(), "must be positive");
         }
         if self.refresh_interval.is_zero() {
             return bad("refresh_interval", "0".into(), "must be positive");
@@ -300,6 +309,8 @@ pub struct Stats {
 
 /// Events queued before the oldest are dropped (bounded).
 const OUTPUT_CAPACITY: usize = 8192;
+/// Addresses kept to bootstrap from again (the contact, recent neighbours).
+const BOOTSTRAP_CANDIDATES: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 enum ReqWhat {
@@ -362,6 +373,9 @@ pub struct Kademlia {
     republish_at: Option<Time>,
     next_refresh: Option<Time>,
     bootstrapped: bool,
+    /// Where to ask again while the table is short, most recent last.
+    candidates: VecDeque<(Option<PeerId>, SocketAddr)>,
+    next_bootstrap: Option<Time>,
     outputs: VecDeque<Output>,
     stats: Stats,
 }
@@ -397,6 +411,8 @@ impl Kademlia {
             republish_at: None,
             next_refresh: None,
             bootstrapped: false,
+            candidates: VecDeque::new(),
+            next_bootstrap: None,
             outputs: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -430,15 +446,46 @@ impl Kademlia {
             return;
         }
         self.server = server;
-        if server && !self.table.is_empty() {
-            self.start(now, Target::SelfLookup, self.key);
+        if server {
+            if self.table.is_empty() {
+                self.ask_candidates(now);
+            } else {
+                self.start(now, Target::SelfLookup, self.key);
+            }
         }
     }
 
     /// Ask a node known only by address whether it is a server (and so
     /// learn its id); the first server found starts the self-lookup.
     pub fn bootstrap(&mut self, now: Time, contact: SocketAddr) {
+        self.remember(now, None, contact);
         self.ping(now, None, contact);
+    }
+
+    fn remember(&mut self, now: Time, id: Option<PeerId>, addr: SocketAddr) {
+        if !self.config.enabled {
+            return;
+        }
+        self.candidates.retain(|c| c.1 != addr);
+        if self.candidates.len() >= BOOTSTRAP_CANDIDATES {
+            self.candidates.pop_front();
+        }
+        self.candidates.push_back((id, addr));
+        self.next_bootstrap
+            .get_or_insert(now + self.config.bootstrap_interval);
+    }
+
+    /// Ping the bootstrap candidates (a short table).
+    fn ask_candidates(&mut self, now: Time) {
+        let candidates: Vec<(Option<PeerId>, SocketAddr)> = self
+            .candidates
+            .iter()
+            .filter(|(id, _)| id.is_none_or(|id| !self.table.contains(&id)))
+            .copied()
+            .collect();
+        for (id, addr) in candidates {
+            self.ping(now, id, addr);
+        }
     }
 
     /// A peer we are in touch with anyway (an overlay neighbour): ask it
@@ -447,6 +494,7 @@ impl Kademlia {
         if self.table.contains(&peer.id) || peer.id == self.me {
             return;
         }
+        self.remember(now, Some(peer.id), peer.addr);
         self.ping(now, Some(peer.id), peer.addr);
     }
 
@@ -576,9 +624,8 @@ impl Kademlia {
                 if !server {
                     return;
                 }
-                match req.peer {
-                    Some(_) => self.table.pong(now, &from.id),
-                    None => {}
+                if req.peer.is_some() {
+                    self.table.pong(now, &from.id);
                 }
                 self.heard_server(now, from);
                 if !self.bootstrapped {
@@ -664,6 +711,17 @@ impl Kademlia {
         if self.next_refresh.is_some_and(|t| t <= now) {
             self.refresh(now);
         }
+        if self.next_bootstrap.is_some_and(|t| t <= now) {
+            if self.table.len() < self.config.k {
+                self.next_bootstrap = Some(now + self.config.bootstrap_interval);
+                self.ask_candidates(now);
+                if !self.table.is_empty() {
+                    self.start(now, Target::SelfLookup, self.key);
+                }
+            } else {
+                self.next_bootstrap = None;
+            }
+        }
         if self.republish_at.is_some_and(|t| t <= now) {
             self.republish_at = Some(now + self.config.republish_interval);
             let keys: Vec<Key> = self.provided.iter().copied().collect();
@@ -706,6 +764,7 @@ impl Kademlia {
             queries,
             self.store.next_expiry(),
             self.next_refresh,
+            self.next_bootstrap,
             self.republish_at,
             self.sweep.as_ref().map(sweep::Cycle::next_at),
         ]

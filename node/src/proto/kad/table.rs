@@ -195,7 +195,7 @@ impl Table {
             .flat_map(|b| b.entries.iter())
             .map(|e| (e.key.distance(target), e.peer))
             .collect();
-        all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        all.sort_unstable_by_key(|a| a.0);
         all.truncate(count);
         all.into_iter().map(|(_, p)| p).collect()
     }

@@ -122,7 +122,7 @@ fn dead_peers_are_skipped_and_an_unanswered_lookup_still_ends() {
         match it.next(ms(t)) {
             Next::Send(p) => {
                 // Every other peer is dead: the request fails for good.
-                if Key::of_peer(&p.id).0[0] % 2 == 0 {
+                if Key::of_peer(&p.id).0[0].is_multiple_of(2) {
                     assert!(it.on_failure(&p.id));
                 } else {
                     assert!(it.on_success(&p.id, []));
