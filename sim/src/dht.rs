@@ -162,6 +162,7 @@ pub struct DhtRec {
     cycle_lookups: u64,
     cycle_datagrams: u64,
     cycle_keys: u64,
+    cycle_failed: u64,
     table_sizes: Vec<u16>,
     queries: BTreeMap<&'static str, u64>,
     rejected: BTreeMap<&'static str, u64>,
@@ -269,6 +270,7 @@ impl DhtRec {
         {
             self.cycle_lookups += 1;
             self.cycle_keys += u64::from(d.keys);
+            self.cycle_failed += u64::from(!d.success);
         }
         if !matches!(d.kind, QueryKind::FindNode | QueryKind::GetProviders) {
             return;
@@ -371,6 +373,7 @@ impl DhtRec {
             keys: self.cycle_keys,
             lookups_per_cycle: self.cycle_lookups,
             msgs_per_cycle: self.cycle_datagrams,
+            failed: self.cycle_failed,
         });
         let mut sizes: Vec<f64> = self.table_sizes.iter().map(|&s| f64::from(s)).collect();
         sizes.sort_by(f64::total_cmp);
@@ -477,6 +480,8 @@ pub struct ProvideReport {
     pub lookups_per_cycle: u64,
     /// DHT datagrams the providers sent in the cycle.
     pub msgs_per_cycle: u64,
+    /// Provide lookups that reached no server.
+    pub failed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -89,7 +89,7 @@ pub struct Config {
     /// 15).
     pub refresh_max_cpl: usize,
     /// While the table holds fewer than `k` servers, the bootstrap contact
-    /// and recent neighbours are asked again this often (Grove: 30 s;
+    /// and recent neighbours are asked again this often (Grove: 10 s;
     /// they may not have known they were public the first time).
     #[serde(with = "crate::duration")]
     pub bootstrap_interval: Duration,
@@ -132,7 +132,7 @@ impl Default for Config {
             republish_interval: Duration::from_secs(22 * 3600),
             refresh_interval: Duration::from_secs(600),
             refresh_max_cpl: 15,
-            bootstrap_interval: Duration::from_secs(30),
+            bootstrap_interval: Duration::from_secs(10),
             sweep: false,
             max_concurrent_queries: 16,
             max_provided_keys: 1_000_000,
@@ -632,6 +632,7 @@ impl Kademlia {
                     self.bootstrapped = true;
                     self.start(now, Target::SelfLookup, self.key);
                 }
+                self.drain_backlog(now);
             }
             Message::Nodes { id, peers } => self.on_response(now, from, id, peers, Vec::new(), None),
             Message::Providers {
@@ -818,6 +819,7 @@ impl Kademlia {
     /// `from`, a server, was heard from directly: enter or refresh it.
     fn heard_server(&mut self, now: Time, from: Peer) {
         let peer = Peer::new(from.id, from.addr);
+        let was_empty = self.table.is_empty();
         match self
             .table
             .insert(now, peer, now + self.config.request_timeout)
@@ -831,6 +833,9 @@ impl Kademlia {
         }
         if self.next_refresh.is_none() {
             self.next_refresh = Some(now + self.config.refresh_interval);
+        }
+        if was_empty && !self.table.is_empty() {
+            self.drain_backlog(now);
         }
     }
 
@@ -953,7 +958,9 @@ impl Kademlia {
         if !self.config.enabled {
             return;
         }
-        if self.queries.len() >= self.config.max_concurrent_queries {
+        // With no server known yet, a query waits for the bootstrap.
+        let no_server = self.table.is_empty() && !self.candidates.is_empty();
+        if no_server || self.queries.len() >= self.config.max_concurrent_queries {
             if self.backlog.len() >= self.config.max_provided_keys {
                 self.stats.queries_queued_dropped += 1;
                 self.reject("query queue full");
@@ -1155,7 +1162,12 @@ impl Kademlia {
             record,
         };
         self.event(Event::QueryDone(Box::new(done)));
-        while self.queries.len() < self.config.max_concurrent_queries {
+        self.drain_backlog(now);
+    }
+
+    /// Start queued queries while there is room (and a server to ask).
+    fn drain_backlog(&mut self, now: Time) {
+        while self.queries.len() < self.config.max_concurrent_queries && !self.table.is_empty() {
             let Some((what, target)) = self.backlog.pop_front() else {
                 break;
             };

@@ -26,7 +26,7 @@ struct Bucket {
     entries: Vec<Entry>,
     /// A newcomer waiting for the oldest entry's ping, and the ping's
     /// deadline.
-    pending: Option<(Entry, Time)>,
+    pending: Option<Box<(Entry, Time)>>,
     /// When a lookup last went through this bucket's range.
     last_refresh: Time,
 }
@@ -57,8 +57,12 @@ pub struct Limits {
 
 pub struct Table {
     local: Key,
+    /// By common prefix length, grown up to the deepest one used (a
+    /// network of n servers uses about log2(n) of the 256).
     buckets: Vec<Bucket>,
     limits: Limits,
+    /// Buckets with a newcomer pending.
+    pending: usize,
 }
 
 fn subnet(addr: &SocketAddr) -> (u8, [u8; 6]) {
@@ -78,8 +82,9 @@ impl Table {
     pub fn new(local: Key, limits: Limits) -> Self {
         Table {
             local,
-            buckets: vec![Bucket::default(); 256],
+            buckets: Vec::new(),
             limits,
+            pending: 0,
         }
     }
 
@@ -96,6 +101,9 @@ impl Table {
         let Some(b) = self.index(&key) else {
             return Insert::Ourselves;
         };
+        if self.buckets.len() <= b {
+            self.buckets.resize_with(b + 1, Bucket::default);
+        }
         let limits = self.limits;
         let bucket = &mut self.buckets[b];
         if let Some(pos) = bucket.entries.iter().position(|e| e.peer.id == peer.id) {
@@ -134,7 +142,8 @@ impl Table {
         if bucket.pending.is_some() {
             return Insert::Full;
         }
-        bucket.pending = Some((entry, ping_deadline));
+        bucket.pending = Some(Box::new((entry, ping_deadline)));
+        self.pending += 1;
         Insert::PingOldest(bucket.entries[0].peer)
     }
 
@@ -143,9 +152,13 @@ impl Table {
     /// the newcomer). Returns how many were swapped in.
     pub fn apply_pending(&mut self, now: Time) -> usize {
         let mut n = 0;
+        if self.pending == 0 {
+            return 0;
+        }
         for bucket in &mut self.buckets {
-            if bucket.pending.as_ref().is_some_and(|(_, t)| now >= *t) {
-                let (entry, _) = bucket.pending.take().expect("checked");
+            if bucket.pending.as_ref().is_some_and(|p| now >= p.1) {
+                let (entry, _) = *bucket.pending.take().expect("checked");
+                self.pending -= 1;
                 if !bucket.entries.is_empty() {
                     bucket.entries.remove(0);
                 }
@@ -159,28 +172,31 @@ impl Table {
     /// The oldest entry answered its ping: it stays, the newcomer goes.
     pub fn pong(&mut self, now: Time, id: &PeerId) {
         let key = Key::of_peer(id);
-        let Some(b) = self.index(&key) else { return };
-        let bucket = &mut self.buckets[b];
+        let Some(bucket) = self.index(&key).and_then(|b| self.buckets.get_mut(b)) else {
+            return;
+        };
         if let Some(pos) = bucket.entries.iter().position(|e| e.peer.id == *id) {
             let mut e = bucket.entries.remove(pos);
             e.last_seen = now;
             bucket.entries.push(e);
-            bucket.pending = None;
+            if bucket.pending.take().is_some() {
+                self.pending -= 1;
+            }
         }
     }
 
     pub fn remove(&mut self, id: &PeerId) -> bool {
         let key = Key::of_peer(id);
-        let Some(b) = self.index(&key) else {
+        let Some(bucket) = self.index(&key).and_then(|b| self.buckets.get_mut(b)) else {
             return false;
         };
-        let bucket = &mut self.buckets[b];
         let before = bucket.entries.len();
         bucket.entries.retain(|e| e.peer.id != *id);
         let removed = bucket.entries.len() < before;
         if removed {
-            if let Some((e, _)) = bucket.pending.take() {
-                bucket.entries.push(e);
+            if let Some(pending) = bucket.pending.take() {
+                bucket.entries.push(pending.0);
+                self.pending -= 1;
             }
         }
         removed
@@ -202,8 +218,8 @@ impl Table {
 
     /// A lookup towards `target` went through its bucket at `now`.
     pub fn touched(&mut self, now: Time, target: &Key) {
-        if let Some(b) = self.index(target) {
-            self.buckets[b].last_refresh = now;
+        if let Some(b) = self.index(target).and_then(|b| self.buckets.get_mut(b)) {
+            b.last_refresh = now;
         }
     }
 
@@ -218,7 +234,11 @@ impl Table {
             .unwrap_or(0)
             .min(max_cpl);
         (0..=deepest)
-            .filter(|&b| now >= self.buckets[b].last_refresh + interval)
+            .filter(|&b| {
+                self.buckets
+                    .get(b)
+                    .is_none_or(|x| now >= x.last_refresh + interval)
+            })
             .collect()
     }
 
@@ -254,7 +274,8 @@ impl Table {
     pub fn contains(&self, id: &PeerId) -> bool {
         let key = Key::of_peer(id);
         self.index(&key)
-            .is_some_and(|b| self.buckets[b].entries.iter().any(|e| e.peer.id == *id))
+            .and_then(|b| self.buckets.get(b))
+            .is_some_and(|b| b.entries.iter().any(|e| e.peer.id == *id))
     }
 
     /// Every entry's peer id (bucket order).
@@ -265,9 +286,12 @@ impl Table {
     /// Earliest pending-ping deadline.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
+        if self.pending == 0 {
+            return None;
+        }
         self.buckets
             .iter()
-            .filter_map(|b| b.pending.as_ref().map(|(_, t)| *t))
+            .filter_map(|b| b.pending.as_ref().map(|p| p.1))
             .min()
     }
 }
