@@ -490,3 +490,55 @@ pub struct TableReport {
     pub size_p50: f64,
     pub size_min: f64,
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scenario::Source;
+
+    const BASE: &str = r#"
+name = "d"
+seed = 1
+duration_s = 10
+[join]
+interval_ms = 10
+[[groups]]
+name = "a"
+count = 5
+latency_ms = [5, 10]
+"#;
+
+    fn error(text: &str) -> String {
+        let source = Source {
+            path: "x.toml".into(),
+            text: format!("{BASE}{text}"),
+        };
+        source.load().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn dht_tables_are_checked_and_errors_name_the_key() {
+        let e = error("[dht]\nlookups = { start_s = 1, count = 2, interval_ms = 5 }\n");
+        assert!(e.contains("node.dht.enabled"), "{e}");
+        let e = error("[node.dht]\nenabled = true\nalpha = 30\n");
+        assert!(e.contains("dht.alpha"), "{e}");
+        let e = error(
+            "[node.dht]\nenabled = true\n[dht]\nprobes = { start_s = 1, interval_s = 1, rounds = 1, count = 1 }\n",
+        );
+        assert!(e.contains("dht.probes"), "{e}");
+        let e = error("[node.dht]\nenabled = true\n[dht]\nlookups = { start_s = 1, count = 2, interval = 5 }\n");
+        assert!(e.contains("interval"), "{e}");
+        let ok = Source {
+            path: "x.toml".into(),
+            text: format!(
+                "{BASE}[node.dht]\nenabled = true\n[dht]\nprovide = {{ at_s = 1, providers = 2, keys_each = 3 }}\n"
+            ),
+        };
+        assert!(ok.load().is_ok());
+    }
+
+    #[test]
+    fn provided_keys_are_stable_and_distinct() {
+        assert_eq!(super::provided_key(3, 4), super::provided_key(3, 4));
+        assert_ne!(super::provided_key(3, 4), super::provided_key(4, 3));
+    }
+}
