@@ -196,8 +196,14 @@ impl Node {
         let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
         // The DHT too: its own stream. Without NAT traversal every node is
         // taken as public, hence a DHT server.
-        let dht_rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b61_6465_6d6c_6961);
-        let mut dht = kad::Kademlia::new(me.id, identity.signing_key().clone(), config.dht.clone(), dht_rng);
+        let dht_rng =
+            <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b61_6465_6d6c_6961);
+        let mut dht = kad::Kademlia::new(
+            me.id,
+            identity.signing_key().clone(),
+            config.dht.clone(),
+            dht_rng,
+        );
         if !config.nat.enabled {
             dht.set_server(Time::ZERO, true);
         }
@@ -382,7 +388,8 @@ impl Node {
             }
             Message::Dht(m) => {
                 if self.dht.enabled() {
-                    self.dht.handle_message(now, Peer::new(peer.id, peer.addr), m);
+                    self.dht
+                        .handle_message(now, Peer::new(peer.id, peer.addr), m);
                 }
             }
             Message::Nat(m) => {

@@ -79,9 +79,10 @@ impl DhtScenario {
             return Err(("node.dht".into(), e.to_string()));
         }
         let positive = |key: &str, v: f64| {
-            (v.is_finite() && v >= 0.0)
-                .then_some(())
-                .ok_or((format!("dht.{key}"), format!("must be a finite number >= 0, not {v}")))
+            (v.is_finite() && v >= 0.0).then_some(()).ok_or((
+                format!("dht.{key}"),
+                format!("must be a finite number >= 0, not {v}"),
+            ))
         };
         if let Some(l) = &self.lookups {
             positive("lookups.start_s", l.start_s)?;
@@ -98,13 +99,16 @@ impl DhtScenario {
             if p.keys_each > node.max_provided_keys {
                 return Err((
                     "dht.provide.keys_each".into(),
-                    format!("over node.dht.max_provided_keys ({})", node.max_provided_keys),
+                    format!(
+                        "over node.dht.max_provided_keys ({})",
+                        node.max_provided_keys
+                    ),
                 ));
             }
         }
         if let Some(p) = &self.probes {
             positive("probes.start_s", p.start_s)?;
-            if !(p.interval_s > 0.0) {
+            if !(p.interval_s.is_finite() && p.interval_s > 0.0) {
                 return Err(("dht.probes.interval_s".into(), "must be positive".into()));
             }
             if self.provide.is_none() {
@@ -310,8 +314,11 @@ impl DhtRec {
     #[must_use]
     pub fn section(&self, sweep: bool) -> DhtReport {
         let lookup = (!self.lookups.is_empty()).then(|| {
-            let done: Vec<&(u8, u64, u32, bool)> =
-                self.lookups.iter().filter_map(|l| l.done.as_ref()).collect();
+            let done: Vec<&(u8, u64, u32, bool)> = self
+                .lookups
+                .iter()
+                .filter_map(|l| l.done.as_ref())
+                .collect();
             let mut hops: Vec<f64> = done.iter().map(|d| f64::from(d.0)).collect();
             let mut lat: Vec<f64> = done.iter().map(|d| d.1 as f64 / 1e6).collect();
             let msgs: Vec<f64> = done.iter().map(|d| f64::from(d.2)).collect();
@@ -386,8 +393,16 @@ impl DhtRec {
                 size_p50: pct(&sizes, 0.5),
                 size_min: sizes[0],
             }),
-            queries: self.queries.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
-            rejected: self.rejected.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+            queries: self
+                .queries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            rejected: self
+                .rejected
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
         }
     }
 }

@@ -32,13 +32,13 @@ use rand_chacha::ChaCha8Rng;
 use crate::churn::SessionPlan;
 use crate::commands;
 use crate::dht::{self, DhtRec};
-use grove_node::proto::kad::{self, Key};
 use crate::host_set::HostSet;
 use crate::overlay;
 use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
 use crate::traversal::{self, PairRec};
+use grove_node::proto::kad::{self, Key};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
@@ -556,7 +556,10 @@ impl World {
             }
             if let Some(p) = &d.probes {
                 for r in 0..p.rounds {
-                    agenda.push((secs_ns(p.start_s + p.interval_s * r as f64), Action::DhtProbe));
+                    agenda.push((
+                        secs_ns(p.start_s + p.interval_s * r as f64),
+                        Action::DhtProbe,
+                    ));
                 }
             }
         }
@@ -703,7 +706,8 @@ impl World {
             let mut rec = self.rec.borrow_mut();
             rec.host_started(i as u32, h.identity.peer_id(), now);
             rec.dht.host_started(i as u32, &h.identity.peer_id());
-            rec.dht.set_server(i as u32, !self.scenario.node.nat.enabled);
+            rec.dht
+                .set_server(i as u32, !self.scenario.node.nat.enabled);
         }
         // A provider provides its keys again in every session.
         if let Some(keys) = self.dht_keys.get(&i) {

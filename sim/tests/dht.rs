@@ -87,7 +87,11 @@ fn dht_runs_are_byte_identical_in_two_processes() {
     let dir = std::env::temp_dir().join(format!("grove-dht-det-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let scenario = dir.join("dht.toml");
-    std::fs::write(&scenario, SCENARIO.replace("duration_s = 150", "duration_s = 100")).unwrap();
+    std::fs::write(
+        &scenario,
+        SCENARIO.replace("duration_s = 150", "duration_s = 100"),
+    )
+    .unwrap();
     let run = |k: &str| {
         let out = dir.join(k);
         let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))

@@ -4,6 +4,6 @@
 
 pub mod flood;
 pub mod hyparview;
-pub mod nat;
 pub mod kad;
+pub mod nat;
 pub mod plumtree;

@@ -26,7 +26,9 @@
 use bytes::Bytes;
 
 use super::{put_addr, DecodeError, EncodeError, Reader, HEADER_BYTES, MAX_DATAGRAM_BYTES};
-use crate::proto::kad::{Key, Message, Record, MAX_BATCH_KEYS, MAX_PEERS, MAX_PROVIDERS, MAX_VALUE_BYTES};
+use crate::proto::kad::{
+    Key, Message, Record, MAX_BATCH_KEYS, MAX_PEERS, MAX_PROVIDERS, MAX_VALUE_BYTES,
+};
 use crate::{Peer, PeerId};
 
 pub(super) const PING: u8 = 0x50;
@@ -97,7 +99,9 @@ pub(super) fn check_limits(m: &Message) -> Result<(), EncodeError> {
             over("dht peers", closer.len(), MAX_PEERS)
         }
         Message::AddProvider { keys, .. } => over("provided keys", keys.len(), MAX_BATCH_KEYS),
-        Message::PutValue { record, .. } => over("value bytes", record.value.len(), MAX_VALUE_BYTES),
+        Message::PutValue { record, .. } => {
+            over("value bytes", record.value.len(), MAX_VALUE_BYTES)
+        }
         Message::Value { record, closer, .. } => {
             if let Some(r) = record {
                 over("value bytes", r.value.len(), MAX_VALUE_BYTES)?;
@@ -369,9 +373,16 @@ pub(super) mod strategy {
                 .prop_map(|(id, server, record)| Message::PutValue { id, server, record }),
             (any::<u64>(), any::<bool>())
                 .prop_map(|(id, stored)| Message::PutValueAck { id, stored }),
-            (any::<u64>(), any::<bool>(), key())
-                .prop_map(|(id, server, key)| Message::GetValue { id, server, key }),
-            (any::<u64>(), proptest::option::of(record()), peers(MAX_PEERS))
+            (any::<u64>(), any::<bool>(), key()).prop_map(|(id, server, key)| Message::GetValue {
+                id,
+                server,
+                key
+            }),
+            (
+                any::<u64>(),
+                proptest::option::of(record()),
+                peers(MAX_PEERS)
+            )
                 .prop_map(|(id, record, closer)| Message::Value { id, record, closer }),
         ]
     }
@@ -431,12 +442,18 @@ mod tests {
         more.push(v6_peer(99));
         assert!(matches!(
             encode(Message::Nodes { id: 1, peers: more }),
-            Err(EncodeError::OverLimit { what: "dht peers", .. })
+            Err(EncodeError::OverLimit {
+                what: "dht peers",
+                ..
+            })
         ));
         let keys = vec![Key([0; 32]); MAX_BATCH_KEYS + 1];
         assert!(matches!(
             encode(Message::AddProvider { server: true, keys }),
-            Err(EncodeError::OverLimit { what: "provided keys", .. })
+            Err(EncodeError::OverLimit {
+                what: "provided keys",
+                ..
+            })
         ));
         let mut big = record;
         big.value = Bytes::from(vec![0; MAX_VALUE_BYTES + 1]);
@@ -459,14 +476,20 @@ mod tests {
         over[34 + 8] = (MAX_PEERS + 1) as u8;
         assert!(matches!(
             wire::decode(&over),
-            Err(DecodeError::OverLimit { what: "dht peers", .. })
+            Err(DecodeError::OverLimit {
+                what: "dht peers",
+                ..
+            })
         ));
         // A relay flag on a DHT peer's address.
         let mut flagged = bytes.clone();
         flagged[34 + 8 + 1 + 32] |= 0x80;
         assert!(matches!(
             wire::decode(&flagged),
-            Err(DecodeError::Invalid { what: "address family", .. })
+            Err(DecodeError::Invalid {
+                what: "address family",
+                ..
+            })
         ));
         // A value length over the cap.
         let record = Box::new(Record {
@@ -486,7 +509,10 @@ mod tests {
         put[len_at..len_at + 2].copy_from_slice(&((MAX_VALUE_BYTES + 1) as u16).to_be_bytes());
         assert!(matches!(
             wire::decode(&put),
-            Err(DecodeError::OverLimit { what: "value bytes", .. })
+            Err(DecodeError::OverLimit {
+                what: "value bytes",
+                ..
+            })
         ));
     }
 }

@@ -45,8 +45,8 @@ use serde::{Deserialize, Serialize};
 
 pub use key::{Distance, Key};
 use lookup::{ClosestPeersIter, Next};
-pub use store::{Record, MAX_VALUE_BYTES};
 use store::Store;
+pub use store::{Record, MAX_VALUE_BYTES};
 use table::{Insert, Limits, Table};
 
 use crate::{Peer, PeerId, Time};
@@ -218,17 +218,56 @@ impl Config {
 /// whether the requester is a DHT server.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
-    Ping { id: u64, server: bool },
-    Pong { id: u64, server: bool },
-    FindNode { id: u64, server: bool, target: Key },
-    Nodes { id: u64, peers: Vec<Peer> },
-    GetProviders { id: u64, server: bool, key: Key },
-    Providers { id: u64, providers: Vec<Peer>, closer: Vec<Peer> },
-    AddProvider { server: bool, keys: Vec<Key> },
-    PutValue { id: u64, server: bool, record: Box<Record> },
-    PutValueAck { id: u64, stored: bool },
-    GetValue { id: u64, server: bool, key: Key },
-    Value { id: u64, record: Option<Box<Record>>, closer: Vec<Peer> },
+    Ping {
+        id: u64,
+        server: bool,
+    },
+    Pong {
+        id: u64,
+        server: bool,
+    },
+    FindNode {
+        id: u64,
+        server: bool,
+        target: Key,
+    },
+    Nodes {
+        id: u64,
+        peers: Vec<Peer>,
+    },
+    GetProviders {
+        id: u64,
+        server: bool,
+        key: Key,
+    },
+    Providers {
+        id: u64,
+        providers: Vec<Peer>,
+        closer: Vec<Peer>,
+    },
+    AddProvider {
+        server: bool,
+        keys: Vec<Key>,
+    },
+    PutValue {
+        id: u64,
+        server: bool,
+        record: Box<Record>,
+    },
+    PutValueAck {
+        id: u64,
+        stored: bool,
+    },
+    GetValue {
+        id: u64,
+        server: bool,
+        key: Key,
+    },
+    Value {
+        id: u64,
+        record: Option<Box<Record>>,
+        closer: Vec<Peer>,
+    },
 }
 
 /// What an application asks of the DHT.
@@ -286,7 +325,9 @@ pub struct QueryDone {
 pub enum Event {
     QueryDone(Box<QueryDone>),
     /// Hostile or broken input, ignored.
-    Rejected { what: &'static str },
+    Rejected {
+        what: &'static str,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -598,7 +639,8 @@ impl Kademlia {
             }
             Message::PutValue { id, server, record } => {
                 if self.serve(now, from, server) {
-                    let stored = match self.store.put_value(now, *record, self.config.provider_ttl) {
+                    let stored = match self.store.put_value(now, *record, self.config.provider_ttl)
+                    {
                         Ok(()) => true,
                         Err(store::StoreError::BadSignature) => {
                             self.stats.bad_records += 1;
@@ -634,7 +676,9 @@ impl Kademlia {
                 }
                 self.drain_backlog(now);
             }
-            Message::Nodes { id, peers } => self.on_response(now, from, id, peers, Vec::new(), None),
+            Message::Nodes { id, peers } => {
+                self.on_response(now, from, id, peers, Vec::new(), None)
+            }
             Message::Providers {
                 id,
                 providers,
@@ -851,7 +895,13 @@ impl Kademlia {
     }
 
     /// Register an outstanding request; its id.
-    fn request(&mut self, now: Time, peer: Option<PeerId>, query: Option<u64>, what: ReqWhat) -> u64 {
+    fn request(
+        &mut self,
+        now: Time,
+        peer: Option<PeerId>,
+        query: Option<u64>,
+        what: ReqWhat,
+    ) -> u64 {
         let mut id: u64 = self.rng.gen();
         while self.inflight.contains_key(&id) {
             id = self.rng.gen();
@@ -1052,7 +1102,10 @@ impl Kademlia {
                         server: self.server,
                         keys: vec![target],
                     };
-                    self.outputs.push_back(Output::Send { to: p.addr, message: m });
+                    self.outputs.push_back(Output::Send {
+                        to: p.addr,
+                        message: m,
+                    });
                 }
                 let q = self.queries.get_mut(&qid).expect("running");
                 q.extra_requests += n;
@@ -1112,7 +1165,9 @@ impl Kademlia {
     /// A PUT is decided once a quorum acknowledged, every server answered,
     /// or its deadline passed.
     fn check_put(&mut self, now: Time, qid: u64) {
-        let Some(q) = self.queries.get(&qid) else { return };
+        let Some(q) = self.queries.get(&qid) else {
+            return;
+        };
         let Some((acks, outstanding, deadline)) = q.put else {
             return;
         };
@@ -1127,7 +1182,8 @@ impl Kademlia {
         let (success, hops) = match q.what {
             Target::GetProviders => (q.found.is_some(), q.found.unwrap_or(0)),
             Target::Get => (
-                q.records.len() >= self.config.quorum.min(closest.len().max(1)) && !q.records.is_empty(),
+                q.records.len() >= self.config.quorum.min(closest.len().max(1))
+                    && !q.records.is_empty(),
                 q.found.unwrap_or(0),
             ),
             Target::Put(_) => (put_ok.unwrap_or(false), closest.first().map_or(0, |c| c.1)),
@@ -1181,10 +1237,11 @@ impl Kademlia {
         if self.table.is_empty() {
             return;
         }
-        for cpl in self
-            .table
-            .stale_buckets(now, self.config.refresh_interval, self.config.refresh_max_cpl)
-        {
+        for cpl in self.table.stale_buckets(
+            now,
+            self.config.refresh_interval,
+            self.config.refresh_max_cpl,
+        ) {
             let random = Key(self.rng.gen());
             let target = self.table.key_in_bucket(cpl, &random);
             self.start(now, Target::Refresh, target);

@@ -40,7 +40,9 @@ impl Record {
     /// A record signed by `signer`.
     #[must_use]
     pub fn sign(signer: &SigningKey, key: Key, seq: u64, value: Bytes) -> Record {
-        let signature = signer.sign(&Self::signed_bytes(&key, seq, &value)).to_bytes();
+        let signature = signer
+            .sign(&Self::signed_bytes(&key, seq, &value))
+            .to_bytes();
         Record {
             key,
             seq,
@@ -87,7 +89,11 @@ pub enum StoreError {
 }
 
 impl Store {
-    pub fn new(max_provider_records: usize, max_providers_per_key: usize, max_values: usize) -> Self {
+    pub fn new(
+        max_provider_records: usize,
+        max_providers_per_key: usize,
+        max_values: usize,
+    ) -> Self {
         Store {
             providers: BTreeMap::new(),
             expiry: BTreeSet::new(),
@@ -150,7 +156,12 @@ impl Store {
     }
 
     /// Store a verified record, keeping the highest `seq` per key.
-    pub fn put_value(&mut self, now: Time, record: Record, ttl: Duration) -> Result<(), StoreError> {
+    pub fn put_value(
+        &mut self,
+        now: Time,
+        record: Record,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         if !record.verify() {
             return Err(StoreError::BadSignature);
         }
@@ -165,7 +176,10 @@ impl Store {
 
     #[must_use]
     pub fn get_value(&self, now: Time, key: &Key) -> Option<&Record> {
-        self.values.get(key).filter(|(_, t)| *t > now).map(|(r, _)| r)
+        self.values
+            .get(key)
+            .filter(|(_, t)| *t > now)
+            .map(|(r, _)| r)
     }
 
     /// Drop every record expired at `now`.

@@ -179,7 +179,9 @@ mod tests {
 
     #[test]
     fn regions_are_spread_over_the_interval() {
-        let provided: BTreeSet<Key> = (0..1000u32).map(|i| Key::of_content(&i.to_be_bytes())).collect();
+        let provided: BTreeSet<Key> = (0..1000u32)
+            .map(|i| Key::of_content(&i.to_be_bytes()))
+            .collect();
         let mut c = Cycle::new(Time::ZERO, Duration::from_secs(3200), 5, &provided);
         assert_eq!(c.regions(), 32);
         let mut seen = 0;

@@ -226,7 +226,12 @@ impl Table {
     /// Buckets (by common prefix length) up to the deepest non-empty one
     /// (at most `max_cpl`) not refreshed for `interval`.
     #[must_use]
-    pub fn stale_buckets(&self, now: Time, interval: std::time::Duration, max_cpl: usize) -> Vec<usize> {
+    pub fn stale_buckets(
+        &self,
+        now: Time,
+        interval: std::time::Duration,
+        max_cpl: usize,
+    ) -> Vec<usize> {
         let deepest = self
             .buckets
             .iter()
@@ -262,7 +267,11 @@ impl Table {
     /// (non-empty buckets, full buckets).
     #[must_use]
     pub fn bucket_counts(&self) -> (usize, usize) {
-        let nonempty = self.buckets.iter().filter(|b| !b.entries.is_empty()).count();
+        let nonempty = self
+            .buckets
+            .iter()
+            .filter(|b| !b.entries.is_empty())
+            .count();
         let full = self
             .buckets
             .iter()
@@ -280,7 +289,9 @@ impl Table {
 
     /// Every entry's peer id (bucket order).
     pub fn peers(&self) -> impl Iterator<Item = &Peer> {
-        self.buckets.iter().flat_map(|b| b.entries.iter().map(|e| &e.peer))
+        self.buckets
+            .iter()
+            .flat_map(|b| b.entries.iter().map(|e| &e.peer))
     }
 
     /// Earliest pending-ping deadline.

@@ -192,7 +192,10 @@ fn one_address_cannot_fill_a_bucket_with_made_up_ids() {
     let mut added = 0;
     let mut rejected = 0;
     for i in 0..5000u32 {
-        let fake = Peer::new(peer(1000 + i).id, SocketAddr::new(attacker.ip(), 1000 + i as u16));
+        let fake = Peer::new(
+            peer(1000 + i).id,
+            SocketAddr::new(attacker.ip(), 1000 + i as u16),
+        );
         match t.insert(ms(0), fake, ms(100)) {
             Insert::Added => added += 1,
             Insert::Rejected(_) => rejected += 1,
@@ -203,13 +206,25 @@ fn one_address_cannot_fill_a_bucket_with_made_up_ids() {
     assert!(added <= 16, "{added} fake entries");
     assert_eq!(added + rejected, 5000);
     // A /24 of addresses: two per bucket.
-    let mut t2 = Table::new(me, Limits { k: 20, max_per_ip: 1, max_per_subnet: 2 });
+    let mut t2 = Table::new(
+        me,
+        Limits {
+            k: 20,
+            max_per_ip: 1,
+            max_per_subnet: 2,
+        },
+    );
     let mut per_bucket: BTreeMap<u32, usize> = BTreeMap::new();
     for i in 0..2000u32 {
         let p = peer(10_000 + i);
-        let fake = Peer::new(p.id, SocketAddr::from(([203, 0, 113, (i % 250) as u8 + 1], 7000)));
+        let fake = Peer::new(
+            p.id,
+            SocketAddr::from(([203, 0, 113, (i % 250) as u8 + 1], 7000)),
+        );
         if t2.insert(ms(0), fake, ms(100)) == Insert::Added {
-            *per_bucket.entry(me.common_prefix_len(&Key::of_peer(&p.id))).or_default() += 1;
+            *per_bucket
+                .entry(me.common_prefix_len(&Key::of_peer(&p.id)))
+                .or_default() += 1;
         }
     }
     assert!(per_bucket.values().all(|&n| n <= 2), "{per_bucket:?}");
@@ -218,7 +233,14 @@ fn one_address_cannot_fill_a_bucket_with_made_up_ids() {
 #[test]
 fn a_full_bucket_keeps_a_live_oldest_entry_and_replaces_a_dead_one() {
     let me = Key([0; 32]);
-    let mut t = Table::new(me, Limits { k: 2, max_per_ip: 1, max_per_subnet: 2 });
+    let mut t = Table::new(
+        me,
+        Limits {
+            k: 2,
+            max_per_ip: 1,
+            max_per_subnet: 2,
+        },
+    );
     // Peers in bucket 0 (first bit differs from ours).
     let bucket0: Vec<Peer> = (1..200)
         .map(peer)
@@ -228,14 +250,20 @@ fn a_full_bucket_keeps_a_live_oldest_entry_and_replaces_a_dead_one() {
     assert_eq!(t.insert(ms(0), bucket0[0], ms(0)), Insert::Added);
     assert_eq!(t.insert(ms(1), bucket0[1], ms(0)), Insert::Added);
     // Full: the oldest is to be pinged.
-    assert_eq!(t.insert(ms(2), bucket0[2], ms(102)), Insert::PingOldest(bucket0[0]));
+    assert_eq!(
+        t.insert(ms(2), bucket0[2], ms(102)),
+        Insert::PingOldest(bucket0[0])
+    );
     assert_eq!(t.insert(ms(3), bucket0[3], ms(103)), Insert::Full);
     // It answers: it stays, the newcomer is dropped.
     t.pong(ms(50), &bucket0[0].id);
     assert_eq!(t.apply_pending(ms(200)), 0);
     assert!(t.contains(&bucket0[0].id) && !t.contains(&bucket0[2].id));
     // Now the oldest is bucket0[1]; it does not answer.
-    assert_eq!(t.insert(ms(300), bucket0[2], ms(400)), Insert::PingOldest(bucket0[1]));
+    assert_eq!(
+        t.insert(ms(300), bucket0[2], ms(400)),
+        Insert::PingOldest(bucket0[1])
+    );
     assert_eq!(t.apply_pending(ms(399)), 0);
     assert_eq!(t.apply_pending(ms(400)), 1);
     assert!(!t.contains(&bucket0[1].id) && t.contains(&bucket0[2].id));
@@ -488,7 +516,9 @@ fn provide_sweep_covers_every_key_with_one_lookup_per_region() {
     };
     let mut net = Net::new(120, &config, 1);
     net.bootstrap_all();
-    let keys: Vec<Key> = (0..600u32).map(|i| Key::of_content(&i.to_be_bytes())).collect();
+    let keys: Vec<Key> = (0..600u32)
+        .map(|i| Key::of_content(&i.to_be_bytes()))
+        .collect();
     let provider = addr(120);
     let before = net.datagrams;
     net.command(provider, Command::Provide(keys.clone()));
@@ -566,7 +596,10 @@ fn values_are_signed_and_need_a_quorum() {
         },
     );
     net.drain(addr(6));
-    assert!(net.rejected.iter().any(|(a, w)| *a == addr(6) && w.contains("signature")));
+    assert!(net
+        .rejected
+        .iter()
+        .any(|(a, w)| *a == addr(6) && w.contains("signature")));
 }
 
 #[test]
@@ -611,7 +644,11 @@ fn unsolicited_and_far_responses_are_ignored_and_counted() {
         .collect();
     let node = net.nodes.get_mut(&victim).unwrap();
     if rcpl >= 9 {
-        node.handle_message(now, Peer::new(responder, to), Message::Nodes { id, peers: far });
+        node.handle_message(
+            now,
+            Peer::new(responder, to),
+            Message::Nodes { id, peers: far },
+        );
         assert_eq!(node.stats().far_peers, 20);
     }
     // The same id again, or from another peer: unsolicited.
@@ -627,7 +664,11 @@ fn clients_do_not_answer_and_same_seed_same_traffic() {
         net.command(addr(31), Command::FindNode(Key([9; 32])));
         let t = net.now + ms(5000);
         net.run_until(t);
-        (net.datagrams, net.done.len(), net.last_done(addr(31), QueryKind::FindNode).clone())
+        (
+            net.datagrams,
+            net.done.len(),
+            net.last_done(addr(31), QueryKind::FindNode).clone(),
+        )
     };
     assert_eq!(run(), run());
     let mut net = Net::new(2, &on(), 1);
@@ -654,11 +695,42 @@ fn config_invariants_are_checked() {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
     };
-    bad(Config { k: 0, ..Config::default() }, "dht.k");
-    bad(Config { k: 21, ..Config::default() }, "dht.k");
-    bad(Config { alpha: 0, ..Config::default() }, "dht.alpha");
-    bad(Config { k: 5, alpha: 6, ..Config::default() }, "dht.alpha");
-    bad(Config { quorum: 21, ..Config::default() }, "dht.quorum");
+    bad(
+        Config {
+            k: 0,
+            ..Config::default()
+        },
+        "dht.k",
+    );
+    bad(
+        Config {
+            k: 21,
+            ..Config::default()
+        },
+        "dht.k",
+    );
+    bad(
+        Config {
+            alpha: 0,
+            ..Config::default()
+        },
+        "dht.alpha",
+    );
+    bad(
+        Config {
+            k: 5,
+            alpha: 6,
+            ..Config::default()
+        },
+        "dht.alpha",
+    );
+    bad(
+        Config {
+            quorum: 21,
+            ..Config::default()
+        },
+        "dht.quorum",
+    );
     bad(
         Config {
             republish_interval: Duration::from_secs(49 * 3600),
@@ -666,9 +738,28 @@ fn config_invariants_are_checked() {
         },
         "dht.republish_interval",
     );
-    bad(Config { request_timeout: Duration::ZERO, ..Config::default() }, "dht.request_timeout");
-    bad(Config { max_per_ip: 0, ..Config::default() }, "dht.max_per_ip");
-    bad(Config { max_per_ip: 3, max_per_subnet: 2, ..Config::default() }, "dht.max_per_subnet");
+    bad(
+        Config {
+            request_timeout: Duration::ZERO,
+            ..Config::default()
+        },
+        "dht.request_timeout",
+    );
+    bad(
+        Config {
+            max_per_ip: 0,
+            ..Config::default()
+        },
+        "dht.max_per_ip",
+    );
+    bad(
+        Config {
+            max_per_ip: 3,
+            max_per_subnet: 2,
+            ..Config::default()
+        },
+        "dht.max_per_subnet",
+    );
     let text = "k = 10\nalpha = 10\nsweep = true\nrequest_timeout = \"1s\"";
     let c: Config = toml::from_str(text).unwrap();
     assert_eq!((c.k, c.alpha, c.sweep), (10, 10, true));
