@@ -413,7 +413,9 @@ pub struct Kademlia {
     sweep: Option<sweep::Cycle>,
     republish_at: Option<Time>,
     next_refresh: Option<Time>,
-    bootstrapped: bool,
+    /// A self-lookup is due as soon as a server is known: on joining, and
+    /// on becoming a server (which announces us to our neighbourhood).
+    self_lookup_due: bool,
     /// Where to ask again while the table is short, most recent last.
     candidates: VecDeque<(Option<PeerId>, SocketAddr)>,
     next_bootstrap: Option<Time>,
@@ -451,7 +453,7 @@ impl Kademlia {
             sweep: None,
             republish_at: None,
             next_refresh: None,
-            bootstrapped: false,
+            self_lookup_due: true,
             candidates: VecDeque::new(),
             next_bootstrap: None,
             outputs: VecDeque::new(),
@@ -488,11 +490,19 @@ impl Kademlia {
         }
         self.server = server;
         if server {
+            self.self_lookup_due = true;
             if self.table.is_empty() {
                 self.ask_candidates(now);
             } else {
-                self.start(now, Target::SelfLookup, self.key);
+                self.self_lookup(now);
             }
+        }
+    }
+
+    fn self_lookup(&mut self, now: Time) {
+        if self.config.enabled && !self.table.is_empty() {
+            self.self_lookup_due = false;
+            self.start(now, Target::SelfLookup, self.key);
         }
     }
 
@@ -670,10 +680,6 @@ impl Kademlia {
                     self.table.pong(now, &from.id);
                 }
                 self.heard_server(now, from);
-                if !self.bootstrapped {
-                    self.bootstrapped = true;
-                    self.start(now, Target::SelfLookup, self.key);
-                }
                 self.drain_backlog(now);
             }
             Message::Nodes { id, peers } => {
@@ -760,9 +766,7 @@ impl Kademlia {
             if self.table.len() < self.config.k {
                 self.next_bootstrap = Some(now + self.config.bootstrap_interval);
                 self.ask_candidates(now);
-                if !self.table.is_empty() {
-                    self.start(now, Target::SelfLookup, self.key);
-                }
+                self.self_lookup(now);
             } else {
                 self.next_bootstrap = None;
             }
@@ -877,6 +881,9 @@ impl Kademlia {
         }
         if self.next_refresh.is_none() {
             self.next_refresh = Some(now + self.config.refresh_interval);
+        }
+        if self.self_lookup_due {
+            self.self_lookup(now);
         }
         if was_empty && !self.table.is_empty() {
             self.drain_backlog(now);
