@@ -67,7 +67,11 @@ fn lookups_providers_and_probes_show_in_the_report() {
     let avail = d["providers"]["available_fraction_mean"].as_f64().unwrap();
     assert!(avail >= 0.8, "{}", d["providers"]);
     assert_eq!(d["providers"]["published_keys"], 50);
-    assert_eq!(d["provide"]["lookups_per_cycle"], 50, "{}", d["provide"]);
+    // One lookup per key, and again for the keys of a provider that came
+    // back from churn.
+    let provides = d["provide"]["lookups_per_cycle"].as_u64().unwrap();
+    assert!((50..=100).contains(&provides), "{}", d["provide"]);
+    assert_eq!(d["provide"]["failed"], 0, "{}", d["provide"]);
     // Clients (about half the homes) never enter a table: tables hold
     // servers only, fewer than all hosts.
     assert!(d["routing_table"]["size_p50"].as_f64().unwrap() < 150.0);
