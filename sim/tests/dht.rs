@@ -11,7 +11,7 @@ mod common;
 const SCENARIO: &str = r#"
 name = "dht-small"
 seed = 5
-duration_s = 150
+duration_s = 100
 
 [node.dht]
 enabled = true
@@ -26,12 +26,12 @@ contact = "random-public"
 
 [[groups]]
 name = "public"
-count = 60
+count = 24
 latency_ms = [5, 40]
 
 [[groups]]
 name = "homes"
-count = 160
+count = 48
 latency_ms = [5, 60]
 loss = 0.002
 nat = [
@@ -40,12 +40,12 @@ nat = [
   { kind = "port-restricted", fraction = 0.2, port_mapping = true },
   { kind = "symmetric", fraction = 0.2 },
 ]
-churn = { start_s = 90, session = { dist = "exponential", mean_s = 120 }, offline = { dist = "exponential", mean_s = 30 }, stable_fraction = 0.2, graceful_fraction = 0.5, new_ip_fraction = 0.3 }
+churn = { start_s = 62, session = { dist = "exponential", mean_s = 120 }, offline = { dist = "exponential", mean_s = 30 }, stable_fraction = 0.2, graceful_fraction = 0.5, new_ip_fraction = 0.3 }
 
 [dht]
-lookups = { start_s = 70, count = 150, interval_ms = 300 }
-provide = { at_s = 60, providers = 10, keys_each = 5, group = "homes" }
-probes = { start_s = 80, interval_s = 20, rounds = 3, count = 30 }
+lookups = { start_s = 45, count = 60, interval_ms = 400 }
+provide = { at_s = 40, providers = 6, keys_each = 4, group = "homes" }
+probes = { start_s = 60, interval_s = 12, rounds = 3, count = 20 }
 
 [measure]
 per_broadcast = false
@@ -58,7 +58,7 @@ fn lookups_providers_and_probes_show_in_the_report() {
     let v = serde_json::to_value(&report).unwrap();
     let d = &v["dht"];
     let lookup = &d["lookup"];
-    assert_eq!(lookup["issued"], 150);
+    assert_eq!(lookup["issued"], 60);
     let success = lookup["success_rate"].as_f64().unwrap();
     assert!(success >= 0.9, "{lookup}");
     let hops = lookup["hops"]["mean"].as_f64().unwrap();
@@ -66,15 +66,15 @@ fn lookups_providers_and_probes_show_in_the_report() {
     assert!(lookup["msgs_mean"].as_f64().unwrap() > 3.0, "{lookup}");
     let avail = d["providers"]["available_fraction_mean"].as_f64().unwrap();
     assert!(avail >= 0.8, "{}", d["providers"]);
-    assert_eq!(d["providers"]["published_keys"], 50);
+    assert_eq!(d["providers"]["published_keys"], 24);
     // One lookup per key, and again for the keys of a provider that came
     // back from churn.
     let provides = d["provide"]["lookups_per_cycle"].as_u64().unwrap();
-    assert!((50..=100).contains(&provides), "{}", d["provide"]);
+    assert!((24..=48).contains(&provides), "{}", d["provide"]);
     assert_eq!(d["provide"]["failed"], 0, "{}", d["provide"]);
     // Clients (about half the homes) never enter a table: tables hold
     // servers only, fewer than all hosts.
-    assert!(d["routing_table"]["size_p50"].as_f64().unwrap() < 150.0);
+    assert!(d["routing_table"]["size_p50"].as_f64().unwrap() < 60.0);
     let dht_traffic = v["traffic"]["by_protocol"]
         .as_array()
         .unwrap()
@@ -83,7 +83,7 @@ fn lookups_providers_and_probes_show_in_the_report() {
         .unwrap()["datagrams"]
         .as_u64()
         .unwrap();
-    assert!(dht_traffic > 5000);
+    assert!(dht_traffic > 1000, "{dht_traffic}");
 }
 
 #[test]
@@ -93,7 +93,7 @@ fn dht_runs_are_byte_identical_in_two_processes() {
     let scenario = dir.join("dht.toml");
     std::fs::write(
         &scenario,
-        SCENARIO.replace("duration_s = 150", "duration_s = 100"),
+        SCENARIO.replace("duration_s = 100", "duration_s = 70"),
     )
     .unwrap();
     let run = |k: &str| {
