@@ -32,6 +32,8 @@ pub enum Command {
     Subscribe(String),
     /// Publish on a GossipSub topic: (topic, data).
     Publish(Box<(String, Bytes)>),
+    /// A DHT request.
+    Dht(Box<crate::proto::kad::Command>),
     /// Leave the overlay gracefully (neighbours are told), then stop;
     /// [`run`] returns `Ok(())` once the goodbyes are sent.
     Leave,
@@ -159,6 +161,7 @@ async fn drive(
                     sink.on_command_error(now, e.to_string());
                 }
             }
+            Input::Command(Some(Command::Dht(c))) => node.dht_command(now, *c),
             Input::Command(Some(Command::Broadcast(payload))) => {
                 if let Err(e) = node.broadcast(now, payload) {
                     sink.on_command_error(now, e.to_string());

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
-use crate::proto::{flood, hyparview};
+use crate::proto::{flood, hyparview, kad};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
@@ -55,6 +55,8 @@ pub struct Config {
     pub flood: flood::Config,
     pub nat: nat::Config,
     pub gossipsub: gossipsub::Config,
+    /// Kademlia DHT (off by default).
+    pub dht: kad::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -79,6 +81,8 @@ pub enum Event {
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
+    /// DHT: finished queries, rejected input.
+    Dht(kad::Event),
     /// GossipSub: topic messages, mesh changes, rejections, scores.
     PubSub(gossipsub::Event),
 }
@@ -185,6 +189,7 @@ pub struct Node {
     traversal: nat::Traversal,
     /// Topic meshes, when enabled.
     gossipsub: Option<Box<GossipSub>>,
+    dht: kad::Kademlia,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -208,6 +213,19 @@ impl Node {
         // choices are the same whether it is on or off.
         let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
         let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
+        // The DHT too: its own stream. Without NAT traversal every node is
+        // taken as public, hence a DHT server.
+        let dht_rng =
+            <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b61_6465_6d6c_6961);
+        let mut dht = kad::Kademlia::new(
+            me.id,
+            identity.signing_key().clone(),
+            config.dht.clone(),
+            dht_rng,
+        );
+        if !config.nat.enabled {
+            dht.set_server(Time::ZERO, true);
+        }
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -234,6 +252,7 @@ impl Node {
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
             traversal,
+            dht,
             pending_join: None,
             now: Time::ZERO,
             transmits: VecDeque::new(),
@@ -259,6 +278,10 @@ impl Node {
     pub fn stats(&self) -> Stats {
         self.stats
     }
+    /// The DHT core (routing table, counters).
+    pub fn dht(&self) -> &kad::Kademlia {
+        &self.dht
+    }
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
         self.traversal.reach()
@@ -274,6 +297,9 @@ impl Node {
         self.traversal.begin(now);
         self.traversal.add_candidate(contact);
         self.traversal.handle_timeout(now);
+        if self.dht.enabled() {
+            self.dht.bootstrap(now, contact);
+        }
         if self.traversal.ready_to_join(now) {
             self.membership.join(now, contact);
         } else {
@@ -344,6 +370,15 @@ impl Node {
     /// The GossipSub core, when enabled.
     pub fn gossipsub(&self) -> Option<&GossipSub> {
         self.gossipsub.as_deref()
+    }
+
+    /// A DHT request (ignored when the DHT is off).
+    pub fn dht_command(&mut self, now: Time, command: kad::Command) {
+        self.now = now;
+        if self.dht.enabled() {
+            self.dht.command(now, command);
+        }
+        self.process(now);
     }
 
     /// Leave the overlay gracefully: the neighbours are told (HyParView
@@ -417,6 +452,12 @@ impl Node {
                 if let Some(g) = &mut self.gossipsub {
                     self.membership.handle_heard(now, &peer.id);
                     g.handle_message(now, peer, m);
+                }
+            }
+            Message::Dht(m) => {
+                if self.dht.enabled() {
+                    self.dht
+                        .handle_message(now, Peer::new(peer.id, peer.addr), m);
                 }
             }
             Message::Nat(m) => {
@@ -522,6 +563,7 @@ impl Node {
             g.handle_timeout(now);
         }
         self.traversal.handle_timeout(now);
+        self.dht.handle_timeout(now);
         self.process(now);
     }
 
@@ -595,6 +637,7 @@ impl Node {
             self.broadcaster.poll_timeout(),
             self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
             self.traversal.poll_timeout(),
+            self.dht.poll_timeout(),
             join,
         ]
         .into_iter()
@@ -625,6 +668,9 @@ impl Node {
                         self.broadcaster.neighbor_up(now, peer);
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_up(now, peer);
+                        }
+                        if self.dht.enabled() && peer.relay.is_none() {
+                            self.dht.add_neighbor(now, peer);
                         }
                         self.emit(Event::NeighborUp(peer));
                     }
@@ -658,6 +704,15 @@ impl Node {
             }
             if self.drain_gossipsub() {
                 progressed = true;
+            }
+            while let Some(out) = self.dht.poll_output() {
+                progressed = true;
+                match out {
+                    kad::Output::Send { to, message } => {
+                        self.transmit(Dest::Raw(to), Message::Dht(message))
+                    }
+                    kad::Output::Event(e) => self.emit(Event::Dht(e)),
+                }
             }
             if !progressed {
                 break;
@@ -696,9 +751,10 @@ impl Node {
                     }
                 }
                 nat::Output::Event(e) => {
-                    if let nat::Event::Reachability { advertised, .. } = &e {
+                    if let nat::Event::Reachability { advertised, reach } = &e {
                         self.me = *advertised;
                         self.membership.set_me(*advertised);
+                        self.dht.set_server(self.now, reach.is_public());
                     }
                     self.emit(Event::Traversal(e));
                 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod churn;
 #[cfg(madsim)]
 pub mod commands;
+pub mod dht;
 pub mod host_set;
 pub mod overlay;
 pub mod pubsub;

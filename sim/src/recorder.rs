@@ -71,6 +71,8 @@ pub struct Recorder {
     pub samples: Vec<Sample>,
     /// The pub/sub workload, when the scenario has one.
     pub pubsub: Option<crate::pubsub::PubSubRec>,
+    /// The DHT's queries and traffic (empty unless the DHT runs).
+    pub dht: crate::dht::DhtRec,
 }
 
 /// Datagrams and their bytes.
@@ -118,6 +120,7 @@ impl Recorder {
             traffic: [Traffic::default(); Protocol::ALL.len() + 1],
             samples: Vec::new(),
             pubsub: None,
+            dht: crate::dht::DhtRec::default(),
         }
     }
 
@@ -210,6 +213,9 @@ impl Recorder {
         let kind = wire::protocol(bytes).map_or(Protocol::ALL.len(), |p| p as usize);
         if let Some(p) = &mut self.pubsub {
             p.datagram_sent(src, bytes);
+        }
+        if self.dht.enabled {
+            self.dht.datagram(now, src, bytes);
         }
         let t = &mut self.traffic[kind];
         t.datagrams += 1;

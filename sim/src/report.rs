@@ -53,6 +53,9 @@ pub struct Report {
     /// The pub/sub workload, when the scenario has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pubsub: Option<crate::pubsub::PubSubReport>,
+    /// The DHT, when the scenario has a `[dht]` workload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dht: Option<crate::dht::DhtReport>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,

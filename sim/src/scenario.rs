@@ -59,6 +59,9 @@ pub struct Scenario {
     /// The pub/sub workload (GossipSub, or Plumtree for comparison).
     #[serde(default)]
     pub pubsub: Option<crate::pubsub::PubSub>,
+    /// DHT workload: lookups, providers, availability probes.
+    #[serde(default)]
+    pub dht: Option<crate::dht::DhtScenario>,
 }
 
 fn default_grid_ms() -> f64 {
@@ -746,6 +749,16 @@ impl Source {
             let groups: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
             let hosts = s.groups.iter().map(|g| g.count).sum();
             if let Err((key, msg)) = p.validate(&groups, hosts, s.duration_s) {
+                return err(key, msg);
+            }
+        }
+        if s.node.dht.enabled {
+            if let Err(e) = s.node.dht.validate() {
+                return err("node.dht".into(), e.to_string());
+            }
+        }
+        if let Some(d) = &s.dht {
+            if let Err((key, msg)) = d.check(&s.node.dht) {
                 return err(key, msg);
             }
         }

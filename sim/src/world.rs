@@ -31,6 +31,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::churn::SessionPlan;
 use crate::commands;
+use crate::dht::{self, DhtRec};
 use crate::host_set::HostSet;
 use crate::overlay;
 use crate::pubsub;
@@ -38,6 +39,7 @@ use crate::recorder::{payload_for, Recorder};
 use crate::report::{self, *};
 use crate::scenario::{AttackKind, Contact, Group, Scenario, TimelineEvent};
 use crate::traversal::{self, PairRec};
+use grove_node::proto::kad::{self, Key};
 
 /// The UDP port every node listens on.
 pub const PORT: u16 = 7000;
@@ -54,6 +56,8 @@ const STREAM_NODE: u64 = 2 << 32;
 /// Churn draws of host `i`, session `k`: `STREAM_CHURN + (i << 20) + k`
 /// (session 0: whether the host is stable).
 const STREAM_CHURN: u64 = 4 << 48;
+/// The DHT workload's draws (origins, targets, providers, probes).
+const STREAM_DHT: u64 = 5 << 48;
 
 /// The ChaCha stream `id` of `seed`: independent streams per subsystem
 /// and host, all from the one seed.
@@ -193,6 +197,10 @@ enum Action {
     Sample,
     /// Publish pub/sub message `k`.
     Publish(usize),
+    /// DHT: a random lookup, the providers' start, a probe round.
+    DhtLookup,
+    DhtProvide,
+    DhtProbe,
 }
 
 /// What is still to happen: the scenario's fixed agenda, plus what churn
@@ -258,6 +266,10 @@ struct World {
     churn: ChurnCounts,
     /// The hosts whose `running` is set, for O(log n) random picks.
     running_set: HostSet,
+    dht_rng: ChaCha8Rng,
+    /// DHT: the keys each provider provides, and all of them.
+    dht_keys: BTreeMap<usize, Vec<Key>>,
+    dht_published: Vec<Key>,
 }
 
 struct SimSink {
@@ -287,7 +299,13 @@ impl EventSink for SimSink {
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
-            Event::Traversal(e) => rec.traversal(self.host, now, e),
+            Event::Traversal(e) => {
+                if let grove_node::proto::nat::Event::Reachability { reach, .. } = &e {
+                    rec.dht.set_server(self.host, reach.is_public());
+                }
+                rec.traversal(self.host, now, e)
+            }
+            Event::Dht(e) => rec.dht.event(self.host, now, e),
         }
     }
 }
@@ -457,6 +475,7 @@ impl World {
             )
         });
         let rec = Rc::new(RefCell::new(recorder));
+        rec.borrow_mut().dht = DhtRec::new(s.dht.is_some(), hosts.len(), !s.node.nat.enabled);
         World {
             scenario: s.clone(),
             seed,
@@ -472,6 +491,9 @@ impl World {
             agenda: Agenda::default(),
             churn: ChurnCounts::default(),
             running_set: HostSet::new(hosts.len()),
+            dht_rng: stream(seed, STREAM_DHT),
+            dht_keys: BTreeMap::new(),
+            dht_published: Vec::new(),
             hosts,
         }
     }
@@ -562,6 +584,25 @@ impl World {
         if let Some(p) = &s.pairs {
             agenda.push((secs_ns(p.at_s), Action::Pairs));
         }
+        if let Some(d) = &s.dht {
+            if let Some(l) = &d.lookups {
+                for k in 0..l.count {
+                    let t = secs_ns(l.start_s + l.interval_ms / 1000.0 * k as f64);
+                    agenda.push((t, Action::DhtLookup));
+                }
+            }
+            if let Some(p) = &d.provide {
+                agenda.push((secs_ns(p.at_s), Action::DhtProvide));
+            }
+            if let Some(p) = &d.probes {
+                for r in 0..p.rounds {
+                    agenda.push((
+                        secs_ns(p.start_s + p.interval_s * r as f64),
+                        Action::DhtProbe,
+                    ));
+                }
+            }
+        }
         for (k, a) in s.attack.iter().enumerate() {
             agenda.push((secs_ns(a.start_s), Action::Attack(k)));
         }
@@ -631,6 +672,9 @@ impl World {
                 }
                 Action::Return { host, session } => self.come_back(host, session),
                 Action::Sample => self.sample(t),
+                Action::DhtLookup => self.dht_lookup(),
+                Action::DhtProvide => self.dht_provide(),
+                Action::DhtProbe => self.dht_probe(),
             }
         }
         if end > self.net.now_ns() {
@@ -712,9 +756,20 @@ impl World {
         h.incarnation += 1;
         let (tx, rx) = commands::channel();
         h.commands = Some(tx);
-        self.rec
-            .borrow_mut()
-            .host_started(i as u32, h.identity.peer_id(), now);
+        {
+            let mut rec = self.rec.borrow_mut();
+            rec.host_started(i as u32, h.identity.peer_id(), now);
+            rec.dht.host_started(i as u32, &h.identity.peer_id());
+            rec.dht
+                .set_server(i as u32, !self.scenario.node.nat.enabled);
+        }
+        // A provider provides its keys again in every session.
+        if let Some(keys) = self.dht_keys.get(&i) {
+            let c = Command::Dht(Box::new(kad::Command::Provide(keys.clone())));
+            if let Some(tx) = &h.commands {
+                let _ = tx.try_send(c);
+            }
+        }
         let mut topic = None;
         if let Some(p) = &mut self.rec.borrow_mut().pubsub {
             p.host_started(i as u32);
@@ -751,6 +806,89 @@ impl World {
             // Ends with an error when the host crashes; nothing to report.
             let _ = driver::run(node, socket, rx, &mut sink).await;
         })));
+    }
+
+    /// DHT: a lookup of a random key from a random running host.
+    fn dht_lookup(&mut self) {
+        let len = self.running_set.len();
+        if len == 0 {
+            return;
+        }
+        let origin = self
+            .running_set
+            .nth(self.dht_rng.gen_range(0..len))
+            .expect("k < len");
+        let target = Key(self.dht_rng.gen());
+        let running: Vec<bool> = self.hosts.iter().map(|h| h.running).collect();
+        {
+            let mut rec = self.rec.borrow_mut();
+            let expected = rec.dht.closest_server(&target, &running, origin);
+            rec.dht.lookup_issued(origin as u32, target, expected);
+        }
+        self.dht_command(origin, kad::Command::FindNode(target));
+    }
+
+    /// DHT: the providers start providing their keys.
+    fn dht_provide(&mut self) {
+        let Some(p) = self.scenario.dht.as_ref().and_then(|d| d.provide.clone()) else {
+            return;
+        };
+        let candidates: Vec<usize> = self
+            .running()
+            .into_iter()
+            .filter(|&i| self.in_group(i, &p.group))
+            .collect();
+        let n = p.providers.min(candidates.len());
+        let mut candidates = candidates;
+        let (chosen, _) = candidates.partial_shuffle(&mut self.dht_rng, n);
+        let mut chosen = chosen.to_vec();
+        chosen.sort_unstable();
+        let now = self.net.now_ns();
+        let cycle_ns = self.scenario.node.dht.republish_interval.as_nanos() as u64;
+        for i in chosen {
+            let keys: Vec<Key> = (0..p.keys_each).map(|j| dht::provided_key(i, j)).collect();
+            self.dht_published.extend(&keys);
+            self.rec
+                .borrow_mut()
+                .dht
+                .provider_started(i as u32, keys.len(), now, cycle_ns);
+            self.dht_keys.insert(i, keys.clone());
+            self.dht_command(i, kad::Command::Provide(keys));
+        }
+    }
+
+    /// DHT: a round of GET_PROVIDERS for random published keys, each from a
+    /// random running host.
+    fn dht_probe(&mut self) {
+        let Some(p) = self.scenario.dht.as_ref().and_then(|d| d.probes.clone()) else {
+            return;
+        };
+        let now = self.net.now_ns();
+        let round = self.rec.borrow_mut().dht.round_started(now);
+        let len = self.running_set.len();
+        if len == 0 || self.dht_published.is_empty() {
+            return;
+        }
+        for _ in 0..p.count {
+            let key = self.dht_published[self.dht_rng.gen_range(0..self.dht_published.len())];
+            let origin = self
+                .running_set
+                .nth(self.dht_rng.gen_range(0..len))
+                .expect("k < len");
+            self.rec
+                .borrow_mut()
+                .dht
+                .probe_issued(round, origin as u32, key);
+            self.dht_command(origin, kad::Command::GetProviders(key));
+        }
+    }
+
+    fn dht_command(&self, host: usize, command: kad::Command) {
+        if let Some(tx) = &self.hosts[host].commands {
+            // A full queue means a stuck host; the query then counts as
+            // failed, which is the truth.
+            let _ = tx.try_send(Command::Dht(Box::new(command)));
+        }
     }
 
     /// The NAT matrix's connection attempts (see [`crate::scenario::Pairs`]).
@@ -1288,6 +1426,7 @@ impl World {
                 let phases = (rec.phase_starts.len() + 1, |t| rec.phase_of(t));
                 r.section(secs_ns(p.window_s), end, running, &rec.peer_host, phases)
             }),
+            dht: s.dht.as_ref().map(|_| rec.dht.section(s.node.dht.sweep)),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {

@@ -602,6 +602,8 @@ mod daemon {
                 Event::Traversal(e) => traversal_line(e, t_ms),
                 // GossipSub is off in the daemon's configuration.
                 Event::PubSub(_) => return,
+                // The daemon does not run the DHT (its config keeps it off).
+                Event::Dht(_) => return,
             };
             self.write(&line);
         }

@@ -127,6 +127,8 @@
 //! [`DecodeError::Trailing`]. The decoder allocates only after checking a
 //! count against its cap and against the bytes left.
 //!
+//! Kademlia DHT messages (`0x50..=0x5a`) are described in [`kad`].
+//!
 //! [`classify`] and [`gossip_id`] read the header (and the GOSSIP id at
 //! offset 34) without decoding the body, for observers that account traffic.
 
@@ -141,6 +143,8 @@ use crate::proto::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 use crate::{Peer, PeerId};
 
+mod kad;
+
 /// Protocol version carried in every datagram.
 pub const VERSION: u8 = 1;
 /// Largest datagram Grove sends or accepts, in bytes.
@@ -154,6 +158,7 @@ pub enum Message {
     Nat(nat::Message),
     /// GossipSub (tags `0x40..=0x46`, see [`gossipsub`]).
     PubSub(crate::proto::gossipsub::Message),
+    Dht(crate::proto::kad::Message),
 }
 
 /// One datagram: who sent it and what it says.
@@ -432,6 +437,7 @@ fn is_known_tag(tag: u8) -> bool {
         tag,
         tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE | tag::HELLO..=tag::KEEP_ALIVE
     ) || gossipsub::is_known_tag(tag)
+        || kad::is_tag(tag)
 }
 
 fn message_tag(message: &Message) -> u8 {
@@ -480,12 +486,14 @@ fn message_tag(message: &Message) -> u8 {
                 N::KeepAlive => tag::KEEP_ALIVE,
             }
         }
+        Message::Dht(m) => kad::tag(m),
     }
 }
 
 /// The per-field caps; the datagram size is checked after encoding.
 fn check_limits(message: &Message) -> Result<(), EncodeError> {
     let (what, value, max) = match message {
+        Message::Dht(m) => return kad::check_limits(m),
         Message::HyParView(
             hyparview::Message::Shuffle { peers, .. } | hyparview::Message::ShuffleReply { peers },
         ) => ("shuffle peers", peers.len(), MAX_SHUFFLE_PEERS),
@@ -555,6 +563,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
         },
         Message::Nat(m) => encode_nat(m, out),
         Message::PubSub(m) => gossipsub::encode(m, out),
+        Message::Dht(m) => kad::encode(m, out),
     }
 }
 
@@ -766,6 +775,7 @@ fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         tag::PRUNE => Message::Plumtree(P::Prune),
         tag::HELLO..=tag::KEEP_ALIVE => Message::Nat(decode_nat(tag, r)?),
         tag::PUBSUB_FIRST..=tag::PUBSUB_LAST => Message::PubSub(gossipsub::decode(tag, r)?),
+        kad::PING..=kad::VALUE => Message::Dht(kad::decode(tag, r)?),
         _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
     };
     Ok(message)
@@ -1239,6 +1249,7 @@ mod tests {
             1 => plumtree_message().prop_map(Message::Plumtree),
             2 => nat_message().prop_map(Message::Nat),
             2 => gossipsub::strategies::message(peer()).prop_map(Message::PubSub),
+            2 => kad::strategy::message().prop_map(Message::Dht),
         ];
         (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
     }
@@ -1294,7 +1305,10 @@ mod tests {
     /// Bytes that pass the header checks, so the body decoders get fuzzed.
     fn header_shaped_bytes() -> impl Strategy<Value = Vec<u8>> {
         (
-            proptest::sample::select(&ALL_TAGS[..]),
+            prop_oneof![
+                proptest::sample::select(&ALL_TAGS[..]),
+                proptest::sample::select(&kad::strategy::TAGS[..]),
+            ],
             vec(any::<u8>(), 0..=MAX_DATAGRAM_BYTES - 2),
         )
             .prop_map(|(tag, rest)| {
@@ -1334,6 +1348,7 @@ mod tests {
                     Message::Plumtree(_) => Protocol::Broadcast,
                     Message::Nat(_) => Protocol::Traversal,
                     Message::PubSub(_) => Protocol::PubSub,
+                    Message::Dht(_) => Protocol::Dht,
                 };
                 prop_assert_eq!(protocol(bytes), Some(expected));
                 match datagram.message {
@@ -1596,7 +1611,8 @@ mod tests {
     #[test]
     fn every_tag_is_known_and_only_those() {
         for tag in 0..=u8::MAX {
-            assert_eq!(is_known_tag(tag), ALL_TAGS.contains(&tag), "{tag:#04x}");
+            let known = ALL_TAGS.contains(&tag) || kad::strategy::TAGS.contains(&tag);
+            assert_eq!(is_known_tag(tag), known, "{tag:#04x}");
         }
         let nat_tags: BTreeSet<u8> = nat_examples()
             .into_iter()
@@ -2382,7 +2398,7 @@ mod tests {
         for tag in 0..=u8::MAX {
             let class = if tag == tag::GOSSIP {
                 Some(Class::Payload)
-            } else if ALL_TAGS.contains(&tag) {
+            } else if ALL_TAGS.contains(&tag) || kad::strategy::TAGS.contains(&tag) {
                 Some(Class::Control)
             } else {
                 None
