@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
+use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::{flood, hyparview};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
@@ -53,6 +54,7 @@ pub struct Config {
     pub plumtree: plumtree::Config,
     pub flood: flood::Config,
     pub nat: nat::Config,
+    pub knowledge: knowledge::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -77,6 +79,8 @@ pub enum Event {
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
+    /// Knowledge commons: document changes, commits, transfers, rejections.
+    Knowledge(knowledge::Event),
 }
 
 /// Why a broadcast was refused.
@@ -166,6 +170,7 @@ pub struct Node {
     membership: hyparview::HyParView,
     broadcaster: Broadcaster,
     traversal: nat::Traversal,
+    knowledge: Knowledge,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -189,6 +194,12 @@ impl Node {
         // choices are the same whether it is on or off.
         let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
         let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
+        // So does the knowledge commons; `first_seq` also tells this life's
+        // Loro peer id apart from earlier lives of the same identity.
+        let knowledge_rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
+            first_seq ^ 0x6b6e_6f77_6c65_6467,
+        );
+        let knowledge = Knowledge::new(me.id, first_seq, config.knowledge.clone(), knowledge_rng);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -206,6 +217,7 @@ impl Node {
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
             traversal,
+            knowledge,
             pending_join: None,
             now: Time::ZERO,
             transmits: VecDeque::new(),
@@ -234,6 +246,10 @@ impl Node {
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
         self.traversal.reach()
+    }
+    /// The knowledge commons (documents, stats; read-only).
+    pub fn knowledge(&self) -> &Knowledge {
+        &self.knowledge
     }
 
     // ---- inputs ----
@@ -282,6 +298,33 @@ impl Node {
         let id = self.broadcaster.broadcast(now, payload);
         self.process(now);
         Ok(id)
+    }
+
+    /// Apply an edit to a knowledge document; returns the id of a tree
+    /// node the edit created.
+    pub fn knowledge_write(
+        &mut self,
+        now: Time,
+        topic: &str,
+        write: &knowledge::Write,
+    ) -> Result<Option<String>, knowledge::WriteError> {
+        self.now = now;
+        let r = self.knowledge.write(now, topic, write);
+        self.process(now);
+        r
+    }
+
+    /// Import an update this node committed in an earlier life.
+    pub fn knowledge_restore(
+        &mut self,
+        now: Time,
+        topic: &str,
+        update: &[u8],
+    ) -> Result<(), knowledge::WriteError> {
+        self.now = now;
+        let r = self.knowledge.restore(now, topic, update);
+        self.process(now);
+        r
     }
 
     /// Leave the overlay gracefully: the neighbours are told (HyParView
@@ -350,6 +393,10 @@ impl Node {
             Message::Plumtree(m) => {
                 self.membership.handle_heard(now, &peer.id);
                 self.broadcaster.handle_message(now, peer, m);
+            }
+            Message::Knowledge(chunk) => {
+                self.membership.handle_heard(now, &peer.id);
+                self.knowledge.handle_chunk(now, peer, chunk);
             }
             Message::Nat(m) => {
                 let Some((source, source_addr, data)) =
@@ -448,6 +495,7 @@ impl Node {
         self.membership.handle_timeout(now);
         self.broadcaster.handle_timeout(now);
         self.traversal.handle_timeout(now);
+        self.knowledge.handle_timeout(now);
         self.process(now);
     }
 
@@ -520,6 +568,7 @@ impl Node {
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
             self.traversal.poll_timeout(),
+            self.knowledge.poll_timeout(),
             join,
         ]
         .into_iter()
@@ -548,10 +597,12 @@ impl Node {
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
                         self.broadcaster.neighbor_up(now, peer);
+                        self.knowledge.handle_neighbor_up(now, peer);
                         self.emit(Event::NeighborUp(peer));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
                         self.broadcaster.neighbor_down(now, &id);
+                        self.knowledge.handle_neighbor_down(now, &id);
                         self.emit(Event::NeighborDown(id));
                     }
                 }
@@ -573,6 +624,15 @@ impl Node {
                         from,
                         payload,
                     }),
+                }
+            }
+            while let Some(out) = self.knowledge.poll_output() {
+                progressed = true;
+                match out {
+                    knowledge::Output::Send { to, chunk } => {
+                        self.transmit(Dest::Addr(to.addr), Message::Knowledge(chunk))
+                    }
+                    knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
                 }
             }
             if !progressed {

@@ -4,5 +4,6 @@
 
 pub mod flood;
 pub mod hyparview;
+pub mod knowledge;
 pub mod nat;
 pub mod plumtree;

@@ -136,6 +136,8 @@ use crate::proto::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 use crate::{Peer, PeerId};
 
+pub mod knowledge;
+
 /// Protocol version carried in every datagram.
 pub const VERSION: u8 = 1;
 /// Largest datagram Grove sends or accepts, in bytes.
@@ -147,6 +149,8 @@ pub enum Message {
     HyParView(hyparview::Message),
     Plumtree(plumtree::Message),
     Nat(nat::Message),
+    /// Knowledge commons: one chunk of a CRDT blob ([`knowledge`]).
+    Knowledge(knowledge::Chunk),
 }
 
 /// One datagram: who sent it and what it says.
@@ -424,7 +428,7 @@ fn is_known_tag(tag: u8) -> bool {
     matches!(
         tag,
         tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE | tag::HELLO..=tag::KEEP_ALIVE
-    )
+    ) || knowledge::is_known_tag(tag)
 }
 
 fn message_tag(message: &Message) -> u8 {
@@ -472,6 +476,7 @@ fn message_tag(message: &Message) -> u8 {
                 N::KeepAlive => tag::KEEP_ALIVE,
             }
         }
+        Message::Knowledge(c) => knowledge::tag(c),
     }
 }
 
@@ -493,6 +498,10 @@ fn check_limits(message: &Message) -> Result<(), EncodeError> {
         Message::Nat(nat::Message::RelayTo { data, .. } | nat::Message::RelayFrom { data, .. }) => {
             ("relayed bytes", data.len(), MAX_RELAYED_BYTES)
         }
+        Message::Knowledge(c) => match knowledge::over_limit(c) {
+            Some(limit) => limit,
+            None => return Ok(()),
+        },
         _ => return Ok(()),
     };
     if value > max {
@@ -545,6 +554,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
             P::Prune => {}
         },
         Message::Nat(m) => encode_nat(m, out),
+        Message::Knowledge(c) => knowledge::encode(c, out),
     }
 }
 
@@ -755,6 +765,7 @@ fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         }),
         tag::PRUNE => Message::Plumtree(P::Prune),
         tag::HELLO..=tag::KEEP_ALIVE => Message::Nat(decode_nat(tag, r)?),
+        t if knowledge::is_known_tag(t) => Message::Knowledge(knowledge::decode(t, r)?),
         _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
     };
     Ok(message)
@@ -1222,11 +1233,47 @@ mod tests {
         ]
     }
 
+    fn knowledge_chunk() -> impl Strategy<Value = knowledge::Chunk> {
+        use knowledge::{BlobKind, Chunk, MAX_CHUNK_BYTES};
+        let kind = proptest::sample::select(
+            &[
+                BlobKind::Delta,
+                BlobKind::Summary,
+                BlobKind::SummaryReply,
+                BlobKind::Snapshot,
+            ][..],
+        );
+        (
+            kind,
+            "[a-z0-9/-]{1,32}",
+            any::<u32>(),
+            1u16..=250,
+            any::<u16>(),
+            vec(any::<u8>(), 1..=MAX_CHUNK_BYTES),
+        )
+            .prop_map(|(kind, topic, blob, count, index, data)| {
+                let index = index % count;
+                let mut data = data;
+                if index + 1 < count {
+                    data.resize(MAX_CHUNK_BYTES, 0);
+                }
+                Chunk {
+                    kind,
+                    topic,
+                    blob,
+                    index,
+                    count,
+                    data: Bytes::from(data),
+                }
+            })
+    }
+
     fn datagram() -> impl Strategy<Value = Datagram> {
         let message = prop_oneof![
             1 => hyparview_message().prop_map(Message::HyParView),
             1 => plumtree_message().prop_map(Message::Plumtree),
             2 => nat_message().prop_map(Message::Nat),
+            1 => knowledge_chunk().prop_map(Message::Knowledge),
         ];
         (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
     }
@@ -1237,7 +1284,7 @@ mod tests {
         out
     }
 
-    const ALL_TAGS: [u8; 32] = [
+    const ALL_TAGS: [u8; 36] = [
         tag::JOIN,
         tag::JOIN_REPLY,
         tag::FORWARD_JOIN,
@@ -1270,6 +1317,10 @@ mod tests {
         tag::PUNCH_SYNC,
         tag::PUNCH,
         tag::KEEP_ALIVE,
+        knowledge::DELTA,
+        knowledge::SUMMARY,
+        knowledge::SUMMARY_REPLY,
+        knowledge::SNAPSHOT,
     ];
 
     /// Bytes that pass the header checks, so the body decoders get fuzzed.
@@ -1314,6 +1365,7 @@ mod tests {
                     Message::HyParView(_) => Protocol::Membership,
                     Message::Plumtree(_) => Protocol::Broadcast,
                     Message::Nat(_) => Protocol::Traversal,
+                    Message::Knowledge(_) => Protocol::Knowledge,
                 };
                 prop_assert_eq!(protocol(bytes), Some(expected));
                 match datagram.message {
