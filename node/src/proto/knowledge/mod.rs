@@ -660,8 +660,20 @@ impl Knowledge {
 
     fn on_summary(&mut self, now: Time, from: Peer, kind: BlobKind, topic: &str, theirs: VersionVector) {
         self.remember(from);
+        // A request says what the peer holds now (and so what was lost on
+        // the way); a reply may predate what we sent since, so it adds to
+        // what the neighbour is believed to hold.
+        let mut theirs = theirs;
         if let Some(n) = self.neighbors.get_mut(&from.id) {
-            n.known.insert(topic.to_owned(), theirs.clone());
+            match (kind, n.known.get_mut(topic)) {
+                (BlobKind::SummaryReply, Some(known)) => {
+                    known.merge(&theirs);
+                    theirs = known.clone();
+                }
+                _ => {
+                    n.known.insert(topic.to_owned(), theirs.clone());
+                }
+            }
         }
         if kind == BlobKind::Summary {
             let min = self.config.min_answer_interval;
