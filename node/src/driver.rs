@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
-use crate::proto::knowledge::{DocState, Write};
+use crate::proto::knowledge::{DocState, Stats, Write};
 use crate::Time;
 
 /// Commands the application sends to a running node.
@@ -66,8 +66,8 @@ pub enum KnowledgeReply {
         topic: String,
         json: Option<serde_json::Value>,
     },
-    /// Every document's state.
-    States(Vec<DocState>),
+    /// Every document's state, and the commons' counters.
+    States { states: Vec<DocState>, stats: Stats },
 }
 
 /// Where the driver takes commands from: natively a tokio channel; the
@@ -220,7 +220,8 @@ fn knowledge_command(node: &mut Node, now: Time, cmd: KnowledgeCommand, sink: &m
         }
         KnowledgeCommand::States => {
             let states = node.knowledge().states();
-            sink.on_knowledge_reply(now, KnowledgeReply::States(states));
+            let stats = node.knowledge().stats();
+            sink.on_knowledge_reply(now, KnowledgeReply::States { states, stats });
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod churn;
 #[cfg(madsim)]
 pub mod commands;
 pub mod host_set;
+pub mod knowledge;
 pub mod overlay;
 pub mod recorder;
 pub mod report;

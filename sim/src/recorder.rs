@@ -69,6 +69,8 @@ pub struct Recorder {
     pub traffic: [Traffic; Protocol::ALL.len() + 1],
     /// Time-series samples, in time order.
     pub samples: Vec<Sample>,
+    /// The knowledge commons, when the scenario runs it.
+    pub knowledge: Option<crate::knowledge::KnowledgeRec>,
 }
 
 /// Datagrams and their bytes.
@@ -115,6 +117,7 @@ impl Recorder {
             nat: crate::traversal::NatRec::new(hosts),
             traffic: [Traffic::default(); Protocol::ALL.len() + 1],
             samples: Vec::new(),
+            knowledge: None,
         }
     }
 
@@ -128,6 +131,9 @@ impl Recorder {
         // A previous life's view may have gained entries after it stopped
         // counting (a leaving node still handles datagrams for an instant).
         self.active[host as usize].clear();
+        if let Some(k) = &mut self.knowledge {
+            k.host_up(host, now);
+        }
     }
 
     pub fn host_crashed(&mut self, host: u32, now: u64) {
@@ -135,6 +141,9 @@ impl Recorder {
             last.1.get_or_insert(now);
         }
         self.active[host as usize].clear();
+        if let Some(k) = &mut self.knowledge {
+            k.host_down(host, now);
+        }
     }
 
     /// A broadcast with index `self.broadcasts.len()` was asked of `origin`.

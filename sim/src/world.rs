@@ -21,7 +21,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use grove_netsim::sim::NetHandle;
 use grove_netsim::{HostId, NatId, Network};
-use grove_node::driver::{self, Command, EventSink};
+use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
 use grove_node::node::{Event, Node};
 use grove_node::{net, Identity, Peer, PeerId, Time};
 use madsim::task::JoinHandle;
@@ -53,6 +53,8 @@ const STREAM_NODE: u64 = 2 << 32;
 /// Churn draws of host `i`, session `k`: `STREAM_CHURN + (i << 20) + k`
 /// (session 0: whether the host is stable).
 const STREAM_CHURN: u64 = 4 << 48;
+/// The knowledge workload: its write schedule, and the edits' contents.
+const STREAM_KNOWLEDGE: u64 = 6 << 48;
 
 /// The ChaCha stream `id` of `seed`: independent streams per subsystem
 /// and host, all from the one seed.
@@ -190,6 +192,8 @@ enum Action {
     },
     /// Take a time-series sample.
     Sample,
+    /// The knowledge workload: host `host` writes.
+    KnowledgeWrite { host: usize },
 }
 
 /// What is still to happen: the scenario's fixed agenda, plus what churn
@@ -255,6 +259,8 @@ struct World {
     churn: ChurnCounts,
     /// The hosts whose `running` is set, for O(log n) random picks.
     running_set: HostSet,
+    /// Draws the knowledge workload's edits.
+    knowledge_rng: ChaCha8Rng,
 }
 
 struct SimSink {
@@ -274,6 +280,25 @@ impl EventSink for SimSink {
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
             Event::Traversal(e) => rec.traversal(self.host, now, e),
+            Event::Knowledge(e) => {
+                if let Some(k) = &mut rec.knowledge {
+                    k.event(self.host, now, e);
+                }
+            }
+        }
+    }
+
+    fn on_command_error(&mut self, _now: Time, _error: String) {
+        // Only knowledge edits can fail in a simulation (broadcast payloads
+        // are checked when the scenario is read).
+        if let Some(k) = &mut self.rec.borrow_mut().knowledge {
+            k.command_error(self.host);
+        }
+    }
+
+    fn on_knowledge_reply(&mut self, _now: Time, reply: KnowledgeReply) {
+        if let Some(k) = &mut self.rec.borrow_mut().knowledge {
+            k.reply(self.host, reply);
         }
     }
 }
@@ -428,7 +453,12 @@ impl World {
             .filter(|&t| t > 0 && t < duration_ns)
             .collect();
         phase_starts.dedup();
-        let rec = Rc::new(RefCell::new(Recorder::new(hosts.len(), phase_starts)));
+        let mut recorder = Recorder::new(hosts.len(), phase_starts);
+        recorder.knowledge = s
+            .knowledge
+            .as_ref()
+            .map(|k| crate::knowledge::KnowledgeRec::new(k, hosts.len()));
+        let rec = Rc::new(RefCell::new(recorder));
         World {
             scenario: s.clone(),
             seed,
@@ -444,6 +474,7 @@ impl World {
             agenda: Agenda::default(),
             churn: ChurnCounts::default(),
             running_set: HostSet::new(hosts.len()),
+            knowledge_rng: stream(seed, STREAM_KNOWLEDGE + 1),
             hosts,
         }
     }
@@ -468,6 +499,14 @@ impl World {
         let mut config = self.scenario.node.clone();
         if config.nat.gateway.is_none() {
             config.nat.gateway = self.gateway(i);
+        }
+        if let Some(k) = &self.scenario.knowledge {
+            config.knowledge.enabled = true;
+            for t in &k.topics {
+                if !config.knowledge.topics.contains(t) {
+                    config.knowledge.topics.push(t.clone());
+                }
+            }
         }
         config
     }
@@ -525,6 +564,12 @@ impl World {
         for (k, a) in s.attack.iter().enumerate() {
             agenda.push((secs_ns(a.start_s), Action::Attack(k)));
         }
+        if let Some(k) = &s.knowledge {
+            let mut rng = stream(self.seed, STREAM_KNOWLEDGE);
+            for (t, host) in k.plan(self.hosts.len(), &mut rng) {
+                agenda.push((t, Action::KnowledgeWrite { host }));
+            }
+        }
         for sec in 1..=s.duration_s.floor() as u64 {
             agenda.push((sec * 1_000_000_000, Action::Tick(sec)));
         }
@@ -577,10 +622,21 @@ impl World {
                 }
                 Action::Return { host, session } => self.come_back(host, session),
                 Action::Sample => self.sample(t),
+                Action::KnowledgeWrite { host } => self.knowledge_write(host),
             }
         }
         if end > self.net.now_ns() {
             self.net.sleep_until_ns(end).await;
+        }
+        if self.scenario.knowledge.is_some() {
+            // Ask every live node for its documents; the answers come
+            // through the event sinks once the drivers have run.
+            for h in &self.hosts {
+                if let (true, Some(tx)) = (h.running, &h.commands) {
+                    let _ = tx.try_send(Command::Knowledge(Box::new(KnowledgeCommand::States)));
+                }
+            }
+            self.net.sleep_until_ns(end + 1_000_000).await;
         }
         let report = self.report(info, end);
         for t in self.attack_tasks.drain(..) {
@@ -666,6 +722,16 @@ impl World {
         // rather than the node (and the identity, config and rng it is
         // made from): the future's captures stay in it for its whole life.
         let mut node = Box::new(Node::new(&h.identity, addr, config, rng));
+        if let Some(k) = &self.rec.borrow().knowledge {
+            // The host's log of its own commits, replayed as an application
+            // that persists them would after a restart.
+            let at = Time::from_nanos(now);
+            for (topic, update) in k.wal(i as u32) {
+                if let Err(e) = node.knowledge_restore(at, topic, update) {
+                    panic!("host {i} could not restore its own update: {e}");
+                }
+            }
+        }
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
@@ -873,6 +939,10 @@ impl World {
         }
         let plan = self.session_plan(i, session).expect("a churning host");
         let now = self.net.now_ns();
+        let churn = self.scenario.groups[h.group].churn.as_ref().expect("a churning host");
+        if churn.stop_s.is_some_and(|stop| now >= secs_ns(stop)) {
+            return; // churn has stopped: the session goes on
+        }
         if plan.graceful {
             if let Some(tx) = &self.hosts[i].commands {
                 let _ = tx.try_send(Command::Leave);
@@ -1036,6 +1106,21 @@ impl World {
         }
     }
 
+    /// The knowledge workload: a running writer makes its next edit.
+    fn knowledge_write(&mut self, host: usize) {
+        let h = &self.hosts[host];
+        let Some(tx) = (if h.running { h.commands.as_ref() } else { None }) else {
+            return; // offline: the writer's agent is not running either
+        };
+        let mut rec = self.rec.borrow_mut();
+        let k = rec.knowledge.as_mut().expect("a knowledge scenario");
+        let (topic, write) = k.next_write(host as u32, &mut self.knowledge_rng);
+        let cmd = Command::Knowledge(Box::new(KnowledgeCommand::Write { topic, write }));
+        if tx.try_send(cmd).is_err() {
+            k.unsent(host as u32);
+        }
+    }
+
     fn broadcast(&mut self, workload: usize) {
         let load = &self.scenario.workload[workload];
         let from = load.from.clone();
@@ -1178,6 +1263,17 @@ impl World {
                         .count() as u64,
                     ..self.churn.clone()
                 }),
+            knowledge: rec.knowledge.as_ref().map(|k| {
+                let heal = s
+                    .timeline
+                    .iter()
+                    .filter(|e| matches!(e, TimelineEvent::Heal { .. }))
+                    .map(|e| e.at_s())
+                    .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+                let load = s.knowledge.as_ref().expect("a knowledge scenario");
+                let reference = load.reference_s.or(heal).unwrap_or(load.end_s);
+                k.section(secs_ns(reference), end)
+            }),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {

@@ -785,7 +785,7 @@ mod daemon {
                 KnowledgeReply::Document { topic, json } => {
                     LogLine::KnowledgeDocument { topic, json, t_ms }
                 }
-                KnowledgeReply::States(states) => LogLine::KnowledgeStates {
+                KnowledgeReply::States { states, .. } => LogLine::KnowledgeStates {
                     states: states
                         .into_iter()
                         .map(|s| DocSummary {

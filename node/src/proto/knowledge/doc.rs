@@ -92,6 +92,8 @@ impl Doc {
         d
     }
 
+    /// Recompute the version hash (0 for an empty document); whether it
+    /// changed.
     pub(super) fn rehash(&mut self) -> bool {
         let mut ids: Vec<(u64, i32)> = self
             .doc
@@ -100,12 +102,17 @@ impl Doc {
             .map(|id| (id.peer, id.counter))
             .collect();
         ids.sort_unstable();
+        let ids_empty = ids.is_empty();
         let mut h = Sha256::new();
         for (peer, counter) in ids {
             h.update(peer.to_be_bytes());
             h.update(counter.to_be_bytes());
         }
-        let hash = u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"));
+        let hash = if ids_empty {
+            0
+        } else {
+            u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+        };
         let changed = hash != self.version_hash;
         self.version_hash = hash;
         changed
