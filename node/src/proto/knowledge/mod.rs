@@ -520,7 +520,7 @@ impl Knowledge {
                 }
                 let from = known.clone();
                 n.known.insert(topic.clone(), vv.clone());
-                self.send_missing(now, peer, topic, &from);
+                self.send_missing(now, peer, topic, &from, false);
             }
         }
         // Neighbours whose summary has not come: ask again.
@@ -564,10 +564,11 @@ impl Knowledge {
     }
 
     /// Send `to` every operation of `topic` past `from`, split into blobs of
-    /// at most `max_update_bytes`.
-    fn send_missing(&mut self, now: Time, to: Peer, topic: &str, from: &VersionVector) {
+    /// at most `max_update_bytes`; as a snapshot when `bootstrap` and `from`
+    /// is empty (a peer that asked with an empty document).
+    fn send_missing(&mut self, now: Time, to: Peer, topic: &str, from: &VersionVector, bootstrap: bool) {
         let doc = &self.topics[topic].doc.doc;
-        let (kind, blobs) = if from.is_empty() {
+        let (kind, blobs) = if bootstrap && from.is_empty() {
             match doc.export(ExportMode::Snapshot) {
                 Ok(b) if b.len() <= self.config.max_update_bytes => {
                     (BlobKind::Snapshot, vec![Bytes::from(b)])
@@ -686,7 +687,7 @@ impl Knowledge {
         }
         let mine = self.topics[topic].doc.vv();
         if !theirs.get_missing_span(&mine).is_empty() {
-            self.send_missing(now, from, topic, &theirs);
+            self.send_missing(now, from, topic, &theirs, true);
             if let Some(n) = self.neighbors.get_mut(&from.id) {
                 n.known.insert(topic.to_owned(), mine.clone());
             }
