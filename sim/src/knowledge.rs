@@ -72,7 +72,7 @@ pub struct Mix {
     pub tree_add: u32,
     /// One of the writer's graph nodes moved.
     pub tree_move: u32,
-    /// The writer's tally counter incremented.
+    /// The topic's shared `votes` counter incremented.
     pub increment: u32,
     /// An item added to the `tags` set.
     pub set_add: u32,
@@ -185,13 +185,17 @@ pub struct KnowledgeRec {
     converged_since: Option<u64>,
     pub bytes_delta: u64,
     pub bytes_snapshot: u64,
-    pub bytes_snapshot_equivalent: u64,
+    /// Operations the sender's document held at each transfer, summed.
+    ops_transferred_docs: BTreeMap<u16, u64>,
     pub transfers: u64,
     pub snapshots_sent: u64,
     pub rejected_events: u64,
     pub writes_unsent: u64,
     /// Final collection: per host, (topic, version hash, state hash).
     finals: BTreeMap<u32, Vec<(u16, u64, u64)>>,
+    /// Per topic, the most operations a final state held and the size of
+    /// its snapshot: the snapshot bytes per operation.
+    snapshot_per_op: BTreeMap<u16, (usize, usize)>,
     /// One JSON per distinct (topic, state hash).
     state_json: BTreeMap<(u16, u64), serde_json::Value>,
     final_stats: Vec<Stats>,
@@ -214,12 +218,13 @@ impl KnowledgeRec {
             converged_since: None,
             bytes_delta: 0,
             bytes_snapshot: 0,
-            bytes_snapshot_equivalent: 0,
+            ops_transferred_docs: BTreeMap::new(),
             transfers: 0,
             snapshots_sent: 0,
             rejected_events: 0,
             writes_unsent: 0,
             finals: BTreeMap::new(),
+            snapshot_per_op: BTreeMap::new(),
             state_json: BTreeMap::new(),
             final_stats: Vec::new(),
         }
@@ -257,13 +262,20 @@ impl KnowledgeRec {
                 false,
             ),
             2 => {
+                // Under another of the writer's nodes, or to the top; a move
+                // under its own descendant is refused by the tree (and
+                // counted as rejected).
                 let node = mine.choose(rng).expect("non-empty").clone();
-                let parent = mine.iter().find(|n| **n != node).cloned();
+                let parent = mine
+                    .iter()
+                    .find(|n| **n != node)
+                    .filter(|_| rng.gen_bool(0.5))
+                    .cloned();
                 (Write::TreeMove { node, parent }, None, false)
             }
             3 => (
                 Write::Increment {
-                    name: format!("tally-h{host}"),
+                    name: "votes".into(),
                     by: 1.0,
                 },
                 None,
@@ -384,11 +396,14 @@ impl KnowledgeRec {
                 }
             }
             knowledge::Event::Sent {
+                topic,
                 kind,
                 bytes,
-                snapshot_bytes,
-                ..
+                doc_ops,
             } => {
+                if let Some(t) = self.topic_index(&topic) {
+                    *self.ops_transferred_docs.entry(t).or_default() += doc_ops as u64;
+                }
                 self.transfers += 1;
                 if kind == grove_node::wire::knowledge::BlobKind::Snapshot {
                     self.snapshots_sent += 1;
@@ -396,7 +411,6 @@ impl KnowledgeRec {
                 } else {
                     self.bytes_delta += bytes as u64;
                 }
-                self.bytes_snapshot_equivalent += snapshot_bytes as u64;
             }
             knowledge::Event::Rejected { .. } => self.rejected_events += 1,
         }
@@ -434,6 +448,10 @@ impl KnowledgeRec {
                 continue;
             };
             self.state_json.entry((t, s.state_hash)).or_insert(s.json);
+            let best = self.snapshot_per_op.entry(t).or_insert((0, 0));
+            if s.ops > best.0 {
+                *best = (s.ops, s.snapshot_bytes);
+            }
             mine.push((t, s.version_hash, s.state_hash));
         }
         self.finals.insert(host, mine);
@@ -462,7 +480,6 @@ impl KnowledgeRec {
             versions.insert(f.iter().map(|&(t, v, _)| (t, v)).collect());
             states.insert(f.iter().map(|&(t, _, s)| (t, s)).collect());
         }
-        // Hosts holding no document of a topic hold its empty state.
         let present: BTreeMap<(u16, u64), Present> = holders
             .keys()
             .map(|k| (*k, Present::of(&self.state_json[k])))
@@ -477,10 +494,17 @@ impl KnowledgeRec {
                 .sum()
         };
         let (mut lost, mut offline) = (0u64, 0u64);
-        let mut tallies: BTreeMap<(u32, u16), u64> = BTreeMap::new();
+        // Increments go to one shared counter per topic: every live state
+        // must hold at least the acknowledged increments of writers that
+        // are live, and all live states the same value.
+        let mut increments: BTreeMap<u16, (u64, u64)> = BTreeMap::new();
         for w in self.writes.iter().filter(|w| w.acked) {
             if w.increment {
-                *tallies.entry((w.host, w.topic)).or_default() += 1;
+                let e = increments.entry(w.topic).or_default();
+                e.1 += 1;
+                if self.running[w.host as usize] {
+                    e.0 += 1;
+                }
                 continue;
             }
             let Some(item) = &w.item else { continue };
@@ -494,25 +518,33 @@ impl KnowledgeRec {
                 lost += 1;
             }
         }
-        for (&(host, t), &expected) in &tallies {
-            let name = format!("counter:tally-h{host}");
+        for (&t, &(from_live, all)) in &increments {
             let values: Vec<u64> = holders
                 .keys()
                 .filter(|(tt, _)| *tt == t)
-                .map(|k| present[k].counters.get(&name).copied().unwrap_or(0.0) as u64)
-                .chain((holders.keys().all(|(tt, _)| *tt != t)).then_some(0))
+                .map(|k| present[k].counters.get("counter:votes").copied().unwrap_or(0.0) as u64)
                 .collect();
             let min = values.iter().copied().min().unwrap_or(0);
             let max = values.iter().copied().max().unwrap_or(0);
-            let missing_somewhere = expected.saturating_sub(min);
-            let missing_everywhere = expected.saturating_sub(max);
-            if self.running[host as usize] {
-                lost += missing_somewhere;
-            } else {
-                offline += missing_everywhere;
-                lost += missing_somewhere - missing_everywhere;
-            }
+            lost += from_live.saturating_sub(min) + (max - min);
+            offline += all.saturating_sub(max.max(from_live));
         }
+        // What a snapshot per transfer would have cost: the operations the
+        // sender held, at the final snapshot's bytes per operation (which
+        // undercounts early, small documents, whose fixed overhead is
+        // larger: the comparison favours snapshots).
+        let bytes_snapshot_equivalent: u64 = self
+            .ops_transferred_docs
+            .iter()
+            .map(|(t, ops)| {
+                let (n, bytes) = self.snapshot_per_op.get(t).copied().unwrap_or((0, 0));
+                if n == 0 {
+                    0
+                } else {
+                    (*ops as f64 * bytes as f64 / n as f64).round() as u64
+                }
+            })
+            .sum();
         let converged = live_n > 0 && answered == live_n && states.len() == 1 && versions.len() == 1;
         let convergence_ms = match (converged, self.converged_since) {
             (true, Some(since)) if since <= end_ns => {
@@ -539,7 +571,7 @@ impl KnowledgeRec {
             writes_offline: offline,
             bytes_delta: self.bytes_delta,
             bytes_snapshot: self.bytes_snapshot,
-            bytes_snapshot_equivalent: self.bytes_snapshot_equivalent,
+            bytes_snapshot_equivalent,
             transfers: self.transfers,
             snapshots_sent: self.snapshots_sent,
             pending_peak: peak(|s| s.pending_peak),

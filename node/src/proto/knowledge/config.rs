@@ -61,11 +61,6 @@ pub struct Config {
     /// a snapshot per datagram).
     #[serde(with = "crate::duration")]
     pub min_answer_interval: Duration,
-    /// How stale the snapshot size reported next to each transfer may be
-    /// (Grove: 10 s; exporting a snapshot per transfer would cost more than
-    /// the transfer).
-    #[serde(with = "crate::duration")]
-    pub snapshot_estimate_interval: Duration,
 }
 
 impl Default for Config {
@@ -85,7 +80,6 @@ impl Default for Config {
             peer_rate_bytes_per_s: 128 * 1024,
             peer_burst_bytes: 512 * 1024,
             min_answer_interval: Duration::from_secs(1),
-            snapshot_estimate_interval: Duration::from_secs(10),
         }
     }
 }
@@ -120,7 +114,6 @@ impl Config {
             ("max_partial_blobs", self.max_partial_blobs == 0),
             ("partial_blob_ttl", self.partial_blob_ttl.is_zero()),
             ("peer_rate_bytes_per_s", self.peer_rate_bytes_per_s == 0),
-            ("snapshot_estimate_interval", self.snapshot_estimate_interval.is_zero()),
         ];
         if let Some((field, _)) = positive.iter().find(|(_, bad)| *bad) {
             return Err(ConfigError::NotPositive { field });

@@ -95,14 +95,15 @@ pub enum Event {
     /// A local edit was committed: `update` holds exactly its operations
     /// (what an application persists to replay after a restart).
     Committed { topic: String, update: Bytes },
-    /// A blob was sent to a peer: its size, and the size of a full snapshot
-    /// of the document (at most `snapshot_estimate_interval` old), which is
-    /// what shipping snapshots instead would have cost.
+    /// A blob was sent to a peer: its size, and how many operations the
+    /// document held then (what a full snapshot would have carried instead;
+    /// exporting one per transfer to weigh it would cost more than the
+    /// transfer, and makes Loro keep an encoded copy of its history).
     Sent {
         topic: String,
         kind: BlobKind,
         bytes: usize,
-        snapshot_bytes: usize,
+        doc_ops: usize,
     },
     /// A blob from `from` was refused.
     Rejected {
@@ -148,6 +149,9 @@ pub struct DocState {
     pub version_hash: u64,
     pub state_hash: u64,
     pub json: serde_json::Value,
+    /// Operations held, and the size of a full snapshot of them.
+    pub ops: usize,
+    pub snapshot_bytes: usize,
 }
 
 struct Topic {
@@ -156,9 +160,6 @@ struct Topic {
     pending: VecDeque<(Bytes, VersionVector)>,
     /// Changed since the last push.
     dirty: bool,
-    snapshot_bytes: usize,
-    snapshot_at: Option<Time>,
-    snapshot_stale: bool,
 }
 
 struct Neighbor {
@@ -276,6 +277,12 @@ impl Knowledge {
                     version_hash: t.doc.version_hash,
                     state_hash: state_hash(&json),
                     json,
+                    ops: t.doc.doc.len_ops(),
+                    snapshot_bytes: t
+                        .doc
+                        .doc
+                        .export(ExportMode::Snapshot)
+                        .map_or(0, |b| b.len()),
                 }
             })
             .collect()
@@ -343,7 +350,7 @@ impl Knowledge {
                 summary_sent_at: None,
             },
         );
-        self.send_summaries(now, peer, BlobKind::Summary);
+        self.send_summaries(peer, BlobKind::Summary);
         if let Some(n) = self.neighbors.get_mut(&peer.id) {
             n.summary_sent_at = Some(now);
         }
@@ -437,7 +444,7 @@ impl Knowledge {
         if self.next_anti_entropy.is_some_and(|t| t <= now) {
             self.next_anti_entropy = Some(now + jitter(&mut self.rng, self.config.anti_entropy_interval));
             self.expire_partials(now);
-            self.anti_entropy(now);
+            self.anti_entropy();
         }
     }
 
@@ -469,9 +476,6 @@ impl Knowledge {
                     doc: Doc::new(self.loro_peer),
                     pending: VecDeque::new(),
                     dirty: false,
-                    snapshot_bytes: 0,
-                    snapshot_at: None,
-                    snapshot_stale: true,
                 },
             );
         }
@@ -484,7 +488,6 @@ impl Knowledge {
             return;
         }
         t.dirty = true;
-        t.snapshot_stale = true;
         let version_hash = t.doc.version_hash;
         if self.next_push.is_none() {
             self.next_push = Some(now + self.config.push_interval);
@@ -520,7 +523,7 @@ impl Knowledge {
                 }
                 let from = known.clone();
                 n.known.insert(topic.clone(), vv.clone());
-                self.send_missing(now, peer, topic, &from, false);
+                self.send_missing(peer, topic, &from, false);
             }
         }
         // Neighbours whose summary has not come: ask again.
@@ -529,7 +532,7 @@ impl Knowledge {
             let waiting = self.topics.keys().any(|t| !n.known.contains_key(t));
             if waiting && n.summary_sent_at.is_none_or(|t| now >= t + SUMMARY_RETRY) {
                 let peer = n.peer;
-                self.send_summaries(now, peer, BlobKind::Summary);
+                self.send_summaries(peer, BlobKind::Summary);
                 self.neighbors.get_mut(id).expect("listed").summary_sent_at = Some(now);
             }
         }
@@ -541,7 +544,7 @@ impl Knowledge {
         }
     }
 
-    fn anti_entropy(&mut self, now: Time) {
+    fn anti_entropy(&mut self) {
         let use_contact = !self.contacts.is_empty()
             && (self.neighbors.is_empty() || self.rng.gen_bool(self.config.contact_probability));
         let target = if use_contact {
@@ -551,22 +554,22 @@ impl Knowledge {
             ids.choose(&mut self.rng).map(|id| self.neighbors[id].peer)
         };
         if let Some(peer) = target {
-            self.send_summaries(now, peer, BlobKind::Summary);
+            self.send_summaries(peer, BlobKind::Summary);
         }
     }
 
-    fn send_summaries(&mut self, now: Time, to: Peer, kind: BlobKind) {
+    fn send_summaries(&mut self, to: Peer, kind: BlobKind) {
         let topics: Vec<String> = self.topics.keys().cloned().collect();
         for topic in topics {
             let vv = Bytes::from(self.topics[&topic].doc.vv().encode());
-            self.send_blob(now, to, kind, &topic, vv);
+            self.send_blob(to, kind, &topic, vv);
         }
     }
 
     /// Send `to` every operation of `topic` past `from`, split into blobs of
     /// at most `max_update_bytes`; as a snapshot when `bootstrap` and `from`
     /// is empty (a peer that asked with an empty document).
-    fn send_missing(&mut self, now: Time, to: Peer, topic: &str, from: &VersionVector, bootstrap: bool) {
+    fn send_missing(&mut self, to: Peer, topic: &str, from: &VersionVector, bootstrap: bool) {
         let doc = &self.topics[topic].doc.doc;
         let (kind, blobs) = if bootstrap && from.is_empty() {
             match doc.export(ExportMode::Snapshot) {
@@ -585,45 +588,28 @@ impl Knowledge {
             )
         };
         for b in blobs {
-            self.send_blob(now, to, kind, topic, b);
+            self.send_blob(to, kind, topic, b);
         }
     }
 
-    fn send_blob(&mut self, now: Time, to: Peer, kind: BlobKind, topic: &str, data: Bytes) {
+    fn send_blob(&mut self, to: Peer, kind: BlobKind, topic: &str, data: Bytes) {
         let blob = self.next_blob;
         self.next_blob = self.next_blob.wrapping_add(1);
         let Some(chunks) = Chunk::split(kind, topic, blob, &data) else {
             return;
         };
         if matches!(kind, BlobKind::Delta | BlobKind::Snapshot) {
-            let snapshot_bytes = self.snapshot_bytes(now, topic);
+            let doc_ops = self.topics[topic].doc.doc.len_ops();
             self.emit(Event::Sent {
                 topic: topic.to_owned(),
                 kind,
                 bytes: data.len(),
-                snapshot_bytes,
+                doc_ops,
             });
         }
         for chunk in chunks {
             self.output(Output::Send { to, chunk });
         }
-    }
-
-    fn snapshot_bytes(&mut self, now: Time, topic: &str) -> usize {
-        let interval = self.config.snapshot_estimate_interval;
-        let t = self.topics.get_mut(topic).expect("held");
-        let fresh = t.snapshot_at.is_some_and(|at| now < at + interval);
-        if t.snapshot_stale && !fresh {
-            t.snapshot_bytes = t
-                .doc
-                .doc
-                .export(ExportMode::Snapshot)
-                .map(|b| b.len())
-                .unwrap_or(0);
-            t.snapshot_at = Some(now);
-            t.snapshot_stale = false;
-        }
-        t.snapshot_bytes
     }
 
     fn handle_blob(&mut self, now: Time, from: Peer, kind: BlobKind, topic: &str, data: Bytes) {
@@ -687,14 +673,14 @@ impl Knowledge {
         }
         let mine = self.topics[topic].doc.vv();
         if !theirs.get_missing_span(&mine).is_empty() {
-            self.send_missing(now, from, topic, &theirs, true);
+            self.send_missing(from, topic, &theirs, true);
             if let Some(n) = self.neighbors.get_mut(&from.id) {
                 n.known.insert(topic.to_owned(), mine.clone());
             }
         }
         if kind == BlobKind::Summary && !mine.get_missing_span(&theirs).is_empty() {
             let vv = Bytes::from(mine.encode());
-            self.send_blob(now, from, BlobKind::SummaryReply, topic, vv);
+            self.send_blob(from, BlobKind::SummaryReply, topic, vv);
         }
     }
 
