@@ -497,3 +497,4 @@ fn a_disabled_commons_does_nothing() {
     k.handle_neighbor_up(Time::ZERO, peer(2));
     assert_eq!(k.poll_output(), None);
 }
+
