@@ -341,6 +341,7 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("`shape`"));
         let churn = Churn {
             start_s: 0.0,
+            stop_s: None,
             session: Dist::Fixed { s: 10.0 },
             offline: Some(Dist::LogNormal {
                 median_s: 10.0,
@@ -377,6 +378,7 @@ mod tests {
     fn plans_are_drawn_per_session() {
         let churn = Churn {
             start_s: 0.0,
+            stop_s: None,
             session: Dist::Exponential { mean_s: 100.0 },
             offline: Some(Dist::Fixed { s: 30.0 }),
             stable_fraction: 0.0,
