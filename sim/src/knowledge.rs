@@ -156,7 +156,7 @@ struct WriteRec {
     host: u32,
     topic: u16,
     /// The item that must be present (key, set item or tree label); `None`
-    /// for an increment (checked per writer's tally) and a move (checked by
+    /// for an increment (checked against the shared counter) and a move (checked by
     /// convergence only).
     item: Option<String>,
     increment: bool,
