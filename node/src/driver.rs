@@ -205,7 +205,8 @@ async fn drive(
 
 fn knowledge_command(node: &mut Node, now: Time, cmd: KnowledgeCommand, sink: &mut impl EventSink) {
     match cmd {
-        KnowledgeCommand::Write { topic, write } => match node.knowledge_write(now, &topic, &write) {
+        KnowledgeCommand::Write { topic, write } => match node.knowledge_write(now, &topic, &write)
+        {
             Ok(created) => sink.on_knowledge_reply(now, KnowledgeReply::Written { topic, created }),
             Err(e) => sink.on_command_error(now, e.to_string()),
         },

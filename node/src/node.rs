@@ -21,9 +21,9 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
-use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::{flood, hyparview};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
@@ -196,9 +196,8 @@ impl Node {
         let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
         // So does the knowledge commons; `first_seq` also tells this life's
         // Loro peer id apart from earlier lives of the same identity.
-        let knowledge_rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(
-            first_seq ^ 0x6b6e_6f77_6c65_6467,
-        );
+        let knowledge_rng =
+            <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b6e_6f77_6c65_6467);
         let knowledge = Knowledge::new(me.id, first_seq, config.knowledge.clone(), knowledge_rng);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {

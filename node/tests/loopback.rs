@@ -157,7 +157,10 @@ fn three_processes_converge_on_a_knowledge_document() {
     });
     cluster.publish(0, r#"{"cmd":"subscribe","topic":"notes"}"#);
     let write = |w: &str| format!(r#"{{"cmd":"write","topic":"notes","write":{w}}}"#);
-    cluster.publish(0, &write(r#"{"op":"observe","key":"from-0","value":{"x":1}}"#));
+    cluster.publish(
+        0,
+        &write(r#"{"op":"observe","key":"from-0","value":{"x":1}}"#),
+    );
     cluster.publish(1, &write(r#"{"op":"increment","name":"votes","by":2}"#));
     cluster.publish(2, &write(r#"{"op":"set_add","name":"tags","item":"udp"}"#));
     cluster.publish(1, &write(r#"{"op":"tree_add","label":"root"}"#));
@@ -182,8 +185,10 @@ fn three_processes_converge_on_a_knowledge_document() {
             .any(|e| e["event"] == "knowledge_changed" && e["local"] == false)
     });
     cluster.wait_for("every node to deliver the plain line", |c| {
-        all.iter()
-            .all(|&i| c.delivered(i, "a plain line is still a broadcast").is_some())
+        all.iter().all(|&i| {
+            c.delivered(i, "a plain line is still a broadcast")
+                .is_some()
+        })
     });
     // Read every node's document until all hold every edit (bounded).
     let complete = |doc: &Value| {
@@ -214,7 +219,10 @@ fn three_processes_converge_on_a_knowledge_document() {
             assert!(docs.windows(2).all(|w| w[0] == w[1]), "{docs:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "documents never converged: {docs:?}");
+        assert!(
+            Instant::now() < deadline,
+            "documents never converged: {docs:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let seen = cluster.log.len();

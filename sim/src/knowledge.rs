@@ -95,7 +95,10 @@ impl KnowledgeLoad {
     /// `knowledge.`.
     pub fn validate(&self, duration_s: f64) -> Result<(), (&'static str, String)> {
         if self.topics.is_empty() || self.topics.len() > 16 {
-            return Err(("topics", format!("must list 1 to 16 topics, got {}", self.topics.len())));
+            return Err((
+                "topics",
+                format!("must list 1 to 16 topics, got {}", self.topics.len()),
+            ));
         }
         if let Some(t) = self
             .topics
@@ -105,17 +108,29 @@ impl KnowledgeLoad {
             return Err(("topics", format!("{t:?} is not 1 to 32 bytes")));
         }
         if !(self.writers_fraction > 0.0 && self.writers_fraction <= 1.0) {
-            return Err(("writers_fraction", format!("must be in (0, 1], got {}", self.writers_fraction)));
+            return Err((
+                "writers_fraction",
+                format!("must be in (0, 1], got {}", self.writers_fraction),
+            ));
         }
         let t_ok = |t: f64| t.is_finite() && (0.0..=duration_s).contains(&t);
         if !t_ok(self.start_s) {
-            return Err(("start_s", format!("must be within [0, {duration_s}], got {}", self.start_s)));
+            return Err((
+                "start_s",
+                format!("must be within [0, {duration_s}], got {}", self.start_s),
+            ));
         }
         if !(t_ok(self.end_s) && self.end_s >= self.start_s) {
-            return Err(("end_s", format!("must be within [start_s, {duration_s}], got {}", self.end_s)));
+            return Err((
+                "end_s",
+                format!("must be within [start_s, {duration_s}], got {}", self.end_s),
+            ));
         }
         if !(self.interval_s.is_finite() && self.interval_s > 0.0) {
-            return Err(("interval_s", format!("must be positive, got {}", self.interval_s)));
+            return Err((
+                "interval_s",
+                format!("must be positive, got {}", self.interval_s),
+            ));
         }
         let m = &self.mix;
         if m.observe + m.tree_add + m.tree_move + m.increment + m.set_add == 0 {
@@ -123,7 +138,10 @@ impl KnowledgeLoad {
         }
         if let Some(r) = self.reference_s {
             if !t_ok(r) {
-                return Err(("reference_s", format!("must be within [0, {duration_s}], got {r}")));
+                return Err((
+                    "reference_s",
+                    format!("must be within [0, {duration_s}], got {r}"),
+                ));
             }
         }
         Ok(())
@@ -231,7 +249,10 @@ impl KnowledgeRec {
     }
 
     fn topic_index(&self, topic: &str) -> Option<u16> {
-        self.topics.iter().position(|t| t == topic).map(|i| i as u16)
+        self.topics
+            .iter()
+            .position(|t| t == topic)
+            .map(|i| i as u16)
     }
 
     /// The next write of `host`: its topic and edit (drawn from `rng`),
@@ -248,7 +269,11 @@ impl KnowledgeRec {
             kind += 1;
         }
         let item = format!("h{host}w{k}");
-        let mine = self.created.get(&(host, topic)).cloned().unwrap_or_default();
+        let mine = self
+            .created
+            .get(&(host, topic))
+            .cloned()
+            .unwrap_or_default();
         if kind == 2 && mine.is_empty() {
             kind = 0; // nothing of its own to move yet: observe instead
         }
@@ -522,7 +547,13 @@ impl KnowledgeRec {
             let values: Vec<u64> = holders
                 .keys()
                 .filter(|(tt, _)| *tt == t)
-                .map(|k| present[k].counters.get("counter:votes").copied().unwrap_or(0.0) as u64)
+                .map(|k| {
+                    present[k]
+                        .counters
+                        .get("counter:votes")
+                        .copied()
+                        .unwrap_or(0.0) as u64
+                })
                 .collect();
             let min = values.iter().copied().min().unwrap_or(0);
             let max = values.iter().copied().max().unwrap_or(0);
@@ -545,7 +576,8 @@ impl KnowledgeRec {
                 }
             })
             .sum();
-        let converged = live_n > 0 && answered == live_n && states.len() == 1 && versions.len() == 1;
+        let converged =
+            live_n > 0 && answered == live_n && states.len() == 1 && versions.len() == 1;
         let convergence_ms = match (converged, self.converged_since) {
             (true, Some(since)) if since <= end_ns => {
                 Some(round3(since.saturating_sub(reference_ns) as f64 / 1e6))
@@ -616,7 +648,11 @@ fn labels(v: &serde_json::Value, out: &mut BTreeSet<String>) {
     match v {
         serde_json::Value::Array(a) => a.iter().for_each(|x| labels(x, out)),
         serde_json::Value::Object(o) => {
-            if let Some(l) = o.get("meta").and_then(|m| m.get("label")).and_then(|l| l.as_str()) {
+            if let Some(l) = o
+                .get("meta")
+                .and_then(|m| m.get("label"))
+                .and_then(|l| l.as_str())
+            {
                 out.insert(l.to_owned());
             }
             o.values().for_each(|x| labels(x, out));

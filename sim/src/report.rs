@@ -558,7 +558,10 @@ pub fn evaluate(checks: &[Check], report: &serde_json::Value) -> Vec<CheckResult
                 });
             }
             // A boolean counts as 1 (true) or 0 (false).
-            let value = v.and_then(|v| v.as_f64().or_else(|| v.as_bool().map(|b| f64::from(u8::from(b)))));
+            let value = v.and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
+            });
             let error = match (v, value) {
                 (None, _) => Some(format!("`{}` is not in the report", c.metric)),
                 (Some(_), None) => Some(format!("`{}` is not a number", c.metric)),

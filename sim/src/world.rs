@@ -193,7 +193,9 @@ enum Action {
     /// Take a time-series sample.
     Sample,
     /// The knowledge workload: host `host` writes.
-    KnowledgeWrite { host: usize },
+    KnowledgeWrite {
+        host: usize,
+    },
 }
 
 /// What is still to happen: the scenario's fixed agenda, plus what churn
@@ -939,7 +941,10 @@ impl World {
         }
         let plan = self.session_plan(i, session).expect("a churning host");
         let now = self.net.now_ns();
-        let churn = self.scenario.groups[h.group].churn.as_ref().expect("a churning host");
+        let churn = self.scenario.groups[h.group]
+            .churn
+            .as_ref()
+            .expect("a churning host");
         if churn.stop_s.is_some_and(|stop| now >= secs_ns(stop)) {
             return; // churn has stopped: the session goes on
         }

@@ -65,7 +65,10 @@ fn run(seed: u64) -> Vec<u8> {
         .arg(&scenario)
         .status()
         .expect("grove-sim runs");
-    assert!(status.code().is_some_and(|c| c <= 1), "grove-sim failed: {status}");
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "grove-sim failed: {status}"
+    );
     let report = std::fs::read(out.join("report.json")).expect("report written");
     std::fs::remove_dir_all(&dir).ok();
     report

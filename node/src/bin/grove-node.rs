@@ -50,8 +50,8 @@ mod daemon {
     use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
-    use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::knowledge;
+    use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};
@@ -423,7 +423,11 @@ mod daemon {
 
     /// Broadcast each stdin line. A plain thread, not tokio's stdin: a
     /// blocked read there would hold up the runtime's shutdown.
-    fn read_stdin(commands: &mpsc::Sender<Command>, subscriptions: &Subscriptions, exit_on_eof: bool) {
+    fn read_stdin(
+        commands: &mpsc::Sender<Command>,
+        subscriptions: &Subscriptions,
+        exit_on_eof: bool,
+    ) {
         let mut input = io::stdin().lock();
         // A knowledge command may be longer than a broadcast payload.
         let max_line = MAX_PAYLOAD_BYTES.max(4096);
@@ -741,7 +745,12 @@ mod daemon {
                     version_hash,
                     local,
                 }) => {
-                    if !self.subscriptions.lock().expect("not poisoned").contains(&topic) {
+                    if !self
+                        .subscriptions
+                        .lock()
+                        .expect("not poisoned")
+                        .contains(&topic)
+                    {
                         return;
                     }
                     LogLine::KnowledgeChanged {
@@ -930,7 +939,8 @@ mod daemon {
                 parse_command(br#"{"cmd":"read","topic":"t"}"#),
                 Some(Ok(StdinCommand::Read { topic: "t".into() }))
             );
-            let write = br#"{"cmd":"write","topic":"t","write":{"op":"increment","name":"votes","by":2}}"#;
+            let write =
+                br#"{"cmd":"write","topic":"t","write":{"op":"increment","name":"votes","by":2}}"#;
             assert_eq!(
                 parse_command(write),
                 Some(Ok(StdinCommand::Write {

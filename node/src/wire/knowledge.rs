@@ -39,7 +39,8 @@ pub const MAX_CHUNKS: usize = 250;
 /// Largest blob, in bytes.
 pub const MAX_BLOB_BYTES: usize = MAX_CHUNKS * MAX_CHUNK_BYTES;
 
-const _: () = assert!(HEADER_BYTES + 1 + MAX_TOPIC_BYTES + 10 + MAX_CHUNK_BYTES <= MAX_RELAYED_BYTES);
+const _: () =
+    assert!(HEADER_BYTES + 1 + MAX_TOPIC_BYTES + 10 + MAX_CHUNK_BYTES <= MAX_RELAYED_BYTES);
 const _: () = assert!(MAX_RELAYED_BYTES <= MAX_DATAGRAM_BYTES);
 
 pub(super) const DELTA: u8 = 0x60;

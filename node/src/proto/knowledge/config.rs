@@ -106,7 +106,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("push_interval", self.push_interval.is_zero()),
-            ("anti_entropy_interval", self.anti_entropy_interval.is_zero()),
+            (
+                "anti_entropy_interval",
+                self.anti_entropy_interval.is_zero(),
+            ),
             ("max_contacts", self.max_contacts == 0),
             ("max_topics", self.max_topics == 0),
             ("max_update_bytes", self.max_update_bytes == 0),

@@ -80,7 +80,8 @@ impl Doc {
     /// An empty document whose operations carry `peer`.
     pub(super) fn new(peer: u64) -> Doc {
         let doc = LoroDoc::new();
-        doc.set_peer_id(peer).expect("peer id below the reserved value");
+        doc.set_peer_id(peer)
+            .expect("peer id below the reserved value");
         // No wall clock: change timestamps stay off (the default, said
         // again here because determinism depends on it).
         doc.set_record_timestamp(false);

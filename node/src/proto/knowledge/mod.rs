@@ -69,8 +69,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 pub use self::config::{Config, ConfigError};
-pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use self::doc::Doc;
+pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use crate::wire::knowledge::{valid_topic, BlobKind, Chunk};
 use crate::{Peer, PeerId, Time};
 
@@ -292,7 +292,12 @@ impl Knowledge {
 
     /// Apply an application edit to `topic`'s document (joined if new);
     /// returns the id of a node a `TreeAdd` created.
-    pub fn write(&mut self, now: Time, topic: &str, write: &Write) -> Result<Option<String>, WriteError> {
+    pub fn write(
+        &mut self,
+        now: Time,
+        topic: &str,
+        write: &Write,
+    ) -> Result<Option<String>, WriteError> {
         if !self.config.enabled {
             return Err(WriteError::Disabled);
         }
@@ -307,7 +312,11 @@ impl Knowledge {
         let (update, created) = t.doc.apply(write)?;
         if update.len() > max_update {
             // Already committed locally; it will travel split by anti-entropy.
-            tracing::warn!(topic, len = update.len(), "local update over max_update_bytes");
+            tracing::warn!(
+                topic,
+                len = update.len(),
+                "local update over max_update_bytes"
+            );
         }
         self.stats.writes += 1;
         self.emit(Event::Committed {
@@ -442,7 +451,8 @@ impl Knowledge {
             self.push(now);
         }
         if self.next_anti_entropy.is_some_and(|t| t <= now) {
-            self.next_anti_entropy = Some(now + jitter(&mut self.rng, self.config.anti_entropy_interval));
+            self.next_anti_entropy =
+                Some(now + jitter(&mut self.rng, self.config.anti_entropy_interval));
             self.expire_partials(now);
             self.anti_entropy();
         }
@@ -536,9 +546,10 @@ impl Knowledge {
                 self.neighbors.get_mut(id).expect("listed").summary_sent_at = Some(now);
             }
         }
-        let waiting = self.neighbors.values().any(|n| {
-            self.topics.keys().any(|t| !n.known.contains_key(t))
-        });
+        let waiting = self
+            .neighbors
+            .values()
+            .any(|n| self.topics.keys().any(|t| !n.known.contains_key(t)));
         if waiting && self.next_push.is_none() {
             self.next_push = Some(now + SUMMARY_RETRY);
         }
@@ -645,7 +656,14 @@ impl Knowledge {
         }
     }
 
-    fn on_summary(&mut self, now: Time, from: Peer, kind: BlobKind, topic: &str, theirs: VersionVector) {
+    fn on_summary(
+        &mut self,
+        now: Time,
+        from: Peer,
+        kind: BlobKind,
+        topic: &str,
+        theirs: VersionVector,
+    ) {
         self.remember(from);
         // A request says what the peer holds now (and so what was lost on
         // the way); a reply may predate what we sent since, so it adds to
@@ -825,7 +843,11 @@ fn jitter(rng: &mut ChaCha8Rng, interval: Duration) -> Duration {
 fn export_bounded(doc: &LoroDoc, from: &VersionVector, max: usize) -> Vec<Bytes> {
     if let Ok(b) = doc.export(ExportMode::updates(from)) {
         if b.len() <= max {
-            return if b.is_empty() { Vec::new() } else { vec![Bytes::from(b)] };
+            return if b.is_empty() {
+                Vec::new()
+            } else {
+                vec![Bytes::from(b)]
+            };
         }
     }
     let mut spans = from.get_missing_span(&doc.oplog_vv());

@@ -42,7 +42,10 @@ impl Net {
         let nodes = (1..=n)
             .map(|i| {
                 let rng = ChaCha8Rng::seed_from_u64(u64::from(i));
-                (i, Knowledge::new(peer(i).id, u64::from(i), config.clone(), rng))
+                (
+                    i,
+                    Knowledge::new(peer(i).id, u64::from(i), config.clone(), rng),
+                )
             })
             .collect();
         Net {
@@ -81,15 +84,26 @@ impl Net {
 
     fn link(&mut self, a: u8, b: u8) {
         let now = self.now;
-        self.nodes.get_mut(&a).unwrap().handle_neighbor_up(now, peer(b));
+        self.nodes
+            .get_mut(&a)
+            .unwrap()
+            .handle_neighbor_up(now, peer(b));
         self.drain(a);
-        self.nodes.get_mut(&b).unwrap().handle_neighbor_up(now, peer(a));
+        self.nodes
+            .get_mut(&b)
+            .unwrap()
+            .handle_neighbor_up(now, peer(a));
         self.drain(b);
     }
 
     fn write(&mut self, i: u8, write: Write) -> Option<String> {
         let now = self.now;
-        let r = self.nodes.get_mut(&i).unwrap().write(now, "t", &write).unwrap();
+        let r = self
+            .nodes
+            .get_mut(&i)
+            .unwrap()
+            .write(now, "t", &write)
+            .unwrap();
         self.drain(i);
         r
     }
@@ -98,7 +112,11 @@ impl Net {
         let end = self.now + d;
         loop {
             let next_chunk = self.in_flight.keys().next().map(|k| k.0);
-            let next_timer = self.nodes.values().filter_map(Knowledge::poll_timeout).min();
+            let next_timer = self
+                .nodes
+                .values()
+                .filter_map(Knowledge::poll_timeout)
+                .min();
             let Some(next) = [next_chunk, next_timer].into_iter().flatten().min() else {
                 break;
             };
@@ -162,32 +180,50 @@ fn edits_on_every_node_reach_every_node_over_a_line() {
     net.run_for(Duration::from_secs(1));
     net.write(1, observe("a", json!(1)));
     net.write(3, observe("b", json!("x")));
-    net.write(2, Write::Increment {
-        name: "votes".into(),
-        by: 2.0,
-    });
-    net.write(3, Write::Increment {
-        name: "votes".into(),
-        by: 1.0,
-    });
-    net.write(1, Write::SetAdd {
-        name: "tags".into(),
-        item: "rust".into(),
-    });
-    let root = net.write(2, Write::TreeAdd {
-        parent: None,
-        label: "root".into(),
-    });
+    net.write(
+        2,
+        Write::Increment {
+            name: "votes".into(),
+            by: 2.0,
+        },
+    );
+    net.write(
+        3,
+        Write::Increment {
+            name: "votes".into(),
+            by: 1.0,
+        },
+    );
+    net.write(
+        1,
+        Write::SetAdd {
+            name: "tags".into(),
+            item: "rust".into(),
+        },
+    );
+    let root = net.write(
+        2,
+        Write::TreeAdd {
+            parent: None,
+            label: "root".into(),
+        },
+    );
     net.run_for(Duration::from_secs(1));
-    let child = net.write(3, Write::TreeAdd {
-        parent: root.clone(),
-        label: "child".into(),
-    });
+    let child = net.write(
+        3,
+        Write::TreeAdd {
+            parent: root.clone(),
+            label: "child".into(),
+        },
+    );
     net.run_for(Duration::from_secs(1));
-    net.write(1, Write::TreeMove {
-        node: child.clone().unwrap(),
-        parent: None,
-    });
+    net.write(
+        1,
+        Write::TreeMove {
+            node: child.clone().unwrap(),
+            parent: None,
+        },
+    );
     net.run_for(Duration::from_secs(2));
     assert!(net.converged(), "{:?} vs {:?}", net.json(1), net.json(3));
     let doc = net.json(2);
@@ -213,7 +249,10 @@ fn concurrent_writes_to_one_key_converge_to_one_value() {
     net.write(2, observe("k", json!("from 2")));
     net.run_for(Duration::from_secs(2));
     assert!(net.converged());
-    assert_eq!(net.json(1)["observations"]["k"], net.json(2)["observations"]["k"]);
+    assert_eq!(
+        net.json(1)["observations"]["k"],
+        net.json(2)["observations"]["k"]
+    );
 }
 
 #[test]
@@ -247,7 +286,10 @@ fn a_late_joiner_bootstraps_from_a_snapshot_then_follows_deltas() {
     net.link(1, 2);
     net.run_for(Duration::from_secs(1));
     for k in 0..200 {
-        net.write(1, observe(&format!("k{k}"), json!(format!("value number {k}"))));
+        net.write(
+            1,
+            observe(&format!("k{k}"), json!(format!("value number {k}"))),
+        );
     }
     net.run_for(Duration::from_secs(1));
     net.events.clear();
@@ -280,7 +322,9 @@ fn an_update_that_overtakes_its_dependencies_is_held_then_applied() {
     let mut reader = Knowledge::new(peer(2).id, 2, config(), rng());
     let mut updates = Vec::new();
     for k in 0..3 {
-        writer.write(Time::ZERO, "t", &observe(&format!("k{k}"), json!(k))).unwrap();
+        writer
+            .write(Time::ZERO, "t", &observe(&format!("k{k}"), json!(k)))
+            .unwrap();
         while let Some(out) = writer.poll_output() {
             if let Output::Event(Event::Committed { update, .. }) = out {
                 updates.push(update);
@@ -288,7 +332,9 @@ fn an_update_that_overtakes_its_dependencies_is_held_then_applied() {
         }
     }
     let chunk = |i: usize, blob: u32| {
-        Chunk::split(BlobKind::Delta, "t", blob, &updates[i]).unwrap().remove(0)
+        Chunk::split(BlobKind::Delta, "t", blob, &updates[i])
+            .unwrap()
+            .remove(0)
     };
     reader.handle_chunk(Time::ZERO, peer(1), chunk(2, 12));
     reader.handle_chunk(Time::ZERO, peer(1), chunk(1, 11));
@@ -315,7 +361,9 @@ fn the_pending_queue_is_bounded() {
     let mut reader = Knowledge::new(peer(2).id, 2, config, rng());
     let mut updates = Vec::new();
     for k in 0..12 {
-        writer.write(Time::ZERO, "t", &observe(&format!("k{k}"), json!(k))).unwrap();
+        writer
+            .write(Time::ZERO, "t", &observe(&format!("k{k}"), json!(k)))
+            .unwrap();
         while let Some(out) = writer.poll_output() {
             if let Output::Event(Event::Committed { update, .. }) = out {
                 updates.push(update);
@@ -323,7 +371,9 @@ fn the_pending_queue_is_bounded() {
         }
     }
     for (i, u) in updates.iter().enumerate().skip(1) {
-        let c = Chunk::split(BlobKind::Delta, "t", i as u32, u).unwrap().remove(0);
+        let c = Chunk::split(BlobKind::Delta, "t", i as u32, u)
+            .unwrap()
+            .remove(0);
         reader.handle_chunk(Time::ZERO, peer(1), c);
         assert!(reader.pending() <= 4);
     }
@@ -336,9 +386,21 @@ fn chunks_arriving_out_of_order_are_reassembled() {
     let mut writer = Knowledge::new(peer(1).id, 1, config(), rng());
     let mut reader = Knowledge::new(peer(2).id, 2, config(), rng());
     for k in 0..100 {
-        writer.write(Time::ZERO, "t", &observe(&format!("key {k}"), json!(format!("v{k}")))).unwrap();
+        writer
+            .write(
+                Time::ZERO,
+                "t",
+                &observe(&format!("key {k}"), json!(format!("v{k}"))),
+            )
+            .unwrap();
     }
-    let snapshot = Bytes::from(writer.topics["t"].doc.doc.export(ExportMode::Snapshot).unwrap());
+    let snapshot = Bytes::from(
+        writer.topics["t"]
+            .doc
+            .doc
+            .export(ExportMode::Snapshot)
+            .unwrap(),
+    );
     let mut chunks = Chunk::split(BlobKind::Snapshot, "t", 5, &snapshot).unwrap();
     assert!(chunks.len() >= 2);
     chunks.reverse();
@@ -362,7 +424,10 @@ fn hostile_blobs_are_rejected_and_counted_and_the_node_goes_on() {
         (BlobKind::Summary, 3),
     ] {
         let c = Chunk::split(kind, "t", blob, &garbage).unwrap().remove(0);
-        net.nodes.get_mut(&2).unwrap().handle_chunk(net.now, peer(9), c);
+        net.nodes
+            .get_mut(&2)
+            .unwrap()
+            .handle_chunk(net.now, peer(9), c);
     }
     // A valid update header over a corrupted body.
     net.write(1, observe("ok", json!(1)));
@@ -378,8 +443,13 @@ fn hostile_blobs_are_rejected_and_counted_and_the_node_goes_on() {
     let last = corrupt.len() - 1;
     corrupt[last] ^= 0xff;
     corrupt[20] ^= 0x55;
-    let c = Chunk::split(BlobKind::Delta, "t", 4, &Bytes::from(corrupt)).unwrap().remove(0);
-    net.nodes.get_mut(&2).unwrap().handle_chunk(net.now, peer(9), c);
+    let c = Chunk::split(BlobKind::Delta, "t", 4, &Bytes::from(corrupt))
+        .unwrap()
+        .remove(0);
+    net.nodes
+        .get_mut(&2)
+        .unwrap()
+        .handle_chunk(net.now, peer(9), c);
     let stats = net.nodes[&2].stats();
     assert_eq!(stats.rejected, 4, "{stats:?}");
     net.drain(2);
@@ -406,7 +476,9 @@ fn a_peer_over_its_rate_is_cut_off_and_counted() {
     // 20 KB of burst: 16 chunks of ~1.25 KB pass, the rest is dropped.
     assert_eq!(k.stats().rate_limited, 40 - 16);
     // A second later there is room for 10 KB more.
-    let c = Chunk::split(BlobKind::Delta, "t", 99, &data).unwrap().remove(0);
+    let c = Chunk::split(BlobKind::Delta, "t", 99, &data)
+        .unwrap()
+        .remove(0);
     k.handle_chunk(Duration::from_secs(1), peer(2), c);
     assert_eq!(k.stats().rate_limited, 24);
 }
@@ -420,14 +492,29 @@ fn catch_ups_over_max_update_bytes_are_split_and_still_converge() {
     };
     let mut net = Net::new(2, config);
     for k in 0..300 {
-        net.write(1, observe(&format!("key-{k:04}"), json!(format!("some longer value {k}"))));
+        net.write(
+            1,
+            observe(
+                &format!("key-{k:04}"),
+                json!(format!("some longer value {k}")),
+            ),
+        );
     }
     net.link(1, 2);
     net.run_for(Duration::from_secs(2));
     let deltas = net
         .events
         .iter()
-        .filter(|(i, e)| *i == 1 && matches!(e, Event::Sent { kind: BlobKind::Delta, .. }))
+        .filter(|(i, e)| {
+            *i == 1
+                && matches!(
+                    e,
+                    Event::Sent {
+                        kind: BlobKind::Delta,
+                        ..
+                    }
+                )
+        })
         .count();
     assert!(deltas >= 3, "{deltas} deltas");
     assert!(net.converged());
@@ -475,7 +562,10 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
         again.restore(net.now, "t", u).unwrap();
     }
     net.nodes.insert(1, again);
-    net.nodes.get_mut(&2).unwrap().handle_neighbor_down(net.now, &peer(1).id);
+    net.nodes
+        .get_mut(&2)
+        .unwrap()
+        .handle_neighbor_down(net.now, &peer(1).id);
     net.link(1, 2);
     net.write(1, observe("second life", json!(2)));
     net.run_for(Duration::from_secs(2));
@@ -488,7 +578,12 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
 
 #[test]
 fn a_disabled_commons_does_nothing() {
-    let mut k = Knowledge::new(peer(1).id, 1, Config::default(), ChaCha8Rng::seed_from_u64(1));
+    let mut k = Knowledge::new(
+        peer(1).id,
+        1,
+        Config::default(),
+        ChaCha8Rng::seed_from_u64(1),
+    );
     assert_eq!(k.poll_timeout(), None);
     assert_eq!(
         k.write(Time::ZERO, "t", &observe("a", json!(1))),
@@ -497,4 +592,3 @@ fn a_disabled_commons_does_nothing() {
     k.handle_neighbor_up(Time::ZERO, peer(2));
     assert_eq!(k.poll_output(), None);
 }
-
