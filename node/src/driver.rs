@@ -14,13 +14,14 @@ use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
+use crate::proto::knowledge::{DocState, Stats, Write};
 use crate::Time;
 
 /// Commands the application sends to a running node.
 ///
 /// Kept small (40 bytes): a tokio channel allocates its first block of 32
 /// slots when it is created, and a simulation holds one channel per host.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Command {
     /// Broadcast a payload to every node.
     Broadcast(Bytes),
@@ -39,6 +40,40 @@ pub enum Command {
     Leave,
     /// Stop the driver at once; [`run`] returns `Ok(())`.
     Shutdown,
+    /// A knowledge commons request; answered through
+    /// [`EventSink::on_knowledge_reply`] (and, for an edit, the node's
+    /// `Committed` event) or [`EventSink::on_command_error`].
+    Knowledge(Box<KnowledgeCommand>),
+}
+
+/// What the application asks of the knowledge commons.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KnowledgeCommand {
+    /// Edit `topic`'s document.
+    Write { topic: String, write: Write },
+    /// Re-import an update this node committed in an earlier life.
+    Restore { topic: String, update: Bytes },
+    /// Read `topic`'s document as JSON.
+    Read { topic: String },
+    /// Report every document's state (for checks from outside).
+    States,
+}
+
+/// The answer to a [`KnowledgeCommand`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum KnowledgeReply {
+    /// An edit was committed; `created`: the id of the tree node it added.
+    Written {
+        topic: String,
+        created: Option<String>,
+    },
+    /// `topic`'s document (`None`: not held).
+    Document {
+        topic: String,
+        json: Option<serde_json::Value>,
+    },
+    /// Every document's state, and the commons' counters.
+    States { states: Vec<DocState>, stats: Stats },
 }
 
 /// Where the driver takes commands from: natively a tokio channel; the
@@ -64,6 +99,10 @@ pub trait EventSink {
     /// A broadcast command failed (e.g. payload too large).
     fn on_command_error(&mut self, now: Time, error: String) {
         let _ = (now, error);
+    }
+    /// A knowledge command was carried out.
+    fn on_knowledge_reply(&mut self, now: Time, reply: KnowledgeReply) {
+        let _ = (now, reply);
     }
 }
 
@@ -167,6 +206,9 @@ async fn drive(
                     sink.on_command_error(now, e.to_string());
                 }
             }
+            Input::Command(Some(Command::Knowledge(cmd))) => {
+                knowledge_command(&mut node, now, *cmd, sink);
+            }
             Input::Socket(Ok(Recv::Datagram { len, from })) => {
                 // A datagram larger than the limit arrives truncated to
                 // `buf`; decoding then rejects it as too long.
@@ -175,6 +217,30 @@ async fn drive(
             Input::Socket(Ok(Recv::Timeout)) => node.handle_timeout(now),
             Input::Socket(Err(e)) if net::is_host_gone(&e) => return Err(e),
             Input::Socket(Err(e)) => tracing::debug!("receive failed: {e}"),
+        }
+    }
+}
+
+fn knowledge_command(node: &mut Node, now: Time, cmd: KnowledgeCommand, sink: &mut impl EventSink) {
+    match cmd {
+        KnowledgeCommand::Write { topic, write } => match node.knowledge_write(now, &topic, &write)
+        {
+            Ok(created) => sink.on_knowledge_reply(now, KnowledgeReply::Written { topic, created }),
+            Err(e) => sink.on_command_error(now, e.to_string()),
+        },
+        KnowledgeCommand::Restore { topic, update } => {
+            if let Err(e) = node.knowledge_restore(now, &topic, &update) {
+                sink.on_command_error(now, e.to_string());
+            }
+        }
+        KnowledgeCommand::Read { topic } => {
+            let json = node.knowledge().read(&topic);
+            sink.on_knowledge_reply(now, KnowledgeReply::Document { topic, json });
+        }
+        KnowledgeCommand::States => {
+            let states = node.knowledge().states();
+            let stats = node.knowledge().stats();
+            sink.on_knowledge_reply(now, KnowledgeReply::States { states, stats });
         }
     }
 }

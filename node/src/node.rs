@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::proto::gossipsub::{self, GossipSub, Topic};
+use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
@@ -57,6 +58,7 @@ pub struct Config {
     pub gossipsub: gossipsub::Config,
     /// Kademlia DHT (off by default).
     pub dht: kad::Config,
+    pub knowledge: knowledge::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).
@@ -81,6 +83,8 @@ pub enum Event {
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
+    /// Knowledge commons: document changes, commits, transfers, rejections.
+    Knowledge(knowledge::Event),
     /// DHT: finished queries, rejected input.
     Dht(kad::Event),
     /// GossipSub: topic messages, mesh changes, rejections, scores.
@@ -190,6 +194,7 @@ pub struct Node {
     /// Topic meshes, when enabled.
     gossipsub: Option<Box<GossipSub>>,
     dht: kad::Kademlia,
+    knowledge: Knowledge,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -226,6 +231,11 @@ impl Node {
         if !config.nat.enabled {
             dht.set_server(Time::ZERO, true);
         }
+        // So does the knowledge commons; `first_seq` also tells this life's
+        // Loro peer id apart from earlier lives of the same identity.
+        let knowledge_rng =
+            <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b6e_6f77_6c65_6467);
+        let knowledge = Knowledge::new(me.id, first_seq, config.knowledge.clone(), knowledge_rng);
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -253,6 +263,7 @@ impl Node {
             broadcaster,
             traversal,
             dht,
+            knowledge,
             pending_join: None,
             now: Time::ZERO,
             transmits: VecDeque::new(),
@@ -285,6 +296,10 @@ impl Node {
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
         self.traversal.reach()
+    }
+    /// The knowledge commons (documents, stats; read-only).
+    pub fn knowledge(&self) -> &Knowledge {
+        &self.knowledge
     }
 
     // ---- inputs ----
@@ -381,6 +396,33 @@ impl Node {
         self.process(now);
     }
 
+    /// Apply an edit to a knowledge document; returns the id of a tree
+    /// node the edit created.
+    pub fn knowledge_write(
+        &mut self,
+        now: Time,
+        topic: &str,
+        write: &knowledge::Write,
+    ) -> Result<Option<String>, knowledge::WriteError> {
+        self.now = now;
+        let r = self.knowledge.write(now, topic, write);
+        self.process(now);
+        r
+    }
+
+    /// Import an update this node committed in an earlier life.
+    pub fn knowledge_restore(
+        &mut self,
+        now: Time,
+        topic: &str,
+        update: &[u8],
+    ) -> Result<(), knowledge::WriteError> {
+        self.now = now;
+        let r = self.knowledge.restore(now, topic, update);
+        self.process(now);
+        r
+    }
+
     /// Leave the overlay gracefully: the neighbours are told (HyParView
     /// DISCONNECT), so they repair at once. Drain [`Node::poll_transmit`]
     /// before closing the socket; the node is then idle until it joins
@@ -459,6 +501,10 @@ impl Node {
                     self.dht
                         .handle_message(now, Peer::new(peer.id, peer.addr), m);
                 }
+            }
+            Message::Knowledge(chunk) => {
+                self.membership.handle_heard(now, &peer.id);
+                self.knowledge.handle_chunk(now, peer, chunk);
             }
             Message::Nat(m) => {
                 let Some((source, source_addr, data)) =
@@ -564,6 +610,7 @@ impl Node {
         }
         self.traversal.handle_timeout(now);
         self.dht.handle_timeout(now);
+        self.knowledge.handle_timeout(now);
         self.process(now);
     }
 
@@ -638,6 +685,7 @@ impl Node {
             self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
             self.traversal.poll_timeout(),
             self.dht.poll_timeout(),
+            self.knowledge.poll_timeout(),
             join,
         ]
         .into_iter()
@@ -672,6 +720,7 @@ impl Node {
                         if self.dht.enabled() && peer.relay.is_none() {
                             self.dht.add_neighbor(now, peer);
                         }
+                        self.knowledge.handle_neighbor_up(now, peer);
                         self.emit(Event::NeighborUp(peer));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
@@ -679,6 +728,7 @@ impl Node {
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_down(now, &id);
                         }
+                        self.knowledge.handle_neighbor_down(now, &id);
                         self.emit(Event::NeighborDown(id));
                     }
                 }
@@ -712,6 +762,15 @@ impl Node {
                         self.transmit(Dest::Raw(to), Message::Dht(message))
                     }
                     kad::Output::Event(e) => self.emit(Event::Dht(e)),
+                }
+            }
+            while let Some(out) = self.knowledge.poll_output() {
+                progressed = true;
+                match out {
+                    knowledge::Output::Send { to, chunk } => {
+                        self.transmit(Dest::Addr(to.addr), Message::Knowledge(chunk))
+                    }
+                    knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
                 }
             }
             if !progressed {

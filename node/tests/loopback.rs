@@ -1,7 +1,8 @@
 //! Ten `grove-node` processes on 127.0.0.1: they form an overlay, deliver a
 //! broadcast everywhere, survive three crashed peers, a malformed datagram,
 //! an overlong stdin line and a closed stdin, and stop on end of input when
-//! asked to.
+//! asked to. Three more converge on a knowledge commons document written
+//! through JSON command lines.
 //!
 //! Every node listens on port 0 and announces its address in its first
 //! `listening` line; stdout lines arrive through one reader thread per
@@ -137,6 +138,110 @@ fn ten_processes_broadcast_through_crashes_and_garbage() {
     assert!(status.success(), "node 9 exited with {status}");
 
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// Three daemons holding the topic `notes` converge on one document over
+/// real UDP: each writes through JSON command lines on stdin, a subscribed
+/// node logs remote changes, and every node ends with the same operations,
+/// the same state and every edit.
+#[test]
+fn three_processes_converge_on_a_knowledge_document() {
+    let mut cluster = Cluster::new();
+    let topic = ["--topic", "notes"];
+    let a0 = cluster.spawn(&[], &topic);
+    cluster.spawn(&[a0], &topic);
+    cluster.spawn(&[a0], &topic);
+    let all = [0, 1, 2];
+    cluster.wait_for("a connected overlay of three nodes", |c| {
+        c.is_connected_overlay(&all)
+    });
+    cluster.publish(0, r#"{"cmd":"subscribe","topic":"notes"}"#);
+    let write = |w: &str| format!(r#"{{"cmd":"write","topic":"notes","write":{w}}}"#);
+    cluster.publish(
+        0,
+        &write(r#"{"op":"observe","key":"from-0","value":{"x":1}}"#),
+    );
+    cluster.publish(1, &write(r#"{"op":"increment","name":"votes","by":2}"#));
+    cluster.publish(2, &write(r#"{"op":"set_add","name":"tags","item":"udp"}"#));
+    cluster.publish(1, &write(r#"{"op":"tree_add","label":"root"}"#));
+    cluster.publish(1, r#"{"cmd":"write","topic":"notes"}"#);
+    cluster.publish(2, "a plain line is still a broadcast");
+    cluster.wait_for("the four edits to be acknowledged", |c| {
+        c.log
+            .iter()
+            .filter(|(_, e)| e["event"] == "knowledge_written")
+            .count()
+            == 4
+    });
+    let root = cluster
+        .events(1)
+        .find_map(|e| e["created"].as_str().map(str::to_owned))
+        .expect("tree_add answers the new node's id");
+    cluster.wait_for("node 1 to refuse the command without a write", |c| {
+        c.stderr_contains(1, "not a valid command")
+    });
+    cluster.wait_for("node 0 to log a change made elsewhere", |c| {
+        c.events(0)
+            .any(|e| e["event"] == "knowledge_changed" && e["local"] == false)
+    });
+    cluster.wait_for("every node to deliver the plain line", |c| {
+        all.iter().all(|&i| {
+            c.delivered(i, "a plain line is still a broadcast")
+                .is_some()
+        })
+    });
+    // Read every node's document until all hold every edit (bounded).
+    let complete = |doc: &Value| {
+        doc["observations"]["from-0"] == r#"{"x":1}"#
+            && doc["counter:votes"] == 2.0
+            && doc["set:tags"]["udp"] == true
+            && doc["graph"].to_string().contains(&root)
+    };
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let seen = cluster.log.len();
+        for i in all {
+            cluster.publish(i, r#"{"cmd":"read","topic":"notes"}"#);
+        }
+        cluster.wait_for("three documents", |c| {
+            c.log[seen..]
+                .iter()
+                .filter(|(_, e)| e["event"] == "knowledge_document")
+                .count()
+                == 3
+        });
+        let docs: Vec<&Value> = cluster.log[seen..]
+            .iter()
+            .filter(|(_, e)| e["event"] == "knowledge_document")
+            .map(|(_, e)| &e["json"])
+            .collect();
+        if docs.iter().all(|d| complete(d)) {
+            assert!(docs.windows(2).all(|w| w[0] == w[1]), "{docs:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "documents never converged: {docs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let seen = cluster.log.len();
+    for i in all {
+        cluster.publish(i, r#"{"cmd":"states"}"#);
+    }
+    cluster.wait_for("three state reports", |c| {
+        c.log[seen..]
+            .iter()
+            .filter(|(_, e)| e["event"] == "knowledge_states")
+            .count()
+            == 3
+    });
+    let states: BTreeSet<String> = cluster.log[seen..]
+        .iter()
+        .filter(|(_, e)| e["event"] == "knowledge_states")
+        .map(|(_, e)| e["states"].to_string())
+        .collect();
+    assert_eq!(states.len(), 1, "{states:?}");
 }
 
 /// One `grove-node` process.

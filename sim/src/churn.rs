@@ -127,6 +127,10 @@ pub struct Churn {
     /// this instant (hosts that start later, when they start).
     #[serde(default)]
     pub start_s: f64,
+    /// No host departs after this instant (hosts away still come back), so
+    /// that a run can end on a quiet network; none: churn to the end.
+    #[serde(default)]
+    pub stop_s: Option<f64>,
     /// How long a host stays online.
     pub session: Dist,
     /// How long it stays offline before it rejoins (none: it never does).
@@ -157,6 +161,14 @@ impl Churn {
                     self.start_s
                 ),
             ));
+        }
+        if let Some(stop) = self.stop_s {
+            if !(stop.is_finite() && stop >= self.start_s && stop <= duration_s) {
+                return Err((
+                    "stop_s",
+                    format!("must be within [start_s, {duration_s}] s, got {stop}"),
+                ));
+            }
         }
         self.session.validate().map_err(|e| ("session", e))?;
         if let Some(o) = &self.offline {
@@ -329,6 +341,7 @@ mod tests {
         assert!(bad.validate().unwrap_err().contains("`shape`"));
         let churn = Churn {
             start_s: 0.0,
+            stop_s: None,
             session: Dist::Fixed { s: 10.0 },
             offline: Some(Dist::LogNormal {
                 median_s: 10.0,
@@ -365,6 +378,7 @@ mod tests {
     fn plans_are_drawn_per_session() {
         let churn = Churn {
             start_s: 0.0,
+            stop_s: None,
             session: Dist::Exponential { mean_s: 100.0 },
             offline: Some(Dist::Fixed { s: 30.0 }),
             stable_fraction: 0.0,

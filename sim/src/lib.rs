@@ -7,6 +7,7 @@ pub mod churn;
 pub mod commands;
 pub mod dht;
 pub mod host_set;
+pub mod knowledge;
 pub mod overlay;
 pub mod pubsub;
 pub mod recorder;

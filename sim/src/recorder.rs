@@ -73,6 +73,8 @@ pub struct Recorder {
     pub pubsub: Option<crate::pubsub::PubSubRec>,
     /// The DHT's queries and traffic (empty unless the DHT runs).
     pub dht: crate::dht::DhtRec,
+    /// The knowledge commons, when the scenario runs it.
+    pub knowledge: Option<crate::knowledge::KnowledgeRec>,
 }
 
 /// Datagrams and their bytes.
@@ -121,6 +123,7 @@ impl Recorder {
             samples: Vec::new(),
             pubsub: None,
             dht: crate::dht::DhtRec::default(),
+            knowledge: None,
         }
     }
 
@@ -134,6 +137,9 @@ impl Recorder {
         // A previous life's view may have gained entries after it stopped
         // counting (a leaving node still handles datagrams for an instant).
         self.active[host as usize].clear();
+        if let Some(k) = &mut self.knowledge {
+            k.host_up(host, now);
+        }
     }
 
     pub fn host_crashed(&mut self, host: u32, now: u64) {
@@ -141,6 +147,9 @@ impl Recorder {
             last.1.get_or_insert(now);
         }
         self.active[host as usize].clear();
+        if let Some(k) = &mut self.knowledge {
+            k.host_down(host, now);
+        }
     }
 
     /// A broadcast with index `self.broadcasts.len()` was asked of `origin`.

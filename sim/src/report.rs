@@ -56,6 +56,9 @@ pub struct Report {
     /// The DHT, when the scenario has a `[dht]` workload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dht: Option<crate::dht::DhtReport>,
+    /// The knowledge commons: convergence, lost writes, bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<crate::knowledge::KnowledgeSection>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,
@@ -560,7 +563,11 @@ pub fn evaluate(checks: &[Check], report: &serde_json::Value) -> Vec<CheckResult
                     _ => v.get(part),
                 });
             }
-            let value = v.and_then(serde_json::Value::as_f64);
+            // A boolean counts as 1 (true) or 0 (false).
+            let value = v.and_then(|v| {
+                v.as_f64()
+                    .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
+            });
             let error = match (v, value) {
                 (None, _) => Some(format!("`{}` is not in the report", c.metric)),
                 (Some(_), None) => Some(format!("`{}` is not a number", c.metric)),

@@ -62,6 +62,9 @@ pub struct Scenario {
     /// DHT workload: lookups, providers, availability probes.
     #[serde(default)]
     pub dht: Option<crate::dht::DhtScenario>,
+    /// The knowledge commons workload (turns the commons on in every node).
+    #[serde(default)]
+    pub knowledge: Option<crate::knowledge::KnowledgeLoad>,
 }
 
 fn default_grid_ms() -> f64 {
@@ -1058,6 +1061,14 @@ impl Source {
                     format!("no group is named `{}`", p.group.as_deref().unwrap_or("")),
                 );
             }
+        }
+        if let Some(k) = &s.knowledge {
+            if let Err((key, msg)) = k.validate(s.duration_s) {
+                return err(format!("knowledge.{key}"), msg);
+            }
+        }
+        if let Err(e) = s.node.knowledge.validate() {
+            return err("node.knowledge".into(), e.to_string());
         }
         for (i, w) in s.workload.iter().enumerate() {
             let key = |k: &str| format!("workload.{i}.{k}");

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use grove_netsim::sim::NetHandle;
 use grove_netsim::{HostId, NatId, Network};
-use grove_node::driver::{self, Command, EventSink};
+use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
 use grove_node::node::{Event, Node};
 use grove_node::{net, Identity, Peer, PeerId, Time};
 use madsim::task::JoinHandle;
@@ -58,6 +58,8 @@ const STREAM_NODE: u64 = 2 << 32;
 const STREAM_CHURN: u64 = 4 << 48;
 /// The DHT workload's draws (origins, targets, providers, probes).
 const STREAM_DHT: u64 = 5 << 48;
+/// The knowledge workload: its write schedule, and the edits' contents.
+const STREAM_KNOWLEDGE: u64 = 6 << 48;
 
 /// The ChaCha stream `id` of `seed`: independent streams per subsystem
 /// and host, all from the one seed.
@@ -201,6 +203,10 @@ enum Action {
     DhtLookup,
     DhtProvide,
     DhtProbe,
+    /// The knowledge workload: host `host` writes.
+    KnowledgeWrite {
+        host: usize,
+    },
 }
 
 /// What is still to happen: the scenario's fixed agenda, plus what churn
@@ -270,6 +276,8 @@ struct World {
     /// DHT: the keys each provider provides, and all of them.
     dht_keys: BTreeMap<usize, Vec<Key>>,
     dht_published: Vec<Key>,
+    /// Draws the knowledge workload's edits.
+    knowledge_rng: ChaCha8Rng,
 }
 
 struct SimSink {
@@ -306,6 +314,25 @@ impl EventSink for SimSink {
                 rec.traversal(self.host, now, e)
             }
             Event::Dht(e) => rec.dht.event(self.host, now, e),
+            Event::Knowledge(e) => {
+                if let Some(k) = &mut rec.knowledge {
+                    k.event(self.host, now, e);
+                }
+            }
+        }
+    }
+
+    fn on_command_error(&mut self, _now: Time, _error: String) {
+        // Only knowledge edits can fail in a simulation (broadcast payloads
+        // are checked when the scenario is read).
+        if let Some(k) = &mut self.rec.borrow_mut().knowledge {
+            k.command_error(self.host);
+        }
+    }
+
+    fn on_knowledge_reply(&mut self, _now: Time, reply: KnowledgeReply) {
+        if let Some(k) = &mut self.rec.borrow_mut().knowledge {
+            k.reply(self.host, reply);
         }
     }
 }
@@ -474,6 +501,10 @@ impl World {
                 attack.map(|a| secs_ns(a.from_s)),
             )
         });
+        recorder.knowledge = s
+            .knowledge
+            .as_ref()
+            .map(|k| crate::knowledge::KnowledgeRec::new(k, hosts.len()));
         let rec = Rc::new(RefCell::new(recorder));
         rec.borrow_mut().dht = DhtRec::new(s.dht.is_some(), hosts.len(), !s.node.nat.enabled);
         World {
@@ -494,6 +525,7 @@ impl World {
             dht_rng: stream(seed, STREAM_DHT),
             dht_keys: BTreeMap::new(),
             dht_published: Vec::new(),
+            knowledge_rng: stream(seed, STREAM_KNOWLEDGE + 1),
             hosts,
         }
     }
@@ -529,6 +561,14 @@ impl World {
                 g.adversary = p.adversary(eclipse);
             } else if p.attack.is_some() {
                 g.score_report_interval = std::time::Duration::from_secs(10);
+            }
+        }
+        if let Some(k) = &self.scenario.knowledge {
+            config.knowledge.enabled = true;
+            for t in &k.topics {
+                if !config.knowledge.topics.contains(t) {
+                    config.knowledge.topics.push(t.clone());
+                }
             }
         }
         config
@@ -612,6 +652,12 @@ impl World {
                 agenda.push((t, Action::Publish(k)));
             }
         }
+        if let Some(k) = &s.knowledge {
+            let mut rng = stream(self.seed, STREAM_KNOWLEDGE);
+            for (t, host) in k.plan(self.hosts.len(), &mut rng) {
+                agenda.push((t, Action::KnowledgeWrite { host }));
+            }
+        }
         for sec in 1..=s.duration_s.floor() as u64 {
             agenda.push((sec * 1_000_000_000, Action::Tick(sec)));
         }
@@ -675,10 +721,21 @@ impl World {
                 Action::DhtLookup => self.dht_lookup(),
                 Action::DhtProvide => self.dht_provide(),
                 Action::DhtProbe => self.dht_probe(),
+                Action::KnowledgeWrite { host } => self.knowledge_write(host),
             }
         }
         if end > self.net.now_ns() {
             self.net.sleep_until_ns(end).await;
+        }
+        if self.scenario.knowledge.is_some() {
+            // Ask every live node for its documents; the answers come
+            // through the event sinks once the drivers have run.
+            for h in &self.hosts {
+                if let (true, Some(tx)) = (h.running, &h.commands) {
+                    let _ = tx.try_send(Command::Knowledge(Box::new(KnowledgeCommand::States)));
+                }
+            }
+            self.net.sleep_until_ns(end + 1_000_000).await;
         }
         let report = self.report(info, end);
         for t in self.attack_tasks.drain(..) {
@@ -783,6 +840,16 @@ impl World {
             if p.via == pubsub::Via::Gossipsub {
                 node.set_pubsub_validator(pubsub::validator());
                 topic = Some(p.topic.clone());
+            }
+        }
+        if let Some(k) = &self.rec.borrow().knowledge {
+            // The host's log of its own commits, replayed as an application
+            // that persists them would after a restart.
+            let at = Time::from_nanos(now);
+            for (topic, update) in k.wal(i as u32) {
+                if let Err(e) = node.knowledge_restore(at, topic, update) {
+                    panic!("host {i} could not restore its own update: {e}");
+                }
             }
         }
         let mut sink = SimSink {
@@ -1079,6 +1146,13 @@ impl World {
         }
         let plan = self.session_plan(i, session).expect("a churning host");
         let now = self.net.now_ns();
+        let churn = self.scenario.groups[h.group]
+            .churn
+            .as_ref()
+            .expect("a churning host");
+        if churn.stop_s.is_some_and(|stop| now >= secs_ns(stop)) {
+            return; // churn has stopped: the session goes on
+        }
         if plan.graceful {
             if let Some(tx) = &self.hosts[i].commands {
                 let _ = tx.try_send(Command::Leave);
@@ -1239,6 +1313,21 @@ impl World {
                     self.readdress(i);
                 }
             }
+        }
+    }
+
+    /// The knowledge workload: a running writer makes its next edit.
+    fn knowledge_write(&mut self, host: usize) {
+        let h = &self.hosts[host];
+        let Some(tx) = (if h.running { h.commands.as_ref() } else { None }) else {
+            return; // offline: the writer's agent is not running either
+        };
+        let mut rec = self.rec.borrow_mut();
+        let k = rec.knowledge.as_mut().expect("a knowledge scenario");
+        let (topic, write) = k.next_write(host as u32, &mut self.knowledge_rng);
+        let cmd = Command::Knowledge(Box::new(KnowledgeCommand::Write { topic, write }));
+        if tx.try_send(cmd).is_err() {
+            k.unsent(host as u32);
         }
     }
 
@@ -1427,6 +1516,17 @@ impl World {
                 r.section(secs_ns(p.window_s), end, running, &rec.peer_host, phases)
             }),
             dht: s.dht.as_ref().map(|_| rec.dht.section(s.node.dht.sweep)),
+            knowledge: rec.knowledge.as_ref().map(|k| {
+                let heal = s
+                    .timeline
+                    .iter()
+                    .filter(|e| matches!(e, TimelineEvent::Heal { .. }))
+                    .map(|e| e.at_s())
+                    .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+                let load = s.knowledge.as_ref().expect("a knowledge scenario");
+                let reference = load.reference_s.or(heal).unwrap_or(load.end_s);
+                k.section(secs_ns(reference), end)
+            }),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {

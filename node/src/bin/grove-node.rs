@@ -3,8 +3,17 @@
 //! - Every line read from stdin is broadcast (at most
 //!   [`MAX_PAYLOAD_BYTES`] bytes; longer lines are refused on stderr). End of
 //!   stdin does not stop the node unless `--exit-on-eof` is given.
+//! - A stdin line that is a JSON object with a `cmd` field is a knowledge
+//!   commons command instead (with `--topic` or `[knowledge] enabled`):
+//!   `{"cmd":"write","topic":T,"write":{"op":"observe","key":K,"value":V}}`
+//!   (ops: `observe`, `tree_add {parent?, label}`, `tree_move {node,
+//!   parent?}`, `increment {name, by}`, `set_add {name, item}`),
+//!   `{"cmd":"read","topic":T}`, `{"cmd":"subscribe","topic":T}` (then a
+//!   `knowledge_changed` line per change of T) and `{"cmd":"states"}`.
 //! - stdout is a log of what the node does, one JSON object per line:
-//!   `listening`, `neighbor_up`, `neighbor_down`, `delivered`, `dropped`.
+//!   `listening`, `neighbor_up`, `neighbor_down`, `delivered`, `dropped`,
+//!   `knowledge_written`, `knowledge_document`, `knowledge_changed`,
+//!   `knowledge_states`, `knowledge_rejected`, `error`.
 //! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
 //!   `info`).
 //! - Ctrl-C (or SIGTERM) stops the node.
@@ -26,26 +35,28 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(not(madsim))]
 mod daemon {
+    use std::collections::BTreeSet;
     use std::io::{self, BufRead, IsTerminal, Write};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicUsize;
     use std::sync::atomic::Ordering::Relaxed;
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     use anyhow::{bail, Context};
     use bytes::Bytes;
     use clap::Parser;
-    use grove_node::driver::{self, Command, EventSink};
+    use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
+    use grove_node::proto::knowledge;
     use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};
     use rand_chacha::ChaCha8Rng;
-    use serde::Serialize;
+    use serde::{Deserialize, Serialize};
     use sha2::{Digest, Sha256};
     use tokio::sync::mpsc;
 
@@ -90,6 +101,39 @@ mod daemon {
         /// Stop when stdin ends, after queueing what was read.
         #[arg(long)]
         exit_on_eof: bool,
+        /// Hold this knowledge topic's document (repeatable); turns the
+        /// knowledge commons on.
+        #[arg(long = "topic", value_name = "TOPIC")]
+        topics: Vec<String>,
+    }
+
+    /// Topics whose changes are logged (`subscribe` commands), shared by
+    /// the stdin reader and the log.
+    type Subscriptions = Arc<Mutex<BTreeSet<String>>>;
+
+    /// A knowledge command line on stdin.
+    #[derive(Deserialize, Debug, PartialEq)]
+    #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+    enum StdinCommand {
+        Write {
+            topic: String,
+            write: knowledge::Write,
+        },
+        Read {
+            topic: String,
+        },
+        Subscribe {
+            topic: String,
+        },
+        States,
+    }
+
+    /// A line that is a JSON object with a `cmd` field is a command (or a
+    /// malformed one: the error); any other line is a broadcast.
+    fn parse_command(line: &[u8]) -> Option<Result<StdinCommand, String>> {
+        let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+        value.as_object()?.get("cmd")?;
+        Some(serde_json::from_value(value).map_err(|e| e.to_string()))
     }
 
     pub fn main() -> anyhow::Result<()> {
@@ -108,6 +152,17 @@ mod daemon {
         };
         if let Some(mode) = args.broadcast_mode {
             config.broadcast = mode;
+        }
+        if !args.topics.is_empty() {
+            config.knowledge.enabled = true;
+            for t in &args.topics {
+                if !config.knowledge.topics.contains(t) {
+                    config.knowledge.topics.push(t.clone());
+                }
+            }
+            if let Err(e) = config.knowledge.validate() {
+                bail!("--topic: {e}");
+            }
         }
         let contacts = args
             .bootstrap
@@ -157,7 +212,9 @@ mod daemon {
         let node = Node::new(&identity, advertised, config, node_rng(&key_seed));
 
         let active_peers = Arc::new(AtomicUsize::new(0));
+        let subscriptions = Subscriptions::default();
         let mut sink = JsonLog::new(io::stdout(), Arc::clone(&active_peers));
+        sink.subscriptions = Arc::clone(&subscriptions);
         sink.write(&LogLine::Listening {
             addr: bound,
             peer: identity.peer_id().to_string(),
@@ -170,7 +227,7 @@ mod daemon {
         let exit_on_eof = args.exit_on_eof;
         std::thread::Builder::new()
             .name("stdin".into())
-            .spawn(move || read_stdin(&stdin_commands, exit_on_eof))
+            .spawn(move || read_stdin(&stdin_commands, &subscriptions, exit_on_eof))
             .context("starting the stdin reader")?;
         tokio::spawn(bootstrap(
             contacts,
@@ -253,6 +310,9 @@ mod daemon {
         }
         if let Err(e) = config.nat.validate() {
             bail!("[nat]: {e}");
+        }
+        if let Err(e) = config.knowledge.validate() {
+            bail!("[knowledge]: {e}");
         }
         Ok(config)
     }
@@ -363,19 +423,54 @@ mod daemon {
 
     /// Broadcast each stdin line. A plain thread, not tokio's stdin: a
     /// blocked read there would hold up the runtime's shutdown.
-    fn read_stdin(commands: &mpsc::Sender<Command>, exit_on_eof: bool) {
+    fn read_stdin(
+        commands: &mpsc::Sender<Command>,
+        subscriptions: &Subscriptions,
+        exit_on_eof: bool,
+    ) {
         let mut input = io::stdin().lock();
-        let mut line = Vec::with_capacity(MAX_PAYLOAD_BYTES + 1);
+        // A knowledge command may be longer than a broadcast payload.
+        let max_line = MAX_PAYLOAD_BYTES.max(4096);
+        let mut line = Vec::with_capacity(max_line + 1);
         loop {
-            match read_line_bounded(&mut input, &mut line, MAX_PAYLOAD_BYTES) {
+            match read_line_bounded(&mut input, &mut line, max_line) {
                 Ok(Line::Complete) => {
-                    let payload = Bytes::copy_from_slice(&line);
-                    if commands.blocking_send(Command::Broadcast(payload)).is_err() {
+                    let command = match parse_command(&line) {
+                        Some(Ok(StdinCommand::Subscribe { topic })) => {
+                            subscriptions.lock().expect("not poisoned").insert(topic);
+                            continue;
+                        }
+                        Some(Ok(StdinCommand::Write { topic, write })) => {
+                            KnowledgeCommand::Write { topic, write }
+                        }
+                        Some(Ok(StdinCommand::Read { topic })) => KnowledgeCommand::Read { topic },
+                        Some(Ok(StdinCommand::States)) => KnowledgeCommand::States,
+                        Some(Err(e)) => {
+                            tracing::error!("not a valid command: {e}");
+                            continue;
+                        }
+                        None if line.len() > MAX_PAYLOAD_BYTES => {
+                            tracing::error!(
+                                "not published: a line of {} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit",
+                                line.len()
+                            );
+                            continue;
+                        }
+                        None => {
+                            let payload = Bytes::copy_from_slice(&line);
+                            if commands.blocking_send(Command::Broadcast(payload)).is_err() {
+                                return; // the driver has stopped
+                            }
+                            continue;
+                        }
+                    };
+                    let command = Command::Knowledge(Box::new(command));
+                    if commands.blocking_send(command).is_err() {
                         return; // the driver has stopped
                     }
                 }
                 Ok(Line::TooLong { len }) => tracing::error!(
-                    "not published: a line of {len} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit"
+                    "not published: a line of {len} bytes is over the {max_line}-byte limit"
                 ),
                 Ok(Line::Eof) => break,
                 Err(e) => {
@@ -525,6 +620,49 @@ mod daemon {
             what: &'static str,
             t_ms: u64,
         },
+        /// A knowledge edit was committed (`created`: a new tree node's id).
+        KnowledgeWritten {
+            topic: String,
+            created: Option<String>,
+            t_ms: u64,
+        },
+        /// A document read (`json`: null when the topic is not held).
+        KnowledgeDocument {
+            topic: String,
+            json: Option<serde_json::Value>,
+            t_ms: u64,
+        },
+        /// A subscribed document changed; `version` (hex) is equal on two
+        /// nodes exactly when they hold the same operations.
+        KnowledgeChanged {
+            topic: String,
+            version: String,
+            local: bool,
+            t_ms: u64,
+        },
+        /// Every document's version and state hash (hex).
+        KnowledgeStates {
+            states: Vec<DocSummary>,
+            t_ms: u64,
+        },
+        KnowledgeRejected {
+            from: String,
+            topic: String,
+            reason: &'static str,
+            t_ms: u64,
+        },
+        /// A command was refused.
+        Error {
+            error: String,
+            t_ms: u64,
+        },
+    }
+
+    #[derive(Serialize)]
+    struct DocSummary {
+        topic: String,
+        version: String,
+        state: String,
     }
 
     /// The stdout log: one JSON object per line, flushed per line. Also
@@ -535,6 +673,7 @@ mod daemon {
         /// Set when stdout failed (e.g. its reader went away): the node
         /// keeps serving the overlay without a log.
         broken: bool,
+        subscriptions: Subscriptions,
     }
 
     impl<W: Write> JsonLog<W> {
@@ -543,6 +682,7 @@ mod daemon {
                 out,
                 active_peers,
                 broken: false,
+                subscriptions: Subscriptions::default(),
             }
         }
 
@@ -604,12 +744,73 @@ mod daemon {
                 Event::PubSub(_) => return,
                 // The daemon does not run the DHT (its config keeps it off).
                 Event::Dht(_) => return,
+                Event::Knowledge(knowledge::Event::Changed {
+                    topic,
+                    version_hash,
+                    local,
+                }) => {
+                    if !self
+                        .subscriptions
+                        .lock()
+                        .expect("not poisoned")
+                        .contains(&topic)
+                    {
+                        return;
+                    }
+                    LogLine::KnowledgeChanged {
+                        topic,
+                        version: format!("{version_hash:016x}"),
+                        local,
+                        t_ms,
+                    }
+                }
+                Event::Knowledge(knowledge::Event::Rejected {
+                    from,
+                    topic,
+                    reason,
+                }) => LogLine::KnowledgeRejected {
+                    from: from.to_string(),
+                    topic,
+                    reason,
+                    t_ms,
+                },
+                // Commits are answered by `knowledge_written`; transfers are
+                // accounting for the simulator.
+                Event::Knowledge(_) => return,
             };
             self.write(&line);
         }
 
-        fn on_command_error(&mut self, _now: Time, error: String) {
+        fn on_command_error(&mut self, now: Time, error: String) {
             tracing::error!("command refused: {error}");
+            let t_ms = millis(now);
+            self.write(&LogLine::Error { error, t_ms });
+        }
+
+        fn on_knowledge_reply(&mut self, now: Time, reply: KnowledgeReply) {
+            let t_ms = millis(now);
+            let line = match reply {
+                KnowledgeReply::Written { topic, created } => LogLine::KnowledgeWritten {
+                    topic,
+                    created,
+                    t_ms,
+                },
+                KnowledgeReply::Document { topic, json } => {
+                    LogLine::KnowledgeDocument { topic, json, t_ms }
+                }
+                KnowledgeReply::States { states, .. } => LogLine::KnowledgeStates {
+                    states: states
+                        .into_iter()
+                        .map(|s| DocSummary {
+                            topic: s.topic,
+                            version: format!("{:016x}", s.version_hash),
+                            state: format!("{:016x}", s.state_hash),
+                        })
+                        .collect(),
+                    t_ms,
+                },
+            };
+            self.write(&line);
         }
     }
 
@@ -731,6 +932,31 @@ mod daemon {
                 Some(Ipv4Addr::new(192, 168, 1, 1))
             );
             assert_eq!(parse_default_gateway("Iface\n"), None);
+        }
+
+        #[test]
+        fn json_lines_with_cmd_are_commands_and_other_lines_broadcasts() {
+            assert_eq!(parse_command(b"hello"), None);
+            assert_eq!(parse_command(b"{\"note\": 1}"), None);
+            assert_eq!(parse_command(b"[1, 2]"), None);
+            assert_eq!(
+                parse_command(br#"{"cmd":"read","topic":"t"}"#),
+                Some(Ok(StdinCommand::Read { topic: "t".into() }))
+            );
+            let write =
+                br#"{"cmd":"write","topic":"t","write":{"op":"increment","name":"votes","by":2}}"#;
+            assert_eq!(
+                parse_command(write),
+                Some(Ok(StdinCommand::Write {
+                    topic: "t".into(),
+                    write: knowledge::Write::Increment {
+                        name: "votes".into(),
+                        by: 2.0
+                    }
+                }))
+            );
+            assert!(matches!(parse_command(br#"{"cmd":"fly"}"#), Some(Err(_))));
+            assert!(parse_config("[knowledge]\nenabled = true\nmax_topics = 0\n").is_err());
         }
 
         #[test]

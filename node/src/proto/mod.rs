@@ -6,5 +6,6 @@ pub mod flood;
 pub mod gossipsub;
 pub mod hyparview;
 pub mod kad;
+pub mod knowledge;
 pub mod nat;
 pub mod plumtree;

@@ -144,6 +144,7 @@ use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 use crate::{Peer, PeerId};
 
 mod kad;
+pub mod knowledge;
 
 /// Protocol version carried in every datagram.
 pub const VERSION: u8 = 1;
@@ -159,6 +160,8 @@ pub enum Message {
     /// GossipSub (tags `0x40..=0x46`, see [`gossipsub`]).
     PubSub(crate::proto::gossipsub::Message),
     Dht(crate::proto::kad::Message),
+    /// Knowledge commons: one chunk of a CRDT blob ([`knowledge`]).
+    Knowledge(knowledge::Chunk),
 }
 
 /// One datagram: who sent it and what it says.
@@ -438,6 +441,7 @@ fn is_known_tag(tag: u8) -> bool {
         tag::JOIN..=tag::PONG | tag::GOSSIP..=tag::PRUNE | tag::HELLO..=tag::KEEP_ALIVE
     ) || gossipsub::is_known_tag(tag)
         || kad::is_tag(tag)
+        || knowledge::is_known_tag(tag)
 }
 
 fn message_tag(message: &Message) -> u8 {
@@ -487,6 +491,7 @@ fn message_tag(message: &Message) -> u8 {
             }
         }
         Message::Dht(m) => kad::tag(m),
+        Message::Knowledge(c) => knowledge::tag(c),
     }
 }
 
@@ -510,6 +515,10 @@ fn check_limits(message: &Message) -> Result<(), EncodeError> {
             ("relayed bytes", data.len(), MAX_RELAYED_BYTES)
         }
         Message::PubSub(m) => return gossipsub::check_limits(m),
+        Message::Knowledge(c) => match knowledge::over_limit(c) {
+            Some(limit) => limit,
+            None => return Ok(()),
+        },
         _ => return Ok(()),
     };
     if value > max {
@@ -564,6 +573,7 @@ fn encode_body(message: &Message, out: &mut Vec<u8>) {
         Message::Nat(m) => encode_nat(m, out),
         Message::PubSub(m) => gossipsub::encode(m, out),
         Message::Dht(m) => kad::encode(m, out),
+        Message::Knowledge(c) => knowledge::encode(c, out),
     }
 }
 
@@ -776,6 +786,7 @@ fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         tag::HELLO..=tag::KEEP_ALIVE => Message::Nat(decode_nat(tag, r)?),
         tag::PUBSUB_FIRST..=tag::PUBSUB_LAST => Message::PubSub(gossipsub::decode(tag, r)?),
         kad::PING..=kad::VALUE => Message::Dht(kad::decode(tag, r)?),
+        t if knowledge::is_known_tag(t) => Message::Knowledge(knowledge::decode(t, r)?),
         _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
     };
     Ok(message)
@@ -1243,6 +1254,41 @@ mod tests {
         ]
     }
 
+    fn knowledge_chunk() -> impl Strategy<Value = knowledge::Chunk> {
+        use knowledge::{BlobKind, Chunk, MAX_CHUNK_BYTES};
+        let kind = proptest::sample::select(
+            &[
+                BlobKind::Delta,
+                BlobKind::Summary,
+                BlobKind::SummaryReply,
+                BlobKind::Snapshot,
+            ][..],
+        );
+        (
+            kind,
+            "[a-z0-9/-]{1,32}",
+            any::<u32>(),
+            1u16..=250,
+            any::<u16>(),
+            vec(any::<u8>(), 1..=MAX_CHUNK_BYTES),
+        )
+            .prop_map(|(kind, topic, blob, count, index, data)| {
+                let index = index % count;
+                let mut data = data;
+                if index + 1 < count {
+                    data.resize(MAX_CHUNK_BYTES, 0);
+                }
+                Chunk {
+                    kind,
+                    topic,
+                    blob,
+                    index,
+                    count,
+                    data: Bytes::from(data),
+                }
+            })
+    }
+
     fn datagram() -> impl Strategy<Value = Datagram> {
         let message = prop_oneof![
             1 => hyparview_message().prop_map(Message::HyParView),
@@ -1250,6 +1296,7 @@ mod tests {
             2 => nat_message().prop_map(Message::Nat),
             2 => gossipsub::strategies::message(peer()).prop_map(Message::PubSub),
             2 => kad::strategy::message().prop_map(Message::Dht),
+            1 => knowledge_chunk().prop_map(Message::Knowledge),
         ];
         (peer_id(), message).prop_map(|(from, message)| Datagram { from, message })
     }
@@ -1260,7 +1307,7 @@ mod tests {
         out
     }
 
-    const ALL_TAGS: [u8; 39] = [
+    const ALL_TAGS: [u8; 43] = [
         tag::JOIN,
         tag::JOIN_REPLY,
         tag::FORWARD_JOIN,
@@ -1300,6 +1347,10 @@ mod tests {
         gossipsub::GRAFT,
         gossipsub::PRUNE,
         gossipsub::IDONTWANT,
+        knowledge::DELTA,
+        knowledge::SUMMARY,
+        knowledge::SUMMARY_REPLY,
+        knowledge::SNAPSHOT,
     ];
 
     /// Bytes that pass the header checks, so the body decoders get fuzzed.
@@ -1349,6 +1400,7 @@ mod tests {
                     Message::Nat(_) => Protocol::Traversal,
                     Message::PubSub(_) => Protocol::PubSub,
                     Message::Dht(_) => Protocol::Dht,
+                    Message::Knowledge(_) => Protocol::Knowledge,
                 };
                 prop_assert_eq!(protocol(bytes), Some(expected));
                 match datagram.message {
