@@ -234,12 +234,12 @@ fn knowledge_command(node: &mut Node, now: Time, cmd: KnowledgeCommand, sink: &m
             }
         }
         KnowledgeCommand::Read { topic } => {
-            let json = node.knowledge().read(&topic);
+            let json = node.knowledge().and_then(|k| k.read(&topic));
             sink.on_knowledge_reply(now, KnowledgeReply::Document { topic, json });
         }
         KnowledgeCommand::States => {
-            let states = node.knowledge().states();
-            let stats = node.knowledge().stats();
+            let states = node.knowledge().map(|k| k.states()).unwrap_or_default();
+            let stats = node.knowledge().map(|k| k.stats()).unwrap_or_default();
             sink.on_knowledge_reply(now, KnowledgeReply::States { states, stats });
         }
     }

@@ -193,8 +193,8 @@ pub struct Node {
     traversal: nat::Traversal,
     /// Topic meshes, when enabled.
     gossipsub: Option<Box<GossipSub>>,
-    dht: kad::Kademlia,
-    knowledge: Knowledge,
+    dht: Option<Box<kad::Kademlia>>,
+    knowledge: Option<Box<Knowledge>>,
     /// A join waiting for NAT traversal to make the node reachable.
     pending_join: Option<SocketAddr>,
     now: Time,
@@ -222,20 +222,31 @@ impl Node {
         // taken as public, hence a DHT server.
         let dht_rng =
             <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b61_6465_6d6c_6961);
-        let mut dht = kad::Kademlia::new(
-            me.id,
-            identity.signing_key().clone(),
-            config.dht.clone(),
-            dht_rng,
-        );
-        if !config.nat.enabled {
-            dht.set_server(Time::ZERO, true);
-        }
+        // Cores that are off take no memory (a simulated node is ~11 KB).
+        let dht = config.dht.enabled.then(|| {
+            let mut dht = kad::Kademlia::new(
+                me.id,
+                identity.signing_key().clone(),
+                config.dht.clone(),
+                dht_rng,
+            );
+            if !config.nat.enabled {
+                dht.set_server(Time::ZERO, true);
+            }
+            Box::new(dht)
+        });
         // So does the knowledge commons; `first_seq` also tells this life's
         // Loro peer id apart from earlier lives of the same identity.
         let knowledge_rng =
             <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(first_seq ^ 0x6b6e_6f77_6c65_6467);
-        let knowledge = Knowledge::new(me.id, first_seq, config.knowledge.clone(), knowledge_rng);
+        let knowledge = config.knowledge.enabled.then(|| {
+            Box::new(Knowledge::new(
+                me.id,
+                first_seq,
+                config.knowledge.clone(),
+                knowledge_rng,
+            ))
+        });
         let broadcaster = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
@@ -289,17 +300,17 @@ impl Node {
     pub fn stats(&self) -> Stats {
         self.stats
     }
-    /// The DHT core (routing table, counters).
-    pub fn dht(&self) -> &kad::Kademlia {
-        &self.dht
+    /// The DHT core (routing table, counters), when enabled.
+    pub fn dht(&self) -> Option<&kad::Kademlia> {
+        self.dht.as_deref()
     }
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
         self.traversal.reach()
     }
-    /// The knowledge commons (documents, stats; read-only).
-    pub fn knowledge(&self) -> &Knowledge {
-        &self.knowledge
+    /// The knowledge commons (documents, stats; read-only), when enabled.
+    pub fn knowledge(&self) -> Option<&Knowledge> {
+        self.knowledge.as_deref()
     }
 
     // ---- inputs ----
@@ -312,8 +323,8 @@ impl Node {
         self.traversal.begin(now);
         self.traversal.add_candidate(contact);
         self.traversal.handle_timeout(now);
-        if self.dht.enabled() {
-            self.dht.bootstrap(now, contact);
+        if let Some(dht) = &mut self.dht {
+            dht.bootstrap(now, contact);
         }
         if self.traversal.ready_to_join(now) {
             self.membership.join(now, contact);
@@ -390,8 +401,8 @@ impl Node {
     /// A DHT request (ignored when the DHT is off).
     pub fn dht_command(&mut self, now: Time, command: kad::Command) {
         self.now = now;
-        if self.dht.enabled() {
-            self.dht.command(now, command);
+        if let Some(dht) = &mut self.dht {
+            dht.command(now, command);
         }
         self.process(now);
     }
@@ -405,7 +416,10 @@ impl Node {
         write: &knowledge::Write,
     ) -> Result<Option<String>, knowledge::WriteError> {
         self.now = now;
-        let r = self.knowledge.write(now, topic, write);
+        let Some(k) = &mut self.knowledge else {
+            return Err(knowledge::WriteError::Disabled);
+        };
+        let r = k.write(now, topic, write);
         self.process(now);
         r
     }
@@ -418,7 +432,10 @@ impl Node {
         update: &[u8],
     ) -> Result<(), knowledge::WriteError> {
         self.now = now;
-        let r = self.knowledge.restore(now, topic, update);
+        let Some(k) = &mut self.knowledge else {
+            return Err(knowledge::WriteError::Disabled);
+        };
+        let r = k.restore(now, topic, update);
         self.process(now);
         r
     }
@@ -497,14 +514,15 @@ impl Node {
                 }
             }
             Message::Dht(m) => {
-                if self.dht.enabled() {
-                    self.dht
-                        .handle_message(now, Peer::new(peer.id, peer.addr), m);
+                if let Some(dht) = &mut self.dht {
+                    dht.handle_message(now, Peer::new(peer.id, peer.addr), m);
                 }
             }
             Message::Knowledge(chunk) => {
-                self.membership.handle_heard(now, &peer.id);
-                self.knowledge.handle_chunk(now, peer, chunk);
+                if let Some(k) = &mut self.knowledge {
+                    self.membership.handle_heard(now, &peer.id);
+                    k.handle_chunk(now, peer, chunk);
+                }
             }
             Message::Nat(m) => {
                 let Some((source, source_addr, data)) =
@@ -609,8 +627,12 @@ impl Node {
             g.handle_timeout(now);
         }
         self.traversal.handle_timeout(now);
-        self.dht.handle_timeout(now);
-        self.knowledge.handle_timeout(now);
+        if let Some(dht) = &mut self.dht {
+            dht.handle_timeout(now);
+        }
+        if let Some(k) = &mut self.knowledge {
+            k.handle_timeout(now);
+        }
         self.process(now);
     }
 
@@ -684,8 +706,8 @@ impl Node {
             self.broadcaster.poll_timeout(),
             self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
             self.traversal.poll_timeout(),
-            self.dht.poll_timeout(),
-            self.knowledge.poll_timeout(),
+            self.dht.as_ref().and_then(|d| d.poll_timeout()),
+            self.knowledge.as_ref().and_then(|k| k.poll_timeout()),
             join,
         ]
         .into_iter()
@@ -717,10 +739,14 @@ impl Node {
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_up(now, peer);
                         }
-                        if self.dht.enabled() && peer.relay.is_none() {
-                            self.dht.add_neighbor(now, peer);
+                        if let Some(dht) = &mut self.dht {
+                            if peer.relay.is_none() {
+                                dht.add_neighbor(now, peer);
+                            }
                         }
-                        self.knowledge.handle_neighbor_up(now, peer);
+                        if let Some(k) = &mut self.knowledge {
+                            k.handle_neighbor_up(now, peer);
+                        }
                         self.emit(Event::NeighborUp(peer));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
@@ -728,7 +754,9 @@ impl Node {
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_down(now, &id);
                         }
-                        self.knowledge.handle_neighbor_down(now, &id);
+                        if let Some(k) = &mut self.knowledge {
+                            k.handle_neighbor_down(now, &id);
+                        }
                         self.emit(Event::NeighborDown(id));
                     }
                 }
@@ -755,7 +783,7 @@ impl Node {
             if self.drain_gossipsub() {
                 progressed = true;
             }
-            while let Some(out) = self.dht.poll_output() {
+            while let Some(out) = self.dht.as_mut().and_then(|d| d.poll_output()) {
                 progressed = true;
                 match out {
                     kad::Output::Send { to, message } => {
@@ -764,7 +792,7 @@ impl Node {
                     kad::Output::Event(e) => self.emit(Event::Dht(e)),
                 }
             }
-            while let Some(out) = self.knowledge.poll_output() {
+            while let Some(out) = self.knowledge.as_mut().and_then(|k| k.poll_output()) {
                 progressed = true;
                 match out {
                     knowledge::Output::Send { to, chunk } => {
@@ -813,7 +841,9 @@ impl Node {
                     if let nat::Event::Reachability { advertised, reach } = &e {
                         self.me = *advertised;
                         self.membership.set_me(*advertised);
-                        self.dht.set_server(self.now, reach.is_public());
+                        if let Some(dht) = &mut self.dht {
+                            dht.set_server(self.now, reach.is_public());
+                        }
                     }
                     self.emit(Event::Traversal(e));
                 }

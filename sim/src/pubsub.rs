@@ -109,29 +109,46 @@ pub struct PubSubAttack {
 
 impl PubSub {
     /// Check the table against the scenario's groups; `(key, message)`.
-    pub fn validate(&self, groups: &[&str], hosts: usize, duration_s: f64) -> Result<(), (String, String)> {
+    pub fn validate(
+        &self,
+        groups: &[&str],
+        hosts: usize,
+        duration_s: f64,
+    ) -> Result<(), (String, String)> {
         let bad = |k: &str, m: String| Err((format!("pubsub.{k}"), m));
         if gossipsub::Topic::parse(&self.topic).is_none() {
             return bad("topic", "must be 1 to 64 bytes".into());
         }
         if !groups.contains(&self.publishers.as_str()) {
-            return bad("publishers", format!("no group is named `{}`", self.publishers));
+            return bad(
+                "publishers",
+                format!("no group is named `{}`", self.publishers),
+            );
         }
         if !(self.start_s.is_finite() && self.start_s >= 0.0 && self.start_s <= duration_s) {
-            return bad("start_s", format!("must be within the run [0, {duration_s}] s"));
+            return bad(
+                "start_s",
+                format!("must be within the run [0, {duration_s}] s"),
+            );
         }
         if !(self.interval_ms.is_finite() && self.interval_ms > 0.0) {
             return bad("interval_ms", "must be positive".into());
         }
         let last = self.start_s + self.interval_ms / 1000.0 * self.count.saturating_sub(1) as f64;
         if last > duration_s {
-            return bad("count", format!("the last message would be at {last:.3} s, after the end of the run"));
+            return bad(
+                "count",
+                format!("the last message would be at {last:.3} s, after the end of the run"),
+            );
         }
         if self.count >= 1 << 32 {
             return bad("count", "must be below 2^32".into());
         }
         if !(8..=gossipsub::MAX_DATA_BYTES).contains(&self.payload_bytes) {
-            return bad("payload_bytes", format!("must be in 8..={}", gossipsub::MAX_DATA_BYTES));
+            return bad(
+                "payload_bytes",
+                format!("must be in 8..={}", gossipsub::MAX_DATA_BYTES),
+            );
         }
         if !(self.window_s.is_finite() && self.window_s > 0.0) {
             return bad("window_s", "must be positive".into());
@@ -141,7 +158,10 @@ impl PubSub {
                 return bad("attack.group", format!("no group is named `{}`", a.group));
             }
             if a.group == self.publishers {
-                return bad("attack.group", "the publishers cannot be the attackers".into());
+                return bad(
+                    "attack.group",
+                    "the publishers cannot be the attackers".into(),
+                );
             }
             if !(a.from_s.is_finite() && a.from_s >= 0.0) {
                 return bad("attack.from_s", "must be >= 0".into());
@@ -219,7 +239,12 @@ pub struct PubSubRec {
 }
 
 impl PubSubRec {
-    pub fn new(via: Via, attacker: Vec<bool>, eclipse: Option<u32>, attack_from_ns: Option<u64>) -> Self {
+    pub fn new(
+        via: Via,
+        attacker: Vec<bool>,
+        eclipse: Option<u32>,
+        attack_from_ns: Option<u64>,
+    ) -> Self {
         let hosts = attacker.len();
         PubSubRec {
             via,
@@ -410,7 +435,13 @@ impl PubSubRec {
                 .iter()
                 .find(|s| (s.0 * 1e9) as u64 >= from)
                 .copied();
-            let share = |s: (f64, u64, u64)| if s.2 == 0 { 0.0 } else { s.1 as f64 / s.2 as f64 };
+            let share = |s: (f64, u64, u64)| {
+                if s.2 == 0 {
+                    0.0
+                } else {
+                    s.1 as f64 / s.2 as f64
+                }
+            };
             let at_share = at.map_or(0.0, share);
             let pruned_s = at.and_then(|a| {
                 self.mesh_series
@@ -439,7 +470,9 @@ impl PubSubRec {
             }
             AttackReport {
                 mesh_attacker_share_at_attack: round6(at_share),
-                mesh_attacker_share_end: round6(self.mesh_series.last().copied().map_or(0.0, share)),
+                mesh_attacker_share_end: round6(
+                    self.mesh_series.last().copied().map_or(0.0, share),
+                ),
                 attackers_pruned_s: pruned_s,
                 mesh_attacker_share: self
                     .mesh_series
@@ -616,7 +649,11 @@ mod tests {
         // Receivers 1, 2, 3: 2 of 3; honest 1, 2: 1 of 2.
         assert_eq!(s.delivery_rate, round6(2.0 / 3.0));
         assert_eq!(s.honest.delivery_rate, 0.5);
-        assert!((s.latency_ms.p50 - 50.0).abs() < 0.1, "{}", s.latency_ms.p50);
+        assert!(
+            (s.latency_ms.p50 - 50.0).abs() < 0.1,
+            "{}",
+            s.latency_ms.p50
+        );
         assert_eq!(s.messages, 1);
     }
 
@@ -638,11 +675,23 @@ mod tests {
         let ok = "[pubsub]\npublishers = \"a\"\nstart_s = 1\ncount = 10\ninterval_ms = 100\n";
         assert_eq!(load(ok), Ok(()));
         let cases = [
-            ("publishers = \"a\"", "publishers = \"x\"", "`pubsub.publishers`"),
+            (
+                "publishers = \"a\"",
+                "publishers = \"x\"",
+                "`pubsub.publishers`",
+            ),
             ("count = 10", "count = 1000", "`pubsub.count`"),
-            ("interval_ms = 100", "interval_ms = 0", "`pubsub.interval_ms`"),
+            (
+                "interval_ms = 100",
+                "interval_ms = 0",
+                "`pubsub.interval_ms`",
+            ),
             ("start_s = 1", "start_s = 1\ntopic = \"\"", "`pubsub.topic`"),
-            ("start_s = 1", "start_s = 1\npayload_bytes = 2000", "`pubsub.payload_bytes`"),
+            (
+                "start_s = 1",
+                "start_s = 1\npayload_bytes = 2000",
+                "`pubsub.payload_bytes`",
+            ),
             ("start_s = 1", "start_s = 1\nbogus = 1", "unknown field"),
         ];
         for (from, to, want) in cases {
@@ -662,6 +711,9 @@ mod tests {
     #[test]
     fn score_distribution_quantiles() {
         let d = Distribution::of((0..=10).map(f64::from).collect());
-        assert_eq!((d.count, d.min, d.p50, d.p90, d.max), (11, 0.0, 5.0, 9.0, 10.0));
+        assert_eq!(
+            (d.count, d.min, d.p50, d.p90, d.max),
+            (11, 0.0, 5.0, 9.0, 10.0)
+        );
     }
 }

@@ -555,9 +555,11 @@ impl World {
             let g = &mut config.gossipsub;
             g.enabled = p.via == pubsub::Via::Gossipsub;
             if self.is_pubsub_attacker(i) {
-                let eclipse = p.attack.as_ref().and_then(|a| a.eclipse_host).map(|h| {
-                    Peer::new(self.hosts[h].identity.peer_id(), self.contact_addr(h))
-                });
+                let eclipse = p
+                    .attack
+                    .as_ref()
+                    .and_then(|a| a.eclipse_host)
+                    .map(|h| Peer::new(self.hosts[h].identity.peer_id(), self.contact_addr(h)));
                 g.adversary = p.adversary(eclipse);
             } else if p.attack.is_some() {
                 g.score_report_interval = std::time::Duration::from_secs(10);

@@ -86,8 +86,14 @@ fn pubsub_runs_are_byte_identical_and_report_the_attack() {
     let rate = p["honest"]["delivery_rate"].as_f64().unwrap();
     assert!(rate > 0.9, "honest delivery {rate}");
     assert!(p["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
-    assert!(p["control"]["idontwant"].as_u64().unwrap() > 0, "1000-byte messages");
-    assert!(p["rejected"].as_u64().unwrap() > 0, "bad signatures are rejected");
+    assert!(
+        p["control"]["idontwant"].as_u64().unwrap() > 0,
+        "1000-byte messages"
+    );
+    assert!(
+        p["rejected"].as_u64().unwrap() > 0,
+        "bad signatures are rejected"
+    );
     let attack = &p["attack"];
     assert!(attack["attacker_datagrams"]["publish"].as_u64().unwrap() > 0);
     let worst = attack["scores_of_attackers"]["min"].as_f64().unwrap();

@@ -97,9 +97,7 @@ pub(super) fn tag(m: &Message) -> u8 {
 /// The per-field caps (topics are capped by [`Topic`] itself).
 pub(super) fn check_limits(m: &Message) -> Result<(), EncodeError> {
     let (what, value, max) = match m {
-        Message::Subscriptions { entries } => {
-            ("subscriptions", entries.len(), MAX_SUBSCRIPTIONS)
-        }
+        Message::Subscriptions { entries } => ("subscriptions", entries.len(), MAX_SUBSCRIPTIONS),
         Message::Publish(p) => ("message data bytes", p.data.len(), MAX_DATA_BYTES),
         Message::IHave { ids, .. } | Message::IWant { ids } | Message::IDontWant { ids } => {
             ("message ids", ids.len(), MAX_IDS)

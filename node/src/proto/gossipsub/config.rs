@@ -448,7 +448,10 @@ impl ScoreParams {
             return bad("score.mesh_message_deliveries_decay", "must be in (0, 1)");
         }
         if !(self.mesh_message_deliveries_threshold > 0.0) {
-            return bad("score.mesh_message_deliveries_threshold", "must be positive");
+            return bad(
+                "score.mesh_message_deliveries_threshold",
+                "must be positive",
+            );
         }
         if !(self.mesh_message_deliveries_cap >= self.mesh_message_deliveries_threshold) {
             return bad(
@@ -469,7 +472,10 @@ impl ScoreParams {
             return bad("score.invalid_message_deliveries_weight", "must be <= 0");
         }
         if !decay(self.invalid_message_deliveries_decay) {
-            return bad("score.invalid_message_deliveries_decay", "must be in (0, 1)");
+            return bad(
+                "score.invalid_message_deliveries_decay",
+                "must be in (0, 1)",
+            );
         }
         if !(self.ip_colocation_factor_weight <= 0.0) {
             return bad("score.ip_colocation_factor_weight", "must be <= 0");

@@ -110,7 +110,6 @@ impl MessageCache {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-
 }
 
 /// Message ids seen recently, with when they were first seen.
@@ -203,7 +202,10 @@ mod tests {
         }
         // Windows, newest first: [], [4], [3], [2], [1]; 0 is gone.
         assert!(!c.contains(&MsgId([0; 32])));
-        assert_eq!(c.gossip_ids(&Topic::new("a")), vec![MsgId([4; 32]), MsgId([3; 32])]);
+        assert_eq!(
+            c.gossip_ids(&Topic::new("a")),
+            vec![MsgId([4; 32]), MsgId([3; 32])]
+        );
         assert!(c.gossip_ids(&Topic::new("b")).is_empty());
         assert_eq!(c.len(), 4);
     }

@@ -180,18 +180,29 @@ fn signed_bytes(m: &PubMessage) -> Vec<u8> {
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// Subscribe (`true`) or unsubscribe announcements.
-    Subscriptions { entries: Vec<(bool, Topic)> },
+    Subscriptions {
+        entries: Vec<(bool, Topic)>,
+    },
     Publish(Box<PubMessage>),
-    IHave { topic: Topic, ids: Vec<MsgId> },
-    IWant { ids: Vec<MsgId> },
-    Graft { topic: Topic },
+    IHave {
+        topic: Topic,
+        ids: Vec<MsgId>,
+    },
+    IWant {
+        ids: Vec<MsgId>,
+    },
+    Graft {
+        topic: Topic,
+    },
     /// Leave the mesh; do not GRAFT back for `backoff_s`; maybe try `peers`.
     Prune {
         topic: Topic,
         backoff_s: u16,
         peers: Vec<Peer>,
     },
-    IDontWant { ids: Vec<MsgId> },
+    IDontWant {
+        ids: Vec<MsgId>,
+    },
 }
 
 /// What the validator says of a message (v1.1 "Extended Validators").
@@ -1117,7 +1128,11 @@ impl GossipSub {
             }
         }
         // Opportunistic grafting (v1.1).
-        if c.scoring && self.ticks.is_multiple_of(u64::from(c.opportunistic_graft_ticks)) {
+        if c.scoring
+            && self
+                .ticks
+                .is_multiple_of(u64::from(c.opportunistic_graft_ticks))
+        {
             let mut scores: Vec<f64> = self
                 .mesh(topic)
                 .iter()
@@ -1191,7 +1206,12 @@ impl GossipSub {
     /// IHAVE for the gossip windows to D_lazy (or `gossip_factor` of the
     /// eligible) peers outside the mesh or fanout, per topic.
     fn emit_gossip(&mut self, now: Time) {
-        let topics: Vec<Topic> = self.mesh.keys().chain(self.fanout.keys()).cloned().collect();
+        let topics: Vec<Topic> = self
+            .mesh
+            .keys()
+            .chain(self.fanout.keys())
+            .cloned()
+            .collect();
         for topic in topics {
             let mut ids = self.mcache.gossip_ids(&topic);
             if ids.is_empty() {
@@ -1294,7 +1314,13 @@ impl GossipSub {
                     .take(self.config.d)
                     .collect();
                 for p in pruned_us {
-                    self.send(now, p, Message::Graft { topic: topic.clone() });
+                    self.send(
+                        now,
+                        p,
+                        Message::Graft {
+                            topic: topic.clone(),
+                        },
+                    );
                 }
             }
             if a.graft_flood {
@@ -1394,7 +1420,10 @@ impl GossipSub {
     }
 
     fn announcement(&self) -> Vec<(bool, Topic)> {
-        self.subscriptions.iter().map(|t| (true, t.clone())).collect()
+        self.subscriptions
+            .iter()
+            .map(|t| (true, t.clone()))
+            .collect()
     }
 
     fn announce_all(&mut self, now: Time, entries: Vec<(bool, Topic)>) {
@@ -1416,7 +1445,13 @@ impl GossipSub {
             return;
         }
         self.add_to_mesh(now, topic, peer);
-        self.send(now, peer, Message::Graft { topic: topic.clone() });
+        self.send(
+            now,
+            peer,
+            Message::Graft {
+                topic: topic.clone(),
+            },
+        );
     }
 
     fn add_to_mesh(&mut self, now: Time, topic: &Topic, peer: PeerId) {

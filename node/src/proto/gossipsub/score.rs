@@ -244,7 +244,9 @@ impl PeerScore {
     /// `peer` delivered a valid message first (P2, and P3 when in mesh).
     pub fn first_delivery(&mut self, peer: &PeerId, topic: &Topic) {
         let p = self.params.clone();
-        if self.topic_deliveries.contains_key(topic) || self.topic_deliveries.len() < self.max_topics {
+        if self.topic_deliveries.contains_key(topic)
+            || self.topic_deliveries.len() < self.max_topics
+        {
             let n = self.topic_deliveries.entry(topic.clone()).or_default();
             *n = (*n + 1.0).min(2.0 * p.mesh_message_deliveries_cap);
         }
@@ -385,7 +387,10 @@ mod tests {
         assert!((score - (-18.0 + 0.11)).abs() < 1e-9, "{score}");
         s.prune(secs(11), &id(1), &topic());
         let after = s.score(&id(1), secs(11));
-        assert!((after + 18.0).abs() < 1e-9, "P3b keeps the deficit: {after}");
+        assert!(
+            (after + 18.0).abs() < 1e-9,
+            "P3b keeps the deficit: {after}"
+        );
         s.decay(secs(12));
         assert!(s.score(&id(1), secs(12)) > after, "P3b decays");
     }
@@ -441,7 +446,11 @@ mod tests {
         s.invalid_delivery(&id(1), &topic());
         s.remove_peer(secs(0), &id(1));
         s.add_peer(secs(1), id(1), ip(1));
-        assert_eq!(s.score(&id(1), secs(1)), -100.0, "coming back washes nothing");
+        assert_eq!(
+            s.score(&id(1), secs(1)),
+            -100.0,
+            "coming back washes nothing"
+        );
         s.remove_peer(secs(1), &id(1));
         s.decay(secs(1000));
         assert_eq!(s.tracked(), 0);

@@ -208,7 +208,10 @@ fn a_bad_signature_is_rejected_counted_and_scored() {
     net.drain(0);
     assert_eq!(net.nodes[0].stats().invalid_signature, 1);
     let s = net.nodes[0].score_of(&p1.id, now);
-    assert!((-100.0..-99.0).contains(&s), "P4 = -100 (and a little P1): {s}");
+    assert!(
+        (-100.0..-99.0).contains(&s),
+        "P4 = -100 (and a little P1): {s}"
+    );
     assert!(net
         .events
         .iter()
@@ -303,7 +306,14 @@ fn ihave_without_an_answer_is_a_broken_promise() {
     let p1 = net.peers[1];
     let now = net.now;
     let ids: Vec<MsgId> = (0..5u8).map(|i| MsgId([i; 32])).collect();
-    net.nodes[0].handle_message(now, p1, Message::IHave { topic: topic(), ids });
+    net.nodes[0].handle_message(
+        now,
+        p1,
+        Message::IHave {
+            topic: topic(),
+            ids,
+        },
+    );
     net.drain(0);
     assert_eq!(net.nodes[0].stats().iwant_sent, 1);
     // Nobody answers (node 1 has no such messages).
@@ -323,7 +333,14 @@ fn ihave_floods_are_capped_per_heartbeat() {
     let now = net.now;
     for k in 0..50u8 {
         let ids = vec![MsgId([k; 32])];
-        net.nodes[0].handle_message(now, p1, Message::IHave { topic: topic(), ids });
+        net.nodes[0].handle_message(
+            now,
+            p1,
+            Message::IHave {
+                topic: topic(),
+                ids,
+            },
+        );
     }
     assert_eq!(net.nodes[0].stats().iwant_sent, 10, "max_ihave_messages");
 }
@@ -343,7 +360,10 @@ fn large_messages_trigger_idontwant_and_it_is_respected() {
     let small = net.publish(0, &[1u8; 100]);
     net.run_for(Duration::from_secs(3));
     assert_eq!(net.delivered(small), 20);
-    assert_eq!(net.sent_count(|m| matches!(m, Message::IDontWant { .. })), 0);
+    assert_eq!(
+        net.sent_count(|m| matches!(m, Message::IDontWant { .. })),
+        0
+    );
     // A peer that said IDONTWANT is not sent the message.
     let mut single = Net::new(3, |_| enabled());
     single.join(2);
@@ -441,8 +461,52 @@ fn caches_and_tables_stay_bounded_under_a_flood() {
         m.signature = key.signing_key().sign(&signed_bytes(&m)).to_bytes();
         let now = net.now;
         net.nodes[0].handle_message(now, p1, Message::Publish(Box::new(m)));
-        let ids = (0..32).map(|j| MsgId([(k % 250) as u8, j as u8, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])).collect();
-        net.nodes[0].handle_message(now, p1, Message::IHave { topic: topic(), ids });
+        let ids = (0..32)
+            .map(|j| {
+                MsgId([
+                    (k % 250) as u8,
+                    j as u8,
+                    1,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ])
+            })
+            .collect();
+        net.nodes[0].handle_message(
+            now,
+            p1,
+            Message::IHave {
+                topic: topic(),
+                ids,
+            },
+        );
         net.nodes[0].handle_message(
             now,
             Peer::new(PeerId([k as u8; 32]), addr(100 + (k as usize % 100))),
@@ -564,12 +628,17 @@ invariant!(d_score_at_most_d, "d_score", |c| c.d_score = 7);
 invariant!(heartbeat_at_least_700ms, "heartbeat_interval", |c| {
     c.heartbeat_interval = Duration::from_millis(699)
 });
-invariant!(mcache_gossip_within_len, "mcache_gossip", |c| c.mcache_gossip = 6);
+invariant!(mcache_gossip_within_len, "mcache_gossip", |c| c
+    .mcache_gossip =
+    6);
 invariant!(seen_ttl_covers_mcache, "seen_ttl", |c| {
     c.seen_ttl = Duration::from_secs(4)
 });
-invariant!(gossip_factor_a_share, "gossip_factor", |c| c.gossip_factor = 1.5);
-invariant!(prune_peers_fit_a_prune, "prune_peers", |c| c.prune_peers = 17);
+invariant!(gossip_factor_a_share, "gossip_factor", |c| c
+    .gossip_factor =
+    1.5);
+invariant!(prune_peers_fit_a_prune, "prune_peers", |c| c.prune_peers =
+    17);
 invariant!(max_peers_hold_d_hi, "max_peers", |c| c.max_peers = 11);
 invariant!(peer_timeout_above_announce, "peer_timeout", |c| {
     c.peer_timeout = c.announce_interval
@@ -586,30 +655,44 @@ invariant!(graylist_below_publish, "thresholds.graylist", |c| {
 invariant!(accept_px_non_negative, "thresholds.accept_px", |c| {
     c.thresholds.accept_px = -1.0
 });
-invariant!(opportunistic_graft_non_negative, "thresholds.opportunistic_graft", |c| {
-    c.thresholds.opportunistic_graft = -1.0
-});
-invariant!(p3_weight_non_positive, "score.mesh_message_deliveries_weight", |c| {
-    c.score.mesh_message_deliveries_weight = 1.0
-});
-invariant!(p4_weight_non_positive, "score.invalid_message_deliveries_weight", |c| {
-    c.score.invalid_message_deliveries_weight = 1.0
-});
-invariant!(p7_weight_non_positive, "score.behaviour_penalty_weight", |c| {
-    c.score.behaviour_penalty_weight = 1.0
-});
-invariant!(decays_in_unit_interval, "score.first_message_deliveries_decay", |c| {
-    c.score.first_message_deliveries_decay = 1.0
-});
-invariant!(p3_activation_at_least_1s, "score.mesh_message_deliveries_activation", |c| {
-    c.score.mesh_message_deliveries_activation = Duration::from_millis(500)
-});
+invariant!(
+    opportunistic_graft_non_negative,
+    "thresholds.opportunistic_graft",
+    |c| { c.thresholds.opportunistic_graft = -1.0 }
+);
+invariant!(
+    p3_weight_non_positive,
+    "score.mesh_message_deliveries_weight",
+    |c| { c.score.mesh_message_deliveries_weight = 1.0 }
+);
+invariant!(
+    p4_weight_non_positive,
+    "score.invalid_message_deliveries_weight",
+    |c| { c.score.invalid_message_deliveries_weight = 1.0 }
+);
+invariant!(
+    p7_weight_non_positive,
+    "score.behaviour_penalty_weight",
+    |c| { c.score.behaviour_penalty_weight = 1.0 }
+);
+invariant!(
+    decays_in_unit_interval,
+    "score.first_message_deliveries_decay",
+    |c| { c.score.first_message_deliveries_decay = 1.0 }
+);
+invariant!(
+    p3_activation_at_least_1s,
+    "score.mesh_message_deliveries_activation",
+    |c| { c.score.mesh_message_deliveries_activation = Duration::from_millis(500) }
+);
 invariant!(p1_weight_non_negative, "score.time_in_mesh_weight", |c| {
     c.score.time_in_mesh_weight = -1.0
 });
-invariant!(p6_weight_non_positive, "score.ip_colocation_factor_weight", |c| {
-    c.score.ip_colocation_factor_weight = 1.0
-});
+invariant!(
+    p6_weight_non_positive,
+    "score.ip_colocation_factor_weight",
+    |c| { c.score.ip_colocation_factor_weight = 1.0 }
+);
 
 #[test]
 fn the_hardened_profile_is_valid_and_tighter() {
@@ -623,7 +706,8 @@ fn the_hardened_profile_is_valid_and_tighter() {
 
 #[test]
 fn config_reads_from_toml_and_rejects_unknown_keys() {
-    let c: Config = toml::from_str("enabled = true\nd = 8\nd_hi = 16\n[thresholds]\ngossip = -5.0\n").unwrap();
+    let c: Config =
+        toml::from_str("enabled = true\nd = 8\nd_hi = 16\n[thresholds]\ngossip = -5.0\n").unwrap();
     assert!(c.enabled && c.d == 8 && c.d_hi == 16);
     assert_eq!(c.thresholds.gossip, -5.0);
     assert!(toml::from_str::<Config>("bogus = 1").is_err());
