@@ -2,38 +2,9 @@
 //! processes; another seed gives another report.
 #![cfg(madsim)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-fn run(scenario: &Path, seed: u64, out: &Path) -> Vec<u8> {
-    let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))
-        .args(["run", "--quiet", "--seed", &seed.to_string(), "--out"])
-        .arg(out)
-        .arg(scenario)
-        .status()
-        .expect("grove-sim runs");
-    assert!(
-        status.code().is_some_and(|c| c <= 1),
-        "grove-sim failed: {status}"
-    );
-    std::fs::read(out.join("report.json")).expect("report written")
-}
-
-/// Write `text` as scenario `name` in a fresh directory and run it once
-/// per seed in `seeds`, each in its own process: the report bytes.
-fn runs(name: &str, text: &str, seeds: &[u64]) -> Vec<Vec<u8>> {
-    let dir = std::env::temp_dir().join(format!("grove-{name}-{}", std::process::id()));
-    let scenario = dir.join(format!("{name}.toml"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(&scenario, text).unwrap();
-    let reports = seeds
-        .iter()
-        .enumerate()
-        .map(|(k, &seed)| run(&scenario, seed, &dir.join(k.to_string())))
-        .collect();
-    std::fs::remove_dir_all(&dir).ok();
-    reports
-}
+use common::runs;
 
 #[test]
 fn same_seed_gives_identical_report_bytes() {

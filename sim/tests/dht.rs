@@ -4,8 +4,6 @@
 //! write the same bytes.
 #![cfg(madsim)]
 
-use std::process::Command;
-
 mod common;
 
 const SCENARIO: &str = r#"
@@ -88,27 +86,9 @@ fn lookups_providers_and_probes_show_in_the_report() {
 
 #[test]
 fn dht_runs_are_byte_identical_in_two_processes() {
-    let dir = std::env::temp_dir().join(format!("grove-dht-det-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scenario = dir.join("dht.toml");
-    std::fs::write(
-        &scenario,
-        SCENARIO.replace("duration_s = 100", "duration_s = 70"),
-    )
-    .unwrap();
-    let run = |k: &str| {
-        let out = dir.join(k);
-        let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))
-            .args(["run", "--quiet", "--out"])
-            .arg(&out)
-            .arg(&scenario)
-            .status()
-            .expect("grove-sim runs");
-        assert!(status.code().is_some_and(|c| c <= 1), "{status}");
-        std::fs::read(out.join("report.json")).expect("report written")
-    };
-    let (a, b) = (run("a"), run("b"));
-    std::fs::remove_dir_all(&dir).ok();
+    let text = SCENARIO.replace("duration_s = 100", "duration_s = 70");
+    let reports = common::runs("dht-det", &text, &[5, 5]);
+    let (a, b) = (&reports[0], &reports[1]);
     assert!(a.len() > 1000);
     assert!(a == b, "same seed, different DHT report bytes");
 }

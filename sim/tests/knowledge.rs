@@ -3,7 +3,7 @@
 //! two runs with one seed, in two processes, write the same report bytes.
 #![cfg(madsim)]
 
-use std::process::Command;
+mod common;
 
 const SCENARIO: &str = r#"
 name = "knowledge-tiny"
@@ -53,33 +53,12 @@ metric = "knowledge.writes_lost"
 max = 0
 "#;
 
-fn run(seed: u64) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("grove-knowledge-{}-{seed}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scenario = dir.join("knowledge-tiny.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let out = dir.join("out");
-    let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))
-        .args(["run", "--quiet", "--seed", &seed.to_string(), "--out"])
-        .arg(&out)
-        .arg(&scenario)
-        .status()
-        .expect("grove-sim runs");
-    assert!(
-        status.code().is_some_and(|c| c <= 1),
-        "grove-sim failed: {status}"
-    );
-    let report = std::fs::read(out.join("report.json")).expect("report written");
-    std::fs::remove_dir_all(&dir).ok();
-    report
-}
-
 #[test]
 fn a_partitioned_commons_converges_with_no_lost_write_and_runs_are_byte_identical() {
-    let a = run(3);
-    let b = run(3);
+    let reports = common::runs("knowledge-tiny", SCENARIO, &[3, 3]);
+    let (a, b) = (&reports[0], &reports[1]);
     assert!(a == b, "two runs with seed 3 wrote different reports");
-    let report: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(a).unwrap();
     let k = &report["knowledge"];
     assert_eq!(k["converged"], true, "{k}");
     assert_eq!(k["writes_lost"], 0, "{k}");

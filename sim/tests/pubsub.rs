@@ -3,8 +3,7 @@
 //! `pubsub` section says of a small attack.
 #![cfg(madsim)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 const SCENARIO: &str = r#"
 name = "pubsub-det"
@@ -57,31 +56,12 @@ graft_during_backoff = true
 eclipse_host = 4
 "#;
 
-fn run(scenario: &Path, seed: u64, out: &Path) -> Vec<u8> {
-    let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))
-        .args(["run", "--quiet", "--seed", &seed.to_string(), "--out"])
-        .arg(out)
-        .arg(scenario)
-        .status()
-        .expect("grove-sim runs");
-    assert!(
-        status.code().is_some_and(|c| c <= 1),
-        "grove-sim failed: {status}"
-    );
-    std::fs::read(out.join("report.json")).expect("report written")
-}
-
 #[test]
 fn pubsub_runs_are_byte_identical_and_report_the_attack() {
-    let dir = std::env::temp_dir().join(format!("grove-pubsub-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let scenario = dir.join("pubsub-det.toml");
-    std::fs::write(&scenario, SCENARIO).unwrap();
-    let a = run(&scenario, 5, &dir.join("a"));
-    let b = run(&scenario, 5, &dir.join("b"));
-    std::fs::remove_dir_all(&dir).ok();
+    let reports = common::runs("pubsub-det", SCENARIO, &[5, 5]);
+    let (a, b) = (&reports[0], &reports[1]);
     assert!(a == b, "two runs with seed 5 wrote different reports");
-    let r: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    let r: serde_json::Value = serde_json::from_slice(a).unwrap();
     let p = &r["pubsub"];
     let rate = p["honest"]["delivery_rate"].as_f64().unwrap();
     assert!(rate > 0.9, "honest delivery {rate}");

@@ -1,5 +1,10 @@
-//! What the end-to-end tests share: a scenario from TOML text, and a run
-//! of it in this process.
+//! What the end-to-end tests share: a scenario from TOML text, a run of
+//! it in this process, and runs of it in their own processes (to compare
+//! report bytes). Not every test binary uses every helper.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
 
 use grove_sim::report::{Report, ScenarioInfo};
 use grove_sim::scenario::{Scenario, Source};
@@ -27,4 +32,36 @@ pub fn run(s: &Scenario) -> Report {
         reproduce: String::new(),
     };
     world::run(s, s.seed, info, Box::new(|_| {}))
+}
+
+/// Run `scenario` with `seed` in its own `grove-sim` process: the report's
+/// bytes.
+fn run_process(scenario: &Path, seed: u64, out: &Path) -> Vec<u8> {
+    let status = Command::new(env!("CARGO_BIN_EXE_grove-sim"))
+        .args(["run", "--quiet", "--seed", &seed.to_string(), "--out"])
+        .arg(out)
+        .arg(scenario)
+        .status()
+        .expect("grove-sim runs");
+    assert!(
+        status.code().is_some_and(|c| c <= 1),
+        "grove-sim failed: {status}"
+    );
+    std::fs::read(out.join("report.json")).expect("report written")
+}
+
+/// Write `text` as scenario `name` in a fresh directory and run it once
+/// per seed in `seeds`, each in its own process: the report bytes.
+pub fn runs(name: &str, text: &str, seeds: &[u64]) -> Vec<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("grove-{name}-{}", std::process::id()));
+    let scenario = dir.join(format!("{name}.toml"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(&scenario, text).unwrap();
+    let reports = seeds
+        .iter()
+        .enumerate()
+        .map(|(k, &seed)| run_process(&scenario, seed, &dir.join(k.to_string())))
+        .collect();
+    std::fs::remove_dir_all(&dir).ok();
+    reports
 }
