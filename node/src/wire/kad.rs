@@ -288,13 +288,11 @@ pub(super) fn decode(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError
 #[cfg(test)]
 pub(super) mod strategy {
     //! Proptest strategies for the codec's property tests.
-    use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-
     use proptest::collection::vec;
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::usable;
+    use crate::wire::tests::addr;
 
     /// Every DHT tag.
     pub const TAGS: [u8; 11] = [
@@ -313,16 +311,6 @@ pub(super) mod strategy {
 
     fn key() -> impl Strategy<Value = Key> {
         any::<[u8; 32]>().prop_map(Key)
-    }
-
-    fn addr() -> impl Strategy<Value = SocketAddr> {
-        prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>())
-                .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(ip.into(), port))),
-            (any::<[u8; 16]>(), any::<u16>())
-                .prop_map(|(ip, port)| SocketAddr::V6(SocketAddrV6::new(ip.into(), port, 0, 0))),
-        ]
-        .prop_filter("usable address", usable)
     }
 
     fn peers(max: usize) -> impl Strategy<Value = Vec<Peer>> {

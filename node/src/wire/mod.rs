@@ -1119,7 +1119,8 @@ mod tests {
         any::<[u8; 32]>().prop_map(MsgId)
     }
 
-    fn addr() -> impl Strategy<Value = SocketAddr> {
+    /// Usable addresses, v4 and v6 (shared with the protocols' codecs).
+    pub(super) fn addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
             (any::<[u8; 4]>(), any::<u16>())
                 .prop_map(|(ip, port)| SocketAddr::V4(SocketAddrV4::new(ip.into(), port))),
