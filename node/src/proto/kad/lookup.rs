@@ -143,17 +143,10 @@ impl ClosestPeersIter {
         if self.finished {
             return false;
         }
-        let d = Key::of_peer(from).distance(&self.target);
-        let Some(c) = self.peers.get_mut(&d) else {
+        let Some(hops) = self.settle(from, State::Succeeded) else {
             return false;
         };
-        match c.state {
-            State::Waiting(_) => self.num_waiting -= 1,
-            State::Unresponsive => {}
-            _ => return false,
-        }
-        c.state = State::Succeeded;
-        let hops = c.hops.saturating_add(1);
+        let hops = hops.saturating_add(1);
         let closest_before = self.peers.keys().next().copied();
         let mut progress = false;
         for p in closer {
@@ -172,17 +165,21 @@ impl ClosestPeersIter {
 
     /// The request to `from` failed for good (or timed out long ago).
     pub fn on_failure(&mut self, from: &PeerId) -> bool {
+        self.settle(from, State::Failed).is_some()
+    }
+
+    /// Move the outstanding (or timed-out) request to `from` to `to`: the
+    /// hops of `from`, or `None` when no such request is open.
+    fn settle(&mut self, from: &PeerId, to: State) -> Option<u8> {
         let d = Key::of_peer(from).distance(&self.target);
-        let Some(c) = self.peers.get_mut(&d) else {
-            return false;
-        };
+        let c = self.peers.get_mut(&d)?;
         match c.state {
             State::Waiting(_) => self.num_waiting -= 1,
             State::Unresponsive => {}
-            _ => return false,
+            _ => return None,
         }
-        c.state = State::Failed;
-        true
+        c.state = to;
+        Some(c.hops)
     }
 
     /// Requests in flight allowed now: `alpha`, or `k` once `alpha`
