@@ -15,6 +15,7 @@ pub mod identity;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod transport;
 pub mod wire;
 
 /// A point in time, as a duration since an epoch chosen by the driver.

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
-use crate::proto::nat::{self, Route};
+use crate::transport::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
 use crate::wire::{self, Datagram, DecodeError, Message};
@@ -59,6 +59,8 @@ pub struct Config {
     /// Kademlia DHT (off by default).
     pub dht: kad::Config,
     pub knowledge: knowledge::Config,
+    /// Sessions: crypto, rekeying, cookies, liveness.
+    pub transport: crate::transport::session::Config,
 }
 
 /// What a node tells its application (and the simulator's observer).

@@ -204,7 +204,7 @@ impl Recorder {
     }
 
     /// NAT traversal at `host` reported `event`.
-    pub fn traversal(&mut self, host: u32, now: u64, event: grove_node::proto::nat::Event) {
+    pub fn traversal(&mut self, host: u32, now: u64, event: grove_node::transport::nat::Event) {
         let peer_host = &self.peer_host;
         self.nat
             .event(host, now, event, |p| peer_host.get(p).copied());

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
+use grove_node::transport::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
 use grove_node::{Peer, PeerId};
 use hdrhistogram::Histogram;
 use serde::Serialize;

@@ -308,7 +308,7 @@ impl EventSink for SimSink {
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             Event::Dropped { .. } => rec.malformed += 1,
             Event::Traversal(e) => {
-                if let grove_node::proto::nat::Event::Reachability { reach, .. } = &e {
+                if let grove_node::transport::nat::Event::Reachability { reach, .. } = &e {
                     rec.dht.set_server(self.host, reach.is_public());
                 }
                 rec.traversal(self.host, now, e)
@@ -339,7 +339,7 @@ impl EventSink for SimSink {
 
 /// One hostile datagram of `kind` into `out`.
 fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], out: &mut Vec<u8>) {
-    use grove_node::proto::nat::Message as N;
+    use grove_node::transport::nat::Message as N;
     use grove_node::wire::{self, Datagram, Message};
     let sybil = PeerId(rng.gen());
     let message = match kind {

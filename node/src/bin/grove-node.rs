@@ -51,7 +51,7 @@ mod daemon {
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
     use grove_node::proto::knowledge;
-    use grove_node::proto::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
+    use grove_node::transport::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};

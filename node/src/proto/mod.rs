@@ -7,5 +7,4 @@ pub mod gossipsub;
 pub mod hyparview;
 pub mod kad;
 pub mod knowledge;
-pub mod nat;
 pub mod plumtree;

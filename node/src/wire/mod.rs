@@ -139,7 +139,7 @@ pub mod gossipsub;
 use bytes::Bytes;
 
 use crate::proto::hyparview::{self, Priority, MAX_SHUFFLE_PEERS};
-use crate::proto::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
+use crate::transport::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 use crate::{Peer, PeerId};
 
