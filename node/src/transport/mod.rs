@@ -4,5 +4,6 @@
 //! paths ([`nat`]: direct, relayed, hole-punched, port-mapped, with
 //! AutoNAT, the relay client and server, DCUtR and keep-alives).
 
+pub mod addrbook;
 pub mod nat;
 pub mod session;
