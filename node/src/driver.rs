@@ -152,11 +152,12 @@ async fn drive(
             node.handle_timeout(now);
         }
         let mut out = SEND_BUF.take();
-        while let Some(dst) = node.poll_transmit(&mut out) {
+        while let Some(t) = node.poll_transmit(&mut out) {
+            let dst = t.dst;
             // A failed send concerns one destination (unreachable, wrong
             // address family, refused by the OS), never the node: only the
             // host itself going away ends the driver.
-            if let Err(e) = socket.send_to(&out, dst).await {
+            if let Err(e) = socket.send_to(&out, dst, t.label).await {
                 if net::is_host_gone(&e) {
                     return Err(e);
                 }

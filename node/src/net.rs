@@ -9,6 +9,7 @@
 use std::io;
 use std::net::SocketAddr;
 
+use crate::wire::Label;
 use crate::Time;
 
 /// What [`Socket::recv`] returns.
@@ -34,7 +35,7 @@ pub fn is_host_gone(e: &io::Error) -> bool {
 #[cfg(not(madsim))]
 mod imp {
     use super::*;
-    use crate::wire::MAX_DATAGRAM_BYTES;
+    use crate::transport::MAX_WIRE_BYTES;
     use tokio::time::Instant;
 
     /// A UDP socket and the node's clock (real mode: tokio's).
@@ -60,7 +61,9 @@ mod imp {
             self.epoch.elapsed()
         }
 
-        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
+        /// Send a datagram (`label` is for the simulator's observer).
+        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr, label: Label) -> io::Result<()> {
+            let _ = label;
             self.inner.send_to(buf, dst).await.map(drop)
         }
 
@@ -68,8 +71,8 @@ mod imp {
         /// one byte longer than the largest datagram (so a larger one
         /// shows as such); the datagram is `buf[..len]`.
         pub async fn recv(&self, buf: &mut Vec<u8>, deadline: Option<Time>) -> io::Result<Recv> {
-            if buf.len() <= MAX_DATAGRAM_BYTES {
-                buf.resize(MAX_DATAGRAM_BYTES + 1, 0);
+            if buf.len() <= MAX_WIRE_BYTES {
+                buf.resize(MAX_WIRE_BYTES + 1, 0);
             }
             let Some(deadline) = deadline else {
                 let (len, from) = self.inner.recv_from(buf).await?;
@@ -124,8 +127,9 @@ mod imp {
             Time::from_nanos(self.inner.now_ns())
         }
 
-        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
-            self.inner.send_to(buf, dst)
+        /// Send a datagram; the network's observer sees `label`.
+        pub async fn send_to(&self, buf: &[u8], dst: SocketAddr, label: Label) -> io::Result<()> {
+            self.inner.send_labeled(buf, dst, label.0)
         }
 
         /// Wait for a datagram, or until `deadline` passes. The network

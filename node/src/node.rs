@@ -23,15 +23,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
-use crate::transport::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
-use crate::wire::{self, Datagram, DecodeError, Message};
+use crate::transport::{self, nat, session, DropReason, Transmit, Transport};
+use crate::wire::Message;
 use crate::{Identity, Peer, PeerId, Time};
 
-/// Datagrams queued for sending before the oldest are dropped (bounded; the
-/// driver drains the queue after every input).
-pub const TRANSMIT_QUEUE_CAPACITY: usize = 4096;
 /// Events queued for the application before the oldest are dropped.
 pub const EVENT_QUEUE_CAPACITY: usize = 4096;
 
@@ -78,10 +75,11 @@ pub enum Event {
     NeighborUp(Peer),
     /// A peer left the active view.
     NeighborDown(PeerId),
-    /// A datagram from `from` was malformed and dropped.
+    /// A datagram from `from` was dropped: it did not authenticate, was a
+    /// replay, or its plaintext was malformed.
     Dropped {
         from: SocketAddr,
-        error: DecodeError,
+        reason: DropReason,
     },
     /// NAT traversal: reachability, reservations, paths, relay service.
     Traversal(nat::Event),
@@ -118,10 +116,10 @@ pub enum BroadcastError {
 pub struct Stats {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
+    /// Datagrams dropped: unauthenticated, replayed or malformed.
     pub malformed_in: u64,
     /// Datagrams that arrived inside relay frames.
     pub relayed_in: u64,
-    pub transmit_overflow: u64,
     pub event_overflow: u64,
 }
 
@@ -175,35 +173,23 @@ impl Broadcaster {
     }
 }
 
-/// Where a queued message goes.
-#[derive(Clone, Copy, Debug)]
-enum Dest {
-    /// An address the overlay cores chose: routed by NAT traversal (direct,
-    /// or through the relay of the peer at that address).
-    Addr(SocketAddr),
-    /// A peer, over whatever path it has.
-    Peer(PeerId),
-    /// Straight to the address, never relayed.
-    Raw(SocketAddr),
-}
-
 /// A Grove node's protocol state.
 pub struct Node {
     me: Peer,
     membership: hyparview::HyParView,
     broadcaster: Broadcaster,
-    traversal: nat::Traversal,
+    /// Sessions and paths: the only part that knows addresses.
+    transport: Transport,
     /// Topic meshes, when enabled.
     gossipsub: Option<Box<GossipSub>>,
     dht: Option<Box<kad::Kademlia>>,
     knowledge: Option<Box<Knowledge>>,
-    /// A join waiting for NAT traversal to make the node reachable.
+    /// A contact to join through, by address, until the transport knows
+    /// who it is and NAT traversal lets the node join.
     pending_join: Option<SocketAddr>,
+    /// The contact's record, once identified.
+    contact: Option<Peer>,
     now: Time,
-    transmits: VecDeque<(Dest, Message)>,
-    /// Datagrams that are not Grove's (NAT-PMP requests).
-    foreign: VecDeque<(SocketAddr, Vec<u8>)>,
-    scratch: Vec<u8>,
     events: VecDeque<Event>,
     stats: Stats,
 }
@@ -216,10 +202,18 @@ impl Node {
         // A random first sequence number: a restarted node must not reuse
         // the message ids of its previous life.
         let first_seq = rng.gen::<u64>();
-        // NAT traversal draws from its own stream, so that the overlay's
-        // choices are the same whether it is on or off.
-        let traversal_seed = first_seq ^ 0x6e61_7420_7472_6176;
-        let traversal = nat::Traversal::new(me.id, addr, config.nat.clone(), traversal_seed);
+        // The transport's parts draw from streams of their own, so that the
+        // overlay's choices are the same whether NAT traversal is on or off.
+        let nat_seed = first_seq ^ 0x6e61_7420_7472_6176;
+        let session_seed = first_seq ^ 0x7365_7373_696f_6e73;
+        let transport = Transport::new(
+            identity,
+            addr,
+            config.nat.clone(),
+            config.transport.clone(),
+            nat_seed,
+            session_seed,
+        );
         // The DHT too: its own stream. Without NAT traversal every node is
         // taken as public, hence a DHT server.
         let dht_rng =
@@ -274,15 +268,12 @@ impl Node {
             gossipsub,
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             broadcaster,
-            traversal,
+            transport,
             dht,
             knowledge,
             pending_join: None,
+            contact: None,
             now: Time::ZERO,
-            transmits: VecDeque::new(),
-            foreign: VecDeque::new(),
-            // Only relayed datagrams are encoded here: grown on first use.
-            scratch: Vec::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -300,7 +291,14 @@ impl Node {
         self.membership.passive_view()
     }
     pub fn stats(&self) -> Stats {
-        self.stats
+        let t = self.transport.stats();
+        Stats {
+            datagrams_in: t.datagrams_in,
+            datagrams_out: t.datagrams_out,
+            malformed_in: t.dropped_in,
+            relayed_in: t.relayed_in,
+            ..self.stats
+        }
     }
     /// The DHT core (routing table, counters), when enabled.
     pub fn dht(&self) -> Option<&kad::Kademlia> {
@@ -308,7 +306,11 @@ impl Node {
     }
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
-        self.traversal.reach()
+        self.transport.nat().reach()
+    }
+    /// The session layer's counters (handshakes, seals, drops).
+    pub fn session_stats(&self) -> session::Stats {
+        self.transport.sessions().stats()
     }
     /// The knowledge commons (documents, stats; read-only), when enabled.
     pub fn knowledge(&self) -> Option<&Knowledge> {
@@ -317,22 +319,17 @@ impl Node {
 
     // ---- inputs ----
 
-    /// Join the overlay through a contact known by address. A node behind
-    /// a NAT first tries to reserve a relay slot with the contact (so that
-    /// its peer record names a relay), for at most the configured wait.
+    /// Join the overlay through a contact known by address. The transport
+    /// first asks the contact who it is (its key, which the session then
+    /// proves); a node behind a NAT also tries to reserve a relay slot
+    /// with the contact (so that its peer record names a relay), for at
+    /// most the configured wait.
     pub fn join(&mut self, now: Time, contact: SocketAddr) {
         self.now = now;
-        self.traversal.begin(now);
-        self.traversal.add_candidate(contact);
-        self.traversal.handle_timeout(now);
-        if let Some(dht) = &mut self.dht {
-            dht.bootstrap(now, contact);
-        }
-        if self.traversal.ready_to_join(now) {
-            self.membership.join(now, contact);
-        } else {
-            self.pending_join = Some(contact);
-        }
+        self.pending_join = Some(contact);
+        self.contact = None;
+        self.transport.contact(now, contact);
+        self.transport.handle_timeout(now);
         self.process(now);
     }
 
@@ -340,18 +337,13 @@ impl Node {
     /// or through its relay, upgraded to a direct path where possible.
     pub fn connect(&mut self, now: Time, peer: Peer) {
         self.now = now;
-        self.traversal.begin(now);
-        if peer.id == self.me.id || !self.traversal.enabled() {
+        self.transport.begin(now);
+        if peer.id == self.me.id || !self.transport.nat().enabled() {
             return;
         }
-        self.traversal.learn(now, &peer);
-        let hello = Message::Nat(self.traversal.hello(peer.addr));
-        let dest = if peer.relay.is_some() {
-            Dest::Peer(peer.id)
-        } else {
-            Dest::Raw(peer.addr)
-        };
-        self.transmit(dest, hello);
+        self.transport.hint(now, &peer);
+        let hello = Message::Nat(self.transport.nat().hello(peer.addr));
+        self.transport.send(now, peer.id, &hello);
         self.process(now);
     }
 
@@ -456,52 +448,19 @@ impl Node {
     /// A datagram arrived from `from`.
     pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
         self.now = now;
-        self.stats.datagrams_in += 1;
-        self.traversal.begin(now);
-        if self.traversal.is_gateway(from) {
-            self.traversal.handle_gateway(now, bytes);
-            self.process(now);
-            return;
+        if let Some(incoming) = self.transport.handle_datagram(now, from, bytes) {
+            self.dispatch(now, incoming.from, incoming.message);
         }
-        let Datagram {
-            from: sender,
-            message,
-        } = match wire::decode(bytes) {
-            Ok(d) => d,
-            Err(error) => {
-                self.stats.malformed_in += 1;
-                self.emit(Event::Dropped { from, error });
-                return;
-            }
-        };
-        if sender == self.me.id {
-            return; // our own datagram reflected back, or a peer forging our id
-        }
-        let hello = match &message {
-            Message::Nat(nat::Message::Hello { reach, .. }) => Some(*reach),
-            _ => None,
-        };
-        // A dial-back is a probe from a stranger, not the start of a
-        // conversation: answering it (with HELLO) would open our NAT to the
-        // helper and spoil the next probe that picks it.
-        if !matches!(message, Message::Nat(nat::Message::DialBack { .. })) {
-            self.traversal.on_direct(now, sender, from, hello);
-        }
-        let peer = Peer {
-            id: sender,
-            addr: from,
-            relay: self.traversal.relay_of(&sender),
-        };
-        self.dispatch(now, peer, message, false);
         self.process(now);
     }
 
-    /// Hand a decoded message from `peer` to its core. `via_relay`: it came
-    /// inside a relay frame (which cannot nest).
-    fn dispatch(&mut self, now: Time, peer: Peer, message: Message, via_relay: bool) {
+    /// Hand a message from an authenticated peer to its core.
+    fn dispatch(&mut self, now: Time, peer: Peer, message: Message) {
+        for record in message.peer_records() {
+            self.transport.hint(now, record);
+        }
         match message {
             Message::HyParView(m) => {
-                self.learn_peers(now, &m);
                 self.membership.handle_heard(now, &peer.id);
                 self.membership.handle_message(now, peer, m);
             }
@@ -526,91 +485,34 @@ impl Node {
                     k.handle_chunk(now, peer, chunk);
                 }
             }
-            Message::Nat(m) => {
-                let Some((source, source_addr, data)) =
-                    self.traversal.handle_message(now, peer, via_relay, m)
-                else {
-                    return;
-                };
-                match wire::decode(&data) {
-                    Ok(inner) if inner.from == source => {
-                        self.stats.relayed_in += 1;
-                        self.traversal
-                            .on_relayed(now, source, peer.addr, source_addr);
-                        // The address routes to this peer are kept under
-                        // (the relay's view of it may differ from ours).
-                        let from = Peer {
-                            id: source,
-                            addr: self.traversal.addr_of(&source).unwrap_or(source_addr),
-                            relay: self.traversal.relay_of(&source),
-                        };
-                        self.dispatch(now, from, inner.message, true);
-                    }
-                    Ok(_) => {
-                        self.stats.malformed_in += 1;
-                        self.emit(Event::Traversal(nat::Event::Rejected {
-                            from: peer.addr,
-                            what: "relayed datagram whose sender is not the frame's source",
-                        }));
-                    }
-                    Err(error) => {
-                        self.stats.malformed_in += 1;
-                        self.emit(Event::Dropped {
-                            from: peer.addr,
-                            error,
-                        });
-                    }
-                }
-            }
+            // The transport keeps its own messages.
+            Message::Nat(_) => {}
         }
     }
 
     /// Peer records the membership core hands on were stored when it first
     /// heard of each peer, possibly before the peer told us its relay: fill
-    /// in what NAT traversal knows now, so that third parties can reach
+    /// in what the transport knows now, so that third parties can reach
     /// the peers these records name.
-    fn refresh_records(&self, message: &mut Message) {
-        if !self.traversal.enabled() {
+    fn refresh_records(&self, message: &mut hyparview::Message) {
+        if !self.transport.nat().enabled() {
             return;
         }
         let refresh = |p: &mut Peer| {
             if p.id == self.me.id {
                 *p = self.me;
-            } else if let Some(relay) = self.traversal.relay_of(&p.id) {
+            } else if let Some(relay) = self.transport.nat().relay_of(&p.id) {
                 p.relay = Some(relay);
             }
         };
         match message {
-            Message::HyParView(hyparview::Message::ForwardJoin { joiner, .. }) => refresh(joiner),
-            Message::HyParView(hyparview::Message::Shuffle { origin, peers, .. }) => {
+            hyparview::Message::ForwardJoin { joiner, .. } => refresh(joiner),
+            hyparview::Message::Shuffle { origin, peers, .. } => {
                 refresh(origin);
                 peers.iter_mut().for_each(refresh);
             }
-            Message::HyParView(hyparview::Message::ShuffleReply { peers }) => {
-                peers.iter_mut().for_each(refresh);
-            }
-            _ => {}
-        }
-    }
-
-    /// Peer records in membership messages carry relays: remember them, so
-    /// that the overlay reaches those peers through their relays.
-    fn learn_peers(&mut self, now: Time, m: &hyparview::Message) {
-        if !self.traversal.enabled() {
-            return;
-        }
-        match m {
-            hyparview::Message::ForwardJoin { joiner, .. } => self.traversal.learn(now, joiner),
-            hyparview::Message::Shuffle { origin, peers, .. } => {
-                self.traversal.learn(now, origin);
-                for p in peers {
-                    self.traversal.learn(now, p);
-                }
-            }
             hyparview::Message::ShuffleReply { peers } => {
-                for p in peers {
-                    self.traversal.learn(now, p);
-                }
+                peers.iter_mut().for_each(refresh);
             }
             _ => {}
         }
@@ -619,7 +521,7 @@ impl Node {
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = now;
-        self.traversal.begin(now);
+        self.transport.handle_timeout(now);
         self.membership.handle_timeout(now);
         self.broadcaster.handle_timeout(now);
         if let Some(g) = &mut self.gossipsub {
@@ -628,7 +530,6 @@ impl Node {
             }
             g.handle_timeout(now);
         }
-        self.traversal.handle_timeout(now);
         if let Some(dht) = &mut self.dht {
             dht.handle_timeout(now);
         }
@@ -641,56 +542,10 @@ impl Node {
     // ---- outputs ----
 
     /// The next datagram to send: its bytes are written to `out` (cleared
-    /// first) and its destination returned.
+    /// first); its destination and label are returned.
     #[must_use]
-    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<SocketAddr> {
-        if let Some((dst, bytes)) = self.foreign.pop_front() {
-            out.clear();
-            out.extend_from_slice(&bytes);
-            self.stats.datagrams_out += 1;
-            return Some(dst);
-        }
-        let now = self.now;
-        while let Some((dest, mut message)) =
-            crate::compact::pop_front_releasing(&mut self.transmits)
-        {
-            self.refresh_records(&mut message);
-            let route = match dest {
-                Dest::Raw(a) => Route::Direct(a),
-                Dest::Addr(a) => self.traversal.route_addr(now, a),
-                Dest::Peer(id) => self.traversal.route_peer(now, id),
-            };
-            let datagram = Datagram {
-                from: self.me.id,
-                message,
-            };
-            let (buf, dst) = match route {
-                Route::Drop => continue,
-                Route::Direct(a) => (&mut *out, Some(a)),
-                Route::Relayed(_) => (&mut self.scratch, None),
-            };
-            buf.clear();
-            if let Err(e) = wire::encode(&datagram, buf) {
-                // The cores bound what they put in a message, so this is a
-                // bug; skip the message rather than stop the node.
-                debug_assert!(false, "unencodable message {:?}: {e}", datagram.message);
-                tracing::error!("dropping unencodable message: {e}");
-                continue;
-            }
-            if let Some(dst) = dst {
-                self.traversal.on_sent(now, dst);
-                self.stats.datagrams_out += 1;
-                return Some(dst);
-            }
-            if let Route::Relayed(peer) = route {
-                if self.scratch.len() <= wire::MAX_RELAYED_BYTES {
-                    let data = Bytes::copy_from_slice(&self.scratch);
-                    self.traversal.send_relayed(now, peer, data);
-                    self.drain_traversal();
-                }
-            }
-        }
-        None
+    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
+        self.transport.poll_transmit(out)
     }
 
     /// The next event for the application.
@@ -702,12 +557,15 @@ impl Node {
     /// When [`Node::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let join = self.pending_join.map(|_| self.traversal.join_deadline());
+        let join = self
+            .pending_join
+            .filter(|_| self.contact.is_some())
+            .map(|_| self.transport.nat().join_deadline());
         [
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
             self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
-            self.traversal.poll_timeout(),
+            self.transport.poll_timeout(),
             self.dht.as_ref().and_then(|d| d.poll_timeout()),
             self.knowledge.as_ref().and_then(|k| k.poll_timeout()),
             join,
@@ -719,24 +577,21 @@ impl Node {
 
     // ---- internals ----
 
-    /// Move the cores' outputs into the node's queues, feeding membership
-    /// changes to the broadcast layer, until both cores are quiet.
+    /// Move the cores' outputs into the transport and the node's events,
+    /// feeding membership changes to the other cores, until all are quiet.
     fn process(&mut self, now: Time) {
         loop {
-            let mut progressed = self.drain_traversal();
-            if let Some(contact) = self.pending_join {
-                if self.traversal.ready_to_join(now) {
-                    self.pending_join = None;
-                    self.membership.join(now, contact);
-                }
-            }
+            let mut progressed = self.drain_transport(now);
+            self.try_join(now);
             while let Some(out) = self.membership.poll_output() {
                 progressed = true;
                 match out {
-                    hyparview::Output::Send { to, message } => {
-                        self.transmit(Dest::Addr(to), Message::HyParView(message))
+                    hyparview::Output::Send { to, mut message } => {
+                        self.refresh_records(&mut message);
+                        self.transport.send(now, to, &Message::HyParView(message));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
+                        self.transport.hint(now, &peer);
                         self.broadcaster.neighbor_up(now, peer);
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_up(now, peer);
@@ -767,7 +622,7 @@ impl Node {
                 progressed = true;
                 match out {
                     plumtree::Output::Send { to, message } => {
-                        self.transmit(Dest::Addr(to), Message::Plumtree(message))
+                        self.transport.send(now, to, &Message::Plumtree(message))
                     }
                     plumtree::Output::Event(plumtree::Event::Delivered {
                         id,
@@ -782,14 +637,20 @@ impl Node {
                     }),
                 }
             }
-            if self.drain_gossipsub() {
+            while let Some(out) = self.gossipsub.as_mut().and_then(|g| g.poll_output()) {
                 progressed = true;
+                match out {
+                    gossipsub::Output::Send { to, message } => {
+                        self.transport.send(now, to, &Message::PubSub(message))
+                    }
+                    gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
+                }
             }
             while let Some(out) = self.dht.as_mut().and_then(|d| d.poll_output()) {
                 progressed = true;
                 match out {
                     kad::Output::Send { to, message } => {
-                        self.transmit(Dest::Raw(to), Message::Dht(message))
+                        self.transport.send(now, to, &Message::Dht(message))
                     }
                     kad::Output::Event(e) => self.emit(Event::Dht(e)),
                 }
@@ -798,7 +659,7 @@ impl Node {
                 progressed = true;
                 match out {
                     knowledge::Output::Send { to, chunk } => {
-                        self.transmit(Dest::Addr(to.addr), Message::Knowledge(chunk))
+                        self.transport.send(now, to, &Message::Knowledge(chunk))
                     }
                     knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
                 }
@@ -809,42 +670,48 @@ impl Node {
         }
     }
 
-    /// Move GossipSub's outputs into the node's queues; whether there were
-    /// any.
-    fn drain_gossipsub(&mut self) -> bool {
-        let mut any = false;
-        while let Some(out) = self.gossipsub.as_mut().and_then(|g| g.poll_output()) {
-            any = true;
-            match out {
-                gossipsub::Output::Send { to, message } => {
-                    self.transmit(Dest::Addr(to), Message::PubSub(message))
-                }
-                gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
-            }
+    /// Join once the contact is identified and NAT traversal is ready.
+    fn try_join(&mut self, now: Time) {
+        let Some(contact) = self.contact else {
+            return;
+        };
+        if self.pending_join.is_none() || !self.transport.nat().ready_to_join(now) {
+            return;
         }
-        any
+        self.pending_join = None;
+        self.membership.join(now, contact);
+        if let Some(dht) = &mut self.dht {
+            dht.bootstrap(now, contact);
+        }
     }
 
-    /// Move NAT traversal's outputs into the node's queues; whether there
-    /// were any.
-    fn drain_traversal(&mut self) -> bool {
+    /// Move the transport's events along; whether there were any.
+    fn drain_transport(&mut self, now: Time) -> bool {
         let mut any = false;
-        while let Some(out) = self.traversal.poll_output() {
+        while let Some(e) = self.transport.poll_event() {
             any = true;
-            match out {
-                nat::Output::Raw(to, m) => self.transmit(Dest::Raw(to), Message::Nat(m)),
-                nat::Output::ToPeer(id, m) => self.transmit(Dest::Peer(id), Message::Nat(m)),
-                nat::Output::Bytes(to, bytes) => {
-                    if self.foreign.len() < 16 {
-                        self.foreign.push_back((to, bytes));
+            match e {
+                transport::Event::Identified { addr, peer } => {
+                    if self.pending_join == Some(addr) {
+                        self.contact = Some(Peer::new(peer, addr));
                     }
                 }
-                nat::Output::Event(e) => {
+                transport::Event::Connected { .. } => {}
+                transport::Event::Dead { peer } => {
+                    self.membership.handle_peer_dead(now, &peer);
+                    if let Some(dht) = &mut self.dht {
+                        dht.handle_peer_dead(now, &peer);
+                    }
+                }
+                transport::Event::Dropped { from, reason } => {
+                    self.emit(Event::Dropped { from, reason })
+                }
+                transport::Event::Traversal(e) => {
                     if let nat::Event::Reachability { advertised, reach } = &e {
                         self.me = *advertised;
                         self.membership.set_me(*advertised);
                         if let Some(dht) = &mut self.dht {
-                            dht.set_server(self.now, reach.is_public());
+                            dht.set_server(now, reach.is_public());
                         }
                     }
                     self.emit(Event::Traversal(e));
@@ -852,14 +719,6 @@ impl Node {
             }
         }
         any
-    }
-
-    fn transmit(&mut self, to: Dest, message: Message) {
-        if self.transmits.len() >= TRANSMIT_QUEUE_CAPACITY {
-            self.transmits.pop_front();
-            self.stats.transmit_overflow += 1;
-        }
-        self.transmits.push_back((to, message));
     }
 
     fn emit(&mut self, event: Event) {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use grove_node::proto::kad::{self, Key, QueryKind};
-use grove_node::wire::{self, Protocol};
+use grove_node::wire::{Label, Protocol};
 use grove_node::PeerId;
 use serde::{Deserialize, Serialize};
 
@@ -301,10 +301,10 @@ impl DhtRec {
     }
 
     /// Host `src` sent a datagram at `now`.
-    pub fn datagram(&mut self, now: u64, src: u32, bytes: &[u8]) {
+    pub fn datagram(&mut self, now: u64, src: u32, label: Label) {
         if self.provider.get(src as usize).copied().unwrap_or(false)
             && self.in_cycle(now)
-            && wire::protocol(bytes) == Some(Protocol::Dht)
+            && label.protocol() == Some(Protocol::Dht)
         {
             self.cycle_datagrams += 1;
         }

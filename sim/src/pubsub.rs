@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grove_node::proto::gossipsub::{self, Event as GsEvent};
-use grove_node::wire::{self, gossipsub::Kind, Class, Protocol};
+use grove_node::wire::{self, gossipsub::Kind, Class, Label, Protocol};
 use grove_node::PeerId;
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;
@@ -318,10 +318,10 @@ impl PubSubRec {
     }
 
     /// Host `src` sent `bytes`.
-    pub fn datagram_sent(&mut self, src: u32, bytes: &[u8]) {
+    pub fn datagram_sent(&mut self, src: u32, label: Label) {
         let kind = match self.via {
-            Via::Gossipsub => wire::gossipsub::kind(bytes),
-            Via::Plumtree => match (wire::protocol(bytes), wire::classify(bytes)) {
+            Via::Gossipsub => label.pubsub_kind(),
+            Via::Plumtree => match (label.protocol(), label.class()) {
                 (Some(Protocol::Broadcast), Some(Class::Payload)) => Some(Kind::Publish),
                 (Some(Protocol::Broadcast), Some(Class::Control)) => Some(Kind::IHave),
                 _ => None,

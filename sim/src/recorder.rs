@@ -3,7 +3,7 @@
 //! the driver's event sink and by the network's send hook.
 
 use grove_node::proto::plumtree::MsgId;
-use grove_node::wire::{self, Class, Protocol};
+use grove_node::wire::{Class, Label, Protocol};
 use grove_node::PeerId;
 use hdrhistogram::Histogram;
 use petgraph::unionfind::UnionFind;
@@ -49,8 +49,9 @@ pub struct Recorder {
     /// Instants (ns) at which a new phase starts, after the first.
     pub phase_starts: Vec<u64>,
     pub broadcasts: Vec<BroadcastRec>,
-    ids: FxHashMap<MsgId, u32>,
-    unattributed: FxHashMap<MsgId, u64>,
+    /// Broadcasts by their id's prefix (what a datagram's label carries).
+    ids: FxHashMap<u64, u32>,
+    unattributed: FxHashMap<u64, u64>,
     /// Delivery latency of every non-origin delivery, per phase (µs).
     pub latency_us: Vec<Histogram<u64>>,
     pub payload_msgs: Vec<u64>,
@@ -173,8 +174,8 @@ impl Recorder {
             return; // not one of the workload's broadcasts
         };
         if hops == 0 {
-            self.ids.insert(id, index as u32);
-            if let Some(n) = self.unattributed.remove(&id) {
+            self.ids.insert(id.prefix(), index as u32);
+            if let Some(n) = self.unattributed.remove(&id.prefix()) {
                 self.broadcasts[index].payload_msgs += n;
             }
         }
@@ -215,25 +216,28 @@ impl Recorder {
     }
 
     /// Host `src` sent a datagram at `now`.
-    pub fn datagram_sent(&mut self, now: u64, src: u32, bytes: &[u8]) {
+    /// Sealed datagrams no longer show what they carry: `label` is what
+    /// the sender read from the plaintext (its protocol and kind, a GOSSIP's
+    /// id prefix); `len` is the size on the wire.
+    pub fn datagram_sent(&mut self, now: u64, src: u32, len: usize, label: Label) {
         if let Some(n) = self.sent_by_host.get_mut(src as usize) {
             *n += 1;
         }
-        let kind = wire::protocol(bytes).map_or(Protocol::ALL.len(), |p| p as usize);
+        let kind = label.protocol().map_or(Protocol::ALL.len(), |p| p as usize);
         if let Some(p) = &mut self.pubsub {
-            p.datagram_sent(src, bytes);
+            p.datagram_sent(src, label);
         }
         if self.dht.enabled {
-            self.dht.datagram(now, src, bytes);
+            self.dht.datagram(now, src, label);
         }
         let t = &mut self.traffic[kind];
         t.datagrams += 1;
-        t.bytes += bytes.len() as u64;
+        t.bytes += len as u64;
         let phase = self.phase_of(now);
-        match wire::classify(bytes) {
+        match label.class() {
             Some(Class::Payload) => {
                 self.payload_msgs[phase] += 1;
-                if let Some(id) = wire::gossip_id(bytes) {
+                if let Some(id) = label.gossip_prefix() {
                     match self.ids.get(&id) {
                         Some(&i) => self.broadcasts[i as usize].payload_msgs += 1,
                         None => *self.unattributed.entry(id).or_default() += 1,

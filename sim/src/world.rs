@@ -23,6 +23,7 @@ use grove_netsim::sim::NetHandle;
 use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
 use grove_node::node::{Event, Node};
+use grove_node::wire::Label;
 use grove_node::{net, Identity, Peer, PeerId, Time};
 use madsim::task::JoinHandle;
 use rand::seq::SliceRandom;
@@ -672,8 +673,9 @@ impl World {
     async fn run(mut self, info: RunInfo, mut progress: Box<dyn FnMut(u64)>) -> Report {
         let rec = self.rec.clone();
         self.net
-            .set_observer(Box::new(move |now, src, bytes, _fate| {
-                rec.borrow_mut().datagram_sent(now, src, bytes)
+            .set_observer(Box::new(move |now, src, bytes, label, _fate| {
+                rec.borrow_mut()
+                    .datagram_sent(now, src, bytes.len(), Label(label))
             }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
@@ -1077,7 +1079,7 @@ impl World {
                         p.next_ns += p.gap_ns;
                         let to = *p.targets.choose(&mut rng).expect("targets");
                         hostile_datagram(p.kind, &mut rng, &victims, &mut out);
-                        let _ = socket.send_to(&out, to).await;
+                        let _ = socket.send_to(&out, to, Label::FOREIGN).await;
                     }
                 }));
         }

@@ -734,9 +734,9 @@ mod daemon {
                         t_ms,
                     }
                 }
-                Event::Dropped { from, error } => LogLine::Dropped {
+                Event::Dropped { from, reason } => LogLine::Dropped {
                     from,
-                    error: error.to_string(),
+                    error: reason.to_string(),
                     t_ms,
                 },
                 Event::Traversal(e) => traversal_line(e, t_ms),

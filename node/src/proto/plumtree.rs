@@ -122,6 +122,17 @@ use crate::{Peer, PeerId, Time};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct MsgId(pub [u8; 32]);
 
+impl MsgId {
+    /// The first 7 bytes as a number: what a traffic label carries of the
+    /// id (collisions are negligible among a run's broadcasts).
+    #[must_use]
+    pub fn prefix(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b[1..].copy_from_slice(&self.0[..7]);
+        u64::from_be_bytes(b)
+    }
+}
+
 /// Largest broadcast payload accepted, in bytes (fits one datagram).
 pub const MAX_PAYLOAD_BYTES: usize = 1024;
 /// Upper bound on the entries of one IHAVE on the wire.

@@ -66,7 +66,12 @@ pub fn kind(bytes: &[u8]) -> Option<Kind> {
     if bytes.len() < HEADER_BYTES || bytes[0] != VERSION {
         return None;
     }
-    Some(match bytes[1] {
+    kind_of_tag(bytes[1])
+}
+
+/// The GossipSub kind of a message tag (None: not one).
+pub fn kind_of_tag(tag: u8) -> Option<Kind> {
+    Some(match tag {
         SUBSCRIPTIONS => Kind::Subscriptions,
         PUBLISH => Kind::Publish,
         IHAVE => Kind::IHave,

@@ -44,7 +44,7 @@
 //! | `0x20` | `Hello`           | `observed`: address, flagged when `relay` follows; `relay`: address, only when flagged; `reach`: reach |
 //! | `0x21` | `DialRequest`     | `nonce`: u64                                                                 |
 //! | `0x22` | `DialResponse`    | `nonce`: u64, `accepted`: bool, `observed`: address                          |
-//! | `0x23` | `DialBackRequest` | `nonce`: u64, `target`: address                                              |
+//! | `0x23` | `DialBackRequest` | `nonce`: u64, `peer`: id, `target`: address                                  |
 //! | `0x24` | `DialBack`        | `nonce`: u64                                                                 |
 //! | `0x25` | `Reserve`         | empty                                                                        |
 //! | `0x26` | `ReserveStatus`   | `status`: status, `ttl_s`: u32, `limit_duration_s`: u32, `limit_bytes`: u32, `observed`: address |
@@ -414,7 +414,11 @@ impl Protocol {
 #[must_use]
 pub fn protocol(bytes: &[u8]) -> Option<Protocol> {
     classify(bytes)?;
-    Some(match bytes[1] {
+    protocol_of_tag(bytes[1])
+}
+
+fn protocol_of_tag(tag: u8) -> Option<Protocol> {
+    Some(match tag {
         tag::JOIN..=tag::PONG => Protocol::Membership,
         tag::GOSSIP..=tag::PRUNE => Protocol::Broadcast,
         tag::HELLO..=tag::KEEP_ALIVE => Protocol::Traversal,
@@ -423,6 +427,60 @@ pub fn protocol(bytes: &[u8]) -> Option<Protocol> {
         tag::KNOWLEDGE_FIRST..=tag::KNOWLEDGE_LAST => Protocol::Knowledge,
         _ => return None,
     })
+}
+
+/// What a datagram carries, read from its plaintext before it is sealed:
+/// the message tag and, for a GOSSIP, the first 7 bytes of its id. The
+/// transport hands it to whoever sends the datagram, for observers that
+/// account traffic (the simulator); it never travels.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Label(pub u64);
+
+impl Label {
+    /// Not a Grove datagram (NAT-PMP), or a session's own (handshakes,
+    /// acks).
+    pub const FOREIGN: Label = Label(0);
+
+    /// The label of a plaintext datagram.
+    #[must_use]
+    pub fn of(plaintext: &[u8]) -> Label {
+        if classify(plaintext).is_none() {
+            return Label::FOREIGN;
+        }
+        let prefix = gossip_id(plaintext).map_or(0, |id| id.prefix());
+        Label(0x100 | u64::from(plaintext[1]) | (prefix << 9))
+    }
+
+    /// The message tag, if a Grove message.
+    #[must_use]
+    pub fn tag(self) -> Option<u8> {
+        (self.0 & 0x100 != 0).then_some(self.0 as u8)
+    }
+
+    #[must_use]
+    pub fn protocol(self) -> Option<Protocol> {
+        protocol_of_tag(self.tag()?)
+    }
+
+    #[must_use]
+    pub fn class(self) -> Option<Class> {
+        match self.tag()? {
+            tag::GOSSIP => Some(Class::Payload),
+            _ => Some(Class::Control),
+        }
+    }
+
+    /// [`plumtree::MsgId::prefix`] of a GOSSIP's id.
+    #[must_use]
+    pub fn gossip_prefix(self) -> Option<u64> {
+        (self.class()? == Class::Payload).then_some(self.0 >> 9)
+    }
+
+    /// The GossipSub kind.
+    #[must_use]
+    pub fn pubsub_kind(self) -> Option<gossipsub::Kind> {
+        gossipsub::kind_of_tag(self.tag()?)
+    }
 }
 
 /// The broadcast id of a GOSSIP datagram, read without decoding the rest.
@@ -603,8 +661,13 @@ fn encode_nat(m: &nat::Message, out: &mut Vec<u8>) {
             out.push(u8::from(*accepted));
             put_addr(out, observed, false);
         }
-        N::DialBackRequest { nonce, target } => {
+        N::DialBackRequest {
+            nonce,
+            peer,
+            target,
+        } => {
             out.extend_from_slice(&nonce.to_be_bytes());
+            out.extend_from_slice(peer.as_bytes());
             put_addr(out, target, false);
         }
         N::Reserve | N::KeepAlive => {}
@@ -814,6 +877,7 @@ fn decode_nat(tag: u8, r: &mut Reader<'_>) -> Result<nat::Message, DecodeError> 
         },
         tag::DIAL_BACK_REQUEST => N::DialBackRequest {
             nonce: r.u64("nonce")?,
+            peer: PeerId(r.array("peer id")?),
             target: r.addr()?,
         },
         tag::DIAL_BACK => N::DialBack {
@@ -1209,7 +1273,13 @@ mod tests {
                     observed,
                 }
             }),
-            (any::<u64>(), addr()).prop_map(|(nonce, target)| N::DialBackRequest { nonce, target }),
+            (any::<u64>(), any::<[u8; 32]>(), addr()).prop_map(|(nonce, p, target)| {
+                N::DialBackRequest {
+                    nonce,
+                    peer: PeerId(p),
+                    target,
+                }
+            }),
             any::<u64>().prop_map(|nonce| N::DialBack { nonce }),
             Just(N::Reserve),
             (status(), any::<u32>(), any::<u32>(), any::<u32>(), addr()).prop_map(
@@ -1598,6 +1668,7 @@ mod tests {
             },
             N::DialBackRequest {
                 nonce: 2,
+                peer: PeerId([9; 32]),
                 target: v4,
             },
             N::DialBack { nonce: 3 },
@@ -2240,9 +2311,10 @@ mod tests {
                 (
                     Message::Nat(N::DialBackRequest {
                         nonce: 1,
+                        peer: PeerId([1; 32]),
                         target: a,
                     }),
-                    34 + 8,
+                    34 + 8 + 32,
                 ),
                 (
                     Message::Nat(N::ReserveStatus {

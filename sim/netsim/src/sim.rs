@@ -22,8 +22,10 @@ use madsim::time::{Instant, Sleep};
 
 use crate::network::{Delivery, Fate, HostId, Network, SendError};
 
-/// Called for every datagram sent: (time ns, sender, bytes, fate at send).
-pub type Observer = Box<dyn FnMut(u64, HostId, &[u8], Fate)>;
+/// Called for every datagram sent: (time ns, sender, bytes, label, fate at
+/// send). The label is what the sender says the datagram carries (its
+/// plaintext's message kind), which sealed bytes no longer show.
+pub type Observer = Box<dyn FnMut(u64, HostId, &[u8], u64, Fate)>;
 
 struct Shared {
     net: RefCell<Network>,
@@ -208,6 +210,12 @@ impl Socket {
     /// Send a datagram; never waits. A datagram the network drops is not an
     /// error (UDP does not know either).
     pub fn send_to(&self, buf: &[u8], dst: SocketAddr) -> io::Result<()> {
+        self.send_labeled(buf, dst, 0)
+    }
+
+    /// Send a datagram whose observer label (what it carries, as its
+    /// sender read it before sealing) is `label`.
+    pub fn send_labeled(&self, buf: &[u8], dst: SocketAddr, label: u64) -> io::Result<()> {
         let now = self.net.now_ns();
         let fate = self.net.with(|n| {
             self.check_alive(n)?;
@@ -222,7 +230,7 @@ impl Socket {
             })
         })?;
         if let Some(obs) = self.net.0.observer.borrow_mut().as_mut() {
-            obs(now, self.host, buf, fate);
+            obs(now, self.host, buf, label, fate);
         }
         Ok(())
     }

@@ -335,9 +335,11 @@ pub enum Message {
         accepted: bool,
         observed: SocketAddr,
     },
-    /// AutoNAT, server to helper: send a dial-back to `target`.
+    /// AutoNAT, server to helper: send a dial-back to `peer` at `target`
+    /// (the id lets the helper open a session with it there).
     DialBackRequest {
         nonce: u64,
+        peer: PeerId,
         target: SocketAddr,
     },
     /// AutoNAT, helper to client.
@@ -506,8 +508,16 @@ pub enum Event {
 /// What the core wants sent or told.
 #[derive(Clone, Debug)]
 pub(crate) enum Output {
-    /// Straight to an address (relay control, probes, answers).
+    /// Straight to an address (relay control, probes, answers), whoever
+    /// is there.
     Raw(SocketAddr, Message),
+    /// Straight to `peer` at `addr` (hole punches, dial-backs, HELLO,
+    /// keep-alives on a path).
+    To {
+        peer: PeerId,
+        addr: SocketAddr,
+        message: Message,
+    },
     /// To a peer, over whatever path it has (direct or relayed).
     ToPeer(PeerId, Message),
     /// Bytes that are not Grove datagrams (NAT-PMP).
@@ -624,6 +634,8 @@ struct Candidate {
 struct Probe {
     server: IpAddr,
     nonce: u64,
+    /// When the probe was asked for.
+    since: Time,
     deadline: Time,
     accepted: bool,
 }
@@ -667,7 +679,9 @@ pub struct Traversal {
     announced_reach: Reach,
     /// IPs we sent datagrams to directly, and when last (bounded): our
     /// NAT lets them in, so their dial-backs prove nothing.
-    contacted: BTreeMap<IpAddr, Time>,
+    /// IPs we sent to: since when (without a gap of `PATH_IDLE`), and
+    /// last.
+    contacted: BTreeMap<IpAddr, (Time, Time)>,
     paths: BTreeMap<PeerId, Path>,
     by_addr: BTreeMap<SocketAddr, PeerId>,
     pending_frames: usize,
@@ -1020,8 +1034,12 @@ impl Traversal {
         p.reported = Some(PathKind::Direct);
         self.upgrading.retain(|u| *u != peer);
         if send_hello {
-            let hello = self.hello(from);
-            self.out.push_back(Output::Raw(from, hello));
+            let message = self.hello(from);
+            self.out.push_back(Output::To {
+                peer,
+                addr: from,
+                message,
+            });
         }
         if let Some(relay) = release {
             self.out.push_back(Output::Raw(
@@ -1073,13 +1091,16 @@ impl Traversal {
             let oldest = self
                 .contacted
                 .iter()
-                .min_by_key(|(_, t)| **t)
+                .min_by_key(|(_, t)| t.1)
                 .map(|(ip, _)| *ip);
             if let Some(oldest) = oldest {
                 self.contacted.remove(&oldest);
             }
         }
-        self.contacted.insert(ip, now);
+        self.contacted
+            .entry(ip)
+            .and_modify(|t| t.1 = now)
+            .or_insert((now, now));
     }
 
     /// Where a datagram the overlay addresses to `to` goes.
@@ -1269,20 +1290,34 @@ impl Traversal {
                     self.observe(now, from.addr.ip(), observed);
                 }
             }
-            Message::DialBackRequest { nonce, target } => {
+            Message::DialBackRequest {
+                nonce,
+                peer,
+                target,
+            } => {
                 if crate::wire::usable(&target)
+                    && peer != self.me
                     && spend(&mut self.helper_window, now, HELPER_BUDGET)
                 {
-                    self.out
-                        .push_back(Output::Raw(target, Message::DialBack { nonce }));
+                    self.out.push_back(Output::To {
+                        peer,
+                        addr: target,
+                        message: Message::DialBack { nonce },
+                    });
                 }
             }
             Message::DialBack { nonce } => {
                 if let Some(p) = self.probe.take_if(|p| p.nonce == nonce) {
-                    // From an IP we have sent to, a dial-back proves
-                    // nothing: our NAT's filter lets it in whether or not
-                    // it would let a stranger in. Ask again.
-                    if self.contacted.contains_key(&from.addr.ip()) {
+                    // From an IP we had sent to before the probe, a
+                    // dial-back proves nothing: our NAT's filter lets it
+                    // in whether or not it would let a stranger in. Ask
+                    // again. (Answering the helper's handshake, which
+                    // arrived unsolicited, is what lets its DIAL-BACK in.)
+                    if self
+                        .contacted
+                        .get(&from.addr.ip())
+                        .is_some_and(|t| t.0 < p.since)
+                    {
                         self.next_probe = now + self.config.autonat_retry;
                     } else {
                         self.autonat_result(now, p.server, true);
@@ -1386,8 +1421,11 @@ impl Traversal {
             Message::PunchSync { attempt } => self.punch_sync(now, from.id, attempt),
             Message::Punch { nonce, ack } => {
                 if !ack {
-                    self.out
-                        .push_back(Output::Raw(from.addr, Message::Punch { nonce, ack: true }));
+                    self.out.push_back(Output::To {
+                        peer: from.id,
+                        addr: from.addr,
+                        message: Message::Punch { nonce, ack: true },
+                    });
                 }
             }
             Message::KeepAlive => {
@@ -1516,6 +1554,7 @@ impl Traversal {
                 helper,
                 Message::DialBackRequest {
                     nonce,
+                    peer: from.id,
                     target: from.addr,
                 },
             ));
@@ -1560,6 +1599,7 @@ impl Traversal {
         self.probe = Some(Probe {
             server: server.ip(),
             nonce,
+            since: now,
             deadline: now + self.config.dial_back_timeout,
             accepted: false,
         });
@@ -1775,15 +1815,19 @@ impl Traversal {
             advertised,
         });
         let timeout = self.config.path_timeout;
-        let mut recent: Vec<(Time, SocketAddr)> = self
+        let mut recent: Vec<(Time, SocketAddr, PeerId)> = self
             .paths
-            .values()
-            .filter_map(|p| p.fresh_direct(now, timeout).map(|a| (p.last_used, a)))
+            .iter()
+            .filter_map(|(id, p)| p.fresh_direct(now, timeout).map(|a| (p.last_used, a, *id)))
             .collect();
         recent.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, a) in recent.into_iter().take(HELLO_FANOUT) {
-            let hello = self.hello(a);
-            self.out.push_back(Output::Raw(a, hello));
+        for (_, addr, peer) in recent.into_iter().take(HELLO_FANOUT) {
+            let message = self.hello(addr);
+            self.out.push_back(Output::To {
+                peer,
+                addr,
+                message,
+            });
         }
     }
 
@@ -2055,8 +2099,11 @@ impl Traversal {
             if !spend(&mut self.punch_window, now, PUNCH_BUDGET) {
                 return;
             }
-            self.out
-                .push_back(Output::Raw(a, Message::Punch { nonce, ack: false }));
+            self.out.push_back(Output::To {
+                peer,
+                addr: a,
+                message: Message::Punch { nonce, ack: false },
+            });
         }
     }
 
@@ -2223,7 +2270,11 @@ impl Traversal {
             if let Some(d) = p.fresh_direct(now, timeout) {
                 if in_use && now >= p.last_tx + keepalive {
                     p.last_tx = now;
-                    self.out.push_back(Output::Raw(d, Message::KeepAlive));
+                    self.out.push_back(Output::To {
+                        peer: *id,
+                        addr: d,
+                        message: Message::KeepAlive,
+                    });
                 }
             }
             if !p.pinned
@@ -2236,7 +2287,7 @@ impl Traversal {
         for id in idle {
             self.forget(id);
         }
-        self.contacted.retain(|_, t| now < *t + PATH_IDLE);
+        self.contacted.retain(|_, t| now < t.1 + PATH_IDLE);
     }
 }
 
