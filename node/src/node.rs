@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
+use crate::transport::addrbook::AddressBook;
 use crate::transport::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
@@ -34,6 +35,12 @@ use crate::{Identity, Peer, PeerId, Time};
 pub const TRANSMIT_QUEUE_CAPACITY: usize = 4096;
 /// Events queued for the application before the oldest are dropped.
 pub const EVENT_QUEUE_CAPACITY: usize = 4096;
+/// Peers whose addresses the node keeps, to turn the ids the cores send to
+/// into addresses (hearsay is forgotten before peers heard from).
+const ADDRESS_BOOK_CAPACITY: usize = 256;
+/// JOINs sent to a contact known only by address, at the membership's
+/// request timeout, before they slow down to one per shuffle interval.
+const CONTACT_PROBES_FAST: u8 = 3;
 
 /// How broadcasts travel over the active view.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +144,7 @@ impl Broadcaster {
             Broadcaster::Flood(f) => f.broadcast(now, payload),
         }
     }
-    fn neighbor_up(&mut self, now: Time, peer: Peer) {
+    fn neighbor_up(&mut self, now: Time, peer: PeerId) {
         match self {
             Broadcaster::Plumtree(p) => p.handle_neighbor_up(now, peer),
             Broadcaster::Flood(f) => f.handle_neighbor_up(now, peer),
@@ -149,7 +156,7 @@ impl Broadcaster {
             Broadcaster::Flood(f) => f.handle_neighbor_down(now, peer),
         }
     }
-    fn handle_message(&mut self, now: Time, from: Peer, message: plumtree::Message) {
+    fn handle_message(&mut self, now: Time, from: PeerId, message: plumtree::Message) {
         match self {
             Broadcaster::Plumtree(p) => p.handle_message(now, from, message),
             Broadcaster::Flood(f) => f.handle_message(now, from, message),
@@ -178,13 +185,24 @@ impl Broadcaster {
 /// Where a queued message goes.
 #[derive(Clone, Copy, Debug)]
 enum Dest {
-    /// An address the overlay cores chose: routed by NAT traversal (direct,
-    /// or through the relay of the peer at that address).
+    /// The address the address book holds for a peer a core named: routed
+    /// by NAT traversal (direct, or through the relay of the peer at that
+    /// address).
     Addr(SocketAddr),
     /// A peer, over whatever path it has.
     Peer(PeerId),
     /// Straight to the address, never relayed.
     Raw(SocketAddr),
+}
+
+/// A contact given by address, JOINed there until its id is known.
+#[derive(Clone, Copy, Debug)]
+struct ContactProbe {
+    addr: SocketAddr,
+    /// JOINs sent so far.
+    sent: u8,
+    /// When the next JOIN goes.
+    next: Time,
 }
 
 /// A Grove node's protocol state.
@@ -198,7 +216,12 @@ pub struct Node {
     dht: Option<Box<kad::Kademlia>>,
     knowledge: Option<Box<Knowledge>>,
     /// A join waiting for NAT traversal to make the node reachable.
-    pending_join: Option<SocketAddr>,
+    pending_join: Option<Peer>,
+    /// A contact given by address whose id is not known yet.
+    contact_probe: Option<ContactProbe>,
+    /// Where the peers the cores name are: from datagrams and from the
+    /// records in messages.
+    book: AddressBook,
     now: Time,
     transmits: VecDeque<(Dest, Message)>,
     /// Datagrams that are not Grove's (NAT-PMP requests).
@@ -278,6 +301,8 @@ impl Node {
             dht,
             knowledge,
             pending_join: None,
+            contact_probe: None,
+            book: AddressBook::new(ADDRESS_BOOK_CAPACITY),
             now: Time::ZERO,
             transmits: VecDeque::new(),
             foreign: VecDeque::new(),
@@ -320,11 +345,41 @@ impl Node {
     /// Join the overlay through a contact known by address. A node behind
     /// a NAT first tries to reserve a relay slot with the contact (so that
     /// its peer record names a relay), for at most the configured wait.
+    /// The cores name peers by id: until a datagram from the contact's
+    /// address tells its id, JOINs go to the address.
     pub fn join(&mut self, now: Time, contact: SocketAddr) {
         self.now = now;
         self.traversal.begin(now);
         self.traversal.add_candidate(contact);
         self.traversal.handle_timeout(now);
+        match self.book.peer_at(contact) {
+            Some(id) => self.join_through(now, Peer::new(id, contact)),
+            None => {
+                self.contact_probe = Some(ContactProbe {
+                    addr: contact,
+                    sent: 0,
+                    next: now,
+                })
+            }
+        }
+        self.process(now);
+    }
+
+    /// Join the overlay through a contact known by its record.
+    pub fn join_peer(&mut self, now: Time, contact: Peer) {
+        self.now = now;
+        self.traversal.begin(now);
+        self.traversal.add_candidate(contact.addr);
+        self.traversal.handle_timeout(now);
+        self.join_through(now, contact);
+        self.process(now);
+    }
+
+    /// Start the DHT's bootstrap and the membership's join (once NAT
+    /// traversal is ready) through `contact`.
+    fn join_through(&mut self, now: Time, contact: Peer) {
+        self.contact_probe = None;
+        self.book.hint(now, &contact);
         if let Some(dht) = &mut self.dht {
             dht.bootstrap(now, contact);
         }
@@ -333,7 +388,6 @@ impl Node {
         } else {
             self.pending_join = Some(contact);
         }
-        self.process(now);
     }
 
     /// Open a path to `peer` (known by its advertised record): directly,
@@ -449,6 +503,7 @@ impl Node {
     pub fn leave(&mut self, now: Time) {
         self.now = now;
         self.pending_join = None;
+        self.contact_probe = None;
         self.membership.leave();
         self.process(now);
     }
@@ -492,6 +547,9 @@ impl Node {
             addr: from,
             relay: self.traversal.relay_of(&sender),
         };
+        if self.contact_probe.is_some_and(|c| c.addr == from) {
+            self.join_through(now, peer);
+        }
         self.dispatch(now, peer, message, false);
         self.process(now);
     }
@@ -499,15 +557,17 @@ impl Node {
     /// Hand a decoded message from `peer` to its core. `via_relay`: it came
     /// inside a relay frame (which cannot nest).
     fn dispatch(&mut self, now: Time, peer: Peer, message: Message, via_relay: bool) {
+        self.book.confirm(now, peer.id, peer.addr);
         match message {
             Message::HyParView(m) => {
                 self.learn_peers(now, &m);
+                self.hint_records(now, m.peer_records());
                 self.membership.handle_heard(now, &peer.id);
                 self.membership.handle_message(now, peer, m);
             }
             Message::Plumtree(m) => {
                 self.membership.handle_heard(now, &peer.id);
-                self.broadcaster.handle_message(now, peer, m);
+                self.broadcaster.handle_message(now, peer.id, m);
             }
             Message::PubSub(m) => {
                 if let Some(g) = &mut self.gossipsub {
@@ -523,7 +583,7 @@ impl Node {
             Message::Knowledge(chunk) => {
                 if let Some(k) = &mut self.knowledge {
                     self.membership.handle_heard(now, &peer.id);
-                    k.handle_chunk(now, peer, chunk);
+                    k.handle_chunk(now, peer.id, chunk);
                 }
             }
             Message::Nat(m) => {
@@ -593,6 +653,14 @@ impl Node {
         }
     }
 
+    /// Remember where the peers named in a message's records are, so that
+    /// the ids the cores send to can be reached (never our own record).
+    fn hint_records<'a>(&mut self, now: Time, records: impl Iterator<Item = &'a Peer>) {
+        for p in records.filter(|p| p.id != self.me.id) {
+            self.book.hint(now, p);
+        }
+    }
+
     /// Peer records in membership messages carry relays: remember them, so
     /// that the overlay reaches those peers through their relays.
     fn learn_peers(&mut self, now: Time, m: &hyparview::Message) {
@@ -624,7 +692,11 @@ impl Node {
         self.broadcaster.handle_timeout(now);
         if let Some(g) = &mut self.gossipsub {
             if g.wants_candidates() {
-                g.add_candidates(self.membership.passive_view());
+                let passive = self.membership.passive_view();
+                g.add_candidates(passive);
+                for p in passive {
+                    self.book.hint(now, p);
+                }
             }
             g.handle_timeout(now);
         }
@@ -703,6 +775,13 @@ impl Node {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let join = self.pending_join.map(|_| self.traversal.join_deadline());
+        let probe = self.contact_probe.map(|c| {
+            if self.traversal.ready_to_join(self.now) {
+                c.next
+            } else {
+                c.next.max(self.traversal.join_deadline())
+            }
+        });
         [
             self.membership.poll_timeout(),
             self.broadcaster.poll_timeout(),
@@ -711,6 +790,7 @@ impl Node {
             self.dht.as_ref().and_then(|d| d.poll_timeout()),
             self.knowledge.as_ref().and_then(|k| k.poll_timeout()),
             join,
+            probe,
         ]
         .into_iter()
         .flatten()
@@ -724,20 +804,21 @@ impl Node {
     fn process(&mut self, now: Time) {
         loop {
             let mut progressed = self.drain_traversal();
-            if let Some(contact) = self.pending_join {
-                if self.traversal.ready_to_join(now) {
-                    self.pending_join = None;
+            if self.traversal.ready_to_join(now) {
+                if let Some(contact) = self.pending_join.take() {
                     self.membership.join(now, contact);
                 }
+                self.probe_contact(now);
             }
             while let Some(out) = self.membership.poll_output() {
                 progressed = true;
                 match out {
                     hyparview::Output::Send { to, message } => {
-                        self.transmit(Dest::Addr(to), Message::HyParView(message))
+                        self.transmit_to(to, Message::HyParView(message))
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
-                        self.broadcaster.neighbor_up(now, peer);
+                        self.book.hint(now, &peer);
+                        self.broadcaster.neighbor_up(now, peer.id);
                         if let Some(g) = &mut self.gossipsub {
                             g.handle_neighbor_up(now, peer);
                         }
@@ -747,7 +828,7 @@ impl Node {
                             }
                         }
                         if let Some(k) = &mut self.knowledge {
-                            k.handle_neighbor_up(now, peer);
+                            k.handle_neighbor_up(now, peer.id);
                         }
                         self.emit(Event::NeighborUp(peer));
                     }
@@ -767,7 +848,7 @@ impl Node {
                 progressed = true;
                 match out {
                     plumtree::Output::Send { to, message } => {
-                        self.transmit(Dest::Addr(to), Message::Plumtree(message))
+                        self.transmit_to(to, Message::Plumtree(message))
                     }
                     plumtree::Output::Event(plumtree::Event::Delivered {
                         id,
@@ -789,7 +870,10 @@ impl Node {
                 progressed = true;
                 match out {
                     kad::Output::Send { to, message } => {
-                        self.transmit(Dest::Raw(to), Message::Dht(message))
+                        // Servers are public: never relayed.
+                        if let Some(e) = self.book.get(&to) {
+                            self.transmit(Dest::Raw(e.addr), Message::Dht(message));
+                        }
                     }
                     kad::Output::Event(e) => self.emit(Event::Dht(e)),
                 }
@@ -798,7 +882,7 @@ impl Node {
                 progressed = true;
                 match out {
                     knowledge::Output::Send { to, chunk } => {
-                        self.transmit(Dest::Addr(to.addr), Message::Knowledge(chunk))
+                        self.transmit_to(to, Message::Knowledge(chunk))
                     }
                     knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
                 }
@@ -817,7 +901,7 @@ impl Node {
             any = true;
             match out {
                 gossipsub::Output::Send { to, message } => {
-                    self.transmit(Dest::Addr(to), Message::PubSub(message))
+                    self.transmit_to(to, Message::PubSub(message))
                 }
                 gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
             }
@@ -852,6 +936,38 @@ impl Node {
             }
         }
         any
+    }
+
+    /// Send a core's message to the peer `to`: at the address the book
+    /// holds for it, or over whatever path NAT traversal has.
+    fn transmit_to(&mut self, to: PeerId, message: Message) {
+        let dest = match self.book.get(&to) {
+            Some(e) => Dest::Addr(e.addr),
+            None => Dest::Peer(to),
+        };
+        self.transmit(dest, message);
+    }
+
+    /// While the contact is known by address only, JOIN it there (its
+    /// answer tells its id): at the membership's request timeout, then once
+    /// per shuffle interval.
+    fn probe_contact(&mut self, now: Time) {
+        let Some(probe) = self.contact_probe.as_mut() else {
+            return;
+        };
+        if probe.next > now {
+            return;
+        }
+        let config = self.membership.config();
+        probe.sent = probe.sent.saturating_add(1);
+        probe.next = now
+            + if probe.sent < CONTACT_PROBES_FAST {
+                config.request_timeout
+            } else {
+                config.shuffle_interval
+            };
+        let addr = probe.addr;
+        self.transmit(Dest::Raw(addr), Message::HyParView(hyparview::Message::Join));
     }
 
     fn transmit(&mut self, to: Dest, message: Message) {

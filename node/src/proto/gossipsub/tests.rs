@@ -35,7 +35,8 @@ struct Net {
     now: Time,
     nodes: Vec<GossipSub>,
     peers: Vec<Peer>,
-    index: BTreeMap<SocketAddr, usize>,
+    /// Routes by id, as the transport does.
+    index: BTreeMap<PeerId, usize>,
     in_flight: BTreeMap<(Time, u64), (usize, usize, Message)>,
     seq: u64,
     events: Vec<(usize, Event)>,
@@ -50,7 +51,7 @@ impl Net {
         for i in 0..n {
             let id = identity(i);
             peers.push(Peer::new(id.peer_id(), addr(i)));
-            index.insert(addr(i), i);
+            index.insert(id.peer_id(), i);
             nodes.push(GossipSub::new(
                 &id,
                 config(i),
