@@ -4,8 +4,8 @@
 //!
 //! Like the cores, `Node` is sans-IO. The driver calls, in a loop:
 //! 1. an input: [`Node::handle_datagram`], [`Node::handle_timeout`] (when
-//!    [`Node::poll_timeout`] has passed), [`Node::join`] or
-//!    [`Node::broadcast`];
+//!    [`Node::poll_timeout`] has passed), [`Node::join`] (or
+//!    [`Node::join_peer`]) or [`Node::broadcast`];
 //! 2. [`Node::poll_transmit`] until `None`, sending each datagram;
 //! 3. [`Node::poll_event`] until `None`;
 //! 4. [`Node::poll_timeout`] to know when to wake up next.
@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
-use crate::transport::addrbook::AddressBook;
-use crate::transport::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
+use crate::transport::addrbook::AddressBook;
+use crate::transport::nat::{self, Route};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
@@ -967,7 +967,10 @@ impl Node {
                 config.shuffle_interval
             };
         let addr = probe.addr;
-        self.transmit(Dest::Raw(addr), Message::HyParView(hyparview::Message::Join));
+        self.transmit(
+            Dest::Raw(addr),
+            Message::HyParView(hyparview::Message::Join),
+        );
     }
 
     fn transmit(&mut self, to: Dest, message: Message) {
@@ -1116,6 +1119,61 @@ mod tests {
                 .count();
             assert!(neighbor_ups >= 12, "{neighbor_ups} neighbour events");
         }
+    }
+
+    #[test]
+    fn nodes_join_through_a_contact_given_by_record_or_by_address() {
+        let mut w = World::new(3, Config::default());
+        let contact = *w.nodes[&addr(1)].me();
+        w.nodes
+            .get_mut(&addr(2))
+            .unwrap()
+            .join_peer(Time::ZERO, contact);
+        w.drain(addr(2));
+        w.nodes.get_mut(&addr(3)).unwrap().join(Time::ZERO, addr(1));
+        w.drain(addr(3));
+        w.run_until(Duration::from_secs(5));
+        for i in [2, 3] {
+            let view = w.nodes[&addr(i)].active_view();
+            assert!(
+                view.iter().any(|p| p.id == contact.id),
+                "node {i}: {view:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_contact_known_by_address_is_probed_at_a_bounded_rate() {
+        let config = Config {
+            nat: nat::Config {
+                enabled: false,
+                ..nat::Config::default()
+            },
+            ..Config::default()
+        };
+        let rng = ChaCha8Rng::seed_from_u64(1);
+        let mut node = Node::new(&Identity::from_seed([1; 32]), addr(1), config, rng);
+        node.join(Time::ZERO, addr(9));
+        let mut joins = Vec::new();
+        let mut now = Time::ZERO;
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            while let Some(dst) = node.poll_transmit(&mut out) {
+                let d = wire::decode(&out).unwrap();
+                if dst == addr(9) && d.message == Message::HyParView(hyparview::Message::Join) {
+                    joins.push(now.as_secs());
+                }
+            }
+            match node.poll_timeout() {
+                Some(t) if t <= Duration::from_secs(25) => {
+                    assert!(t >= now, "a deadline in the past");
+                    now = t;
+                    node.handle_timeout(now);
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(joins, [0, 1, 2, 12, 22]);
     }
 
     #[test]

@@ -1120,8 +1120,8 @@ mod tests {
         timer: Option<Time>,
     }
 
-    /// N instances on virtual time: datagrams take 1–20 ms, may be lost,
-    /// and time jumps to the next delivery or timer.
+    /// N instances on virtual time, routed by id: datagrams take 1–20 ms,
+    /// may be lost, and time jumps to the next delivery or timer.
     struct Net {
         now: Time,
         hosts: BTreeMap<PeerId, Host>,
@@ -1366,12 +1366,7 @@ mod tests {
         net.run_for(secs(30));
         let victim = ids[7];
         let victim_id = peer(7).id;
-        let neighbours: Vec<PeerId> = net
-            .hv(victim)
-            .active_view()
-            .iter()
-            .map(|p| p.id)
-            .collect();
+        let neighbours: Vec<PeerId> = net.hv(victim).active_view().iter().map(|p| p.id).collect();
         assert!(!neighbours.is_empty());
         let killed_at = net.now;
         let ups_before: usize = neighbours.iter().map(|a| net.hosts[a].ups).sum();
@@ -2264,6 +2259,39 @@ mod tests {
             hv.handle_timeout(secs(s));
             drain(&mut hv);
             assert_views(&hv);
+        }
+    }
+
+    #[test]
+    fn peer_records_are_the_third_parties_a_message_carries() {
+        let records = |m: &Message| m.peer_records().copied().collect::<Vec<Peer>>();
+        let joiner = peer(1);
+        assert_eq!(
+            records(&Message::ForwardJoin { joiner, ttl: 3 }),
+            vec![joiner]
+        );
+        let shuffle = Message::Shuffle {
+            origin: peer(2),
+            ttl: 1,
+            peers: vec![peer(2), peer(3), peer(4)],
+        };
+        assert_eq!(records(&shuffle), vec![peer(2), peer(2), peer(3), peer(4)]);
+        let reply = Message::ShuffleReply {
+            peers: vec![peer(5), peer(6)],
+        };
+        assert_eq!(records(&reply), vec![peer(5), peer(6)]);
+        for m in [
+            Message::Join,
+            Message::JoinReply,
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+            Message::NeighborReply { accepted: true },
+            Message::Disconnect { alive: true },
+            Message::Ping { nonce: 1 },
+            Message::Pong { nonce: 1 },
+        ] {
+            assert!(records(&m).is_empty(), "{m:?}");
         }
     }
 

@@ -881,8 +881,9 @@ pub(super) mod tests {
         pub prune: usize,
     }
 
-    /// Nodes on a fixed topology; datagrams arrive after a per-link latency,
-    /// in (time, send order); time jumps to the next arrival or timer.
+    /// Nodes on a fixed topology, routed by id; datagrams arrive after a
+    /// per-link latency, in (time, send order); time jumps to the next
+    /// arrival or timer.
     pub(in crate::proto) struct Sim<C> {
         pub nodes: Vec<C>,
         pub now: Time,
@@ -1151,7 +1152,7 @@ pub(super) mod tests {
         Output::Event(Event::Delivered {
             id: id(k),
             hops,
-            from: from.map(|i| peer(i)),
+            from: from.map(peer),
             payload: payload(k as usize),
         })
     }

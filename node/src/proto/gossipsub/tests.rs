@@ -259,6 +259,19 @@ fn the_validator_decides_and_rejections_cost_the_sender() {
 }
 
 #[test]
+fn peer_records_are_the_peer_exchange_of_a_prune() {
+    let px = vec![Peer::new(identity(1).peer_id(), addr(1))];
+    let prune = Message::Prune {
+        topic: topic(),
+        backoff_s: 60,
+        peers: px.clone(),
+    };
+    assert_eq!(prune.peer_records().copied().collect::<Vec<_>>(), px);
+    let graft = Message::Graft { topic: topic() };
+    assert_eq!(graft.peer_records().count(), 0);
+}
+
+#[test]
 fn graft_during_backoff_is_penalised_and_pruned_again() {
     let mut net = Net::new(2, |_| enabled());
     net.join(1);

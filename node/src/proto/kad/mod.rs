@@ -920,13 +920,7 @@ impl Kademlia {
     }
 
     /// Register an outstanding request; its id.
-    fn request(
-        &mut self,
-        now: Time,
-        peer: PeerId,
-        query: Option<u64>,
-        what: ReqWhat,
-    ) -> u64 {
+    fn request(&mut self, now: Time, peer: PeerId, query: Option<u64>, what: ReqWhat) -> u64 {
         let mut id: u64 = self.rng.gen();
         while self.inflight.contains_key(&id) {
             id = self.rng.gen();

@@ -700,6 +700,62 @@ fn clients_do_not_answer_and_same_seed_same_traffic() {
 }
 
 #[test]
+fn bootstrap_pings_the_contact_by_id_and_only_its_answer_counts() {
+    let identity = Identity::from_seed(seed(1));
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let mut node = Kademlia::new(
+        identity.peer_id(),
+        identity.signing_key().clone(),
+        on(),
+        rng,
+    );
+    let contact = peer(0);
+    node.bootstrap(ms(0), contact);
+    let Some(Output::Send {
+        to,
+        message: Message::Ping { id, .. },
+    }) = node.poll_output()
+    else {
+        panic!("a ping to the contact")
+    };
+    assert_eq!(to, contact.id);
+    // An answer from another peer is unsolicited; the contact's enters it.
+    let pong = Message::Pong { id, server: true };
+    node.handle_message(ms(10), peer(7), pong.clone());
+    assert_eq!(node.stats().unsolicited, 1);
+    node.handle_message(ms(20), contact, pong);
+    assert!(node.table().contains(&contact.id));
+}
+
+#[test]
+fn peer_records_are_every_node_record_in_a_response() {
+    let records = |m: &Message| m.peer_records().map(|p| p.id).collect::<Vec<_>>();
+    let ids = |r: std::ops::Range<u32>| r.map(|i| peer(i).id).collect::<Vec<_>>();
+    let nodes = Message::Nodes {
+        id: 1,
+        peers: (0..3).map(peer).collect(),
+    };
+    assert_eq!(records(&nodes), ids(0..3));
+    let providers = Message::Providers {
+        id: 1,
+        providers: (3..5).map(peer).collect(),
+        closer: (5..8).map(peer).collect(),
+    };
+    assert_eq!(records(&providers), ids(3..8));
+    let value = Message::Value {
+        id: 1,
+        record: None,
+        closer: (8..9).map(peer).collect(),
+    };
+    assert_eq!(records(&value), ids(8..9));
+    let ping = Message::Ping {
+        id: 1,
+        server: true,
+    };
+    assert!(records(&ping).is_empty());
+}
+
+#[test]
 fn config_invariants_are_checked() {
     assert!(Config::default().validate().is_ok());
     let bad = |c: Config, field: &str| {

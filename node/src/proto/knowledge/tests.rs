@@ -577,12 +577,7 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
 
 #[test]
 fn a_disabled_commons_does_nothing() {
-    let mut k = Knowledge::new(
-        peer(1),
-        1,
-        Config::default(),
-        ChaCha8Rng::seed_from_u64(1),
-    );
+    let mut k = Knowledge::new(peer(1), 1, Config::default(), ChaCha8Rng::seed_from_u64(1));
     assert_eq!(k.poll_timeout(), None);
     assert_eq!(
         k.write(Time::ZERO, "t", &observe("a", json!(1))),
