@@ -137,8 +137,8 @@ impl Broadcaster {
     }
     fn neighbor_up(&mut self, now: Time, peer: Peer) {
         match self {
-            Broadcaster::Plumtree(p) => p.handle_neighbor_up(now, peer),
-            Broadcaster::Flood(f) => f.handle_neighbor_up(now, peer),
+            Broadcaster::Plumtree(p) => p.handle_neighbor_up(now, peer.id),
+            Broadcaster::Flood(f) => f.handle_neighbor_up(now, peer.id),
         }
     }
     fn neighbor_down(&mut self, now: Time, peer: &PeerId) {
@@ -147,7 +147,7 @@ impl Broadcaster {
             Broadcaster::Flood(f) => f.handle_neighbor_down(now, peer),
         }
     }
-    fn handle_message(&mut self, now: Time, from: Peer, message: plumtree::Message) {
+    fn handle_message(&mut self, now: Time, from: PeerId, message: plumtree::Message) {
         match self {
             Broadcaster::Plumtree(p) => p.handle_message(now, from, message),
             Broadcaster::Flood(f) => f.handle_message(now, from, message),
@@ -466,7 +466,7 @@ impl Node {
             }
             Message::Plumtree(m) => {
                 self.membership.handle_heard(now, &peer.id);
-                self.broadcaster.handle_message(now, peer, m);
+                self.broadcaster.handle_message(now, peer.id, m);
             }
             Message::PubSub(m) => {
                 if let Some(g) = &mut self.gossipsub {
@@ -482,7 +482,7 @@ impl Node {
             Message::Knowledge(chunk) => {
                 if let Some(k) = &mut self.knowledge {
                     self.membership.handle_heard(now, &peer.id);
-                    k.handle_chunk(now, peer, chunk);
+                    k.handle_chunk(now, peer.id, chunk);
                 }
             }
             // The transport keeps its own messages.
@@ -602,7 +602,7 @@ impl Node {
                             }
                         }
                         if let Some(k) = &mut self.knowledge {
-                            k.handle_neighbor_up(now, peer);
+                            k.handle_neighbor_up(now, peer.id);
                         }
                         self.emit(Event::NeighborUp(peer));
                     }
@@ -699,9 +699,6 @@ impl Node {
                 transport::Event::Connected { .. } => {}
                 transport::Event::Dead { peer } => {
                     self.membership.handle_peer_dead(now, &peer);
-                    if let Some(dht) = &mut self.dht {
-                        dht.handle_peer_dead(now, &peer);
-                    }
                 }
                 transport::Event::Dropped { from, reason } => {
                     self.emit(Event::Dropped { from, reason })

@@ -47,7 +47,7 @@ use super::plumtree::{
     originate, round_up_to_second, Event, ExpiringMap, Message, MsgId, Outbox, Output,
     MAX_PAYLOAD_BYTES,
 };
-use crate::{Peer, PeerId, Time};
+use crate::{PeerId, Time};
 
 /// Flooding settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -75,7 +75,7 @@ pub struct Flood {
     me: PeerId,
     next_seq: u64,
     /// The active view, in the order peers came up.
-    neighbors: Vec<Peer>,
+    neighbors: Vec<PeerId>,
     seen: ExpiringMap<()>,
     outbox: Outbox,
 }
@@ -102,7 +102,7 @@ impl Flood {
     // ---- getters ----
 
     /// The current neighbours, in the order they came up.
-    pub fn neighbors(&self) -> &[Peer] {
+    pub fn neighbors(&self) -> &[PeerId] {
         &self.neighbors
     }
     /// Outputs dropped because the output queue was full (0 when the driver
@@ -130,24 +130,20 @@ impl Flood {
         id
     }
 
-    /// A new active-view neighbour (a known one gets its address updated).
-    pub fn handle_neighbor_up(&mut self, _now: Time, peer: Peer) {
-        if peer.id == self.me {
-            return;
-        }
-        match self.neighbors.iter_mut().find(|p| p.id == peer.id) {
-            Some(known) => known.addr = peer.addr,
-            None => self.neighbors.push(peer),
+    /// A new active-view neighbour (a known one keeps its place).
+    pub fn handle_neighbor_up(&mut self, _now: Time, peer: PeerId) {
+        if peer != self.me && !self.neighbors.contains(&peer) {
+            self.neighbors.push(peer);
         }
     }
 
     /// A neighbour left the active view.
     pub fn handle_neighbor_down(&mut self, _now: Time, peer: &PeerId) {
-        self.neighbors.retain(|p| p.id != *peer);
+        self.neighbors.retain(|p| p != peer);
     }
 
     /// A broadcast message from `from`; only `Gossip` means anything here.
-    pub fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+    pub fn handle_message(&mut self, now: Time, from: PeerId, message: Message) {
         let Message::Gossip { id, hops, payload } = message else {
             return;
         };
@@ -158,10 +154,10 @@ impl Flood {
         self.outbox.push(Output::Event(Event::Delivered {
             id,
             hops,
-            from: Some(from.id),
+            from: Some(from),
             payload: payload.clone(),
         }));
-        self.forward(id, hops.saturating_add(1), &payload, Some(from.id));
+        self.forward(id, hops.saturating_add(1), &payload, Some(from));
     }
 
     /// Expire seen ids older than `seen_ttl`.
@@ -185,9 +181,9 @@ impl Flood {
     }
 
     fn forward(&mut self, id: MsgId, hops: u16, payload: &Bytes, except: Option<PeerId>) {
-        for peer in self.neighbors.iter().filter(|p| Some(p.id) != except) {
+        for &peer in self.neighbors.iter().filter(|p| Some(**p) != except) {
             self.outbox.send(
-                peer.addr,
+                peer,
                 Message::Gossip {
                     id,
                     hops,
@@ -207,7 +203,7 @@ mod tests {
     use crate::proto::plumtree::message_id;
 
     impl Core for Flood {
-        fn up(&mut self, now: Time, peer: Peer) {
+        fn up(&mut self, now: Time, peer: PeerId) {
             self.handle_neighbor_up(now, peer)
         }
         fn down(&mut self, now: Time, peer: &PeerId) {
@@ -216,7 +212,7 @@ mod tests {
         fn publish(&mut self, now: Time, payload: Bytes) -> MsgId {
             self.broadcast(now, payload)
         }
-        fn receive(&mut self, now: Time, from: Peer, message: Message) {
+        fn receive(&mut self, now: Time, from: PeerId, message: Message) {
             self.handle_message(now, from, message)
         }
         fn timeout(&mut self, now: Time) {
@@ -235,12 +231,12 @@ mod tests {
 
     fn floods(n: usize) -> Vec<Flood> {
         (0..n)
-            .map(|i| Flood::new(peer(i).id, Config::default()))
+            .map(|i| Flood::new(peer(i), Config::default()))
             .collect()
     }
 
     fn node(neighbors: &[usize]) -> Flood {
-        let mut node = Flood::new(peer(0).id, Config::default());
+        let mut node = Flood::new(peer(0), Config::default());
         for &i in neighbors {
             node.handle_neighbor_up(NOW, peer(i));
         }
@@ -265,7 +261,7 @@ mod tests {
 
     fn send(to: usize, message: Message) -> Output {
         Output::Send {
-            to: peer(to).addr,
+            to: peer(to),
             message,
         }
     }
@@ -274,7 +270,7 @@ mod tests {
         Output::Event(Event::Delivered {
             id: id(k),
             hops,
-            from: Some(peer(from).id),
+            from: Some(peer(from)),
             payload: payload(k as usize),
         })
     }
@@ -283,7 +279,7 @@ mod tests {
     fn broadcast_delivers_locally_and_sends_to_every_neighbor() {
         let mut node = node(&[1, 2, 3]);
         let id = node.broadcast(NOW, payload(4));
-        assert_eq!(id, message_id(&peer(0).id, 0, &payload(4)));
+        assert_eq!(id, message_id(&peer(0), 0, &payload(4)));
         let gossip = Message::Gossip {
             id,
             hops: 1,
@@ -341,18 +337,16 @@ mod tests {
     #[test]
     fn neighbors_come_and_go() {
         let mut node = node(&[1, 2, 3]);
-        node.handle_neighbor_down(NOW, &peer(2).id);
-        node.handle_neighbor_down(NOW, &peer(9).id);
-        let moved = Peer::new(peer(1).id, "192.0.2.1:7000".parse().unwrap());
-        node.handle_neighbor_up(NOW, moved);
+        node.handle_neighbor_down(NOW, &peer(2));
+        node.handle_neighbor_down(NOW, &peer(9));
+        node.handle_neighbor_up(NOW, peer(1));
         node.handle_neighbor_up(NOW, peer(0));
-        assert_eq!(node.neighbors(), &[moved, peer(3)]);
+        assert_eq!(node.neighbors(), &[peer(1), peer(3)]);
         node.handle_message(NOW, peer(3), gossip(1, 1));
-        let forwarded = Output::Send {
-            to: moved.addr,
-            message: gossip(1, 2),
-        };
-        assert_eq!(drain(&mut node), vec![delivered(1, 1, 3), forwarded]);
+        assert_eq!(
+            drain(&mut node),
+            vec![delivered(1, 1, 3), send(1, gossip(1, 2))]
+        );
     }
 
     #[test]
@@ -361,7 +355,7 @@ mod tests {
             seen_capacity: 4,
             seen_ttl: Duration::from_secs(10),
         };
-        let mut node = Flood::new(peer(0).id, config);
+        let mut node = Flood::new(peer(0), config);
         node.handle_neighbor_up(NOW, peer(1));
         assert_eq!(node.poll_timeout(), None);
         let start = NOW + ms(300);

@@ -51,10 +51,11 @@
 //!   `failure_timeout` is declared failed: dropped from the active view and
 //!   not kept in the passive view. Requests (JOIN, NEIGHBOR) have deadlines
 //!   of `request_timeout`.
-//! - JOINREPLY: a joiner bootstraps from an address only and learns the
-//!   contact's identity from the reply. A walk that ends at a node sends the
-//!   joiner NEIGHBOR (priority high) so that the joiner adds it, where the
-//!   paper relies on the joiner accepting a TCP connection.
+//! - JOINREPLY: the joiner adds the contact to its active view when the
+//!   contact confirms it took the joiner in, where the paper's TCP
+//!   connection makes the link on both sides at once. A walk that ends at a
+//!   node sends the joiner NEIGHBOR (priority high) so that the joiner adds
+//!   it, where the paper relies on the joiner accepting a TCP connection.
 //! - Links are made symmetric explicitly: a PING from a peer that does not
 //!   hold us active is answered with PONG and DISCONNECT (so one-sided links
 //!   left by lost datagrams are undone within a keepalive period), and an
@@ -76,7 +77,6 @@
 //!   one contact still yields a well-mixed overlay.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -166,15 +166,16 @@ pub enum Priority {
     Low,
 }
 
-/// HyParView wire messages. The sender's id and address come from the
-/// datagram (header and UDP source), so messages only carry third parties.
+/// HyParView wire messages. The sender's record comes from the transport
+/// (who sent the datagram, and from where), so messages only carry third
+/// parties: [`Message::peer_records`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Message {
     /// A new node asks the contact to let it in.
     Join,
     /// The contact's answer to JOIN: the joiner adds the contact to its
-    /// active view (Grove's addition: a joiner bootstraps from an address and
-    /// learns the contact's id from this reply).
+    /// active view (Grove's addition: over datagrams no connection tells the
+    /// joiner that the contact took it in).
     JoinReply,
     /// Random walk announcing a joiner.
     ForwardJoin { joiner: Peer, ttl: u8 },
@@ -199,6 +200,22 @@ pub enum Message {
     Pong { nonce: u32 },
 }
 
+impl Message {
+    /// The third parties' records this message carries (FORWARDJOIN's
+    /// joiner, SHUFFLE's origin and sample, SHUFFLEREPLY's sample): what the
+    /// node hands the transport's address book, so that the ids the core
+    /// sends to can be reached.
+    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
+        let (first, rest): (Option<&Peer>, &[Peer]) = match self {
+            Message::ForwardJoin { joiner, .. } => (Some(joiner), &[]),
+            Message::Shuffle { origin, peers, .. } => (Some(origin), peers),
+            Message::ShuffleReply { peers } => (None, peers),
+            _ => (None, &[]),
+        };
+        first.into_iter().chain(rest)
+    }
+}
+
 /// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
 pub const MAX_SHUFFLE_PEERS: usize = 16;
 
@@ -214,7 +231,7 @@ pub enum Event {
 /// An output of the core, drained with [`HyParView::poll_output`].
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Output {
-    Send { to: SocketAddr, message: Message },
+    Send { to: PeerId, message: Message },
     Event(Event),
 }
 
@@ -265,7 +282,7 @@ struct PendingNeighbor {
 
 #[derive(Clone, Copy, Debug)]
 struct JoinState {
-    contact: SocketAddr,
+    contact: Peer,
     /// JOIN requests sent in the current round.
     attempts: u8,
     /// When the last JOIN of the current round times out; `None` when no
@@ -376,13 +393,14 @@ impl HyParView {
 
     // ---- inputs ----
 
-    /// Join the overlay through a contact known only by address.
+    /// Join the overlay through `contact` (its record: the node resolves a
+    /// contact given by address to its id first).
     ///
     /// Sends JOIN, re-sent every `request_timeout` up to 3 times until a
     /// JOINREPLY arrives. The contact is remembered: a node that later loses
     /// both views joins through it again (at most once per
     /// `shuffle_interval`).
-    pub fn join(&mut self, now: Time, contact: SocketAddr) {
+    pub fn join(&mut self, now: Time, contact: Peer) {
         self.start(now);
         self.join = Some(JoinState {
             contact,
@@ -403,7 +421,7 @@ impl HyParView {
     pub fn leave(&mut self) {
         for i in (0..self.active.len()).rev() {
             let peer = self.remove_active_at(i);
-            self.send(peer.addr, Message::Disconnect { alive: false });
+            self.send(peer.id, Message::Disconnect { alive: false });
         }
         self.passive.clear();
         self.pending.clear();
@@ -414,8 +432,8 @@ impl HyParView {
         self.next_shuffle = None;
     }
 
-    /// A message from `from` (id from the datagram header, address from the
-    /// UDP source).
+    /// A message from `from`: the sender's record as the transport gives it
+    /// (its id, and the address it was seen at, kept as data in the views).
     pub fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
         self.start(now);
         if from.id == self.me.id {
@@ -441,6 +459,28 @@ impl HyParView {
         self.start(now);
         if let Some(i) = self.active_index(from) {
             self.last_heard[i] = self.last_heard[i].max(now);
+        }
+    }
+
+    /// The transport found `peer` dead (no answer within its liveness
+    /// timeout): the paper's TCP connection loss. An active peer is dropped
+    /// (not kept as a passive one) and replaced at once; a NEIGHBOR
+    /// candidate counts as unanswered; a passive entry is forgotten.
+    pub fn handle_peer_dead(&mut self, now: Time, peer: &PeerId) {
+        self.start(now);
+        self.remove_passive(peer);
+        let mut lost = false;
+        if let Some(i) = self.active_index(peer) {
+            self.remove_active_at(i);
+            lost = true;
+        }
+        if let Some(i) = self.pending.iter().position(|p| p.peer.id == *peer) {
+            self.pending.swap_remove(i);
+            lost = true;
+        }
+        if lost {
+            self.repair_budget = self.repair_budget.max(1);
+            self.repair(now);
         }
     }
 
@@ -497,7 +537,7 @@ impl HyParView {
     fn on_join(&mut self, now: Time, joiner: Peer) {
         if self.is_active(&joiner.id) {
             // A retransmission: our first JOINREPLY was lost.
-            self.send(joiner.addr, Message::JoinReply);
+            self.send(joiner.id, Message::JoinReply);
             return;
         }
         if let Some(contact) = self.outside_contact() {
@@ -505,30 +545,30 @@ impl HyParView {
             // leave the two of us alone after a random eviction (a closed
             // island). Its walk starts at our contact instead; the walk's end
             // asks the joiner to be its neighbour.
-            if contact != joiner.addr {
+            if contact.id != joiner.id {
                 let ttl = self.config.active_random_walk_length;
-                self.send(contact, Message::ForwardJoin { joiner, ttl });
+                self.send(contact.id, Message::ForwardJoin { joiner, ttl });
             }
             return;
         }
         self.add_active(now, joiner);
-        self.send(joiner.addr, Message::JoinReply);
+        self.send(joiner.id, Message::JoinReply);
         let ttl = self.config.active_random_walk_length;
         for i in 0..self.active.len() {
             let peer = self.active[i];
             if peer.id != joiner.id {
-                self.send(peer.addr, Message::ForwardJoin { joiner, ttl });
+                self.send(peer.id, Message::ForwardJoin { joiner, ttl });
             }
         }
     }
 
     /// JOINREPLY: the contact took us in. Only the reply to a running round
-    /// from the contact's address counts.
+    /// from the contact counts.
     fn on_join_reply(&mut self, now: Time, from: Peer) {
         let Some(join) = self.join.as_mut() else {
             return;
         };
-        if join.deadline.is_none() || join.contact != from.addr {
+        if join.deadline.is_none() || join.contact.id != from.id {
             return;
         }
         join.deadline = None;
@@ -545,9 +585,9 @@ impl HyParView {
         let ttl = ttl.min(self.config.active_random_walk_length);
         if let Some(contact) = self.outside_contact() {
             // Not in the overlay: pass the walk on towards it.
-            if ttl > 0 && contact != joiner.addr && contact != from.addr {
+            if ttl > 0 && contact.id != joiner.id && contact.id != from.id {
                 self.send(
-                    contact,
+                    contact.id,
                     Message::ForwardJoin {
                         joiner,
                         ttl: ttl - 1,
@@ -565,7 +605,7 @@ impl HyParView {
         }
         match self.random_active_except(from.id, joiner.id) {
             Some(next) => self.send(
-                next.addr,
+                next.id,
                 Message::ForwardJoin {
                     joiner,
                     ttl: ttl - 1,
@@ -578,7 +618,7 @@ impl HyParView {
     /// Our contact, while we are outside the overlay: we joined through it
     /// and have no active peer (our JOIN is unanswered, or we lost every
     /// neighbour). The first node of an overlay has no contact.
-    fn outside_contact(&self) -> Option<SocketAddr> {
+    fn outside_contact(&self) -> Option<Peer> {
         match &self.join {
             Some(join) if self.active.is_empty() => Some(join.contact),
             _ => None,
@@ -594,7 +634,7 @@ impl HyParView {
         // Random eviction here, whatever `evict_newest` says (see there).
         self.add_active_evicting(now, joiner, false);
         self.send(
-            joiner.addr,
+            joiner.id,
             Message::Neighbor {
                 priority: Priority::High,
             },
@@ -611,7 +651,7 @@ impl HyParView {
         if accepted && !already {
             self.add_active(now, from);
         }
-        self.send(from.addr, Message::NeighborReply { accepted });
+        self.send(from.id, Message::NeighborReply { accepted });
     }
 
     fn on_neighbor_reply(&mut self, now: Time, from: Peer, accepted: bool) {
@@ -624,7 +664,7 @@ impl HyParView {
                     self.add_active(now, from);
                 } else {
                     // Filled meanwhile: undo the link it just made.
-                    self.send(from.addr, Message::Disconnect { alive: true });
+                    self.send(from.id, Message::Disconnect { alive: true });
                 }
             } else {
                 // A refusal keeps the candidate in the passive view (§4.3);
@@ -638,7 +678,7 @@ impl HyParView {
             // A duplicate, or the answer to the NEIGHBOR of a walk's end.
             (true, Some(_)) => {}
             // Unsolicited or too late (the request timed out): undo its link.
-            (true, None) => self.send(from.addr, Message::Disconnect { alive: true }),
+            (true, None) => self.send(from.id, Message::Disconnect { alive: true }),
             // It does not hold us active: drop the one-sided link.
             (false, Some(i)) => {
                 let peer = self.remove_active_at(i);
@@ -680,7 +720,7 @@ impl HyParView {
                     ttl: ttl - 1,
                     peers,
                 };
-                self.send(next.addr, message);
+                self.send(next.id, message);
                 return;
             }
         }
@@ -690,7 +730,7 @@ impl HyParView {
             .copied()
             .collect();
         self.integrate(&peers, &reply);
-        self.send(origin.addr, Message::ShuffleReply { peers: reply });
+        self.send(origin.id, Message::ShuffleReply { peers: reply });
     }
 
     fn on_shuffle_reply(&mut self, peers: &[Peer]) {
@@ -701,9 +741,9 @@ impl HyParView {
     /// PING: always answered. From a peer that we do not hold active (and
     /// are not asking to), it also gets a DISCONNECT: its link is one-sided.
     fn on_ping(&mut self, from: Peer, nonce: u32) {
-        self.send(from.addr, Message::Pong { nonce });
+        self.send(from.id, Message::Pong { nonce });
         if !self.is_active(&from.id) && !self.pending.iter().any(|p| p.peer.id == from.id) {
-            self.send(from.addr, Message::Disconnect { alive: true });
+            self.send(from.id, Message::Disconnect { alive: true });
         }
     }
 
@@ -748,7 +788,7 @@ impl HyParView {
         join.attempts += 1;
         join.deadline = Some(now + self.config.request_timeout);
         let contact = join.contact;
-        self.send(contact, Message::Join);
+        self.send(contact.id, Message::Join);
     }
 
     fn start_join_round(&mut self, now: Time) {
@@ -759,7 +799,7 @@ impl HyParView {
         join.deadline = Some(now + self.config.request_timeout);
         join.next_round = now + self.config.shuffle_interval;
         let contact = join.contact;
-        self.send(contact, Message::Join);
+        self.send(contact.id, Message::Join);
     }
 
     /// Failure detection: ping the silent, drop the failed; re-join when
@@ -775,8 +815,8 @@ impl HyParView {
             }
             if silence >= self.config.keepalive_interval {
                 let nonce = self.rng.gen();
-                let addr = self.active[i].addr;
-                self.send(addr, Message::Ping { nonce });
+                let id = self.active[i].id;
+                self.send(id, Message::Ping { nonce });
             }
             i += 1;
         }
@@ -820,7 +860,7 @@ impl HyParView {
             ttl: self.config.shuffle_random_walk_length,
             peers,
         };
-        self.send(target.addr, message);
+        self.send(target.id, message);
     }
 
     // ---- views ----
@@ -852,7 +892,7 @@ impl HyParView {
                 },
             );
             self.repair_budget -= 1;
-            self.send(peer.addr, Message::Neighbor { priority });
+            self.send(peer.id, Message::Neighbor { priority });
         }
     }
 
@@ -906,7 +946,7 @@ impl HyParView {
                 self.rng.gen_range(0..self.active.len())
             };
             let dropped = self.remove_active_at(i);
-            self.send(dropped.addr, Message::Disconnect { alive: true });
+            self.send(dropped.id, Message::Disconnect { alive: true });
             self.add_passive(dropped);
         }
         self.active.push(peer);
@@ -975,7 +1015,7 @@ impl HyParView {
 
     // ---- output ----
 
-    fn send(&mut self, to: SocketAddr, message: Message) {
+    fn send(&mut self, to: PeerId, message: Message) {
         self.push(Output::Send { to, message });
     }
 
@@ -1013,6 +1053,7 @@ fn next_period(due: Time, period: Duration, now: Time) -> Time {
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
+    use std::net::SocketAddr;
 
     use rand::SeedableRng;
 
@@ -1076,7 +1117,7 @@ mod tests {
     fn sends_to(out: &[Output], to: &Peer) -> Vec<Message> {
         out.iter()
             .filter_map(|o| match o {
-                Output::Send { to: a, message } if *a == to.addr => Some(message.clone()),
+                Output::Send { to: a, message } if *a == to.id => Some(message.clone()),
                 _ => None,
             })
             .collect()
@@ -1101,13 +1142,13 @@ mod tests {
         timer: Option<Time>,
     }
 
-    /// N instances on virtual time: datagrams take 1–20 ms, may be lost,
-    /// and time jumps to the next delivery or timer.
+    /// N instances on virtual time, routed by id: datagrams take 1–20 ms,
+    /// may be lost, and time jumps to the next delivery or timer.
     struct Net {
         now: Time,
-        hosts: BTreeMap<SocketAddr, Host>,
-        in_flight: BTreeMap<(Time, u64), (Peer, SocketAddr, Message)>,
-        timers: BTreeSet<(Time, SocketAddr)>,
+        hosts: BTreeMap<PeerId, Host>,
+        in_flight: BTreeMap<(Time, u64), (Peer, PeerId, Message)>,
+        timers: BTreeSet<(Time, PeerId)>,
         seq: u64,
         rng: ChaCha8Rng,
         loss: f64,
@@ -1128,8 +1169,8 @@ mod tests {
             }
         }
 
-        fn add(&mut self, hv: HyParView) -> SocketAddr {
-            let addr = hv.me().addr;
+        fn add(&mut self, hv: HyParView) -> PeerId {
+            let id = hv.me().id;
             let host = Host {
                 hv,
                 alive: true,
@@ -1138,33 +1179,34 @@ mod tests {
                 downs: Vec::new(),
                 timer: None,
             };
-            self.hosts.insert(addr, host);
-            addr
+            self.hosts.insert(id, host);
+            id
         }
 
-        fn hv(&self, addr: SocketAddr) -> &HyParView {
-            &self.hosts[&addr].hv
+        fn hv(&self, id: PeerId) -> &HyParView {
+            &self.hosts[&id].hv
         }
 
-        fn join(&mut self, addr: SocketAddr, contact: SocketAddr) {
+        fn join(&mut self, id: PeerId, contact: PeerId) {
             let now = self.now;
-            self.hosts.get_mut(&addr).unwrap().hv.join(now, contact);
-            self.after_input(addr);
+            let contact = *self.hv(contact).me();
+            self.hosts.get_mut(&id).unwrap().hv.join(now, contact);
+            self.after_input(id);
         }
 
-        fn kill(&mut self, addr: SocketAddr) {
-            let host = self.hosts.get_mut(&addr).unwrap();
+        fn kill(&mut self, id: PeerId) {
+            let host = self.hosts.get_mut(&id).unwrap();
             host.alive = false;
             if let Some(t) = host.timer.take() {
-                self.timers.remove(&(t, addr));
+                self.timers.remove(&(t, id));
             }
         }
 
-        /// Drains the outputs of `addr`, checks its events against its view,
+        /// Drains the outputs of `id`, checks its events against its view,
         /// and re-files its timer.
-        fn after_input(&mut self, addr: SocketAddr) {
+        fn after_input(&mut self, id: PeerId) {
             let now = self.now;
-            let host = self.hosts.get_mut(&addr).unwrap();
+            let host = self.hosts.get_mut(&id).unwrap();
             let me = *host.hv.me();
             while let Some(output) = host.hv.poll_output() {
                 match output {
@@ -1181,9 +1223,9 @@ mod tests {
                         assert!(host.up.insert(p.id), "{me:?}: NeighborUp twice for {p:?}");
                         host.ups += 1;
                     }
-                    Output::Event(Event::NeighborDown(id)) => {
-                        assert!(host.up.remove(&id), "{me:?}: NeighborDown without Up");
-                        host.downs.push((now, id));
+                    Output::Event(Event::NeighborDown(gone)) => {
+                        assert!(host.up.remove(&gone), "{me:?}: NeighborDown without Up");
+                        host.downs.push((now, gone));
                     }
                 }
             }
@@ -1191,12 +1233,12 @@ mod tests {
             assert_eq!(view, host.up, "events disagree with the active view");
             assert_views(&host.hv);
             if let Some(t) = host.timer.take() {
-                self.timers.remove(&(t, addr));
+                self.timers.remove(&(t, id));
             }
             host.timer = host.hv.poll_timeout();
             if let Some(t) = host.timer {
                 assert!(t >= now, "timer in the past");
-                self.timers.insert((t, addr));
+                self.timers.insert((t, id));
             }
         }
 
@@ -1208,7 +1250,7 @@ mod tests {
                 (Some(m), t) if m <= until && !matches!(t, Some(t) if t < m) => {
                     let (_, (from, to, message)) = self.in_flight.pop_first().unwrap();
                     self.now = m;
-                    let from_alive = self.hosts.get(&from.addr).is_some_and(|h| h.alive);
+                    let from_alive = self.hosts.get(&from.id).is_some_and(|h| h.alive);
                     match self.hosts.get_mut(&to) {
                         Some(host) if host.alive && from_alive => {
                             host.hv.handle_message(m, from, message);
@@ -1220,12 +1262,12 @@ mod tests {
                     true
                 }
                 (_, Some(t)) if t <= until => {
-                    let (_, addr) = self.timers.pop_first().unwrap();
+                    let (_, id) = self.timers.pop_first().unwrap();
                     self.now = t;
-                    let host = self.hosts.get_mut(&addr).unwrap();
+                    let host = self.hosts.get_mut(&id).unwrap();
                     host.timer = None;
                     host.hv.handle_timeout(t);
-                    self.after_input(addr);
+                    self.after_input(id);
                     true
                 }
                 _ => false,
@@ -1241,20 +1283,20 @@ mod tests {
             self.run_until(self.now + duration);
         }
 
-        fn alive(&self) -> impl Iterator<Item = (&SocketAddr, &Host)> {
+        fn alive(&self) -> impl Iterator<Item = (&PeerId, &Host)> {
             self.hosts.iter().filter(|(_, h)| h.alive)
         }
 
         /// Every active link among live nodes is held by both ends.
         fn assert_symmetric(&self) {
-            for (addr, host) in self.alive() {
+            for (id, host) in self.alive() {
                 for p in host.hv.active_view() {
-                    let other = &self.hosts[&p.addr];
-                    assert!(other.alive, "{addr} keeps dead {p:?} active");
+                    let other = &self.hosts[&p.id];
+                    assert!(other.alive, "{id} keeps dead {p:?} active");
                     assert!(
                         other.hv.is_active(&host.hv.me().id),
-                        "{addr} has {} active, not the other way round",
-                        p.addr
+                        "{id} has {} active, not the other way round",
+                        p.id
                     );
                 }
             }
@@ -1262,13 +1304,13 @@ mod tests {
 
         /// The live nodes form one component of the active-view graph.
         fn assert_connected(&self) {
-            let live: Vec<SocketAddr> = self.alive().map(|(a, _)| *a).collect();
+            let live: Vec<PeerId> = self.alive().map(|(a, _)| *a).collect();
             let mut seen = BTreeSet::from([live[0]]);
             let mut stack = vec![live[0]];
             while let Some(a) = stack.pop() {
                 for p in self.hosts[&a].hv.active_view() {
-                    if self.hosts[&p.addr].alive && seen.insert(p.addr) {
-                        stack.push(p.addr);
+                    if self.hosts[&p.id].alive && seen.insert(p.id) {
+                        stack.push(p.id);
                     }
                 }
             }
@@ -1284,14 +1326,14 @@ mod tests {
     }
 
     /// `n` nodes joining through node 0, one every 50 ms.
-    fn overlay(n: usize, seed: u64) -> (Net, Vec<SocketAddr>) {
+    fn overlay(n: usize, seed: u64) -> (Net, Vec<PeerId>) {
         let mut net = Net::new(seed);
-        let addrs: Vec<SocketAddr> = (0..n).map(|i| net.add(node(i, seed))).collect();
-        for &a in &addrs[1..] {
-            net.join(a, addrs[0]);
+        let ids: Vec<PeerId> = (0..n).map(|i| net.add(node(i, seed))).collect();
+        for &a in &ids[1..] {
+            net.join(a, ids[0]);
             net.run_for(ms(50));
         }
-        (net, addrs)
+        (net, ids)
     }
 
     // ---- whole-overlay behaviour ----
@@ -1305,21 +1347,21 @@ mod tests {
         net.run_for(secs(30));
         assert_eq!(net.hv(a).active_view(), &[peer(1)]);
         assert_eq!(net.hv(b).active_view(), &[peer(0)]);
-        for addr in [a, b] {
-            assert_eq!(net.hosts[&addr].ups, 1);
-            assert!(net.hosts[&addr].downs.is_empty());
+        for id in [a, b] {
+            assert_eq!(net.hosts[&id].ups, 1);
+            assert!(net.hosts[&id].downs.is_empty());
         }
     }
 
     #[test]
     fn fifty_nodes_through_one_contact_settle_into_a_symmetric_connected_overlay() {
-        let (mut net, addrs) = overlay(50, 2);
+        let (mut net, ids) = overlay(50, 2);
         net.run_for(secs(40));
         net.assert_symmetric();
         net.assert_connected();
         let cap = Config::default().active_view_capacity;
         let mut degree_sum = 0;
-        for a in &addrs {
+        for a in &ids {
             let n = net.hv(*a).active_view().len();
             assert!((1..=cap).contains(&n));
             degree_sum += n;
@@ -1333,25 +1375,20 @@ mod tests {
 
     #[test]
     fn shuffles_fill_passive_views() {
-        let (mut net, addrs) = overlay(50, 3);
+        let (mut net, ids) = overlay(50, 3);
         net.run_for(secs(40));
-        let total: usize = addrs.iter().map(|a| net.hv(*a).passive_view().len()).sum();
+        let total: usize = ids.iter().map(|a| net.hv(*a).passive_view().len()).sum();
         // 49 other nodes, 5 of them active: up to 30 passive each.
         assert!(total >= 50 * 20, "passive views too small: {total}/50");
     }
 
     #[test]
     fn a_killed_node_is_declared_failed_in_time_and_replaced() {
-        let (mut net, addrs) = overlay(30, 4);
+        let (mut net, ids) = overlay(30, 4);
         net.run_for(secs(30));
-        let victim = addrs[7];
+        let victim = ids[7];
         let victim_id = peer(7).id;
-        let neighbours: Vec<SocketAddr> = net
-            .hv(victim)
-            .active_view()
-            .iter()
-            .map(|p| p.addr)
-            .collect();
+        let neighbours: Vec<PeerId> = net.hv(victim).active_view().iter().map(|p| p.id).collect();
         assert!(!neighbours.is_empty());
         let killed_at = net.now;
         let ups_before: usize = neighbours.iter().map(|a| net.hosts[a].ups).sum();
@@ -1384,9 +1421,9 @@ mod tests {
 
     #[test]
     fn survivors_of_half_the_overlay_failing_reconnect() {
-        let (mut net, addrs) = overlay(100, 5);
+        let (mut net, ids) = overlay(100, 5);
         net.run_for(secs(15));
-        let mut victims = addrs.clone();
+        let mut victims = ids.clone();
         victims.shuffle(&mut net.rng);
         for a in &victims[..50] {
             net.kill(*a);
@@ -1403,9 +1440,9 @@ mod tests {
     fn overlay_settles_under_ten_percent_loss() {
         let mut net = Net::new(6);
         net.loss = 0.1;
-        let addrs: Vec<SocketAddr> = (0..30).map(|i| net.add(node(i, 6))).collect();
-        for &a in &addrs[1..] {
-            net.join(a, addrs[0]);
+        let ids: Vec<PeerId> = (0..30).map(|i| net.add(node(i, 6))).collect();
+        for &a in &ids[1..] {
+            net.join(a, ids[0]);
             net.run_for(ms(50));
         }
         net.run_for(secs(30));
@@ -1452,7 +1489,7 @@ mod tests {
     /// Mean hop distance between live nodes over the active-view graph
     /// (BFS from every node), and the largest distance seen.
     fn path_lengths(net: &Net) -> (f64, usize) {
-        let live: Vec<SocketAddr> = net.alive().map(|(a, _)| *a).collect();
+        let live: Vec<PeerId> = net.alive().map(|(a, _)| *a).collect();
         let (mut sum, mut pairs, mut max) = (0usize, 0usize, 0usize);
         for &src in &live {
             let mut dist = BTreeMap::from([(src, 0usize)]);
@@ -1460,9 +1497,9 @@ mod tests {
             while let Some(a) = queue.pop_front() {
                 let d = dist[&a];
                 for p in net.hv(a).active_view() {
-                    if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(p.addr) {
+                    if let std::collections::btree_map::Entry::Vacant(e) = dist.entry(p.id) {
                         e.insert(d + 1);
-                        queue.push_back(p.addr);
+                        queue.push_back(p.id);
                     }
                 }
             }
@@ -1479,11 +1516,11 @@ mod tests {
     /// FORWARDJOIN walk completes (7 hops of 1–20 ms).
     fn flash_crowd(n: usize, gap: Duration, config: &Config, seed: u64) -> Net {
         let mut net = Net::new(seed);
-        let addrs: Vec<SocketAddr> = (0..n)
+        let ids: Vec<PeerId> = (0..n)
             .map(|i| net.add(node_with(i, seed, config.clone())))
             .collect();
-        for &a in &addrs[1..] {
-            net.join(a, addrs[0]);
+        for &a in &ids[1..] {
+            net.join(a, ids[0]);
             net.run_for(gap);
         }
         net.run_for(secs(5));
@@ -1516,10 +1553,10 @@ mod tests {
         for seed in 30..32 {
             let mut net = Net::new(seed);
             net.loss = 0.01;
-            let addrs: Vec<SocketAddr> = (0..100).map(|i| net.add(node(i, seed))).collect();
-            for i in 1..addrs.len() {
-                let contact = addrs[net.rng.gen_range(0..i)];
-                net.join(addrs[i], contact);
+            let ids: Vec<PeerId> = (0..100).map(|i| net.add(node(i, seed))).collect();
+            for i in 1..ids.len() {
+                let contact = ids[net.rng.gen_range(0..i)];
+                net.join(ids[i], contact);
                 net.run_for(ms(5));
             }
             net.run_for(secs(20));
@@ -1536,7 +1573,7 @@ mod tests {
     fn join_is_retried_three_times_then_retried_later_when_alone() {
         let mut hv = node(1, 10);
         let contact = peer(0);
-        hv.join(Time::ZERO, contact.addr);
+        hv.join(Time::ZERO, contact);
         let mut joins = sends_to(&drain(&mut hv), &contact).len();
         let mut now = Time::ZERO;
         let mut times = Vec::new();
@@ -1563,7 +1600,7 @@ mod tests {
     fn a_node_not_yet_in_the_overlay_passes_joiners_to_its_contact() {
         let mut hv = node(1, 15);
         let contact = peer(0);
-        hv.join(Time::ZERO, contact.addr);
+        hv.join(Time::ZERO, contact);
         drain(&mut hv);
         // Our own JOIN is unanswered: a JOIN to us is passed on to our
         // contact as the start of the joiner's walk, and we keep out of it.
@@ -1707,7 +1744,7 @@ mod tests {
         assert_eq!(
             out,
             vec![Output::Send {
-                to: peer(9).addr,
+                to: peer(9).id,
                 message: Message::JoinReply
             }]
         );
@@ -2062,7 +2099,7 @@ mod tests {
         else {
             panic!("{out:?}")
         };
-        assert!(*to == peer(2).addr || *to == peer(3).addr);
+        assert!(*to == peer(2).id || *to == peer(3).id);
         // TTL 0: answered to the origin with as many passive peers, and
         // integrated without self or active peers.
         hv.handle_message(
@@ -2156,8 +2193,8 @@ mod tests {
         hv.handle_message(t, peer(1), Message::NeighborReply { accepted: false });
         assert!(drain(&mut hv).is_empty());
         assert!(hv.active_view().is_empty());
-        // A JOINREPLY from another address than the contact is ignored.
-        hv.join(t, peer(2).addr);
+        // A JOINREPLY from another peer than the contact is ignored.
+        hv.join(t, peer(2));
         hv.handle_message(t, peer(3), Message::JoinReply);
         assert!(hv.active_view().is_empty());
         hv.handle_message(t, peer(2), Message::JoinReply);
@@ -2244,6 +2281,39 @@ mod tests {
             hv.handle_timeout(secs(s));
             drain(&mut hv);
             assert_views(&hv);
+        }
+    }
+
+    #[test]
+    fn peer_records_are_the_third_parties_a_message_carries() {
+        let records = |m: &Message| m.peer_records().copied().collect::<Vec<Peer>>();
+        let joiner = peer(1);
+        assert_eq!(
+            records(&Message::ForwardJoin { joiner, ttl: 3 }),
+            vec![joiner]
+        );
+        let shuffle = Message::Shuffle {
+            origin: peer(2),
+            ttl: 1,
+            peers: vec![peer(2), peer(3), peer(4)],
+        };
+        assert_eq!(records(&shuffle), vec![peer(2), peer(2), peer(3), peer(4)]);
+        let reply = Message::ShuffleReply {
+            peers: vec![peer(5), peer(6)],
+        };
+        assert_eq!(records(&reply), vec![peer(5), peer(6)]);
+        for m in [
+            Message::Join,
+            Message::JoinReply,
+            Message::Neighbor {
+                priority: Priority::High,
+            },
+            Message::NeighborReply { accepted: true },
+            Message::Disconnect { alive: true },
+            Message::Ping { nonce: 1 },
+            Message::Pong { nonce: 1 },
+        ] {
+            assert!(records(&m).is_empty(), "{m:?}");
         }
     }
 

@@ -164,6 +164,31 @@ pub enum Message {
     Knowledge(knowledge::Chunk),
 }
 
+impl Message {
+    /// The peer records the message carries (HyParView walks and shuffles,
+    /// DHT node records, GossipSub peer exchange): hearsay for the
+    /// transport's address book.
+    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> + '_ {
+        let membership = match self {
+            Message::HyParView(m) => Some(m.peer_records()),
+            _ => None,
+        };
+        let dht = match self {
+            Message::Dht(m) => Some(m.peer_records()),
+            _ => None,
+        };
+        let pubsub = match self {
+            Message::PubSub(m) => Some(m.peer_records()),
+            _ => None,
+        };
+        membership
+            .into_iter()
+            .flatten()
+            .chain(dht.into_iter().flatten())
+            .chain(pubsub.into_iter().flatten())
+    }
+}
+
 /// One datagram: who sent it and what it says.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Datagram {

@@ -79,7 +79,6 @@ pub mod score;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -205,6 +204,18 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The peer records this message carries (PRUNE's peer exchange): what
+    /// the node hands the transport's address book, so that the ids the
+    /// core sends to can be reached.
+    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
+        match self {
+            Message::Prune { peers, .. } => peers.iter(),
+            _ => [].iter(),
+        }
+    }
+}
+
 /// What the validator says of a message (v1.1 "Extended Validators").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Validation {
@@ -246,7 +257,7 @@ pub enum Event {
 /// An output: a message to send or an event.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Output {
-    Send { to: SocketAddr, message: Message },
+    Send { to: PeerId, message: Message },
     Event(Event),
 }
 
@@ -642,9 +653,8 @@ impl GossipSub {
                 if known {
                     self.on_graft(now, from.id, topic);
                 } else {
-                    let to = from.addr;
                     self.push(Output::Send {
-                        to,
+                        to: from.id,
                         message: Message::Prune {
                             topic,
                             backoff_s: backoff_s(self.config.prune_backoff),
@@ -1532,8 +1542,7 @@ impl GossipSub {
             return;
         };
         p.last_sent = now;
-        let to = p.peer.addr;
-        self.push(Output::Send { to, message });
+        self.push(Output::Send { to: peer, message });
     }
 
     fn emit(&mut self, event: Event) {

@@ -35,7 +35,8 @@ struct Net {
     now: Time,
     nodes: Vec<GossipSub>,
     peers: Vec<Peer>,
-    index: BTreeMap<SocketAddr, usize>,
+    /// Routes by id, as the transport does.
+    index: BTreeMap<PeerId, usize>,
     in_flight: BTreeMap<(Time, u64), (usize, usize, Message)>,
     seq: u64,
     events: Vec<(usize, Event)>,
@@ -50,7 +51,7 @@ impl Net {
         for i in 0..n {
             let id = identity(i);
             peers.push(Peer::new(id.peer_id(), addr(i)));
-            index.insert(addr(i), i);
+            index.insert(id.peer_id(), i);
             nodes.push(GossipSub::new(
                 &id,
                 config(i),
@@ -255,6 +256,19 @@ fn the_validator_decides_and_rejections_cost_the_sender() {
     let s = net.nodes[2].stats();
     assert_eq!((s.ignored, s.rejected), (1, 1));
     assert!(net.nodes[2].score_of(&net.peers[0].id, net.now) < 0.0);
+}
+
+#[test]
+fn peer_records_are_the_peer_exchange_of_a_prune() {
+    let px = vec![Peer::new(identity(1).peer_id(), addr(1))];
+    let prune = Message::Prune {
+        topic: topic(),
+        backoff_s: 60,
+        peers: px.clone(),
+    };
+    assert_eq!(prune.peer_records().copied().collect::<Vec<_>>(), px);
+    let graft = Message::Graft { topic: topic() };
+    assert_eq!(graft.peer_records().count(), 0);
 }
 
 #[test]

@@ -34,7 +34,6 @@ pub mod table;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -270,6 +269,24 @@ pub enum Message {
     },
 }
 
+impl Message {
+    /// The node records this message carries (NODES' peers, PROVIDERS'
+    /// providers and closer peers, VALUE's closer peers): what the node
+    /// hands the transport's address book, so that the ids the core sends
+    /// to can be reached.
+    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
+        let (a, b): (&[Peer], &[Peer]) = match self {
+            Message::Nodes { peers, .. } => (peers, &[]),
+            Message::Providers {
+                providers, closer, ..
+            } => (providers, closer),
+            Message::Value { closer, .. } => (closer, &[]),
+            _ => (&[], &[]),
+        };
+        a.iter().chain(b)
+    }
+}
+
 /// What an application asks of the DHT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -332,7 +349,7 @@ pub enum Event {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    Send { to: SocketAddr, message: Message },
+    Send { to: PeerId, message: Message },
     Event(Event),
 }
 
@@ -350,7 +367,7 @@ pub struct Stats {
 
 /// Events queued before the oldest are dropped (bounded).
 const OUTPUT_CAPACITY: usize = 8192;
-/// Addresses kept to bootstrap from again (the contact, recent neighbours).
+/// Peers kept to bootstrap from again (the contact, recent neighbours).
 const BOOTSTRAP_CANDIDATES: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
@@ -363,7 +380,7 @@ enum ReqWhat {
 
 #[derive(Clone, Copy, Debug)]
 struct Inflight {
-    peer: Option<PeerId>,
+    peer: PeerId,
     query: Option<u64>,
     what: ReqWhat,
     deadline: Time,
@@ -417,7 +434,7 @@ pub struct Kademlia {
     /// on becoming a server (which announces us to our neighbourhood).
     self_lookup_due: bool,
     /// Where to ask again while the table is short, most recent last.
-    candidates: VecDeque<(Option<PeerId>, SocketAddr)>,
+    candidates: VecDeque<PeerId>,
     next_bootstrap: Option<Time>,
     outputs: VecDeque<Output>,
     stats: Stats,
@@ -506,36 +523,41 @@ impl Kademlia {
         }
     }
 
-    /// Ask a node known only by address whether it is a server (and so
-    /// learn its id); the first server found starts the self-lookup.
-    pub fn bootstrap(&mut self, now: Time, contact: SocketAddr) {
-        self.remember(now, None, contact);
-        self.ping(now, None, contact);
+    /// Ask `contact` whether it is a server (the node resolves a contact
+    /// given by address to its record first); the first server found
+    /// starts the self-lookup. The contact is asked again while the table
+    /// is short.
+    pub fn bootstrap(&mut self, now: Time, contact: Peer) {
+        if contact.id == self.me {
+            return;
+        }
+        self.remember(now, contact.id);
+        self.ping(now, contact.id);
     }
 
-    fn remember(&mut self, now: Time, id: Option<PeerId>, addr: SocketAddr) {
+    fn remember(&mut self, now: Time, peer: PeerId) {
         if !self.config.enabled {
             return;
         }
-        self.candidates.retain(|c| c.1 != addr);
+        self.candidates.retain(|c| *c != peer);
         if self.candidates.len() >= BOOTSTRAP_CANDIDATES {
             self.candidates.pop_front();
         }
-        self.candidates.push_back((id, addr));
+        self.candidates.push_back(peer);
         self.next_bootstrap
             .get_or_insert(now + self.config.bootstrap_interval);
     }
 
     /// Ping the bootstrap candidates (a short table).
     fn ask_candidates(&mut self, now: Time) {
-        let candidates: Vec<(Option<PeerId>, SocketAddr)> = self
+        let candidates: Vec<PeerId> = self
             .candidates
             .iter()
-            .filter(|(id, _)| id.is_none_or(|id| !self.table.contains(&id)))
+            .filter(|id| !self.table.contains(id))
             .copied()
             .collect();
-        for (id, addr) in candidates {
-            self.ping(now, id, addr);
+        for id in candidates {
+            self.ping(now, id);
         }
     }
 
@@ -545,8 +567,8 @@ impl Kademlia {
         if self.table.contains(&peer.id) || peer.id == self.me {
             return;
         }
-        self.remember(now, Some(peer.id), peer.addr);
-        self.ping(now, Some(peer.id), peer.addr);
+        self.remember(now, peer.id);
+        self.ping(now, peer.id);
     }
 
     /// An application request.
@@ -611,12 +633,12 @@ impl Kademlia {
                     id,
                     server: self.server,
                 };
-                self.send(from.addr, pong);
+                self.send(from.id, pong);
             }
             Message::FindNode { id, server, target } => {
                 if self.serve(now, from, server) {
                     let peers = self.closest_except(&target, &from.id);
-                    self.send(from.addr, Message::Nodes { id, peers });
+                    self.send(from.id, Message::Nodes { id, peers });
                 }
             }
             Message::GetProviders { id, server, key } => {
@@ -624,7 +646,7 @@ impl Kademlia {
                     let providers = self.store.providers(now, &key, MAX_PROVIDERS);
                     let closer = self.closest_except(&key, &from.id);
                     self.send(
-                        from.addr,
+                        from.id,
                         Message::Providers {
                             id,
                             providers,
@@ -659,26 +681,24 @@ impl Kademlia {
                         }
                         Err(_) => false,
                     };
-                    self.send(from.addr, Message::PutValueAck { id, stored });
+                    self.send(from.id, Message::PutValueAck { id, stored });
                 }
             }
             Message::GetValue { id, server, key } => {
                 if self.serve(now, from, server) {
                     let record = self.store.get_value(now, &key).cloned().map(Box::new);
                     let closer = self.closest_except(&key, &from.id);
-                    self.send(from.addr, Message::Value { id, record, closer });
+                    self.send(from.id, Message::Value { id, record, closer });
                 }
             }
             Message::Pong { id, server } => {
-                let Some(req) = self.take_inflight(id, &from) else {
+                if self.take_inflight(id, &from).is_none() {
                     return;
-                };
+                }
                 if !server {
                     return;
                 }
-                if req.peer.is_some() {
-                    self.table.pong(now, &from.id);
-                }
+                self.table.pong(now, &from.id);
                 self.heard_server(now, from);
                 self.drain_backlog(now);
             }
@@ -725,16 +745,14 @@ impl Kademlia {
             let Some(req) = self.inflight.remove(&id) else {
                 continue;
             };
-            if let Some(peer) = req.peer {
-                if !matches!(req.what, ReqWhat::Ping) {
-                    self.table.remove(&peer);
-                }
-                if let Some(qid) = req.query {
-                    if let Some(q) = self.queries.get_mut(&qid) {
-                        q.iter.on_failure(&peer);
-                        if let Some((_, outstanding, _)) = &mut q.put {
-                            *outstanding = outstanding.saturating_sub(1);
-                        }
+            if !matches!(req.what, ReqWhat::Ping) {
+                self.table.remove(&req.peer);
+            }
+            if let Some(qid) = req.query {
+                if let Some(q) = self.queries.get_mut(&qid) {
+                    q.iter.on_failure(&req.peer);
+                    if let Some((_, outstanding, _)) = &mut q.put {
+                        *outstanding = outstanding.saturating_sub(1);
                     }
                 }
             }
@@ -834,7 +852,7 @@ impl Kademlia {
         }
     }
 
-    fn send(&mut self, to: SocketAddr, message: Message) {
+    fn send(&mut self, to: PeerId, message: Message) {
         if self.outputs.len() < OUTPUT_CAPACITY {
             self.outputs.push_back(Output::Send { to, message });
         }
@@ -872,7 +890,7 @@ impl Kademlia {
             .table
             .insert(now, peer, now + self.config.request_timeout)
         {
-            Insert::PingOldest(oldest) => self.ping(now, Some(oldest.id), oldest.addr),
+            Insert::PingOldest(oldest) => self.ping(now, oldest.id),
             Insert::Rejected(what) => {
                 self.stats.table_rejected += 1;
                 self.reject(what);
@@ -890,10 +908,10 @@ impl Kademlia {
         }
     }
 
-    fn ping(&mut self, now: Time, peer: Option<PeerId>, addr: SocketAddr) {
+    fn ping(&mut self, now: Time, peer: PeerId) {
         let id = self.request(now, peer, None, ReqWhat::Ping);
         self.send(
-            addr,
+            peer,
             Message::Ping {
                 id,
                 server: self.server,
@@ -902,13 +920,7 @@ impl Kademlia {
     }
 
     /// Register an outstanding request; its id.
-    fn request(
-        &mut self,
-        now: Time,
-        peer: Option<PeerId>,
-        query: Option<u64>,
-        what: ReqWhat,
-    ) -> u64 {
+    fn request(&mut self, now: Time, peer: PeerId, query: Option<u64>, what: ReqWhat) -> u64 {
         let mut id: u64 = self.rng.gen();
         while self.inflight.contains_key(&id) {
             id = self.rng.gen();
@@ -930,7 +942,7 @@ impl Kademlia {
     /// The request `id` answered by `from`, if it was one of ours to it.
     fn take_inflight(&mut self, id: u64, from: &Peer) -> Option<Inflight> {
         match self.inflight.get(&id) {
-            Some(req) if req.peer.is_none_or(|p| p == from.id) => {
+            Some(req) if req.peer == from.id => {
                 let req = self.inflight.remove(&id).expect("present");
                 self.deadlines.remove(&(req.deadline, id));
                 Some(req)
@@ -1075,7 +1087,7 @@ impl Kademlia {
                         Target::Get => 2,
                         _ => 0,
                     };
-                    let id = self.request(now, Some(peer.id), Some(qid), ReqWhat::Lookup);
+                    let id = self.request(now, peer.id, Some(qid), ReqWhat::Lookup);
                     let server = self.server;
                     let message = match kind {
                         1 => Message::GetProviders {
@@ -1090,7 +1102,7 @@ impl Kademlia {
                         },
                         _ => Message::FindNode { id, server, target },
                     };
-                    self.send(peer.addr, message);
+                    self.send(peer.id, message);
                 }
             }
         }
@@ -1110,7 +1122,7 @@ impl Kademlia {
                         keys: vec![target],
                     };
                     self.outputs.push_back(Output::Send {
-                        to: p.addr,
+                        to: p.id,
                         message: m,
                     });
                 }
@@ -1134,7 +1146,7 @@ impl Kademlia {
                             keys: chunk.to_vec(),
                         };
                         self.outputs.push_back(Output::Send {
-                            to: peer.addr,
+                            to: peer.id,
                             message: m,
                         });
                         sent += 1;
@@ -1148,13 +1160,13 @@ impl Kademlia {
                 let peers: Vec<Peer> = closest.iter().map(|(p, _)| *p).collect();
                 let deadline = now + self.config.request_timeout * 2;
                 for p in &peers {
-                    let id = self.request(now, Some(p.id), Some(qid), ReqWhat::Put);
+                    let id = self.request(now, p.id, Some(qid), ReqWhat::Put);
                     let m = Message::PutValue {
                         id,
                         server: self.server,
                         record: record.clone(),
                     };
-                    self.send(p.addr, m);
+                    self.send(p.id, m);
                 }
                 let q = self.queries.get_mut(&qid).expect("running");
                 q.extra_requests += peers.len() as u32;

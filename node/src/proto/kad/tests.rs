@@ -272,11 +272,13 @@ fn a_full_bucket_keeps_a_live_oldest_entry_and_replaces_a_dead_one() {
 // ---- networks of cores ----
 
 /// Cores on virtual time; each datagram is encoded and decoded, and takes
-/// the sender's plus the receiver's latency.
+/// the sender's plus the receiver's latency. The cores send to ids; the
+/// net routes them to hosts, as the transport does.
 struct Net {
     now: Time,
     nodes: BTreeMap<SocketAddr, Kademlia>,
     ids: BTreeMap<SocketAddr, PeerId>,
+    hosts: BTreeMap<PeerId, SocketAddr>,
     latency_ms: BTreeMap<SocketAddr, u64>,
     dead: BTreeSet<SocketAddr>,
     in_flight: BTreeMap<(Time, u64), (SocketAddr, SocketAddr, Vec<u8>)>,
@@ -292,6 +294,7 @@ impl Net {
             now: Time::ZERO,
             nodes: BTreeMap::new(),
             ids: BTreeMap::new(),
+            hosts: BTreeMap::new(),
             latency_ms: BTreeMap::new(),
             dead: BTreeSet::new(),
             in_flight: BTreeMap::new(),
@@ -312,6 +315,7 @@ impl Net {
             k.set_server(Time::ZERO, i < n);
             net.nodes.insert(addr(i), k);
             net.ids.insert(addr(i), identity.peer_id());
+            net.hosts.insert(identity.peer_id(), addr(i));
             net.latency_ms.insert(addr(i), lat.gen_range(5..40));
         }
         net
@@ -323,6 +327,9 @@ impl Net {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Send { to, message } => {
+                    let Some(&to) = self.hosts.get(&to) else {
+                        continue;
+                    };
                     let mut bytes = Vec::new();
                     wire::encode(
                         &Datagram {
@@ -334,7 +341,7 @@ impl Net {
                     .expect("encodable");
                     self.seq += 1;
                     self.datagrams += 1;
-                    let l = self.latency_ms[&at] + self.latency_ms.get(&to).copied().unwrap_or(10);
+                    let l = self.latency_ms[&at] + self.latency_ms[&to];
                     self.in_flight
                         .insert((self.now + ms(l), self.seq), (at, to, bytes));
                 }
@@ -398,7 +405,7 @@ impl Net {
         let addrs: Vec<SocketAddr> = self.nodes.keys().copied().collect();
         for a in addrs.into_iter().skip(1) {
             let now = self.now;
-            self.nodes.get_mut(&a).unwrap().bootstrap(now, addr(0));
+            self.nodes.get_mut(&a).unwrap().bootstrap(now, peer(0));
             self.drain(a);
             let t = self.now + ms(300);
             self.run_until(t);
@@ -635,8 +642,8 @@ fn unsolicited_and_far_responses_are_ignored_and_counted() {
         }
     }
     let (to, id) = first.expect("a request");
-    let responder = *net.ids.iter().find(|(a, _)| **a == to).unwrap().1;
-    let rcpl = Key::of_peer(&responder).common_prefix_len(&target);
+    let responder = Peer::new(to, net.hosts[&to]);
+    let rcpl = Key::of_peer(&responder.id).common_prefix_len(&target);
     let far: Vec<Peer> = (1000..3000)
         .map(peer)
         .filter(|p| Key::of_peer(&p.id).common_prefix_len(&target) + 8 < rcpl)
@@ -644,11 +651,7 @@ fn unsolicited_and_far_responses_are_ignored_and_counted() {
         .collect();
     let node = net.nodes.get_mut(&victim).unwrap();
     if rcpl >= 9 {
-        node.handle_message(
-            now,
-            Peer::new(responder, to),
-            Message::Nodes { id, peers: far },
-        );
+        node.handle_message(now, responder, Message::Nodes { id, peers: far });
         assert_eq!(node.stats().far_peers, 20);
     }
     // The same id again, or from another peer: unsolicited.
@@ -694,6 +697,62 @@ fn clients_do_not_answer_and_same_seed_same_traffic() {
             "a client does not answer"
         );
     }
+}
+
+#[test]
+fn bootstrap_pings_the_contact_by_id_and_only_its_answer_counts() {
+    let identity = Identity::from_seed(seed(1));
+    let rng = ChaCha8Rng::seed_from_u64(1);
+    let mut node = Kademlia::new(
+        identity.peer_id(),
+        identity.signing_key().clone(),
+        on(),
+        rng,
+    );
+    let contact = peer(0);
+    node.bootstrap(ms(0), contact);
+    let Some(Output::Send {
+        to,
+        message: Message::Ping { id, .. },
+    }) = node.poll_output()
+    else {
+        panic!("a ping to the contact")
+    };
+    assert_eq!(to, contact.id);
+    // An answer from another peer is unsolicited; the contact's enters it.
+    let pong = Message::Pong { id, server: true };
+    node.handle_message(ms(10), peer(7), pong.clone());
+    assert_eq!(node.stats().unsolicited, 1);
+    node.handle_message(ms(20), contact, pong);
+    assert!(node.table().contains(&contact.id));
+}
+
+#[test]
+fn peer_records_are_every_node_record_in_a_response() {
+    let records = |m: &Message| m.peer_records().map(|p| p.id).collect::<Vec<_>>();
+    let ids = |r: std::ops::Range<u32>| r.map(|i| peer(i).id).collect::<Vec<_>>();
+    let nodes = Message::Nodes {
+        id: 1,
+        peers: (0..3).map(peer).collect(),
+    };
+    assert_eq!(records(&nodes), ids(0..3));
+    let providers = Message::Providers {
+        id: 1,
+        providers: (3..5).map(peer).collect(),
+        closer: (5..8).map(peer).collect(),
+    };
+    assert_eq!(records(&providers), ids(3..8));
+    let value = Message::Value {
+        id: 1,
+        record: None,
+        closer: (8..9).map(peer).collect(),
+    };
+    assert_eq!(records(&value), ids(8..9));
+    let ping = Message::Ping {
+        id: 1,
+        server: true,
+    };
+    assert!(records(&ping).is_empty());
 }
 
 #[test]

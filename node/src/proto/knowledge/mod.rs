@@ -72,7 +72,7 @@ pub use self::config::{Config, ConfigError};
 use self::doc::Doc;
 pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use crate::wire::knowledge::{valid_topic, BlobKind, Chunk};
-use crate::{Peer, PeerId, Time};
+use crate::{PeerId, Time};
 
 /// Per-peer rate states kept (bounded; the least recently seen is dropped).
 pub const MAX_PEER_STATES: usize = 256;
@@ -116,7 +116,7 @@ pub enum Event {
 /// An output of the core.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
-    Send { to: Peer, chunk: Chunk },
+    Send { to: PeerId, chunk: Chunk },
     Event(Event),
 }
 
@@ -163,7 +163,6 @@ struct Topic {
 }
 
 struct Neighbor {
-    peer: Peer,
     /// What the neighbour is believed to hold, per topic; absent: not known
     /// yet (a summary is awaited, and nothing is pushed).
     known: BTreeMap<String, VersionVector>,
@@ -191,7 +190,7 @@ pub struct Knowledge {
     config: Config,
     topics: BTreeMap<String, Topic>,
     neighbors: BTreeMap<PeerId, Neighbor>,
-    contacts: Vec<Peer>,
+    contacts: Vec<PeerId>,
     peers: BTreeMap<PeerId, PeerState>,
     partials: BTreeMap<(PeerId, u32), Partial>,
     next_blob: u32,
@@ -346,21 +345,20 @@ impl Knowledge {
     }
 
     /// `peer` entered the active view: exchange summaries.
-    pub fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
-        if !self.config.enabled || peer.id == self.me {
+    pub fn handle_neighbor_up(&mut self, now: Time, peer: PeerId) {
+        if !self.config.enabled || peer == self.me {
             return;
         }
         self.remember(peer);
         self.neighbors.insert(
-            peer.id,
+            peer,
             Neighbor {
-                peer,
                 known: BTreeMap::new(),
                 summary_sent_at: None,
             },
         );
         self.send_summaries(peer, BlobKind::Summary);
-        if let Some(n) = self.neighbors.get_mut(&peer.id) {
+        if let Some(n) = self.neighbors.get_mut(&peer) {
             n.summary_sent_at = Some(now);
         }
     }
@@ -371,23 +369,23 @@ impl Knowledge {
     }
 
     /// A chunk arrived from `from`.
-    pub fn handle_chunk(&mut self, now: Time, from: Peer, chunk: Chunk) {
+    pub fn handle_chunk(&mut self, now: Time, from: PeerId, chunk: Chunk) {
         if !self.config.enabled {
             return;
         }
         // What the datagram weighs, near enough (header and chunk fields).
         let bytes = chunk.data.len() + chunk.topic.len() + 45;
-        if !self.admit(now, from.id, bytes) {
+        if !self.admit(now, from, bytes) {
             self.stats.rate_limited += 1;
             return;
         }
-        let key = (from.id, chunk.blob);
+        let key = (from, chunk.blob);
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
         if count * crate::wire::knowledge::MAX_CHUNK_BYTES
             > self.config.max_update_bytes + crate::wire::knowledge::MAX_CHUNK_BYTES
         {
-            self.reject(from.id, &chunk.topic, "blob over max_update_bytes");
+            self.reject(from, &chunk.topic, "blob over max_update_bytes");
             return;
         }
         let blob = if count == 1 {
@@ -419,7 +417,7 @@ impl Knowledge {
             let p = self.partials.get_mut(&key).expect("inserted");
             if p.kind != chunk.kind || p.topic != chunk.topic || p.chunks.len() != count {
                 self.partials.remove(&key);
-                self.reject(from.id, &chunk.topic, "chunks of one blob disagree");
+                self.reject(from, &chunk.topic, "chunks of one blob disagree");
                 return;
             }
             if p.chunks[index].is_none() {
@@ -524,7 +522,6 @@ impl Knowledge {
             let vv = self.topics[topic].doc.vv();
             for id in &ids {
                 let n = self.neighbors.get_mut(id).expect("listed");
-                let peer = n.peer;
                 let Some(known) = n.known.get(topic) else {
                     continue;
                 };
@@ -533,7 +530,7 @@ impl Knowledge {
                 }
                 let from = known.clone();
                 n.known.insert(topic.clone(), vv.clone());
-                self.send_missing(peer, topic, &from, false);
+                self.send_missing(*id, topic, &from, false);
             }
         }
         // Neighbours whose summary has not come: ask again.
@@ -541,8 +538,7 @@ impl Knowledge {
             let n = &self.neighbors[id];
             let waiting = self.topics.keys().any(|t| !n.known.contains_key(t));
             if waiting && n.summary_sent_at.is_none_or(|t| now >= t + SUMMARY_RETRY) {
-                let peer = n.peer;
-                self.send_summaries(peer, BlobKind::Summary);
+                self.send_summaries(*id, BlobKind::Summary);
                 self.neighbors.get_mut(id).expect("listed").summary_sent_at = Some(now);
             }
         }
@@ -562,14 +558,14 @@ impl Knowledge {
             self.contacts.choose(&mut self.rng).copied()
         } else {
             let ids: Vec<PeerId> = self.neighbors.keys().copied().collect();
-            ids.choose(&mut self.rng).map(|id| self.neighbors[id].peer)
+            ids.choose(&mut self.rng).copied()
         };
         if let Some(peer) = target {
             self.send_summaries(peer, BlobKind::Summary);
         }
     }
 
-    fn send_summaries(&mut self, to: Peer, kind: BlobKind) {
+    fn send_summaries(&mut self, to: PeerId, kind: BlobKind) {
         let topics: Vec<String> = self.topics.keys().cloned().collect();
         for topic in topics {
             let vv = Bytes::from(self.topics[&topic].doc.vv().encode());
@@ -580,7 +576,7 @@ impl Knowledge {
     /// Send `to` every operation of `topic` past `from`, split into blobs of
     /// at most `max_update_bytes`; as a snapshot when `bootstrap` and `from`
     /// is empty (a peer that asked with an empty document).
-    fn send_missing(&mut self, to: Peer, topic: &str, from: &VersionVector, bootstrap: bool) {
+    fn send_missing(&mut self, to: PeerId, topic: &str, from: &VersionVector, bootstrap: bool) {
         let doc = &self.topics[topic].doc.doc;
         let (kind, blobs) = if bootstrap && from.is_empty() {
             match doc.export(ExportMode::Snapshot) {
@@ -603,7 +599,7 @@ impl Knowledge {
         }
     }
 
-    fn send_blob(&mut self, to: Peer, kind: BlobKind, topic: &str, data: Bytes) {
+    fn send_blob(&mut self, to: PeerId, kind: BlobKind, topic: &str, data: Bytes) {
         let blob = self.next_blob;
         self.next_blob = self.next_blob.wrapping_add(1);
         let Some(chunks) = Chunk::split(kind, topic, blob, &data) else {
@@ -623,35 +619,35 @@ impl Knowledge {
         }
     }
 
-    fn handle_blob(&mut self, now: Time, from: Peer, kind: BlobKind, topic: &str, data: Bytes) {
+    fn handle_blob(&mut self, now: Time, from: PeerId, kind: BlobKind, topic: &str, data: Bytes) {
         if self.topic_mut(topic).is_none() {
-            self.reject(from.id, topic, "over max_topics");
+            self.reject(from, topic, "over max_topics");
             return;
         }
         if data.len() > self.config.max_update_bytes {
-            self.reject(from.id, topic, "blob over max_update_bytes");
+            self.reject(from, topic, "blob over max_update_bytes");
             return;
         }
         match kind {
             BlobKind::Summary | BlobKind::SummaryReply => {
                 let Ok(theirs) = VersionVector::decode(&data) else {
-                    self.reject(from.id, topic, "undecodable version vector");
+                    self.reject(from, topic, "undecodable version vector");
                     return;
                 };
                 self.on_summary(now, from, kind, topic, theirs);
             }
             BlobKind::Delta | BlobKind::Snapshot => {
                 let Ok(meta) = LoroDoc::decode_import_blob_meta(&data, true) else {
-                    self.reject(from.id, topic, "undecodable update");
+                    self.reject(from, topic, "undecodable update");
                     return;
                 };
-                if let Some(n) = self.neighbors.get_mut(&from.id) {
+                if let Some(n) = self.neighbors.get_mut(&from) {
                     if let Some(known) = n.known.get_mut(topic) {
                         known.merge(&meta.partial_end_vv);
                     }
                 }
                 self.remember(from);
-                self.import(now, from.id, topic, data, meta.partial_start_vv);
+                self.import(now, from, topic, data, meta.partial_start_vv);
             }
         }
     }
@@ -659,7 +655,7 @@ impl Knowledge {
     fn on_summary(
         &mut self,
         now: Time,
-        from: Peer,
+        from: PeerId,
         kind: BlobKind,
         topic: &str,
         theirs: VersionVector,
@@ -669,7 +665,7 @@ impl Knowledge {
         // the way); a reply may predate what we sent since, so it adds to
         // what the neighbour is believed to hold.
         let mut theirs = theirs;
-        if let Some(n) = self.neighbors.get_mut(&from.id) {
+        if let Some(n) = self.neighbors.get_mut(&from) {
             match (kind, n.known.get_mut(topic)) {
                 (BlobKind::SummaryReply, Some(known)) => {
                     known.merge(&theirs);
@@ -682,7 +678,7 @@ impl Knowledge {
         }
         if kind == BlobKind::Summary {
             let min = self.config.min_answer_interval;
-            let state = self.peer_state(now, from.id);
+            let state = self.peer_state(now, from);
             if state.answered.get(topic).is_some_and(|&at| now < at + min) {
                 self.stats.answers_suppressed += 1;
                 return;
@@ -692,7 +688,7 @@ impl Knowledge {
         let mine = self.topics[topic].doc.vv();
         if !theirs.get_missing_span(&mine).is_empty() {
             self.send_missing(from, topic, &theirs, true);
-            if let Some(n) = self.neighbors.get_mut(&from.id) {
+            if let Some(n) = self.neighbors.get_mut(&from) {
                 n.known.insert(topic.to_owned(), mine.clone());
             }
         }
@@ -772,9 +768,8 @@ impl Knowledge {
         })
     }
 
-    fn remember(&mut self, peer: Peer) {
-        if let Some(c) = self.contacts.iter_mut().find(|c| c.id == peer.id) {
-            *c = peer;
+    fn remember(&mut self, peer: PeerId) {
+        if self.contacts.contains(&peer) {
             return;
         }
         if self.contacts.len() < self.config.max_contacts {

@@ -2,7 +2,6 @@
 //! 10 ms, links can be cut (a partition) and chunks dropped or reordered.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::SeedableRng;
@@ -13,8 +12,8 @@ use crate::wire::knowledge::MAX_CHUNK_BYTES;
 
 const DELAY: Duration = Duration::from_millis(10);
 
-fn peer(i: u8) -> Peer {
-    Peer::new(PeerId([i; 32]), SocketAddr::from(([10, 0, 0, i], 7000)))
+fn peer(i: u8) -> PeerId {
+    PeerId([i; 32])
 }
 
 fn config() -> Config {
@@ -44,7 +43,7 @@ impl Net {
                 let rng = ChaCha8Rng::seed_from_u64(u64::from(i));
                 (
                     i,
-                    Knowledge::new(peer(i).id, u64::from(i), config.clone(), rng),
+                    Knowledge::new(peer(i), u64::from(i), config.clone(), rng),
                 )
             })
             .collect();
@@ -68,7 +67,7 @@ impl Net {
         while let Some(out) = node.poll_output() {
             match out {
                 Output::Send { to, chunk } => {
-                    let j = Self::index_of(&to.id);
+                    let j = Self::index_of(&to);
                     self.chunks_sent += 1;
                     if self.cut.contains(&(i.min(j), i.max(j))) {
                         continue;
@@ -318,8 +317,8 @@ fn a_late_joiner_bootstraps_from_a_snapshot_then_follows_deltas() {
 #[test]
 fn an_update_that_overtakes_its_dependencies_is_held_then_applied() {
     let rng = || ChaCha8Rng::seed_from_u64(9);
-    let mut writer = Knowledge::new(peer(1).id, 1, config(), rng());
-    let mut reader = Knowledge::new(peer(2).id, 2, config(), rng());
+    let mut writer = Knowledge::new(peer(1), 1, config(), rng());
+    let mut reader = Knowledge::new(peer(2), 2, config(), rng());
     let mut updates = Vec::new();
     for k in 0..3 {
         writer
@@ -357,8 +356,8 @@ fn the_pending_queue_is_bounded() {
         ..config()
     };
     let rng = || ChaCha8Rng::seed_from_u64(9);
-    let mut writer = Knowledge::new(peer(1).id, 1, config.clone(), rng());
-    let mut reader = Knowledge::new(peer(2).id, 2, config, rng());
+    let mut writer = Knowledge::new(peer(1), 1, config.clone(), rng());
+    let mut reader = Knowledge::new(peer(2), 2, config, rng());
     let mut updates = Vec::new();
     for k in 0..12 {
         writer
@@ -383,8 +382,8 @@ fn the_pending_queue_is_bounded() {
 #[test]
 fn chunks_arriving_out_of_order_are_reassembled() {
     let rng = || ChaCha8Rng::seed_from_u64(9);
-    let mut writer = Knowledge::new(peer(1).id, 1, config(), rng());
-    let mut reader = Knowledge::new(peer(2).id, 2, config(), rng());
+    let mut writer = Knowledge::new(peer(1), 1, config(), rng());
+    let mut reader = Knowledge::new(peer(2), 2, config(), rng());
     for k in 0..100 {
         writer
             .write(
@@ -466,7 +465,7 @@ fn a_peer_over_its_rate_is_cut_off_and_counted() {
         max_update_bytes: 20_000,
         ..config()
     };
-    let mut k = Knowledge::new(peer(1).id, 1, config, ChaCha8Rng::seed_from_u64(1));
+    let mut k = Knowledge::new(peer(1), 1, config, ChaCha8Rng::seed_from_u64(1));
     let data = Bytes::from(vec![1u8; MAX_CHUNK_BYTES * 4]);
     for blob in 0..10 {
         for c in Chunk::split(BlobKind::Delta, "t", blob, &data).unwrap() {
@@ -523,7 +522,7 @@ fn catch_ups_over_max_update_bytes_are_split_and_still_converge() {
 
 #[test]
 fn lives_get_distinct_loro_peers_and_runs_are_deterministic() {
-    let id = peer(1).id;
+    let id = peer(1);
     let a = Knowledge::new(id, 1, config(), ChaCha8Rng::seed_from_u64(1));
     let b = Knowledge::new(id, 2, config(), ChaCha8Rng::seed_from_u64(1));
     assert_ne!(a.loro_peer(), b.loro_peer());
@@ -557,7 +556,7 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
         .collect();
     // Crash before anything was pushed; come back with a new life seed.
     net.in_flight.clear();
-    let mut again = Knowledge::new(peer(1).id, 77, config(), ChaCha8Rng::seed_from_u64(77));
+    let mut again = Knowledge::new(peer(1), 77, config(), ChaCha8Rng::seed_from_u64(77));
     for u in &wal {
         again.restore(net.now, "t", u).unwrap();
     }
@@ -565,7 +564,7 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
     net.nodes
         .get_mut(&2)
         .unwrap()
-        .handle_neighbor_down(net.now, &peer(1).id);
+        .handle_neighbor_down(net.now, &peer(1));
     net.link(1, 2);
     net.write(1, observe("second life", json!(2)));
     net.run_for(Duration::from_secs(2));
@@ -578,12 +577,7 @@ fn a_restarted_writer_restores_its_commits_and_keeps_writing() {
 
 #[test]
 fn a_disabled_commons_does_nothing() {
-    let mut k = Knowledge::new(
-        peer(1).id,
-        1,
-        Config::default(),
-        ChaCha8Rng::seed_from_u64(1),
-    );
+    let mut k = Knowledge::new(peer(1), 1, Config::default(), ChaCha8Rng::seed_from_u64(1));
     assert_eq!(k.poll_timeout(), None);
     assert_eq!(
         k.write(Time::ZERO, "t", &observe("a", json!(1))),
