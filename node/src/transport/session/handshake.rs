@@ -97,14 +97,14 @@ pub(super) enum Transport {
 }
 
 impl Transport {
-    /// Seal `plaintext` with nonce `counter` into `out` (exactly its length
-    /// plus a tag).
-    pub(super) fn seal(&self, counter: u64, plaintext: &[u8], out: &mut [u8]) {
+    /// Seal `plaintext` with `nonce` into `out` (exactly its length plus a
+    /// tag).
+    pub(super) fn seal(&self, nonce: u64, plaintext: &[u8], out: &mut [u8]) {
         debug_assert_eq!(out.len(), plaintext.len() + TAG_LEN);
         match self {
             Transport::Real(t) => {
-                t.write_message(counter, plaintext, out)
-                    .expect("sizes checked, counter below the limit");
+                t.write_message(nonce, plaintext, out)
+                    .expect("sizes checked, nonce below the limit");
             }
             Transport::Null => {
                 out[..plaintext.len()].copy_from_slice(plaintext);
@@ -113,12 +113,12 @@ impl Transport {
         }
     }
 
-    /// Open `sealed` (nonce `counter`) into `out`, sized to the plaintext;
-    /// false if it does not authenticate.
-    pub(super) fn open(&self, counter: u64, sealed: &[u8], out: &mut [u8]) -> bool {
+    /// Open `sealed` (sealed with `nonce`) into `out`, sized to the
+    /// plaintext; false if it does not authenticate.
+    pub(super) fn open(&self, nonce: u64, sealed: &[u8], out: &mut [u8]) -> bool {
         debug_assert_eq!(out.len() + TAG_LEN, sealed.len());
         match self {
-            Transport::Real(t) => t.read_message(counter, sealed, out).is_ok(),
+            Transport::Real(t) => t.read_message(nonce, sealed, out).is_ok(),
             Transport::Null => {
                 let (body, tag) = sealed.split_at(out.len());
                 out.copy_from_slice(body);

@@ -57,7 +57,10 @@
 //! | `0x15` | identify request    | type 1, nonce 16, zeros 32                                             | 49     |
 //! | `0x16` | identify reply      | type 1, nonce 16, responder's PeerId 32                                | 49     |
 //!
-//! [`DATA_OVERHEAD`] is 29; a plaintext is at most [`MAX_PLAINTEXT`]. Bit
+//! [`DATA_OVERHEAD`] is 29; a plaintext is at most [`MAX_PLAINTEXT`]. The
+//! AEAD nonce of a data datagram is `counter << 1 | ack-eliciting`, which
+//! authenticates the type byte (snow's transport API takes no associated
+//! data). Bit
 //! 31 of an initiation's sender index is the sign bit of the initiator's
 //! PeerId (the Montgomery form of its key drops it), and the initiation's
 //! first 5 bytes are the Noise prologue, so both are authenticated
@@ -617,8 +620,9 @@ impl Sessions {
         buf.clear();
         buf.extend_from_slice(&wire::data_header(ack_eliciting, keys.remote_index, counter));
         buf.resize(DATA_HEADER_LEN + plaintext.len() + TAG_LEN, 0);
+        let nonce = wire::data_nonce(counter, ack_eliciting);
         keys.transport
-            .seal(counter, plaintext, &mut buf[DATA_HEADER_LEN..]);
+            .seal(nonce, plaintext, &mut buf[DATA_HEADER_LEN..]);
         let rekey = keys.initiator
             && now >= keys.created + self.config.rekey_after
             && session.handshake.is_none();
@@ -680,7 +684,7 @@ impl Sessions {
 
     /// Send an initiation to `peer` (Noise static key `remote`).
     fn start_handshake(&mut self, now: Time, peer: PeerId, path: Option<Via>, remote: [u8; 32]) {
-        let local_index = self.new_index(peer, handshake::sign_bit(&self.local.id));
+        let local_index = self.new_index(peer, Some(handshake::sign_bit(&self.local.id)));
         let mut initiation = [0; INITIATION_LEN];
         initiation[0] = kind::INITIATION;
         initiation[1..5].copy_from_slice(&local_index.to_le_bytes());
@@ -780,7 +784,7 @@ impl Sessions {
                 return Ok(Incoming::Control); // ours wins the tie
             }
         }
-        let local_index = self.new_index(peer, 0);
+        let local_index = self.new_index(peer, None);
         let mut response = [0; RESPONSE_LEN];
         response[0] = kind::RESPONSE;
         response[1..5].copy_from_slice(&local_index.to_le_bytes());
@@ -894,17 +898,18 @@ impl Sessions {
         if !keys.openable(now, &self.config) {
             return Err(Drop::Expired);
         }
-        if !keys.window.is_new(counter) {
+        if !keys.window.is_new(counter) || counter >= peer::REJECT_AFTER_MESSAGES {
             return Err(Drop::Replay);
         }
+        let eliciting = d[0] == kind::DATA_ACK_ELICITING;
         plaintext.resize(d.len() - wire::DATA_OVERHEAD, 0);
-        if !keys.transport.open(counter, &d[DATA_HEADER_LEN..], plaintext) {
+        let nonce = wire::data_nonce(counter, eliciting);
+        if !keys.transport.open(nonce, &d[DATA_HEADER_LEN..], plaintext) {
             return Err(Drop::BadSeal);
         }
         check_source(&via, &peer)?;
         keys.window.commit(counter);
         self.stats.opened += 1;
-        let eliciting = d[0] == kind::DATA_ACK_ELICITING;
         let roamed = session.note_received(now, Some(via), eliciting, &self.config);
         if slot == Slot::Next {
             self.confirm(now, peer);
@@ -1146,11 +1151,14 @@ impl Sessions {
     }
 
     /// A fresh local index for `peer`'s session, with bit 31 as `sign`
-    /// says (for an initiation) or random.
-    fn new_index(&mut self, peer: PeerId, sign: u32) -> u32 {
-        let mask = if sign == 0 { u32::MAX } else { !handshake::SIGN_BIT };
+    /// says (an initiation's) or random.
+    fn new_index(&mut self, peer: PeerId, sign: Option<u32>) -> u32 {
+        let (mask, bit) = match sign {
+            Some(bit) => (!handshake::SIGN_BIT, bit),
+            None => (u32::MAX, 0),
+        };
         for _ in 0..64 {
-            let index = (self.rng.next_u32() & mask) | sign;
+            let index = (self.rng.next_u32() & mask) | bit;
             if let std::collections::btree_map::Entry::Vacant(e) = self.indices.entry(index) {
                 e.insert(peer);
                 return index;

@@ -10,8 +10,9 @@ use super::wire::{INITIATION_LEN, RESPONSE_LEN};
 use super::{Config, Via};
 use crate::Time;
 
-/// Datagrams one key pair may seal (WireGuard REJECT_AFTER_MESSAGES).
-pub(super) const REJECT_AFTER_MESSAGES: u64 = u64::MAX - (1 << 13);
+/// Datagrams one key pair may seal (WireGuard's REJECT_AFTER_MESSAGES is
+/// 2^64 - 2^13; the nonce here spends a bit on the datagram type).
+pub(super) const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
 
 /// The keys of one completed handshake.
 pub(super) struct KeyPair {

@@ -71,6 +71,13 @@ pub(super) fn u64_at(d: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(d[at..at + 8].try_into().expect("8 bytes"))
 }
 
+/// The AEAD nonce of a data datagram: its counter and its type, so that
+/// the type byte (which snow's transport API cannot take as associated
+/// data) is authenticated too.
+pub(super) fn data_nonce(counter: u64, ack_eliciting: bool) -> u64 {
+    counter << 1 | u64::from(ack_eliciting)
+}
+
 /// The header of a data datagram.
 pub(super) fn data_header(eliciting: bool, receiver: u32, counter: u64) -> [u8; DATA_HEADER_LEN] {
     let mut h = [0; DATA_HEADER_LEN];
