@@ -59,7 +59,8 @@ pub(super) fn cookie_key(public: &[u8; 32]) -> [u8; 32] {
 
 /// Keyed BLAKE2s-128 of `data` (`key` at most 32 bytes).
 pub(super) fn mac(key: &[u8], data: &[u8]) -> MacBytes {
-    let mut m = <Blake2sMac<U16> as KeyInit>::new_from_slice(key).expect("a key of 32 bytes or less");
+    let mut m =
+        <Blake2sMac<U16> as KeyInit>::new_from_slice(key).expect("a key of 32 bytes or less");
     m.update(data);
     m.finalize().into_bytes().into()
 }
@@ -90,7 +91,10 @@ pub(super) fn stamp_mac2(msg: &mut [u8], cookie: Option<&MacBytes>) {
 /// receiver with `mac1_key`.
 pub(super) fn mac1_valid(msg: &[u8], mac1_key: &[u8; 32]) -> bool {
     let at1 = wire::mac1_at(msg.len());
-    same(&mac(mac1_key, &msg[..at1]), &msg[at1..wire::mac2_at(msg.len())])
+    same(
+        &mac(mac1_key, &msg[..at1]),
+        &msg[at1..wire::mac2_at(msg.len())],
+    )
 }
 
 /// The cookie in the reply `d` to the initiation whose mac1 was `mac1`,
@@ -142,7 +146,13 @@ impl CookieJar {
     }
 
     /// Whether the initiation `msg` from `via` carries a valid mac2.
-    pub(super) fn mac2_valid(&mut self, now: Time, via: &Via, msg: &[u8], rng: &mut ChaCha20Rng) -> bool {
+    pub(super) fn mac2_valid(
+        &mut self,
+        now: Time,
+        via: &Via,
+        msg: &[u8],
+        rng: &mut ChaCha20Rng,
+    ) -> bool {
         let cookie = self.cookie(now, via, rng);
         let at2 = wire::mac2_at(msg.len());
         same(&mac(&cookie, &msg[..at2]), &msg[at2..])
@@ -196,7 +206,10 @@ impl CookieJar {
                     }
                 }
             }
-            Via::Relayed { relay, source: from } => {
+            Via::Relayed {
+                relay,
+                source: from,
+            } => {
                 source[..32].copy_from_slice(relay.as_bytes());
                 source[32..].copy_from_slice(from.as_bytes());
                 64

@@ -77,8 +77,7 @@ impl Identify {
         timeout: Duration,
         attempts: u8,
     ) -> Vec<(SocketAddr, [u8; IDENTIFY_LEN])> {
-        self.asked
-            .retain(|a| now < a.retry_at || a.sent < attempts);
+        self.asked.retain(|a| now < a.retry_at || a.sent < attempts);
         let mut again = Vec::new();
         for a in self.asked.iter_mut().filter(|a| now >= a.retry_at) {
             a.sent += 1;

@@ -149,7 +149,10 @@ pub use wire::{DATA_OVERHEAD, MAX_DATAGRAM, MAX_PLAINTEXT};
 
 use handshake::Local;
 use peer::{Handshake, KeyPair, Queued, Session, Slot, Unconfirmed};
-use wire::{kind, u32_at, u64_at, DATA_HEADER_LEN, INITIATION_LEN, MSG1_LEN, MSG2_LEN, RESPONSE_LEN, TAG_LEN};
+use wire::{
+    kind, u32_at, u64_at, DATA_HEADER_LEN, INITIATION_LEN, MSG1_LEN, MSG2_LEN, RESPONSE_LEN,
+    TAG_LEN,
+};
 
 /// Datagrams waiting in [`Sessions::poll_transmit`] at most.
 pub const MAX_TRANSMITS: usize = 2048;
@@ -157,7 +160,6 @@ pub const MAX_TRANSMITS: usize = 2048;
 pub const MAX_EVENTS: usize = 1024;
 /// Spare datagram buffers kept for reuse.
 const MAX_SPARE_BUFFERS: usize = 16;
-
 
 /// Whether sessions do the real arithmetic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -425,7 +427,9 @@ impl Sessions {
             local: Local {
                 id,
                 secret: static_secret(identity),
-                params: handshake::PROTOCOL.parse().expect("a valid Noise protocol name"),
+                params: handshake::PROTOCOL
+                    .parse()
+                    .expect("a valid Noise protocol name"),
             },
             mac1_key: cookie::mac1_key(&public),
             rng,
@@ -526,7 +530,10 @@ impl Sessions {
             self.on_timer(now, peer);
             self.reschedule(peer);
         }
-        let (timeout, attempts) = (self.config.handshake_timeout, self.config.handshake_attempts);
+        let (timeout, attempts) = (
+            self.config.handshake_timeout,
+            self.config.handshake_attempts,
+        );
         for (addr, request) in self.identify.due(now, timeout, attempts) {
             self.push_copy(Dest::Reply(Via::Direct(addr)), &request);
         }
@@ -609,7 +616,7 @@ impl Sessions {
         };
         let Some(keys) = session
             .current
-            .as_deref_mut()
+            .as_mut()
             .filter(|k| k.sealable(now, &self.config))
         else {
             return false;
@@ -618,7 +625,11 @@ impl Sessions {
         keys.next_counter += 1;
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
-        buf.extend_from_slice(&wire::data_header(ack_eliciting, keys.remote_index, counter));
+        buf.extend_from_slice(&wire::data_header(
+            ack_eliciting,
+            keys.remote_index,
+            counter,
+        ));
         buf.resize(DATA_HEADER_LEN + plaintext.len() + TAG_LEN, 0);
         let nonce = wire::data_nonce(counter, ack_eliciting);
         keys.transport
@@ -647,10 +658,10 @@ impl Sessions {
         plaintext: &[u8],
         ack_eliciting: bool,
     ) {
-        let starts = self
-            .sessions
-            .get(&peer)
-            .map_or(true, |s| s.handshake.is_none() && !s.awaiting_confirmation(now, &self.config));
+        let starts = match self.sessions.get(&peer) {
+            None => true,
+            Some(s) => s.handshake.is_none() && !s.awaiting_confirmation(now, &self.config),
+        };
         let remote = if starts {
             match static_public(&peer) {
                 Some(remote) => Some(remote),
@@ -689,8 +700,13 @@ impl Sessions {
         initiation[0] = kind::INITIATION;
         initiation[1..5].copy_from_slice(&local_index.to_le_bytes());
         let seed = self.draw_seed();
-        let (state, msg1) =
-            handshake::initiate(self.config.crypto, &self.local, &remote, &initiation[..5], seed);
+        let (state, msg1) = handshake::initiate(
+            self.config.crypto,
+            &self.local,
+            &remote,
+            &initiation[..5],
+            seed,
+        );
         if self.config.crypto == Crypto::Real {
             self.stats.handshakes_computed += 1;
         }
@@ -719,7 +735,11 @@ impl Sessions {
     /// known. `retry`: a timed retry (counted as an attempt).
     fn resend_initiation(&mut self, now: Time, peer: PeerId, retry: bool) {
         let timeout = self.config.handshake_timeout;
-        let Some(hs) = self.sessions.get_mut(&peer).and_then(|s| s.handshake.as_deref_mut()) else {
+        let Some(hs) = self
+            .sessions
+            .get_mut(&peer)
+            .and_then(|s| s.handshake.as_deref_mut())
+        else {
             return;
         };
         let cookie = hs
@@ -731,7 +751,13 @@ impl Sessions {
             hs.sent = hs.sent.saturating_add(1);
         }
         hs.retry_at = now + timeout;
-        let (dest, initiation) = (Dest::Peer { peer, path: hs.path }, hs.initiation);
+        let (dest, initiation) = (
+            Dest::Peer {
+                peer,
+                path: hs.path,
+            },
+            hs.initiation,
+        );
         self.push_copy(dest, &initiation);
     }
 
@@ -757,8 +783,14 @@ impl Sessions {
         if self.config.crypto == Crypto::Real {
             self.stats.handshakes_computed += 1;
         }
-        let responded = handshake::respond(self.config.crypto, &self.local, &d[..5], &d[5..5 + MSG1_LEN], seed)
-            .map_err(|()| Drop::BadHandshake)?;
+        let responded = handshake::respond(
+            self.config.crypto,
+            &self.local,
+            &d[..5],
+            &d[5..5 + MSG1_LEN],
+            seed,
+        )
+        .map_err(|()| Drop::BadHandshake)?;
         let peer = responded.peer;
         if peer == self.local.id {
             return Err(Drop::BadHandshake);
@@ -766,14 +798,16 @@ impl Sessions {
         check_source(&via, &peer)?;
         let (remote_index, origin) = (u32_at(d, 1), u64_at(d, 5));
         if let Some(session) = self.sessions.get(&peer) {
-            if let Some(next) = session.next.as_ref().filter(|n| {
-                n.keys.origin == origin && n.keys.remote_index == remote_index
-            }) {
+            if let Some(next) = session
+                .next
+                .as_ref()
+                .filter(|n| n.keys.origin == origin && n.keys.remote_index == remote_index)
+            {
                 let response = next.response;
                 self.push_copy(Dest::Reply(via), &response);
                 return Ok(Incoming::Control);
             }
-            let answered = [session.current.as_deref(), session.previous.as_deref()]
+            let answered = [session.current.as_ref(), session.previous.as_deref()]
                 .into_iter()
                 .flatten()
                 .any(|k| !k.initiator && k.origin == origin);
@@ -825,7 +859,10 @@ impl Sessions {
         }
         let receiver = u32_at(d, 5);
         let peer = *self.indices.get(&receiver).ok_or(Drop::UnknownSession)?;
-        let session = self.sessions.get_mut(&peer).expect("every index names a session");
+        let session = self
+            .sessions
+            .get_mut(&peer)
+            .expect("every index names a session");
         let hs = session
             .handshake
             .as_deref_mut()
@@ -862,7 +899,10 @@ impl Sessions {
         }
         let receiver = u32_at(d, 1);
         let peer = *self.indices.get(&receiver).ok_or(Drop::UnknownSession)?;
-        let session = self.sessions.get_mut(&peer).expect("every index names a session");
+        let session = self
+            .sessions
+            .get_mut(&peer)
+            .expect("every index names a session");
         let hs = session
             .handshake
             .as_deref_mut()
@@ -892,7 +932,10 @@ impl Sessions {
         }
         let (index, counter) = (u32_at(d, 1), u64_at(d, 5));
         let peer = *self.indices.get(&index).ok_or(Drop::UnknownSession)?;
-        let session = self.sessions.get_mut(&peer).expect("every index names a session");
+        let session = self
+            .sessions
+            .get_mut(&peer)
+            .expect("every index names a session");
         let slot = session.slot_of(index).ok_or(Drop::UnknownSession)?;
         let keys = session.keys_mut(slot).expect("the slot holds keys");
         if !keys.openable(now, &self.config) {
@@ -949,11 +992,14 @@ impl Sessions {
     /// Make `keys` the current keys of `peer` (the current ones become
     /// previous).
     fn install(&mut self, now: Time, peer: PeerId, keys: KeyPair) {
-        let session = self.sessions.get_mut(&peer).expect("installing into a session");
+        let session = self
+            .sessions
+            .get_mut(&peer)
+            .expect("installing into a session");
         let was_up = session.is_established(now, &self.config);
         let old = session.previous.take().map(|k| k.local_index);
-        session.previous = session.current.take();
-        session.current = Some(Box::new(keys));
+        session.previous = session.current.take().map(Box::new);
+        session.current = Some(keys);
         if let Some(index) = old {
             self.indices.remove(&index);
         }
@@ -1000,14 +1046,15 @@ impl Sessions {
         let Some(s) = self.sessions.get(&peer) else {
             return;
         };
-        if s.unanswered_since.is_some_and(|t| now >= t + config.liveness_timeout) {
+        if s.unanswered_since
+            .is_some_and(|t| now >= t + config.liveness_timeout)
+        {
             self.kill(peer);
             return;
         }
-        if s.handshake.as_ref().is_some_and(|h| now >= h.retry_at) {
-            if !self.retry_handshake(now, peer) {
-                return;
-            }
+        let retry = s.handshake.as_ref().is_some_and(|h| now >= h.retry_at);
+        if retry && !self.retry_handshake(now, peer) {
+            return;
         }
         let s = &self.sessions[&peer];
         if s.confirmation_due(now, &self.config) {
@@ -1083,13 +1130,19 @@ impl Sessions {
                 continue;
             }
             let mut stale = Vec::new();
-            if s.previous.as_ref().is_some_and(|k| !k.openable(now, config)) {
+            if s.previous
+                .as_ref()
+                .is_some_and(|k| !k.openable(now, config))
+            {
                 stale.extend(s.previous.take().map(|k| k.local_index));
             }
             if s.current.as_ref().is_some_and(|k| !k.openable(now, config)) {
                 stale.extend(s.current.take().map(|k| k.local_index));
             }
-            if s.next.as_ref().is_some_and(|n| now >= n.keys.created + unconfirmed_for) {
+            if s.next
+                .as_ref()
+                .is_some_and(|n| now >= n.keys.created + unconfirmed_for)
+            {
                 stale.extend(s.next.take().map(|n| n.keys.local_index));
             }
             for index in stale {

@@ -86,8 +86,9 @@ pub(super) enum Slot {
 
 /// Everything this node keeps about one peer.
 pub(super) struct Session {
-    /// The keys datagrams are sealed with.
-    pub(super) current: Option<Box<KeyPair>>,
+    /// The keys datagrams are sealed with (inline: an idle session is
+    /// mostly these).
+    pub(super) current: Option<KeyPair>,
     /// The keys before the last handshake: they open datagrams in flight.
     pub(super) previous: Option<Box<KeyPair>>,
     pub(super) next: Option<Box<Unconfirmed>>,
@@ -135,11 +136,23 @@ impl Session {
 
     /// The key pair whose local index is `index`.
     pub(super) fn slot_of(&self, index: u32) -> Option<Slot> {
-        if self.current.as_ref().is_some_and(|k| k.local_index == index) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|k| k.local_index == index)
+        {
             Some(Slot::Current)
-        } else if self.previous.as_ref().is_some_and(|k| k.local_index == index) {
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|k| k.local_index == index)
+        {
             Some(Slot::Previous)
-        } else if self.next.as_ref().is_some_and(|n| n.keys.local_index == index) {
+        } else if self
+            .next
+            .as_ref()
+            .is_some_and(|n| n.keys.local_index == index)
+        {
             Some(Slot::Next)
         } else {
             None
@@ -148,7 +161,7 @@ impl Session {
 
     pub(super) fn keys_mut(&mut self, slot: Slot) -> Option<&mut KeyPair> {
         match slot {
-            Slot::Current => self.current.as_deref_mut(),
+            Slot::Current => self.current.as_mut(),
             Slot::Previous => self.previous.as_deref_mut(),
             Slot::Next => self.next.as_deref_mut().map(|n| &mut n.keys),
         }
@@ -156,7 +169,7 @@ impl Session {
 
     /// Every local index this session holds.
     pub(super) fn indices(&self) -> impl Iterator<Item = u32> + '_ {
-        let keys = [self.current.as_deref(), self.previous.as_deref()];
+        let keys = [self.current.as_ref(), self.previous.as_deref()];
         keys.into_iter()
             .flatten()
             .map(|k| k.local_index)

@@ -113,9 +113,17 @@ impl Net {
         let mut out = Vec::new();
         while let Some(t) = self.nodes[i].s.poll_transmit(&mut out) {
             let to_addr = match t.dest {
-                Dest::Peer { path: Some(Via::Direct(a)), .. } | Dest::Reply(Via::Direct(a)) => a,
+                Dest::Peer {
+                    path: Some(Via::Direct(a)),
+                    ..
+                }
+                | Dest::Reply(Via::Direct(a)) => a,
                 Dest::Peer { peer, path: None } => {
-                    self.nodes.iter().find(|n| n.id == peer).expect("a known peer").addr
+                    self.nodes
+                        .iter()
+                        .find(|n| n.id == peer)
+                        .expect("a known peer")
+                        .addr
                 }
                 other => panic!("the harness routes no relayed datagram: {other:?}"),
             };
@@ -173,7 +181,11 @@ impl Net {
             }
         }
         for i in 0..self.nodes.len() {
-            if self.nodes[i].s.poll_timeout().is_some_and(|t| t <= self.now) {
+            if self.nodes[i]
+                .s
+                .poll_timeout()
+                .is_some_and(|t| t <= self.now)
+            {
                 let now = self.now;
                 self.nodes[i].s.handle_timeout(now);
                 self.collect(i);
@@ -235,7 +247,7 @@ fn fingerprint(s: &Sessions) -> String {
     for (peer, x) in &s.sessions {
         out += &format!(
             "{peer}: cur {:?} prev {:?} next {:?} hs {:?} q{} ep {:?} act {:?} un {:?} {} ack {:?} sch {:?}\n",
-            keys(x.current.as_deref()),
+            keys(x.current.as_ref()),
             keys(x.previous.as_deref()),
             keys(x.next.as_ref().map(|n| &n.keys)),
             x.handshake.as_ref().map(|h| (h.local_index, h.sent, h.retry_at)),
@@ -272,8 +284,14 @@ fn handshake_in_one_round_trip_then_data_both_ways() {
     assert_eq!(net.log.len(), 1, "one initiation");
     assert_eq!(net.log[0].1.len(), wire::INITIATION_LEN);
     net.run(2 * HOP);
-    assert!(net.s(0).is_established(&b), "initiator up after one round trip");
-    assert!(!net.s(1).is_established(&a), "responder waits for confirmation");
+    assert!(
+        net.s(0).is_established(&b),
+        "initiator up after one round trip"
+    );
+    assert!(
+        !net.s(1).is_established(&a),
+        "responder waits for confirmation"
+    );
     net.run(HOP);
     assert!(net.s(1).is_established(&a));
     assert_eq!(net.got(1), vec![b"hello".to_vec()]);
@@ -324,7 +342,11 @@ fn queued_plaintexts_arrive_in_order_and_the_queue_is_bounded() {
     assert_eq!(net.s(0).stats().dropped_send, 3, "the 3 oldest pushed out");
     net.run(5 * HOP);
     assert_eq!(net.got(1), (3..7u8).map(|i| vec![i]).collect::<Vec<_>>());
-    assert_eq!(net.s(0).stats().handshakes_initiated, 1, "one handshake for all");
+    assert_eq!(
+        net.s(0).stats().handshakes_initiated,
+        1,
+        "one handshake for all"
+    );
 }
 
 #[test]
@@ -341,7 +363,11 @@ fn a_lost_initiation_is_sent_again_and_a_peer_never_answering_is_dead() {
     net.run(Duration::from_millis(2990));
     assert!(net.dead(0).is_empty());
     net.run(Duration::from_millis(20));
-    assert_eq!(net.dead(0), vec![net.id(2)], "3 attempts, 1 s apart, then dead");
+    assert_eq!(
+        net.dead(0),
+        vec![net.id(2)],
+        "3 attempts, 1 s apart, then dead"
+    );
     assert_eq!(net.s(0).stats().handshakes_initiated, 2);
     assert_eq!(net.s(0).stats().dropped_send, 1, "the queued plaintext");
     assert!(net.s(0).endpoint(&net.id(2)).is_none() && net.s(0).len() == 1);
@@ -374,9 +400,16 @@ fn simultaneous_initiations_converge_on_one_handshake() {
         assert_eq!(net.s(i).stats().handshakes_completed, 1, "node {i}");
         assert_eq!(drops(&net.s(i).stats()), 0, "node {i}");
     }
-    let (lo, hi) = if net.id(0) < net.id(1) { (0, 1) } else { (1, 0) };
+    let (lo, hi) = if net.id(0) < net.id(1) {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     let current = |i: usize, j: usize| {
-        let k = net.s(i).sessions[&net.id(j)].current.as_deref().map(|k| k.initiator);
+        let k = net.s(i).sessions[&net.id(j)]
+            .current
+            .as_ref()
+            .map(|k| k.initiator);
         k.expect("keys")
     };
     assert!(current(lo, hi), "the smaller id's handshake survives");
@@ -417,7 +450,11 @@ fn forged_datagrams_are_dropped_and_change_nothing() {
         }
     }
     // A data datagram with b's index and random ciphertext.
-    let index = net.s(1).sessions[&net.id(0)].current.as_ref().unwrap().local_index;
+    let index = net.s(1).sessions[&net.id(0)]
+        .current
+        .as_ref()
+        .unwrap()
+        .local_index;
     let mut d = vec![0; 60];
     rng.fill_bytes(&mut d);
     d[0] = kind::DATA_ACK_ELICITING;
@@ -451,9 +488,15 @@ fn replayed_truncated_tampered_and_wrong_session_datagrams_change_nothing() {
     net.send(0, 1, b"second");
     let second = net.take_flights(0).remove(0);
 
-    assert!(matches!(net.inject(1, via, &first.bytes), Incoming::Data { .. }));
+    assert!(matches!(
+        net.inject(1, via, &first.bytes),
+        Incoming::Data { .. }
+    ));
     let before = fingerprint(net.s(1));
-    assert_eq!(net.inject(1, via, &first.bytes), Incoming::Dropped(Drop::Replay));
+    assert_eq!(
+        net.inject(1, via, &first.bytes),
+        Incoming::Dropped(Drop::Replay)
+    );
     assert_eq!(fingerprint(net.s(1)), before);
     assert_eq!(net.s(1).stats().dropped_replay, 1);
 
@@ -477,21 +520,30 @@ fn replayed_truncated_tampered_and_wrong_session_datagrams_change_nothing() {
         assert!(
             matches!(
                 got,
-                Incoming::Dropped(Drop::Malformed | Drop::UnknownSession | Drop::BadSeal | Drop::Replay)
+                Incoming::Dropped(
+                    Drop::Malformed | Drop::UnknownSession | Drop::BadSeal | Drop::Replay
+                )
             ),
             "byte {i} ^ {mask:#x}: {got:?}"
         );
         assert_eq!(fingerprint(net.s(1)), before, "byte {i}");
     }
     // The index of b's session with node 2.
-    let other = net.s(1).sessions[&net.id(2)].current.as_ref().unwrap().local_index;
+    let other = net.s(1).sessions[&net.id(2)]
+        .current
+        .as_ref()
+        .unwrap()
+        .local_index;
     let mut d = second.bytes.clone();
     d[1..5].copy_from_slice(&other.to_le_bytes());
     assert_eq!(net.inject(1, via, &d), Incoming::Dropped(Drop::BadSeal));
     assert_eq!(fingerprint(net.s(1)), before);
 
     // The intact datagram still opens: nothing moved the window.
-    assert!(matches!(net.inject(1, via, &second.bytes), Incoming::Data { roamed: false, .. }));
+    assert!(matches!(
+        net.inject(1, via, &second.bytes),
+        Incoming::Data { roamed: false, .. }
+    ));
     assert_eq!(net.got(1), vec![b"first".to_vec(), b"second".to_vec()]);
 }
 
@@ -505,9 +557,18 @@ fn reordered_datagrams_open_within_the_window() {
     let mut flights = net.take_flights(0);
     flights.reverse();
     let via = Via::Direct(net.nodes[0].addr);
-    let outcomes: Vec<_> = flights.iter().map(|f| net.inject(1, via, &f.bytes)).collect();
-    let opened = outcomes.iter().filter(|o| matches!(o, Incoming::Data { .. })).count();
-    assert_eq!(opened, REORDER_DEPTH as usize, "up to 127 behind the newest");
+    let outcomes: Vec<_> = flights
+        .iter()
+        .map(|f| net.inject(1, via, &f.bytes))
+        .collect();
+    let opened = outcomes
+        .iter()
+        .filter(|o| matches!(o, Incoming::Data { .. }))
+        .count();
+    assert_eq!(
+        opened, REORDER_DEPTH as usize,
+        "up to 127 behind the newest"
+    );
     assert_eq!(net.s(1).stats().dropped_replay, 2);
 }
 
@@ -522,7 +583,10 @@ fn a_replayed_initiation_does_not_tear_down_a_working_session() {
     net.run(4 * HOP);
     let via = Via::Direct(net.nodes[0].addr);
     let before = fingerprint(net.s(1));
-    assert_eq!(net.inject(1, via, &initiation), Incoming::Dropped(Drop::Replay));
+    assert_eq!(
+        net.inject(1, via, &initiation),
+        Incoming::Dropped(Drop::Replay)
+    );
     assert_eq!(fingerprint(net.s(1)), before);
 
     // Two rekeys later the initiation is forgotten: it gets a response
@@ -536,10 +600,25 @@ fn a_replayed_initiation_does_not_tear_down_a_working_session() {
     assert_eq!(net.inject(1, via, &initiation), Incoming::Control);
     assert!(net.s(1).sessions[&net.id(0)].next.is_some());
     net.run(HOP);
-    assert_eq!(net.nodes[0].incoming.last(), Some(&Incoming::Dropped(Drop::UnknownSession)));
+    assert_eq!(
+        net.nodes[0].incoming.last(),
+        Some(&Incoming::Dropped(Drop::UnknownSession))
+    );
     assert!(net.s(1).is_established(&net.id(0)));
-    let keep = |f: &str| f.lines().next().unwrap().split(" next").next().unwrap().to_string();
-    assert_eq!(keep(&fingerprint(net.s(1))), keep(&current), "current keys untouched");
+    let keep = |f: &str| {
+        f.lines()
+            .next()
+            .unwrap()
+            .split(" next")
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        keep(&fingerprint(net.s(1))),
+        keep(&current),
+        "current keys untouched"
+    );
     net.send(1, 0, b"still here");
     net.run(HOP);
     assert_eq!(net.got(0), vec![b"still here".to_vec()]);
@@ -553,7 +632,10 @@ fn roaming_follows_the_peer_without_a_handshake() {
     net.nodes[0].addr = addr(0, 9999);
     net.send(0, 1, b"from a new port");
     net.run(HOP);
-    assert!(matches!(net.nodes[1].incoming.last(), Some(Incoming::Data { roamed: true, .. })));
+    assert!(matches!(
+        net.nodes[1].incoming.last(),
+        Some(Incoming::Data { roamed: true, .. })
+    ));
     assert_eq!(net.s(1).endpoint(&a), Some(Via::Direct(addr(0, 9999))));
     net.send(1, 0, b"back");
     net.run(HOP);
@@ -561,7 +643,10 @@ fn roaming_follows_the_peer_without_a_handshake() {
     assert_eq!(net.s(1).stats().handshakes_completed, 1);
     net.send(0, 1, b"again");
     net.run(HOP);
-    assert!(matches!(net.nodes[1].incoming.last(), Some(Incoming::Data { roamed: false, .. })));
+    assert!(matches!(
+        net.nodes[1].incoming.last(),
+        Some(Incoming::Data { roamed: false, .. })
+    ));
 }
 
 #[test]
@@ -572,11 +657,26 @@ fn a_relayed_datagram_naming_another_source_is_dropped() {
     let d = net.take_flights(0).remove(0).bytes;
     let (a, c) = (net.id(0), net.id(2));
     let before = fingerprint(net.s(1));
-    let wrong = Via::Relayed { relay: c, source: c };
-    assert_eq!(net.inject(1, wrong, &d), Incoming::Dropped(Drop::WrongSource));
+    let wrong = Via::Relayed {
+        relay: c,
+        source: c,
+    };
+    assert_eq!(
+        net.inject(1, wrong, &d),
+        Incoming::Dropped(Drop::WrongSource)
+    );
     assert_eq!(fingerprint(net.s(1)), before);
-    let right = Via::Relayed { relay: c, source: a };
-    assert_eq!(net.inject(1, right, &d), Incoming::Data { peer: a, roamed: true });
+    let right = Via::Relayed {
+        relay: c,
+        source: a,
+    };
+    assert_eq!(
+        net.inject(1, right, &d),
+        Incoming::Data {
+            peer: a,
+            roamed: true
+        }
+    );
     assert_eq!(net.s(1).endpoint(&a), Some(right));
 }
 
@@ -600,10 +700,19 @@ fn rekeying_loses_nothing_in_flight() {
     let st = net.s(0).stats();
     assert!(st.handshakes_completed >= 4, "{st:?}");
     for i in 0..2 {
-        assert_eq!(drops(&net.s(i).stats()), 0, "node {i}: {:?}", net.s(i).stats());
+        assert_eq!(
+            drops(&net.s(i).stats()),
+            0,
+            "node {i}: {:?}",
+            net.s(i).stats()
+        );
         assert!(net.dead(i).is_empty());
     }
-    assert_eq!(net.s(1).stats().handshakes_initiated, 0, "only the initiator rekeys");
+    assert_eq!(
+        net.s(1).stats().handshakes_initiated,
+        0,
+        "only the initiator rekeys"
+    );
 }
 
 #[test]
@@ -625,20 +734,38 @@ fn under_load_spoofed_initiations_cost_no_dh_and_a_real_initiator_gets_through()
         computed.push(net.s(0).stats().handshakes_computed);
     }
     assert_eq!(computed[1], 2);
-    assert!(computed[2..].iter().all(|&c| c == 2), "no DH past the threshold: {computed:?}");
+    assert!(
+        computed[2..].iter().all(|&c| c == 2),
+        "no DH past the threshold: {computed:?}"
+    );
     assert_eq!(net.s(0).stats().cookies_sent, 38);
-    assert_eq!(net.unroutable, 2 + 38, "responses and cookies went to the spoofed sources");
+    assert_eq!(
+        net.unroutable,
+        2 + 38,
+        "responses and cookies went to the spoofed sources"
+    );
 
     // A real initiator, still in the loaded second.
     net.flights.clear();
     net.send(5, 0, b"let me in");
     net.run(HOP);
-    assert_eq!(net.nodes[0].incoming.last(), Some(&Incoming::Dropped(Drop::NeedCookie)));
+    assert_eq!(
+        net.nodes[0].incoming.last(),
+        Some(&Incoming::Dropped(Drop::NeedCookie))
+    );
     net.run(4 * HOP);
     assert_eq!(net.got(0), vec![b"let me in".to_vec()]);
     assert!(net.s(5).is_established(&victim));
-    assert_eq!(net.s(0).stats().handshakes_computed, 3, "one DH, after the cookie");
-    assert_eq!(net.s(5).stats().handshakes_initiated, 1, "same handshake, with mac2");
+    assert_eq!(
+        net.s(0).stats().handshakes_computed,
+        3,
+        "one DH, after the cookie"
+    );
+    assert_eq!(
+        net.s(5).stats().handshakes_initiated,
+        1,
+        "same handshake, with mac2"
+    );
     assert!(net.now < Time::from_secs(2), "well before any retry");
 }
 
@@ -658,17 +785,29 @@ fn identify_echoes_the_nonce_and_ignores_other_replies() {
 
     // The same reply from another address, or with another nonce: ignored.
     let other = Via::Direct(net.nodes[2].addr);
-    assert_eq!(net.inject(0, other, &reply), Incoming::Dropped(Drop::UnknownSession));
+    assert_eq!(
+        net.inject(0, other, &reply),
+        Incoming::Dropped(Drop::UnknownSession)
+    );
     let mut forged = reply.clone();
     forged[1] ^= 1;
     let from_target = Via::Direct(target);
-    assert_eq!(net.inject(0, from_target, &forged), Incoming::Dropped(Drop::UnknownSession));
+    assert_eq!(
+        net.inject(0, from_target, &forged),
+        Incoming::Dropped(Drop::UnknownSession)
+    );
     assert!(net.nodes[0].events.is_empty());
 
     net.run(HOP);
-    let want = Event::Identified { addr: target, peer: net.id(1) };
+    let want = Event::Identified {
+        addr: target,
+        peer: net.id(1),
+    };
     assert_eq!(net.nodes[0].events, vec![want]);
-    assert_eq!(net.inject(0, from_target, &reply), Incoming::Dropped(Drop::UnknownSession));
+    assert_eq!(
+        net.inject(0, from_target, &reply),
+        Incoming::Dropped(Drop::UnknownSession)
+    );
     assert_eq!(net.s(0).identify.pending(), 0);
     assert_eq!(net.s(1).len(), 0, "the responder keeps nothing");
 }
@@ -688,7 +827,11 @@ fn identify_answers_are_rate_limited_and_requests_retried() {
     for _ in 0..100 {
         net.inject(1, via, &request);
     }
-    assert_eq!(net.s(1).stats().identify_answered, 64 + 32, "refilled at 64/s");
+    assert_eq!(
+        net.s(1).stats().identify_answered,
+        64 + 32,
+        "refilled at 64/s"
+    );
 
     // An unanswered request is sent 3 times, then forgotten.
     let now = net.now;
@@ -768,7 +911,10 @@ fn idle_sessions_are_forgotten_and_the_least_recent_evicted() {
     net.connect(0, 3);
     let s = net.s(0);
     assert_eq!(s.len(), 2);
-    assert!(!s.sessions.contains_key(&net.id(1)), "the least recent went");
+    assert!(
+        !s.sessions.contains_key(&net.id(1)),
+        "the least recent went"
+    );
     assert_eq!(s.indices.len(), 2, "and its index");
     net.run(Duration::from_secs(180));
     assert_eq!(net.s(0).len(), 2);
@@ -789,7 +935,11 @@ fn scripted_run(crypto: Crypto, seed: u64) -> Vec<(usize, Vec<u8>)> {
     net.send(2, 1, b"two");
     net.run(Duration::from_millis(100));
     for tick in 0..80u32 {
-        net.send((tick % 3) as usize, ((tick + 1) % 3) as usize, &tick.to_le_bytes());
+        net.send(
+            (tick % 3) as usize,
+            ((tick + 1) % 3) as usize,
+            &tick.to_le_bytes(),
+        );
         if tick == 40 {
             net.take_flights(0);
         }
@@ -810,7 +960,11 @@ fn same_seed_same_bytes_in_both_modes_and_null_sizes_equal_real_sizes() {
     assert_ne!(real, scripted_run(Crypto::Real, 2));
     let null = scripted_run(Crypto::Null, 1);
     assert_eq!(null, scripted_run(Crypto::Null, 1));
-    let sizes = |log: &[(usize, Vec<u8>)]| log.iter().map(|(i, b)| (*i, b.len(), b[0])).collect::<Vec<_>>();
+    let sizes = |log: &[(usize, Vec<u8>)]| {
+        log.iter()
+            .map(|(i, b)| (*i, b.len(), b[0]))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(sizes(&real), sizes(&null), "same datagrams, same sizes");
     assert!(real.len() > 100);
 }
@@ -841,7 +995,13 @@ fn every_bound_holds_under_a_handshake_flood() {
     net.run(Duration::from_secs(1));
     let s = net.s(0);
     assert_eq!(s.len(), 4);
-    assert_eq!(s.indices.len(), s.sessions.values().map(|x| x.indices().count()).sum::<usize>());
+    assert_eq!(
+        s.indices.len(),
+        s.sessions
+            .values()
+            .map(|x| x.indices().count())
+            .sum::<usize>()
+    );
     assert!(s.timers.len() <= 4);
 }
 
