@@ -42,6 +42,9 @@ use addrbook::AddressBook;
 use nat::{Route, Traversal};
 use session::{Dest, Incoming as SessionIn, Sessions, Via};
 
+/// The largest datagram on the wire: a plaintext of
+/// [`wire::MAX_DATAGRAM_BYTES`] sealed.
+pub const MAX_WIRE_BYTES: usize = wire::MAX_DATAGRAM_BYTES + session::DATA_OVERHEAD;
 /// Peers the address book holds.
 pub const ADDRESS_BOOK_CAPACITY: usize = 4096;
 /// Messages waiting for an identify answer (oldest dropped first).
@@ -232,7 +235,7 @@ impl Transport {
         }
         let label = Label::of(&self.plain);
         self.sessions
-            .send(now, peer, None, &self.plain, true, label.0);
+            .send_labeled(now, peer, None, &self.plain, true, label.0);
     }
 
     /// One datagram in from `from`; the message it carries, if any.
@@ -562,8 +565,14 @@ impl Transport {
             return;
         }
         let label = Label::of(&self.plain);
-        self.sessions
-            .send(now, peer, Some(Via::Direct(addr)), &self.plain, true, label.0);
+        self.sessions.send_labeled(
+            now,
+            peer,
+            Some(Via::Direct(addr)),
+            &self.plain,
+            true,
+            label.0,
+        );
     }
 
     /// Move NAT traversal's outputs along; whether there were any.

@@ -1103,21 +1103,6 @@ impl Traversal {
             .or_insert((now, now));
     }
 
-    /// Where a datagram the overlay addresses to `to` goes.
-    pub(crate) fn route_addr(&mut self, now: Time, to: SocketAddr) -> Route {
-        if !self.config.enabled {
-            return Route::Direct(to);
-        }
-        match self.by_addr.get(&to).copied() {
-            Some(id) if self.paths.contains_key(&id) => self.route_peer(now, id),
-            Some(_) => {
-                self.by_addr.remove(&to); // its path was forgotten
-                Route::Direct(to)
-            }
-            None => Route::Direct(to),
-        }
-    }
-
     /// Where a datagram for `peer` goes.
     pub(crate) fn route_peer(&mut self, now: Time, peer: PeerId) -> Route {
         let timeout = self.config.path_timeout;

@@ -339,6 +339,9 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Transmit {
     pub dest: Dest,
+    /// The caller's label of the plaintext ([`Sessions::send_labeled`]);
+    /// 0 for the session layer's own datagrams.
+    pub label: u64,
 }
 
 /// Counters, for logs, reports and benchmarks.
@@ -408,7 +411,7 @@ pub struct Sessions {
     sweep_at: Option<Time>,
     cookies: cookie::CookieJar,
     identify: identify::Identify,
-    transmits: VecDeque<(Dest, Vec<u8>)>,
+    transmits: VecDeque<(Dest, Vec<u8>, u64)>,
     spare: Vec<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -459,13 +462,28 @@ impl Sessions {
         plaintext: &[u8],
         ack_eliciting: bool,
     ) {
+        self.send_labeled(now, peer, path, plaintext, ack_eliciting, 0);
+    }
+
+    /// [`Sessions::send`], with a `label` the caller gets back in the
+    /// [`Transmit`] of the sealed datagram (what it carries, for traffic
+    /// observers; it never travels).
+    pub fn send_labeled(
+        &mut self,
+        now: Time,
+        peer: PeerId,
+        path: Option<Via>,
+        plaintext: &[u8],
+        ack_eliciting: bool,
+        label: u64,
+    ) {
         self.advance(now);
         if plaintext.len() > MAX_PLAINTEXT || peer == self.local.id {
             self.stats.dropped_send += 1;
             return;
         }
-        if !self.seal(now, peer, path, plaintext, ack_eliciting) {
-            self.enqueue(now, peer, path, plaintext, ack_eliciting);
+        if !self.seal(now, peer, path, plaintext, ack_eliciting, label) {
+            self.enqueue(now, peer, path, plaintext, ack_eliciting, label);
         }
         self.reschedule(peer);
     }
@@ -553,13 +571,13 @@ impl Sessions {
 
     /// The next datagram to send, written to `out` (cleared first).
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
-        let (dest, mut bytes) = self.transmits.pop_front()?;
+        let (dest, mut bytes, label) = self.transmits.pop_front()?;
         std::mem::swap(out, &mut bytes);
         if self.spare.len() < MAX_SPARE_BUFFERS {
             bytes.clear();
             self.spare.push(bytes);
         }
-        Some(Transmit { dest })
+        Some(Transmit { dest, label })
     }
 
     /// The next event.
@@ -610,6 +628,7 @@ impl Sessions {
         path: Option<Via>,
         plaintext: &[u8],
         ack_eliciting: bool,
+        label: u64,
     ) -> bool {
         let Some(session) = self.sessions.get_mut(&peer) else {
             return false;
@@ -639,7 +658,7 @@ impl Sessions {
             && session.handshake.is_none();
         session.note_sent(now, ack_eliciting);
         self.stats.sealed += 1;
-        self.push(Dest::Peer { peer, path }, buf);
+        self.push(Dest::Peer { peer, path }, buf, label);
         if rekey {
             if let Some(remote) = static_public(&peer) {
                 self.start_handshake(now, peer, path, remote);
@@ -657,6 +676,7 @@ impl Sessions {
         path: Option<Via>,
         plaintext: &[u8],
         ack_eliciting: bool,
+        label: u64,
     ) {
         let starts = match self.sessions.get(&peer) {
             None => true,
@@ -684,6 +704,7 @@ impl Sessions {
             plaintext: plaintext.to_vec(),
             path,
             ack_eliciting,
+            label,
         });
         if full {
             self.stats.dropped_send += 1;
@@ -1030,10 +1051,10 @@ impl Sessions {
         };
         let queue = std::mem::take(&mut session.queue);
         if queue.is_empty() && confirm {
-            self.seal(now, peer, None, &[], false);
+            self.seal(now, peer, None, &[], false, 0);
         }
         for q in queue {
-            if !self.seal(now, peer, q.path, &q.plaintext, q.ack_eliciting) {
+            if !self.seal(now, peer, q.path, &q.plaintext, q.ack_eliciting, q.label) {
                 self.stats.dropped_send += 1;
             }
         }
@@ -1071,12 +1092,12 @@ impl Sessions {
         let probe = !s.probe_sent && s.liveness_deadline(&self.config).is_some_and(|t| now >= t);
         if probe {
             self.session(now, peer).probe_sent = true;
-            self.seal(now, peer, None, &[], true);
+            self.seal(now, peer, None, &[], true, 0);
         }
         let s = self.session(now, peer);
         if s.ack_due.is_some_and(|t| now >= t) {
             s.ack_due = None;
-            if self.seal(now, peer, None, &[], false) {
+            if self.seal(now, peer, None, &[], false, 0) {
                 self.stats.acks_sent += 1;
             }
         }
@@ -1230,19 +1251,19 @@ impl Sessions {
         self.now = self.now.max(now);
     }
 
-    fn push(&mut self, dest: Dest, bytes: Vec<u8>) {
+    fn push(&mut self, dest: Dest, bytes: Vec<u8>, label: u64) {
         if self.transmits.len() >= MAX_TRANSMITS {
             self.stats.dropped_send += 1;
             return;
         }
-        self.transmits.push_back((dest, bytes));
+        self.transmits.push_back((dest, bytes, label));
     }
 
     fn push_copy(&mut self, dest: Dest, bytes: &[u8]) {
         let mut buf = self.spare.pop().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
-        self.push(dest, buf);
+        self.push(dest, buf, 0);
     }
 
     fn event(&mut self, event: Event) {

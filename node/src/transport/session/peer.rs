@@ -74,6 +74,7 @@ pub(super) struct Queued {
     pub(super) plaintext: Vec<u8>,
     pub(super) path: Option<Via>,
     pub(super) ack_eliciting: bool,
+    pub(super) label: u64,
 }
 
 /// Which key pair of a session an index names.
