@@ -385,7 +385,14 @@ fn a_lost_response_gets_the_same_response_again() {
     net.run(HOP);
     let response = net.take_flights(1).remove(0).bytes;
     net.run(Duration::from_secs(1));
-    let again = net.log.iter().rev().find(|(i, _)| *i == 1).unwrap().1.clone();
+    let again = net
+        .log
+        .iter()
+        .rev()
+        .find(|(i, _)| *i == 1)
+        .unwrap()
+        .1
+        .clone();
     assert_eq!(again, response, "the retry got the cached response");
     net.run(2 * HOP);
     assert_eq!(net.got(1), vec![b"x".to_vec()]);
@@ -402,7 +409,11 @@ fn a_lost_confirmation_makes_the_responder_initiate_after_a_timeout() {
     net.run(2 * HOP);
     net.take_flights(0); // the confirmation
     net.send(1, 0, b"waits");
-    assert_eq!(net.s(1).stats().handshakes_initiated, 0, "waits for confirmation");
+    assert_eq!(
+        net.s(1).stats().handshakes_initiated,
+        0,
+        "waits for confirmation"
+    );
     net.run(Duration::from_millis(990));
     assert!(net.got(0).is_empty());
     net.run(Duration::from_millis(50));
@@ -1096,8 +1107,8 @@ proptest! {
 }
 
 #[test]
-#[ignore = "measurement: run with --ignored --nocapture"]
-fn memory_per_idle_session() {
+#[ignore = "measurement (heap per session: examples/session_cost.rs); run with --ignored --nocapture"]
+fn size_of_session_state() {
     use std::mem::size_of;
     println!(
         "size_of: Session {} KeyPair {} Unconfirmed {} Handshake {} StatelessTransportState {} Via {}",
