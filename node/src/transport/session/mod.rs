@@ -158,8 +158,9 @@ use wire::{
 pub const MAX_TRANSMITS: usize = 2048;
 /// Events waiting in [`Sessions::poll_event`] at most.
 pub const MAX_EVENTS: usize = 1024;
-/// Spare datagram buffers kept for reuse.
-const MAX_SPARE_BUFFERS: usize = 16;
+/// Spare datagram buffers kept for reuse (a caller draining into one
+/// buffer needs one; more would cost every simulated node kilobytes).
+const MAX_SPARE_BUFFERS: usize = 2;
 
 /// Whether sessions do the real arithmetic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -571,7 +572,10 @@ impl Sessions {
 
     /// The next datagram to send, written to `out` (cleared first).
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
-        let (dest, mut bytes, label) = self.transmits.pop_front()?;
+        let Some((dest, mut bytes, label)) = self.transmits.pop_front() else {
+            out.clear();
+            return None;
+        };
         std::mem::swap(out, &mut bytes);
         if self.spare.len() < MAX_SPARE_BUFFERS {
             bytes.clear();
@@ -788,6 +792,30 @@ impl Sessions {
         if d.len() != INITIATION_LEN {
             return Err(Drop::Malformed);
         }
+        self.admit_initiation(now, via, d)?;
+        let seed = self.draw_seed();
+        if self.config.crypto == Crypto::Real {
+            self.stats.handshakes_computed += 1;
+        }
+        let (header, msg1) = (&d[..5], &d[5..5 + MSG1_LEN]);
+        let responded = handshake::respond(self.config.crypto, &self.local, header, msg1, seed)
+            .map_err(|()| Drop::BadHandshake)?;
+        let peer = responded.peer;
+        if peer == self.local.id {
+            return Err(Drop::BadHandshake);
+        }
+        check_source(&via, &peer)?;
+        let (remote_index, origin) = (u32_at(d, 1), u64_at(d, 5));
+        if let Some(outcome) = self.seen_initiation(via, peer, remote_index, origin) {
+            return outcome;
+        }
+        self.answer(now, via, peer, responded, remote_index, origin);
+        Ok(Incoming::Control)
+    }
+
+    /// mac1, then, under load, mac2 (or a cookie reply): everything an
+    /// initiation must pass before it costs a DH.
+    fn admit_initiation(&mut self, now: Time, via: Via, d: &[u8]) -> Result<(), Drop> {
         if !cookie::mac1_valid(d, &self.mac1_key) {
             return Err(Drop::BadMac);
         }
@@ -800,45 +828,53 @@ impl Sessions {
             self.push_copy(Dest::Reply(via), &reply);
             return Err(Drop::NeedCookie);
         }
-        let seed = self.draw_seed();
-        if self.config.crypto == Crypto::Real {
-            self.stats.handshakes_computed += 1;
+        Ok(())
+    }
+
+    /// The outcome of an authenticated initiation from `peer` that needs no
+    /// new keys: the one still awaiting confirmation (answered again), the
+    /// one the working keys came from (a replay), or one that loses the
+    /// simultaneous-initiation tie.
+    fn seen_initiation(
+        &mut self,
+        via: Via,
+        peer: PeerId,
+        remote_index: u32,
+        origin: u64,
+    ) -> Option<Result<Incoming, Drop>> {
+        let session = self.sessions.get(&peer)?;
+        if let Some(next) = session
+            .next
+            .as_ref()
+            .filter(|n| n.keys.origin == origin && n.keys.remote_index == remote_index)
+        {
+            let response = next.response;
+            self.push_copy(Dest::Reply(via), &response);
+            return Some(Ok(Incoming::Control));
         }
-        let responded = handshake::respond(
-            self.config.crypto,
-            &self.local,
-            &d[..5],
-            &d[5..5 + MSG1_LEN],
-            seed,
-        )
-        .map_err(|()| Drop::BadHandshake)?;
-        let peer = responded.peer;
-        if peer == self.local.id {
-            return Err(Drop::BadHandshake);
+        let answered = [session.current.as_ref(), session.previous.as_deref()]
+            .into_iter()
+            .flatten()
+            .any(|k| !k.initiator && k.origin == origin);
+        if answered {
+            return Some(Err(Drop::Replay));
         }
-        check_source(&via, &peer)?;
-        let (remote_index, origin) = (u32_at(d, 1), u64_at(d, 5));
-        if let Some(session) = self.sessions.get(&peer) {
-            if let Some(next) = session
-                .next
-                .as_ref()
-                .filter(|n| n.keys.origin == origin && n.keys.remote_index == remote_index)
-            {
-                let response = next.response;
-                self.push_copy(Dest::Reply(via), &response);
-                return Ok(Incoming::Control);
-            }
-            let answered = [session.current.as_ref(), session.previous.as_deref()]
-                .into_iter()
-                .flatten()
-                .any(|k| !k.initiator && k.origin == origin);
-            if answered {
-                return Err(Drop::Replay);
-            }
-            if session.handshake.is_some() && self.local.id < peer {
-                return Ok(Incoming::Control); // ours wins the tie
-            }
-        }
+        let ours_wins = session.handshake.is_some() && self.local.id < peer;
+        ours_wins.then_some(Ok(Incoming::Control))
+    }
+
+    /// Answer `peer`'s initiation: new keys awaiting confirmation (beside
+    /// the working ones, which they replace only once confirmed), and a
+    /// response. A handshake of this node's own to `peer` is abandoned.
+    fn answer(
+        &mut self,
+        now: Time,
+        via: Via,
+        peer: PeerId,
+        responded: handshake::Responded,
+        remote_index: u32,
+        origin: u64,
+    ) {
         let local_index = self.new_index(peer, None);
         let mut response = [0; RESPONSE_LEN];
         response[0] = kind::RESPONSE;
@@ -868,7 +904,6 @@ impl Sessions {
         }
         self.push_copy(Dest::Reply(via), &response);
         self.reschedule(peer);
-        Ok(Incoming::Control)
     }
 
     fn on_response(&mut self, now: Time, via: Via, d: &[u8]) -> Result<Incoming, Drop> {
@@ -909,7 +944,7 @@ impl Sessions {
         };
         session.note_received(now, Some(via), false, &self.config);
         self.install(now, peer, keys);
-        self.flush(now, peer, true);
+        self.flush(now, peer, Some(hs.path));
         self.reschedule(peer);
         Ok(Incoming::Control)
     }
@@ -1040,18 +1075,19 @@ impl Sessions {
             self.indices.remove(&hs.local_index);
         }
         self.install(now, peer, next.keys);
-        self.flush(now, peer, false);
+        self.flush(now, peer, None);
     }
 
-    /// Seal everything queued for `peer`; `confirm`: an initiator with
-    /// nothing queued sends an empty datagram, which confirms the keys.
-    fn flush(&mut self, now: Time, peer: PeerId, confirm: bool) {
+    /// Seal everything queued for `peer`; `confirm`: the keys this node
+    /// initiated over that path need a datagram to confirm them, empty if
+    /// nothing is queued.
+    fn flush(&mut self, now: Time, peer: PeerId, confirm: Option<Option<Via>>) {
         let Some(session) = self.sessions.get_mut(&peer) else {
             return;
         };
         let queue = std::mem::take(&mut session.queue);
-        if queue.is_empty() && confirm {
-            self.seal(now, peer, None, &[], false, 0);
+        if let (true, Some(path)) = (queue.is_empty(), confirm) {
+            self.seal(now, peer, path, &[], false, 0);
         }
         for q in queue {
             if !self.seal(now, peer, q.path, &q.plaintext, q.ack_eliciting, q.label) {

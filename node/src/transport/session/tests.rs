@@ -233,6 +233,11 @@ impl Net {
     }
 }
 
+const _: () = {
+    const fn send<T: Send>() {}
+    send::<Sessions>();
+};
+
 /// Everything a datagram must not change, as text.
 fn fingerprint(s: &Sessions) -> String {
     let keys = |k: Option<&KeyPair>| {
@@ -371,6 +376,53 @@ fn a_lost_initiation_is_sent_again_and_a_peer_never_answering_is_dead() {
     assert_eq!(net.s(0).stats().handshakes_initiated, 2);
     assert_eq!(net.s(0).stats().dropped_send, 1, "the queued plaintext");
     assert!(net.s(0).endpoint(&net.id(2)).is_none() && net.s(0).len() == 1);
+}
+
+#[test]
+fn a_lost_response_gets_the_same_response_again() {
+    let mut net = Net::new(2, config());
+    net.send(0, 1, b"x");
+    net.run(HOP);
+    let response = net.take_flights(1).remove(0).bytes;
+    net.run(Duration::from_secs(1));
+    let again = net
+        .log
+        .iter()
+        .rev()
+        .find(|(i, _)| *i == 1)
+        .unwrap()
+        .1
+        .clone();
+    assert_eq!(again, response, "the retry got the cached response");
+    net.run(2 * HOP);
+    assert_eq!(net.got(1), vec![b"x".to_vec()]);
+    let st = net.s(1).stats();
+    assert_eq!((st.handshakes_completed, st.handshakes_computed), (1, 2));
+    assert_eq!(drops(&st), 0);
+}
+
+#[test]
+fn a_lost_confirmation_makes_the_responder_initiate_after_a_timeout() {
+    let mut net = Net::new(2, config());
+    let a = net.id(0);
+    net.send_with(0, 1, b"", false);
+    net.run(2 * HOP);
+    net.take_flights(0); // the confirmation
+    net.send(1, 0, b"waits");
+    assert_eq!(
+        net.s(1).stats().handshakes_initiated,
+        0,
+        "waits for confirmation"
+    );
+    net.run(Duration::from_millis(990));
+    assert!(net.got(0).is_empty());
+    net.run(Duration::from_millis(50));
+    assert_eq!(net.got(0), vec![b"waits".to_vec()]);
+    assert_eq!(net.s(1).stats().handshakes_initiated, 1);
+    assert!(net.s(1).is_established(&a));
+    net.send(0, 1, b"and back");
+    net.run(HOP);
+    assert_eq!(net.got(1), vec![b"and back".to_vec()]);
 }
 
 #[test]
@@ -1055,8 +1107,8 @@ proptest! {
 }
 
 #[test]
-#[ignore = "measurement: run with --ignored --nocapture"]
-fn memory_per_idle_session() {
+#[ignore = "measurement (heap per session: examples/session_cost.rs); run with --ignored --nocapture"]
+fn size_of_session_state() {
     use std::mem::size_of;
     println!(
         "size_of: Session {} KeyPair {} Unconfirmed {} Handshake {} StatelessTransportState {} Via {}",
