@@ -770,7 +770,7 @@ mod tests {
         fn drain(&mut self, at: SocketAddr) {
             let node = self.nodes.get_mut(&at).unwrap();
             let mut out = Vec::new();
-            while let Some(dst) = node.poll_transmit(&mut out) {
+            while let Some(dst) = node.poll_transmit(&mut out).map(|t| t.dst) {
                 self.seq += 1;
                 let arrival = self.now + Duration::from_millis(10);
                 self.in_flight
@@ -872,11 +872,11 @@ mod tests {
             .events
             .iter()
             .filter_map(|(_, e)| match e {
-                Event::Dropped { from, error } => Some((*from, error.clone())),
+                Event::Dropped { from, reason } => Some((*from, reason.clone())),
                 _ => None,
             })
             .collect();
-        assert_eq!(dropped.len(), 2);
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
         assert!(dropped.iter().all(|(from, _)| *from == addr(9)));
         // Still a working node.
         let id = w
@@ -917,19 +917,25 @@ mod tests {
     }
 
     #[test]
-    fn a_datagram_claiming_our_own_id_is_ignored() {
-        let mut w = World::new(2, Config::default());
-        let me = *w.nodes[&addr(1)].me();
-        let mut bytes = Vec::new();
-        let forged = Datagram {
-            from: me.id,
-            message: Message::HyParView(hyparview::Message::Join),
-        };
-        wire::encode(&forged, &mut bytes).unwrap();
-        let node = w.nodes.get_mut(&addr(1)).unwrap();
-        node.handle_datagram(Time::ZERO, addr(2), &bytes);
-        assert!(node.active_view().is_empty());
+    fn unsealed_datagrams_naming_any_sender_create_nothing() {
+        let mut w = World::new(3, Config::default());
+        let me = w.nodes[&addr(1)].me().id;
+        let other = w.nodes[&addr(2)].me().id;
+        for claimed in [me, other] {
+            let mut bytes = Vec::new();
+            let forged = crate::wire::Datagram {
+                from: claimed,
+                message: Message::HyParView(hyparview::Message::Join),
+            };
+            crate::wire::encode(&forged, &mut bytes).unwrap();
+            let node = w.nodes.get_mut(&addr(1)).unwrap();
+            node.handle_datagram(Time::ZERO, addr(3), &bytes);
+            assert!(node.active_view().is_empty());
+            assert!(node.passive_view().is_empty());
+            assert_eq!(node.session_stats().handshakes_computed, 0);
+        }
+        assert_eq!(w.nodes[&addr(1)].stats().malformed_in, 2);
         w.drain(addr(1));
-        assert!(w.in_flight.is_empty(), "no answer to a forged self");
+        assert!(w.in_flight.is_empty(), "no answer to a forgery");
     }
 }

@@ -45,6 +45,11 @@ impl Identify {
         }
     }
 
+    /// Whether a request to `addr` is outstanding.
+    pub(super) fn is_asking(&self, addr: SocketAddr) -> bool {
+        self.asked.iter().any(|a| a.addr == addr)
+    }
+
     /// Record a request to `addr` (replacing an older one to it, or the
     /// oldest when the table is full); its bytes.
     pub(super) fn ask(

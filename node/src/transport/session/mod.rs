@@ -489,11 +489,15 @@ impl Sessions {
         self.reschedule(peer);
     }
 
-    /// Ask `addr` who it is ([`Event::Identified`] when it answers). The
+    /// Ask `addr` who it is ([`Event::Identified`] when it answers); a
+    /// request already outstanding to `addr` is not repeated. The
     /// request goes out as `Dest::Reply(Via::Direct(addr))`, and is sent
     /// again every `handshake_timeout`, `handshake_attempts` times in all.
     pub fn identify(&mut self, now: Time, addr: SocketAddr) {
         self.advance(now);
+        if self.identify.is_asking(addr) {
+            return; // its retries are under way
+        }
         let mut nonce = [0; wire::IDENTIFY_NONCE_LEN];
         self.rng.fill_bytes(&mut nonce);
         let request = self
