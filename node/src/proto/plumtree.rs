@@ -122,12 +122,12 @@ use crate::{PeerId, Time};
 pub struct MsgId(pub [u8; 32]);
 
 impl MsgId {
-    /// The first 7 bytes as a number: what a traffic label carries of the
+    /// The first 6 bytes as a number: what a traffic label carries of the
     /// id (collisions are negligible among a run's broadcasts).
     #[must_use]
     pub fn prefix(&self) -> u64 {
         let mut b = [0u8; 8];
-        b[1..].copy_from_slice(&self.0[..7]);
+        b[2..].copy_from_slice(&self.0[..6]);
         u64::from_be_bytes(b)
     }
 }

@@ -455,7 +455,7 @@ fn protocol_of_tag(tag: u8) -> Option<Protocol> {
 }
 
 /// What a datagram carries, read from its plaintext before it is sealed:
-/// the message tag and, for a GOSSIP, the first 7 bytes of its id. The
+/// the message tag and, for a GOSSIP, the first 6 bytes of its id. The
 /// transport hands it to whoever sends the datagram, for observers that
 /// account traffic (the simulator); it never travels.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
