@@ -62,6 +62,9 @@ pub(crate) fn delay(value: Duration) -> Result<(), String> {
 /// writes it exactly: `"720h"`, `"90s"`, `"1500ms"`, `"40us"`.
 pub fn show(d: Duration) -> String {
     let nanos = d.as_nanos();
+    if nanos == 0 {
+        return "0s".into();
+    }
     let units = [
         (3_600_000_000_000, "h"),
         (60_000_000_000, "m"),
@@ -151,5 +154,233 @@ impl ConfigError {
             section: format!("{table}.{}", self.section),
             ..self
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::node::{Config, Node};
+    use crate::proto::{gossipsub, hyparview, kad, knowledge, plumtree};
+    use crate::transport::{nat, session};
+    use crate::{Identity, Time};
+
+    /// The error of the default configuration changed by `edit`.
+    fn error(edit: impl FnOnce(&mut Config)) -> ConfigError {
+        let mut c = Config::default();
+        edit(&mut c);
+        c.validate().unwrap_err()
+    }
+
+    fn assert_names(edit: impl FnOnce(&mut Config), section: &str, key: &str) {
+        let e = error(edit);
+        assert_eq!((e.section.as_str(), e.key.as_str()), (section, key), "{e}");
+    }
+
+    #[test]
+    fn the_defaults_and_the_hardened_gossipsub_profile_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let c = Config {
+            gossipsub: gossipsub::Config::hardened(),
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_read_section_key_rule_and_value() {
+        let e = error(|c| {
+            c.gossipsub.enabled = true;
+            c.gossipsub.d = 0;
+        });
+        assert_eq!(e.to_string(), "[gossipsub] d: must be 1 to 64, got 0");
+        let e = error(|c| c.hyparview.active_view_capacity = 1_000_000_000_000);
+        assert_eq!(
+            e.to_string(),
+            "[hyparview] active_view_capacity: must be 1 to 64, got 1000000000000"
+        );
+        let e = error(|c| c.dht.k = 0);
+        assert_eq!(e.to_string(), "[dht] k: must be 1 to 20, got 0");
+        let e = error(|c| c.plumtree.seen_capacity = 0);
+        assert_eq!(
+            e.to_string(),
+            "[plumtree] seen_capacity: must be 1 to 1048576, got 0"
+        );
+        let e = error(|c| c.transport.idle_timeout = Duration::from_secs(31 * 24 * 3600));
+        assert_eq!(
+            e.to_string(),
+            "[transport] idle_timeout: must be 1ms to 720h, got 744h"
+        );
+        assert_eq!(e.path(), "transport.idle_timeout");
+    }
+
+    #[test]
+    fn every_section_names_its_bad_keys() {
+        let long = MAX_DURATION + Duration::from_secs(1);
+        // HyParView: capacities, walks, shuffles, timers, and the invariant.
+        assert_names(|c| c.hyparview.passive_view_capacity = 0, "hyparview", "passive_view_capacity");
+        assert_names(|c| c.hyparview.passive_view_capacity = 5000, "hyparview", "passive_view_capacity");
+        assert_names(|c| c.hyparview.active_random_walk_length = 200, "hyparview", "active_random_walk_length");
+        assert_names(|c| c.hyparview.shuffle_active_count = usize::MAX, "hyparview", "shuffle_passive_count");
+        assert_names(|c| c.hyparview.shuffle_interval = Duration::ZERO, "hyparview", "shuffle_interval");
+        assert_names(|c| c.hyparview.request_timeout = long, "hyparview", "request_timeout");
+        assert_names(
+            |c| c.hyparview.keepalive_interval = Duration::from_secs(10),
+            "hyparview",
+            "failure_timeout",
+        );
+        // Plumtree and flooding: caches and timers.
+        assert_names(|c| c.plumtree.message_cache_capacity = 0, "plumtree", "message_cache_capacity");
+        assert_names(|c| c.plumtree.message_cache_capacity = 1 << 20, "plumtree", "message_cache_capacity");
+        assert_names(|c| c.plumtree.seen_capacity = usize::MAX, "plumtree", "seen_capacity");
+        assert_names(|c| c.plumtree.seen_ttl = Duration::from_millis(10), "plumtree", "seen_ttl");
+        assert_names(|c| c.plumtree.graft_timeout_1 = Duration::ZERO, "plumtree", "graft_timeout_1");
+        assert_names(|c| c.plumtree.ihave_delay = long, "plumtree", "ihave_delay");
+        assert_names(|c| c.flood.seen_capacity = 0, "flood", "seen_capacity");
+        assert_names(|c| c.flood.seen_ttl = Duration::ZERO, "flood", "seen_ttl");
+        // NAT traversal and its relay.
+        assert_names(|c| c.nat.observers_needed = 0, "nat", "observers_needed");
+        assert_names(|c| c.nat.relays_wanted = 5, "nat", "relays_wanted");
+        assert_names(|c| c.nat.max_paths = 1 << 30, "nat", "max_paths");
+        assert_names(|c| c.nat.upgrade_backoff = Duration::ZERO, "nat", "upgrade_backoff");
+        assert_names(|c| c.nat.path_timeout = long, "nat", "path_timeout");
+        assert_names(|c| c.nat.relay.max_circuits = 0, "nat.relay", "max_circuits");
+        assert_names(|c| c.nat.relay.max_reservations = usize::MAX, "nat.relay", "max_reservations");
+        assert_names(|c| c.nat.relay.circuit_duration = Duration::from_millis(500), "nat.relay", "circuit_duration");
+        assert_names(|c| c.nat.relay.circuit_bytes = u64::MAX, "nat.relay", "circuit_bytes");
+        // GossipSub, its score parameters and thresholds.
+        assert_names(|c| c.gossipsub.mcache_len = 1 << 40, "gossipsub", "mcache_len");
+        assert_names(|c| c.gossipsub.max_peers = usize::MAX, "gossipsub", "max_peers");
+        assert_names(|c| c.gossipsub.seen_capacity = 0, "gossipsub", "seen_capacity");
+        assert_names(|c| c.gossipsub.max_topics = 0, "gossipsub", "max_topics");
+        assert_names(|c| c.gossipsub.fanout_ttl = long, "gossipsub", "fanout_ttl");
+        assert_names(|c| c.gossipsub.heartbeat_interval = long, "gossipsub", "heartbeat_interval");
+        assert_names(|c| c.gossipsub.score.decay_interval = long, "gossipsub.score", "decay_interval");
+        assert_names(|c| c.gossipsub.score.topic_weight = f64::INFINITY, "gossipsub.score", "topic_weight");
+        assert_names(|c| c.gossipsub.thresholds.graylist = f64::NAN, "gossipsub.thresholds", "graylist");
+        // The DHT.
+        assert_names(|c| c.dht.k = 21, "dht", "k");
+        assert_names(|c| c.dht.alpha = 0, "dht", "alpha");
+        assert_names(|c| c.dht.max_values = usize::MAX, "dht", "max_values");
+        assert_names(|c| c.dht.refresh_max_cpl = 256, "dht", "refresh_max_cpl");
+        assert_names(|c| c.dht.provider_ttl = long, "dht", "provider_ttl");
+        // The knowledge commons.
+        assert_names(|c| c.knowledge.max_topics = 0, "knowledge", "max_topics");
+        assert_names(|c| c.knowledge.max_contacts = usize::MAX, "knowledge", "max_contacts");
+        assert_names(|c| c.knowledge.push_interval = long, "knowledge", "push_interval");
+        assert_names(|c| c.knowledge.contact_probability = f64::NAN, "knowledge", "contact_probability");
+        // Sessions.
+        assert_names(|c| c.transport.max_sessions = 0, "transport", "max_sessions");
+        assert_names(|c| c.transport.handshake_attempts = 0, "transport", "handshake_attempts");
+        assert_names(|c| c.transport.rekey_after = Duration::ZERO, "transport", "rekey_after");
+        assert_names(|c| c.transport.reject_after = c.transport.rekey_after, "transport", "reject_after");
+    }
+
+    #[test]
+    fn sections_of_cores_that_are_off_are_checked_too() {
+        let mut c = Config::default();
+        assert!(!c.gossipsub.enabled && !c.dht.enabled && !c.knowledge.enabled);
+        c.dht.k = 0;
+        assert_eq!(c.validate().unwrap_err().path(), "dht.k");
+    }
+
+    /// Every bound at its largest (and every timer at its longest or
+    /// shortest) still makes a node that runs: the bounds keep allocations
+    /// and time arithmetic in range.
+    #[test]
+    fn the_largest_valid_settings_build_and_run_a_node() {
+        let slow = MAX_DURATION;
+        let c = Config {
+            hyparview: hyparview::Config {
+                active_view_capacity: hyparview::MAX_ACTIVE_VIEW,
+                passive_view_capacity: hyparview::MAX_PASSIVE_VIEW,
+                active_random_walk_length: hyparview::MAX_WALK_LENGTH,
+                shuffle_random_walk_length: hyparview::MAX_WALK_LENGTH,
+                shuffle_interval: slow,
+                failure_timeout: slow,
+                ..hyparview::Config::default()
+            },
+            plumtree: plumtree::Config {
+                message_cache_capacity: plumtree::MAX_MESSAGE_CACHE,
+                seen_capacity: plumtree::MAX_SEEN,
+                seen_ttl: slow,
+                message_cache_ttl: slow,
+                ..plumtree::Config::default()
+            },
+            nat: nat::Config {
+                max_paths: nat::MAX_PATHS,
+                path_timeout: slow,
+                mapping_lifetime: slow,
+                autonat_interval: slow,
+                ..nat::Config::default()
+            },
+            gossipsub: gossipsub::Config {
+                enabled: true,
+                d_hi: gossipsub::MAX_DEGREE,
+                mcache_len: gossipsub::MAX_MCACHE_LEN,
+                seen_ttl: slow,
+                max_peers: gossipsub::MAX_TOPIC_PEERS,
+                mcache_capacity: gossipsub::MAX_MCACHE_CAPACITY,
+                seen_capacity: gossipsub::MAX_SEEN_CAPACITY,
+                max_promises: gossipsub::MAX_PROMISES,
+                ..gossipsub::Config::default()
+            },
+            dht: kad::Config {
+                enabled: true,
+                max_concurrent_queries: kad::MAX_CONCURRENT_QUERIES,
+                max_provided_keys: kad::MAX_PROVIDED_KEYS,
+                max_values: kad::MAX_VALUES,
+                refresh_max_cpl: kad::MAX_REFRESH_CPL,
+                provider_ttl: slow,
+                ..kad::Config::default()
+            },
+            knowledge: knowledge::Config {
+                enabled: true,
+                max_contacts: knowledge::MAX_CONTACTS,
+                max_topics: knowledge::MAX_TOPICS,
+                anti_entropy_interval: slow,
+                ..knowledge::Config::default()
+            },
+            transport: session::Config {
+                max_sessions: session::MAX_SESSIONS,
+                idle_timeout: slow,
+                ..session::Config::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        let addr: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let mut node = Node::new(
+            &Identity::from_seed([1; 32]),
+            addr,
+            c,
+            ChaCha8Rng::seed_from_u64(1),
+        );
+        node.join(Time::ZERO, "10.0.0.2:7000".parse().unwrap());
+        let mut now = Time::ZERO;
+        for _ in 0..100 {
+            let Some(next) = node.poll_timeout() else { break };
+            now = next.max(now);
+            node.handle_timeout(now);
+            let mut datagram = Vec::new();
+            while node.poll_transmit(&mut datagram).is_some() {}
+            while node.poll_event().is_some() {}
+        }
+        assert!(now <= Time::from_secs(10 * 365 * 24 * 3600));
+    }
+
+    #[test]
+    fn durations_are_shown_as_the_files_write_them() {
+        assert_eq!(show(MAX_DURATION), "720h");
+        assert_eq!(show(Duration::from_secs(90)), "90s");
+        assert_eq!(show(Duration::from_secs(120)), "2m");
+        assert_eq!(show(Duration::from_millis(1500)), "1500ms");
+        assert_eq!(show(Duration::from_micros(40)), "40us");
+        assert_eq!(show(Duration::ZERO), "0s");
     }
 }

@@ -98,7 +98,7 @@ pub struct Config {
     /// implementations cap this; Grove: 64); at most [`MAX_IDONTWANT_IDS`].
     pub idontwant_max_ids: usize,
     /// Peers in the topic-peer table (bounded; Grove: 64, see the module
-    /// docs on where peers come from); `d_hi` to [`MAX_PEERS`].
+    /// docs on where peers come from); `d_hi` to [`MAX_TOPIC_PEERS`].
     pub max_peers: usize,
     /// We tell a peer our subscriptions again when we sent it nothing for
     /// this long, so that it keeps us (Grove: 20 s; over UDP there is no
@@ -413,7 +413,7 @@ impl Config {
             ("max_ihave_messages", self.max_ihave_messages, 1, MAX_IHAVE_MESSAGES),
             ("prune_peers", self.prune_peers, 0, super::MAX_PX_PEERS),
             ("idontwant_max_ids", self.idontwant_max_ids, 0, MAX_IDONTWANT_IDS),
-            ("max_peers", self.max_peers, 1, MAX_PEERS),
+            ("max_peers", self.max_peers, 1, MAX_TOPIC_PEERS),
             ("mcache_capacity", self.mcache_capacity, 1, MAX_MCACHE_CAPACITY),
             ("seen_capacity", self.seen_capacity, 1, MAX_SEEN_CAPACITY),
             ("max_promises", self.max_promises, 1, MAX_PROMISES),
@@ -466,7 +466,7 @@ pub const MAX_IHAVE_MESSAGES: usize = 1000;
 /// Largest `idontwant_max_ids` per peer.
 pub const MAX_IDONTWANT_IDS: usize = 4096;
 /// Largest topic-peer table.
-pub const MAX_PEERS: usize = 1024;
+pub const MAX_TOPIC_PEERS: usize = 1024;
 /// Largest message cache (payloads).
 pub const MAX_MCACHE_CAPACITY: usize = 65_536;
 /// Largest seen cache (ids).
