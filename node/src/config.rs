@@ -73,7 +73,7 @@ pub fn show(d: Duration) -> String {
         (1_000, "us"),
     ];
     for (size, unit) in units {
-        if nanos % size == 0 {
+        if nanos.is_multiple_of(size) {
             return format!("{}{unit}", nanos / size);
         }
     }
@@ -145,16 +145,6 @@ impl ConfigError {
     pub fn path(&self) -> String {
         format!("{}.{}", self.section, self.key)
     }
-
-    /// The same error with its section under `table` (the simulator's
-    /// scenarios hold the node's settings under `[node]`).
-    #[must_use]
-    pub fn under(self, table: &str) -> Self {
-        ConfigError {
-            section: format!("{table}.{}", self.section),
-            ..self
-        }
-    }
 }
 
 #[cfg(test)]
@@ -223,23 +213,67 @@ mod tests {
     fn every_section_names_its_bad_keys() {
         let long = MAX_DURATION + Duration::from_secs(1);
         // HyParView: capacities, walks, shuffles, timers, and the invariant.
-        assert_names(|c| c.hyparview.passive_view_capacity = 0, "hyparview", "passive_view_capacity");
-        assert_names(|c| c.hyparview.passive_view_capacity = 5000, "hyparview", "passive_view_capacity");
-        assert_names(|c| c.hyparview.active_random_walk_length = 200, "hyparview", "active_random_walk_length");
-        assert_names(|c| c.hyparview.shuffle_active_count = usize::MAX, "hyparview", "shuffle_passive_count");
-        assert_names(|c| c.hyparview.shuffle_interval = Duration::ZERO, "hyparview", "shuffle_interval");
-        assert_names(|c| c.hyparview.request_timeout = long, "hyparview", "request_timeout");
+        assert_names(
+            |c| c.hyparview.passive_view_capacity = 0,
+            "hyparview",
+            "passive_view_capacity",
+        );
+        assert_names(
+            |c| c.hyparview.passive_view_capacity = 5000,
+            "hyparview",
+            "passive_view_capacity",
+        );
+        assert_names(
+            |c| c.hyparview.active_random_walk_length = 200,
+            "hyparview",
+            "active_random_walk_length",
+        );
+        assert_names(
+            |c| c.hyparview.shuffle_active_count = usize::MAX,
+            "hyparview",
+            "shuffle_passive_count",
+        );
+        assert_names(
+            |c| c.hyparview.shuffle_interval = Duration::ZERO,
+            "hyparview",
+            "shuffle_interval",
+        );
+        assert_names(
+            |c| c.hyparview.request_timeout = long,
+            "hyparview",
+            "request_timeout",
+        );
         assert_names(
             |c| c.hyparview.keepalive_interval = Duration::from_secs(10),
             "hyparview",
             "failure_timeout",
         );
         // Plumtree and flooding: caches and timers.
-        assert_names(|c| c.plumtree.message_cache_capacity = 0, "plumtree", "message_cache_capacity");
-        assert_names(|c| c.plumtree.message_cache_capacity = 1 << 20, "plumtree", "message_cache_capacity");
-        assert_names(|c| c.plumtree.seen_capacity = usize::MAX, "plumtree", "seen_capacity");
-        assert_names(|c| c.plumtree.seen_ttl = Duration::from_millis(10), "plumtree", "seen_ttl");
-        assert_names(|c| c.plumtree.graft_timeout_1 = Duration::ZERO, "plumtree", "graft_timeout_1");
+        assert_names(
+            |c| c.plumtree.message_cache_capacity = 0,
+            "plumtree",
+            "message_cache_capacity",
+        );
+        assert_names(
+            |c| c.plumtree.message_cache_capacity = 1 << 20,
+            "plumtree",
+            "message_cache_capacity",
+        );
+        assert_names(
+            |c| c.plumtree.seen_capacity = usize::MAX,
+            "plumtree",
+            "seen_capacity",
+        );
+        assert_names(
+            |c| c.plumtree.seen_ttl = Duration::from_millis(10),
+            "plumtree",
+            "seen_ttl",
+        );
+        assert_names(
+            |c| c.plumtree.graft_timeout_1 = Duration::ZERO,
+            "plumtree",
+            "graft_timeout_1",
+        );
         assert_names(|c| c.plumtree.ihave_delay = long, "plumtree", "ihave_delay");
         assert_names(|c| c.flood.seen_capacity = 0, "flood", "seen_capacity");
         assert_names(|c| c.flood.seen_ttl = Duration::ZERO, "flood", "seen_ttl");
@@ -247,22 +281,70 @@ mod tests {
         assert_names(|c| c.nat.observers_needed = 0, "nat", "observers_needed");
         assert_names(|c| c.nat.relays_wanted = 5, "nat", "relays_wanted");
         assert_names(|c| c.nat.max_paths = 1 << 30, "nat", "max_paths");
-        assert_names(|c| c.nat.upgrade_backoff = Duration::ZERO, "nat", "upgrade_backoff");
+        assert_names(
+            |c| c.nat.upgrade_backoff = Duration::ZERO,
+            "nat",
+            "upgrade_backoff",
+        );
         assert_names(|c| c.nat.path_timeout = long, "nat", "path_timeout");
-        assert_names(|c| c.nat.relay.max_circuits = 0, "nat.relay", "max_circuits");
-        assert_names(|c| c.nat.relay.max_reservations = usize::MAX, "nat.relay", "max_reservations");
-        assert_names(|c| c.nat.relay.circuit_duration = Duration::from_millis(500), "nat.relay", "circuit_duration");
-        assert_names(|c| c.nat.relay.circuit_bytes = u64::MAX, "nat.relay", "circuit_bytes");
+        assert_names(
+            |c| c.nat.relay.max_circuits = 0,
+            "nat.relay",
+            "max_circuits",
+        );
+        assert_names(
+            |c| c.nat.relay.max_reservations = usize::MAX,
+            "nat.relay",
+            "max_reservations",
+        );
+        assert_names(
+            |c| c.nat.relay.circuit_duration = Duration::from_millis(500),
+            "nat.relay",
+            "circuit_duration",
+        );
+        assert_names(
+            |c| c.nat.relay.circuit_bytes = u64::MAX,
+            "nat.relay",
+            "circuit_bytes",
+        );
         // GossipSub, its score parameters and thresholds.
-        assert_names(|c| c.gossipsub.mcache_len = 1 << 40, "gossipsub", "mcache_len");
-        assert_names(|c| c.gossipsub.max_peers = usize::MAX, "gossipsub", "max_peers");
-        assert_names(|c| c.gossipsub.seen_capacity = 0, "gossipsub", "seen_capacity");
+        assert_names(
+            |c| c.gossipsub.mcache_len = 1 << 40,
+            "gossipsub",
+            "mcache_len",
+        );
+        assert_names(
+            |c| c.gossipsub.max_peers = usize::MAX,
+            "gossipsub",
+            "max_peers",
+        );
+        assert_names(
+            |c| c.gossipsub.seen_capacity = 0,
+            "gossipsub",
+            "seen_capacity",
+        );
         assert_names(|c| c.gossipsub.max_topics = 0, "gossipsub", "max_topics");
         assert_names(|c| c.gossipsub.fanout_ttl = long, "gossipsub", "fanout_ttl");
-        assert_names(|c| c.gossipsub.heartbeat_interval = long, "gossipsub", "heartbeat_interval");
-        assert_names(|c| c.gossipsub.score.decay_interval = long, "gossipsub.score", "decay_interval");
-        assert_names(|c| c.gossipsub.score.topic_weight = f64::INFINITY, "gossipsub.score", "topic_weight");
-        assert_names(|c| c.gossipsub.thresholds.graylist = f64::NAN, "gossipsub.thresholds", "graylist");
+        assert_names(
+            |c| c.gossipsub.heartbeat_interval = long,
+            "gossipsub",
+            "heartbeat_interval",
+        );
+        assert_names(
+            |c| c.gossipsub.score.decay_interval = long,
+            "gossipsub.score",
+            "decay_interval",
+        );
+        assert_names(
+            |c| c.gossipsub.score.topic_weight = f64::INFINITY,
+            "gossipsub.score",
+            "topic_weight",
+        );
+        assert_names(
+            |c| c.gossipsub.thresholds.graylist = f64::NAN,
+            "gossipsub.thresholds",
+            "graylist",
+        );
         // The DHT.
         assert_names(|c| c.dht.k = 21, "dht", "k");
         assert_names(|c| c.dht.alpha = 0, "dht", "alpha");
@@ -271,14 +353,42 @@ mod tests {
         assert_names(|c| c.dht.provider_ttl = long, "dht", "provider_ttl");
         // The knowledge commons.
         assert_names(|c| c.knowledge.max_topics = 0, "knowledge", "max_topics");
-        assert_names(|c| c.knowledge.max_contacts = usize::MAX, "knowledge", "max_contacts");
-        assert_names(|c| c.knowledge.push_interval = long, "knowledge", "push_interval");
-        assert_names(|c| c.knowledge.contact_probability = f64::NAN, "knowledge", "contact_probability");
+        assert_names(
+            |c| c.knowledge.max_contacts = usize::MAX,
+            "knowledge",
+            "max_contacts",
+        );
+        assert_names(
+            |c| c.knowledge.push_interval = long,
+            "knowledge",
+            "push_interval",
+        );
+        assert_names(
+            |c| c.knowledge.contact_probability = f64::NAN,
+            "knowledge",
+            "contact_probability",
+        );
         // Sessions.
-        assert_names(|c| c.transport.max_sessions = 0, "transport", "max_sessions");
-        assert_names(|c| c.transport.handshake_attempts = 0, "transport", "handshake_attempts");
-        assert_names(|c| c.transport.rekey_after = Duration::ZERO, "transport", "rekey_after");
-        assert_names(|c| c.transport.reject_after = c.transport.rekey_after, "transport", "reject_after");
+        assert_names(
+            |c| c.transport.max_sessions = 0,
+            "transport",
+            "max_sessions",
+        );
+        assert_names(
+            |c| c.transport.handshake_attempts = 0,
+            "transport",
+            "handshake_attempts",
+        );
+        assert_names(
+            |c| c.transport.rekey_after = Duration::ZERO,
+            "transport",
+            "rekey_after",
+        );
+        assert_names(
+            |c| c.transport.reject_after = c.transport.rekey_after,
+            "transport",
+            "reject_after",
+        );
     }
 
     #[test]
@@ -364,7 +474,9 @@ mod tests {
         node.join(Time::ZERO, "10.0.0.2:7000".parse().unwrap());
         let mut now = Time::ZERO;
         for _ in 0..100 {
-            let Some(next) = node.poll_timeout() else { break };
+            let Some(next) = node.poll_timeout() else {
+                break;
+            };
             now = next.max(now);
             node.handle_timeout(now);
             let mut datagram = Vec::new();

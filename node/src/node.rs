@@ -25,9 +25,9 @@ pub use crate::config::ConfigError;
 use crate::config::KeyError;
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
-use crate::transport::nat::{self, Route};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
+use crate::transport::nat::{self, Route};
 use crate::wire::{self, Datagram, DecodeError, Message};
 use crate::{Identity, Peer, PeerId, Time};
 
@@ -76,9 +76,8 @@ impl Config {
     /// The first key out of range, with its section, e.g.
     /// `[gossipsub] d: must be 1 to 64, got 0`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let keyed = |section: &'static str| {
-            move |e: KeyError| ConfigError::new(section, &e.key, e.message)
-        };
+        let keyed =
+            |section: &'static str| move |e: KeyError| ConfigError::new(section, &e.key, e.message);
         self.hyparview.validate().map_err(keyed("hyparview"))?;
         self.plumtree.validate().map_err(keyed("plumtree"))?;
         self.flood.validate().map_err(keyed("flood"))?;

@@ -60,8 +60,10 @@ mod daemon {
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
     use grove_node::proto::knowledge;
-    use grove_node::transport::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
+    use grove_node::transport::nat::{
+        self, Method, PathKind, Reach, RelayEvent, ReservationOutcome,
+    };
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -1075,11 +1077,17 @@ mod daemon {
                 "2: [dht] k: must be 1 to 20, got 0"
             );
             let e = error("[hyparview]\nactive_view_capacity = 1000000000000\n");
-            assert!(e.starts_with("2: [hyparview] active_view_capacity: must be 1 to 64"), "{e}");
+            assert!(
+                e.starts_with("2: [hyparview] active_view_capacity: must be 1 to 64"),
+                "{e}"
+            );
             let e = error("[nat.relay]\nmax_circuits = 0\n");
             assert!(e.starts_with("2: [nat.relay] max_circuits: "), "{e}");
             let e = error("[gossipsub.score]\ndecay_interval = \"0s\"\n");
-            assert!(e.starts_with("2: [gossipsub.score] decay_interval: "), "{e}");
+            assert!(
+                e.starts_with("2: [gossipsub.score] decay_interval: "),
+                "{e}"
+            );
             let e = error("[nat]\nrelay = { stop_timeout = 0 }\n");
             assert!(e.starts_with("2: [nat.relay] stop_timeout: "), "{e}");
             let e = error("[transport]\nmax_sessions = 0\n");

@@ -402,19 +402,43 @@ impl Config {
             ("d_lazy", self.d_lazy, 0),
             ("d_score", self.d_score, 0),
             ("d_out", self.d_out, 0),
-            ("opportunistic_graft_peers", self.opportunistic_graft_peers, 0),
+            (
+                "opportunistic_graft_peers",
+                self.opportunistic_graft_peers,
+                0,
+            ),
         ];
         for (field, value, min) in degrees {
             range(value, min, MAX_DEGREE).map_err(ConfigError::at(field))?;
         }
         let sizes = [
             ("mcache_len", self.mcache_len, 1, MAX_MCACHE_LEN),
-            ("max_ihave_length", self.max_ihave_length, 1, MAX_IHAVE_LENGTH),
-            ("max_ihave_messages", self.max_ihave_messages, 1, MAX_IHAVE_MESSAGES),
+            (
+                "max_ihave_length",
+                self.max_ihave_length,
+                1,
+                MAX_IHAVE_LENGTH,
+            ),
+            (
+                "max_ihave_messages",
+                self.max_ihave_messages,
+                1,
+                MAX_IHAVE_MESSAGES,
+            ),
             ("prune_peers", self.prune_peers, 0, super::MAX_PX_PEERS),
-            ("idontwant_max_ids", self.idontwant_max_ids, 0, MAX_IDONTWANT_IDS),
+            (
+                "idontwant_max_ids",
+                self.idontwant_max_ids,
+                0,
+                MAX_IDONTWANT_IDS,
+            ),
             ("max_peers", self.max_peers, 1, MAX_TOPIC_PEERS),
-            ("mcache_capacity", self.mcache_capacity, 1, MAX_MCACHE_CAPACITY),
+            (
+                "mcache_capacity",
+                self.mcache_capacity,
+                1,
+                MAX_MCACHE_CAPACITY,
+            ),
             ("seen_capacity", self.seen_capacity, 1, MAX_SEEN_CAPACITY),
             ("max_promises", self.max_promises, 1, MAX_PROMISES),
             ("max_topics", self.max_topics, 1, super::MAX_SUBSCRIPTIONS),
@@ -424,8 +448,12 @@ impl Config {
         }
         range(self.gossip_retransmission, 1, MAX_RETRANSMISSION)
             .map_err(ConfigError::at("gossip_retransmission"))?;
-        range(self.opportunistic_graft_ticks, 1, MAX_OPPORTUNISTIC_GRAFT_TICKS)
-            .map_err(ConfigError::at("opportunistic_graft_ticks"))
+        range(
+            self.opportunistic_graft_ticks,
+            1,
+            MAX_OPPORTUNISTIC_GRAFT_TICKS,
+        )
+        .map_err(ConfigError::at("opportunistic_graft_ticks"))
     }
 
     /// Every duration within its bounds.
@@ -523,18 +551,51 @@ impl ScoreParams {
             ("score.topic_score_cap", self.topic_score_cap),
             ("score.time_in_mesh_weight", self.time_in_mesh_weight),
             ("score.time_in_mesh_cap", self.time_in_mesh_cap),
-            ("score.first_message_deliveries_weight", self.first_message_deliveries_weight),
-            ("score.first_message_deliveries_cap", self.first_message_deliveries_cap),
-            ("score.mesh_message_deliveries_weight", self.mesh_message_deliveries_weight),
-            ("score.mesh_message_deliveries_threshold", self.mesh_message_deliveries_threshold),
-            ("score.mesh_message_deliveries_cap", self.mesh_message_deliveries_cap),
-            ("score.mesh_failure_penalty_weight", self.mesh_failure_penalty_weight),
-            ("score.invalid_message_deliveries_weight", self.invalid_message_deliveries_weight),
+            (
+                "score.first_message_deliveries_weight",
+                self.first_message_deliveries_weight,
+            ),
+            (
+                "score.first_message_deliveries_cap",
+                self.first_message_deliveries_cap,
+            ),
+            (
+                "score.mesh_message_deliveries_weight",
+                self.mesh_message_deliveries_weight,
+            ),
+            (
+                "score.mesh_message_deliveries_threshold",
+                self.mesh_message_deliveries_threshold,
+            ),
+            (
+                "score.mesh_message_deliveries_cap",
+                self.mesh_message_deliveries_cap,
+            ),
+            (
+                "score.mesh_failure_penalty_weight",
+                self.mesh_failure_penalty_weight,
+            ),
+            (
+                "score.invalid_message_deliveries_weight",
+                self.invalid_message_deliveries_weight,
+            ),
             ("score.app_specific_weight", self.app_specific_weight),
-            ("score.ip_colocation_factor_weight", self.ip_colocation_factor_weight),
-            ("score.ip_colocation_factor_threshold", self.ip_colocation_factor_threshold),
-            ("score.behaviour_penalty_weight", self.behaviour_penalty_weight),
-            ("score.behaviour_penalty_threshold", self.behaviour_penalty_threshold),
+            (
+                "score.ip_colocation_factor_weight",
+                self.ip_colocation_factor_weight,
+            ),
+            (
+                "score.ip_colocation_factor_threshold",
+                self.ip_colocation_factor_threshold,
+            ),
+            (
+                "score.behaviour_penalty_weight",
+                self.behaviour_penalty_weight,
+            ),
+            (
+                "score.behaviour_penalty_threshold",
+                self.behaviour_penalty_threshold,
+            ),
         ] {
             if !v.is_finite() {
                 return bad(field, "must be a finite number");
@@ -622,7 +683,8 @@ impl ScoreParams {
     fn validate_durations(&self) -> Result<(), ConfigError> {
         use crate::config::{delay, duration_range, interval, MAX_DURATION};
         let second = Duration::from_secs(1);
-        interval(self.time_in_mesh_quantum).map_err(ConfigError::at("score.time_in_mesh_quantum"))?;
+        interval(self.time_in_mesh_quantum)
+            .map_err(ConfigError::at("score.time_in_mesh_quantum"))?;
         for (field, d) in [
             (
                 "score.mesh_message_deliveries_activation",

@@ -212,13 +212,33 @@ impl Config {
         }
         if self.republish_interval >= self.provider_ttl {
             let rule = "must be shorter than provider_ttl".into();
-            return bad("republish_interval", &crate::config::show(self.republish_interval), rule);
+            return bad(
+                "republish_interval",
+                &crate::config::show(self.republish_interval),
+                rule,
+            );
         }
         for (field, v, max) in [
-            ("max_concurrent_queries", self.max_concurrent_queries, MAX_CONCURRENT_QUERIES),
-            ("max_provided_keys", self.max_provided_keys, MAX_PROVIDED_KEYS),
-            ("max_provider_records", self.max_provider_records, MAX_PROVIDER_RECORDS),
-            ("max_providers_per_key", self.max_providers_per_key, MAX_PEERS),
+            (
+                "max_concurrent_queries",
+                self.max_concurrent_queries,
+                MAX_CONCURRENT_QUERIES,
+            ),
+            (
+                "max_provided_keys",
+                self.max_provided_keys,
+                MAX_PROVIDED_KEYS,
+            ),
+            (
+                "max_provider_records",
+                self.max_provider_records,
+                MAX_PROVIDER_RECORDS,
+            ),
+            (
+                "max_providers_per_key",
+                self.max_providers_per_key,
+                MAX_PEERS,
+            ),
             ("max_values", self.max_values, MAX_VALUES),
             ("max_per_ip", self.max_per_ip, MAX_PEERS),
             ("max_per_subnet", self.max_per_subnet, MAX_PEERS),

@@ -105,12 +105,23 @@ pub const MAX_RATE_BYTES: u64 = 1 << 30;
 #[error("knowledge.{} {}", self.field(), self.rule())]
 pub enum ConfigError {
     /// A count or duration out of the bounds on its doc line.
-    OutOfRange { field: &'static str, rule: String },
-    UpdateTooLarge { value: usize },
+    OutOfRange {
+        field: &'static str,
+        rule: String,
+    },
+    UpdateTooLarge {
+        value: usize,
+    },
     Probability(f64),
     Topic(String),
-    TooManyTopics { count: usize, max: usize },
-    BurstTooSmall { burst: u64, update: usize },
+    TooManyTopics {
+        count: usize,
+        max: usize,
+    },
+    BurstTooSmall {
+        burst: u64,
+        update: usize,
+    },
 }
 
 impl ConfigError {
@@ -168,8 +179,16 @@ impl Config {
         for (field, v, max) in [
             ("max_contacts", self.max_contacts, MAX_CONTACTS),
             ("max_topics", self.max_topics, MAX_TOPICS),
-            ("max_pending_updates", self.max_pending_updates, MAX_PENDING_UPDATES),
-            ("max_partial_blobs", self.max_partial_blobs, MAX_PARTIAL_BLOBS),
+            (
+                "max_pending_updates",
+                self.max_pending_updates,
+                MAX_PENDING_UPDATES,
+            ),
+            (
+                "max_partial_blobs",
+                self.max_partial_blobs,
+                MAX_PARTIAL_BLOBS,
+            ),
         ] {
             range(v, 1, max).map_err(ConfigError::at(field))?;
         }

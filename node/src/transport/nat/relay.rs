@@ -93,7 +93,10 @@ impl Config {
         for (key, n) in [
             ("max_reservations", self.max_reservations),
             ("max_reservations_per_ip", self.max_reservations_per_ip),
-            ("max_reservations_per_network", self.max_reservations_per_network),
+            (
+                "max_reservations_per_network",
+                self.max_reservations_per_network,
+            ),
         ] {
             config::range(n, 1, MAX_RESERVATIONS_LIMIT).map_err(KeyError::at(key))?;
         }
