@@ -210,15 +210,15 @@ pub enum Message {
 
 /// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
 pub const MAX_SHUFFLE_PEERS: usize = 16;
-/// Largest active view a configuration may ask for (the paper's 5 is
-/// right up to millions of nodes; every member costs a keep-alive a
-/// `keepalive_interval`).
+/// Largest active view a configuration may ask for (the paper's
+/// log10(n)+1 is 7 for a million nodes; every member costs a keep-alive
+/// each `keepalive_interval`).
 pub const MAX_ACTIVE_VIEW: usize = 64;
 /// Largest passive view a configuration may ask for (the paper's 30 for
 /// 10,000 nodes).
 pub const MAX_PASSIVE_VIEW: usize = 1024;
 /// Longest random walk (JOIN forwarding and shuffles) a configuration may
-/// ask for (the paper's 6 reaches 10^6 nodes).
+/// ask for (the paper uses 6).
 pub const MAX_WALK_LENGTH: u8 = 32;
 
 /// What the membership layer tells the node.
