@@ -486,6 +486,103 @@ mod tests {
         assert!(now <= Time::from_secs(10 * 365 * 24 * 3600));
     }
 
+    /// Values a hostile or careless file may hold, for any key.
+    const HOSTILE: &[&str] = &[
+        "0",
+        "1",
+        "-1",
+        "65536",
+        "4294967296",
+        "9223372036854775807",
+        "1e300",
+        "-1e300",
+        "nan",
+        "inf",
+        "\"1e300\"",
+        "\"-5s\"",
+        "\"1000000h\"",
+        "\"721h\"",
+        "\"\"",
+        "true",
+        "[]",
+    ];
+
+    /// The dotted paths of every leaf of `value`.
+    fn leaves(value: &toml::Value, path: &str, out: &mut Vec<String>) {
+        match value {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    leaves(v, &p, out);
+                }
+            }
+            _ => out.push(path.to_owned()),
+        }
+    }
+
+    fn set(value: &mut toml::Value, path: &str, leaf: toml::Value) {
+        let (tables, key) = path.rsplit_once('.').unwrap_or(("", path));
+        let mut v = value;
+        for t in tables.split('.').filter(|t| !t.is_empty()) {
+            v = v.get_mut(t).unwrap();
+        }
+        v.as_table_mut().unwrap().insert(key.to_owned(), leaf);
+    }
+
+    /// Every key of every section, set in turn to each hostile value, with
+    /// every core on: the settings are refused naming a real key, or they
+    /// build a node that runs. Nothing panics or aborts.
+    #[test]
+    fn hostile_values_for_every_key_are_refused_or_run() {
+        let mut on = Config::default();
+        on.gossipsub.enabled = true;
+        on.dht.enabled = true;
+        on.knowledge.enabled = true;
+        let base = toml::Value::try_from(&on).unwrap();
+        let mut keys = Vec::new();
+        leaves(&base, "", &mut keys);
+        assert!(keys.len() > 150, "{}", keys.len());
+        let identity = Identity::from_seed([1; 32]);
+        let addr: SocketAddr = "10.0.0.1:7000".parse().unwrap();
+        let (mut refused, mut ran) = (0, 0);
+        for key in &keys {
+            for text in HOSTILE {
+                let leaf: toml::Value = toml::from_str::<toml::Table>(&format!("v = {text}"))
+                    .unwrap()
+                    .remove("v")
+                    .unwrap();
+                let mut value = base.clone();
+                set(&mut value, key, leaf);
+                let Ok(config) = value.try_into::<Config>() else {
+                    refused += 1;
+                    continue;
+                };
+                if let Err(e) = config.validate() {
+                    assert!(keys.contains(&e.path()), "{key} = {text}: {e}");
+                    refused += 1;
+                    continue;
+                }
+                let mut node = Node::new(&identity, addr, config, ChaCha8Rng::seed_from_u64(1));
+                node.join(Time::ZERO, "10.0.0.2:7000".parse().unwrap());
+                let mut datagram = Vec::new();
+                for _ in 0..20 {
+                    let Some(next) = node.poll_timeout() else {
+                        break;
+                    };
+                    node.handle_timeout(next);
+                    while node.poll_transmit(&mut datagram).is_some() {}
+                    while node.poll_event().is_some() {}
+                }
+                ran += 1;
+            }
+        }
+        assert!(refused > 0 && ran > 0, "refused {refused}, ran {ran}");
+    }
+
     #[test]
     fn durations_are_shown_as_the_files_write_them() {
         assert_eq!(show(MAX_DURATION), "720h");

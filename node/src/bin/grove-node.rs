@@ -323,7 +323,7 @@ mod daemon {
     fn parse_config(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| match e.span() {
             Some(span) => {
-                let (line, path) = key_at(text, span.start.min(text.len()));
+                let (line, path) = key_at(text, span.start);
                 format!("{line}: {}{}", named(&path), one_line(e.message()))
             }
             None => format!(" {}", one_line(e.message())),
@@ -384,7 +384,8 @@ mod daemon {
     /// key of its line inside the table of the header above, or the header
     /// itself.
     fn key_at(text: &str, at: usize) -> (usize, String) {
-        let line = text[..at].matches('\n').count() + 1;
+        let before = text.get(..at).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
         let mut table = String::new();
         for l in text.lines().take(line - 1) {
             if let Some(h) = header(l) {
