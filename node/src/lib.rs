@@ -9,6 +9,7 @@
 //! `--cfg madsim`.
 
 pub mod compact;
+pub mod config;
 pub mod driver;
 pub mod duration;
 pub mod identity;

@@ -21,6 +21,8 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::ConfigError;
+use crate::config::KeyError;
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
@@ -58,6 +60,38 @@ pub struct Config {
     pub knowledge: knowledge::Config,
     /// Sessions: crypto, rekeying, cookies, liveness.
     pub transport: crate::transport::session::Config,
+}
+
+impl Config {
+    /// Check every section: the bounds on each key's doc line and the
+    /// invariants each core relies on (a core given settings that fail
+    /// here may panic or misbehave). Sections of cores that are off are
+    /// checked too.
+    ///
+    /// # Errors
+    ///
+    /// The first key out of range, with its section, e.g.
+    /// `[gossipsub] d: must be 1 to 64, got 0`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let keyed =
+            |section: &'static str| move |e: KeyError| ConfigError::new(section, &e.key, e.message);
+        self.hyparview.validate().map_err(keyed("hyparview"))?;
+        self.plumtree.validate().map_err(keyed("plumtree"))?;
+        self.flood.validate().map_err(keyed("flood"))?;
+        self.nat.validate().map_err(keyed("nat"))?;
+        self.gossipsub
+            .validate()
+            .map_err(|e| ConfigError::new("gossipsub", e.field, e.rule))?;
+        self.dht.validate().map_err(|e| match e {
+            kad::ConfigError::Invalid { field, value, rule } => {
+                ConfigError::new("dht", field, format!("{rule}, got {value}"))
+            }
+        })?;
+        self.knowledge
+            .validate()
+            .map_err(|e| ConfigError::new("knowledge", e.field(), e.rule()))?;
+        self.transport.validate().map_err(keyed("transport"))
+    }
 }
 
 /// What a node tells its application (and the simulator's observer).

@@ -67,16 +67,14 @@ pub struct Probes {
 }
 
 impl DhtScenario {
-    /// What is wrong with the table, as (key, message).
+    /// What is wrong with the table, as (key, message), given the node's
+    /// DHT settings (already checked by `node::Config::validate`).
     pub fn check(&self, node: &kad::Config) -> Result<(), (String, String)> {
         if !node.enabled {
             return Err((
                 "node.dht.enabled".into(),
                 "a [dht] workload needs the DHT on (`[node.dht] enabled = true`)".into(),
             ));
-        }
-        if let Err(e) = node.validate() {
-            return Err(("node.dht".into(), e.to_string()));
         }
         let positive = |key: &str, v: f64| {
             (v.is_finite() && v >= 0.0).then_some(()).ok_or((

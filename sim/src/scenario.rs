@@ -742,22 +742,15 @@ impl Source {
                 format!("must be >= 0, got {}", s.join.interval_ms),
             );
         }
-        if let Err(e) = s.node.hyparview.validate() {
-            return err("node.hyparview".into(), e);
-        }
-        if let Err(e) = s.node.gossipsub.validate() {
-            return err(format!("node.gossipsub.{}", e.field), e.to_string());
+        // Every section of `[node]`, `[node.nat]` and `[node.transport]` too.
+        if let Err(e) = s.node.validate() {
+            return err(format!("node.{}", e.path()), e.message);
         }
         if let Some(p) = &s.pubsub {
             let groups: Vec<&str> = s.groups.iter().map(|g| g.name.as_str()).collect();
             let hosts = s.groups.iter().map(|g| g.count).sum();
             if let Err((key, msg)) = p.validate(&groups, hosts, s.duration_s) {
                 return err(key, msg);
-            }
-        }
-        if s.node.dht.enabled {
-            if let Err(e) = s.node.dht.validate() {
-                return err("node.dht".into(), e.to_string());
             }
         }
         if let Some(d) = &s.dht {
@@ -1066,9 +1059,19 @@ impl Source {
             if let Err((key, msg)) = k.validate(s.duration_s) {
                 return err(format!("knowledge.{key}"), msg);
             }
-        }
-        if let Err(e) = s.node.knowledge.validate() {
-            return err("node.knowledge".into(), e.to_string());
+            // The runner gives every node the workload's topics as well.
+            let mut node = s.node.knowledge.clone();
+            for t in &k.topics {
+                if !node.topics.contains(t) {
+                    node.topics.push(t.clone());
+                }
+            }
+            if let Err(e) = node.validate() {
+                return err(
+                    format!("node.knowledge.{}", e.field()),
+                    format!("with the [knowledge] workload's topics: {}", e.rule()),
+                );
+            }
         }
         for (i, w) in s.workload.iter().enumerate() {
             let key = |k: &str| format!("workload.{i}.{k}");
@@ -1448,6 +1451,95 @@ interval_ms = 1000
         assert!(e.contains("`label` must be non-empty"), "{e}");
         let e = error(&GOOD.replace("seed = 7", "seed = 7\ncgnat_size = 0"));
         assert!(e.starts_with("s.toml:4: `cgnat_size`"), "{e}");
+    }
+
+    /// GOOD with `section` (a `[node.*]` table) inserted before `[join]`.
+    fn with_node(section: &str) -> String {
+        GOOD.replace("[join]", &format!("{section}\n\n[join]"))
+    }
+
+    #[test]
+    fn every_node_section_is_checked_with_its_key_and_line() {
+        let e = error(&with_node("[node.plumtree]\nseen_capacity = 0"));
+        assert_eq!(
+            e,
+            "s.toml:7: `node.plumtree.seen_capacity`: must be 1 to 1048576, got 0"
+        );
+        let e = error(&with_node(
+            "[node.nat]\nenabled = true\nobservers_needed = 0",
+        ));
+        assert_eq!(
+            e,
+            "s.toml:8: `node.nat.observers_needed`: must be 1 to 16, got 0"
+        );
+        let e = error(&with_node(
+            "[node.nat.relay]\nmax_circuits_per_peer = 100000",
+        ));
+        assert!(
+            e.starts_with("s.toml:7: `node.nat.relay.max_circuits_per_peer`: must be 1 to 1024"),
+            "{e}"
+        );
+        let e = error(&with_node("[node.transport]\nmax_sessions = 0"));
+        assert!(
+            e.starts_with("s.toml:7: `node.transport.max_sessions`"),
+            "{e}"
+        );
+        let e = error(&with_node("[node.gossipsub]\nenabled = true\nd = 0"));
+        assert!(
+            e.starts_with("s.toml:8: `node.gossipsub.d`: must be 1 to 64"),
+            "{e}"
+        );
+        let e = error(&with_node(
+            "[node.gossipsub.score]\ndecay_interval = \"1000h\"",
+        ));
+        assert!(
+            e.starts_with("s.toml:7: `node.gossipsub.score.decay_interval`: must be 1s to 720h"),
+            "{e}"
+        );
+        // The DHT's section is checked even with the DHT off.
+        let e = error(&with_node("[node.dht]\nk = 0"));
+        assert!(
+            e.starts_with("s.toml:7: `node.dht.k`: must be 1 to 20"),
+            "{e}"
+        );
+        let e = error(&with_node(
+            "[node.hyparview]\nactive_view_capacity = 1000000000000",
+        ));
+        assert!(
+            e.starts_with("s.toml:7: `node.hyparview.active_view_capacity`"),
+            "{e}"
+        );
+        let e = error(&with_node("[node.flood]\nseen_ttl = 1e300"));
+        assert!(
+            e.starts_with("s.toml:7") && e.contains("more than 100 years"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn node_errors_in_a_sweep_cell_name_the_cell() {
+        let sweep = "[sweep]\nparam = \"node.plumtree.seen_capacity\"\nvalues = [16, 0]\n";
+        let text = format!(
+            "{}\n{sweep}",
+            with_node("[node.plumtree]\nseen_capacity = 8")
+        );
+        let e = error(&text);
+        assert_eq!(
+            e,
+            "s.toml:7: `node.plumtree.seen_capacity`: sweep.values[1] = 0: must be 1 to 1048576, got 0"
+        );
+    }
+
+    #[test]
+    fn knowledge_workload_topics_count_against_the_nodes_max_topics() {
+        let load =
+            "[knowledge]\ntopics = [\"a\", \"b\"]\nstart_s = 5\nend_s = 50\ninterval_s = 1\n";
+        let node = "[node.knowledge]\nmax_topics = 1";
+        let e = error(&format!("{}\n{load}", with_node(node)));
+        assert!(
+            e.starts_with("s.toml:6: `node.knowledge.topics`: with the [knowledge] workload's topics: lists 2 topics, over max_topics = 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -28,9 +28,18 @@ fn main() {
     std::process::exit(2);
 }
 
+/// Errors (a bad `--config`, a socket that cannot be bound) end the
+/// process with one line on stderr, `grove-node: <what went wrong>`, and
+/// exit status 1; never a backtrace.
 #[cfg(not(madsim))]
-fn main() -> anyhow::Result<()> {
-    daemon::main()
+fn main() -> std::process::ExitCode {
+    match daemon::main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("grove-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[cfg(not(madsim))]
@@ -44,15 +53,17 @@ mod daemon {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use anyhow::{bail, Context};
+    use anyhow::{anyhow, bail, Context};
     use bytes::Bytes;
     use clap::Parser;
     use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
     use grove_node::proto::knowledge;
-    use grove_node::transport::nat::{self, Method, PathKind, Reach, RelayEvent, ReservationOutcome};
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
+    use grove_node::transport::nat::{
+        self, Method, PathKind, Reach, RelayEvent, ReservationOutcome,
+    };
     use grove_node::{Identity, PeerId, Time};
     use rand::{RngCore, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -91,8 +102,10 @@ mod daemon {
         #[arg(long, value_name = "HEX64", value_parser = parse_key_seed)]
         key_seed: Option<[u8; 32]>,
         /// Node settings, a TOML file of `grove_node::node::Config`
-        /// (sections `[hyparview]`, `[plumtree]`, `[flood]`; durations such
-        /// as "500ms").
+        /// (sections `[hyparview]`, `[plumtree]`, `[flood]`, `[nat]`,
+        /// `[gossipsub]`, `[dht]`, `[knowledge]`, `[transport]`; durations
+        /// such as "500ms"). Every value is checked; an error names the
+        /// line, the section and the key.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// How broadcasts travel (overrides `broadcast` in --config).
@@ -160,7 +173,7 @@ mod daemon {
                     config.knowledge.topics.push(t.clone());
                 }
             }
-            if let Err(e) = config.knowledge.validate() {
+            if let Err(e) = config.validate() {
                 bail!("--topic: {e}");
             }
         }
@@ -295,26 +308,116 @@ mod daemon {
         })
     }
 
+    /// The `--config` file, parsed and checked. Every error names the file,
+    /// the line, the section and the key: `node.toml:3: [gossipsub] d:
+    /// must be 1 to 64, got 0`.
     fn load_config(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config {}", path.display()))?;
-        parse_config(&text).with_context(|| format!("in config {}", path.display()))
+        parse_config(&text).map_err(|e| anyhow!("{}:{e}", path.display()))
     }
 
-    /// A `Config` from TOML, refusing unknown keys and broken invariants
-    /// (which would otherwise panic in `Node::new`).
-    fn parse_config(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text)?;
-        if let Err(e) = config.hyparview.validate() {
-            bail!("[hyparview]: {e}");
-        }
-        if let Err(e) = config.nat.validate() {
-            bail!("[nat]: {e}");
-        }
-        if let Err(e) = config.knowledge.validate() {
-            bail!("[knowledge]: {e}");
-        }
+    /// A `Config` from TOML, refusing unknown keys, values of the wrong
+    /// type and values out of range (which would otherwise panic or
+    /// misbehave in `Node::new`). The error starts with the line number.
+    fn parse_config(text: &str) -> Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| match e.span() {
+            Some(span) => {
+                let (line, path) = key_at(text, span.start);
+                format!("{line}: {}{}", named(&path), one_line(e.message()))
+            }
+            None => format!(" {}", one_line(e.message())),
+        })?;
+        config.validate().map_err(|e| {
+            let line = line_of(text, &e.path()).map_or(String::new(), |l| format!("{l}:"));
+            format!("{line} {e}")
+        })?;
         Ok(config)
+    }
+
+    /// A parser's message on one line.
+    fn one_line(message: &str) -> String {
+        message.trim().replace('\n', "; ")
+    }
+
+    /// `[section] key: ` for a dotted path, `key: ` for a top-level key.
+    fn named(path: &str) -> String {
+        match path.rsplit_once('.') {
+            Some((section, key)) => format!("[{section}] {key}: "),
+            None if path.is_empty() => String::new(),
+            None => format!("{key}: ", key = path),
+        }
+    }
+
+    /// The table path of a `[table]` or `[[array]]` header line.
+    fn header(line: &str) -> Option<String> {
+        let l = line.trim_start();
+        let inner = l.strip_prefix("[[").or_else(|| l.strip_prefix('['))?;
+        let inner = &inner[..inner.find(']')?];
+        Some(dotted(inner))
+    }
+
+    /// The key of a `key = value` line, dotted and unquoted.
+    fn key(line: &str) -> Option<String> {
+        let l = line.trim_start();
+        if l.starts_with('#') || l.starts_with('[') {
+            return None;
+        }
+        Some(dotted(&l[..l.find('=')?])).filter(|k| !k.is_empty())
+    }
+
+    /// `a . "b"` as `a.b`.
+    fn dotted(key: &str) -> String {
+        let parts: Vec<&str> = key.split('.').map(|p| p.trim().trim_matches('"')).collect();
+        parts.join(".")
+    }
+
+    fn join(table: &str, key: &str) -> String {
+        if table.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{table}.{key}")
+        }
+    }
+
+    /// The line (from 1) and the dotted path of the key at byte `at`: the
+    /// key of its line inside the table of the header above, or the header
+    /// itself.
+    fn key_at(text: &str, at: usize) -> (usize, String) {
+        let before = text.get(..at).unwrap_or(text);
+        let line = before.matches('\n').count() + 1;
+        let mut table = String::new();
+        for l in text.lines().take(line - 1) {
+            if let Some(h) = header(l) {
+                table = h;
+            }
+        }
+        let this = text.lines().nth(line - 1).unwrap_or("");
+        let path = match (header(this), key(this)) {
+            (Some(h), _) => h,
+            (None, Some(k)) => join(&table, &k),
+            (None, None) => table,
+        };
+        (line, path)
+    }
+
+    /// The line (from 1) of the dotted key `path` in TOML written in the
+    /// usual style (`[table]` headers, `key = value` lines): the key's own
+    /// line, else that of its table's header, else that of the table's
+    /// own key (an inline table), and so on up.
+    fn line_of(text: &str, path: &str) -> Option<usize> {
+        let mut table = String::new();
+        for (i, l) in text.lines().enumerate() {
+            if let Some(h) = header(l) {
+                table = h;
+                if table == path {
+                    return Some(i + 1);
+                }
+            } else if key(l).is_some_and(|k| join(&table, &k) == path) {
+                return Some(i + 1);
+            }
+        }
+        line_of(text, path.rsplit_once('.')?.0)
     }
 
     /// `contact` as an address of the same family as the bound socket.
@@ -957,6 +1060,54 @@ mod daemon {
             );
             assert!(matches!(parse_command(br#"{"cmd":"fly"}"#), Some(Err(_))));
             assert!(parse_config("[knowledge]\nenabled = true\nmax_topics = 0\n").is_err());
+        }
+
+        #[test]
+        fn config_errors_name_line_section_and_key() {
+            let error = |text: &str| parse_config(text).unwrap_err();
+            assert_eq!(
+                error("[hyparview]\nkeepalive_interval = \"1s\"\n\n[gossipsub]\nenabled = true\nd = 0\n"),
+                "6: [gossipsub] d: must be 1 to 64, got 0"
+            );
+            assert_eq!(
+                error("# x\n[plumtree]\nseen_capacity = 0\n"),
+                "3: [plumtree] seen_capacity: must be 1 to 1048576, got 0"
+            );
+            assert_eq!(
+                error("[dht]\nk = 0\n"),
+                "2: [dht] k: must be 1 to 20, got 0"
+            );
+            let e = error("[hyparview]\nactive_view_capacity = 1000000000000\n");
+            assert!(
+                e.starts_with("2: [hyparview] active_view_capacity: must be 1 to 64"),
+                "{e}"
+            );
+            let e = error("[nat.relay]\nmax_circuits = 0\n");
+            assert!(e.starts_with("2: [nat.relay] max_circuits: "), "{e}");
+            let e = error("[gossipsub.score]\ndecay_interval = \"0s\"\n");
+            assert!(
+                e.starts_with("2: [gossipsub.score] decay_interval: "),
+                "{e}"
+            );
+            let e = error("[nat]\nrelay = { stop_timeout = 0 }\n");
+            assert!(e.starts_with("2: [nat.relay] stop_timeout: "), "{e}");
+            let e = error("[transport]\nmax_sessions = 0\n");
+            assert!(e.starts_with("2: [transport] max_sessions: "), "{e}");
+            // A key left at its default breaks an invariant: its section's line.
+            let e = error("\n[hyparview]\nkeepalive_interval = \"10s\"\n");
+            assert!(e.starts_with("2: [hyparview] failure_timeout: "), "{e}");
+            // Parse errors: the key at the error's line.
+            let e = error("[gossipsub]\n\nheartbeat_interval = 1e300\n");
+            assert!(e.starts_with("3: [gossipsub] heartbeat_interval: "), "{e}");
+            assert!(e.contains("more than 100 years"), "{e}");
+            let e = error("[dht]\nk = \"twenty\"\n");
+            assert!(e.starts_with("2: [dht] k: invalid type"), "{e}");
+            let e = error("[knowledge]\nbogus = 1\n");
+            assert!(e.starts_with("2: [knowledge] bogus: unknown field"), "{e}");
+            let e = error("broadcast = \"flod\"\n");
+            assert!(e.starts_with("1: broadcast: unknown variant"), "{e}");
+            let e = error("[nat]\nenabled = tru\n");
+            assert!(e.starts_with("2: [nat] enabled: "), "{e}");
         }
 
         #[test]

@@ -44,19 +44,22 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::plumtree::{
-    originate, round_up_to_second, Event, ExpiringMap, Message, MsgId, Outbox, Output,
-    MAX_PAYLOAD_BYTES,
+    originate, round_up_to_second, validate_seen, Event, ExpiringMap, Message, MsgId, Outbox,
+    Output, MAX_PAYLOAD_BYTES,
 };
+use crate::config::KeyError;
 use crate::{PeerId, Time};
 
 /// Flooding settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// How long a message id is remembered as seen (Grove: 120 s).
+    /// How long a message id is remembered as seen (Grove: 120 s); 1 s to
+    /// 720 h, as Plumtree's.
     #[serde(with = "crate::duration")]
     pub seen_ttl: Duration,
-    /// Most ids remembered as seen (bounded; oldest dropped first).
+    /// Most ids remembered as seen (bounded; oldest dropped first); 1 to
+    /// [`super::plumtree::MAX_SEEN`].
     pub seen_capacity: usize,
 }
 
@@ -66,6 +69,13 @@ impl Default for Config {
             seen_ttl: Duration::from_secs(120),
             seen_capacity: 16384,
         }
+    }
+}
+
+impl Config {
+    /// Check the bounds on each field's doc line; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        validate_seen(self.seen_ttl, self.seen_capacity)
     }
 }
 

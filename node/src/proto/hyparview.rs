@@ -83,34 +83,43 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::config::KeyError;
 use crate::{Peer, PeerId, Time};
 
 /// HyParView settings. Defaults from the paper unless said otherwise.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Active view capacity (paper §5: log10(n)+1 = 5 for n = 10,000).
+    /// Active view capacity (paper §5: log10(n)+1 = 5 for n = 10,000);
+    /// 1 to [`MAX_ACTIVE_VIEW`].
     pub active_view_capacity: usize,
-    /// Passive view capacity (paper §5: k·(log10(n)+1) = 30).
+    /// Passive view capacity (paper §5: k·(log10(n)+1) = 30); 1 to
+    /// [`MAX_PASSIVE_VIEW`].
     pub passive_view_capacity: usize,
-    /// Active random walk length (ARWL, paper §5: 6).
+    /// Active random walk length (ARWL, paper §5: 6); at most
+    /// [`MAX_WALK_LENGTH`].
     pub active_random_walk_length: u8,
-    /// Passive random walk length (PRWL, paper §5: 3).
+    /// Passive random walk length (PRWL, paper §5: 3); at most ARWL.
     pub passive_random_walk_length: u8,
     /// Active-view peers sent in a shuffle (ka, paper §5: 3).
     pub shuffle_active_count: usize,
-    /// Passive-view peers sent in a shuffle (kp, paper §5: 4).
+    /// Passive-view peers sent in a shuffle (kp, paper §5: 4). With `ka`
+    /// and the origin, at most [`MAX_SHUFFLE_PEERS`].
     pub shuffle_passive_count: usize,
-    /// TTL of the shuffle random walk (paper: ARWL; 6).
+    /// TTL of the shuffle random walk (paper: ARWL; 6); at most
+    /// [`MAX_WALK_LENGTH`].
     pub shuffle_random_walk_length: u8,
     /// Period of the shuffle (the paper's cycle; Grove's choice: 10 s).
+    /// Like every duration here: 1 ms to 720 h
+    /// ([`crate::config::MIN_INTERVAL`], [`crate::config::MAX_DURATION`]).
     #[serde(with = "crate::duration")]
     pub shuffle_interval: Duration,
     /// How often an active peer that has been silent is pinged (Grove: 1 s;
     /// over datagrams there is no TCP reset to reveal a dead peer).
     #[serde(with = "crate::duration")]
     pub keepalive_interval: Duration,
-    /// Silence after which an active peer is declared failed (Grove: 3 s).
+    /// Silence after which an active peer is declared failed (Grove: 3 s);
+    /// at least `keepalive_interval`.
     #[serde(with = "crate::duration")]
     pub failure_timeout: Duration,
     /// How long a NEIGHBOR or JOIN request waits for its answer before the
@@ -218,6 +227,16 @@ impl Message {
 
 /// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
 pub const MAX_SHUFFLE_PEERS: usize = 16;
+/// Largest active view a configuration may ask for (the paper's
+/// log10(n)+1 is 7 for a million nodes; every member costs a keep-alive
+/// each `keepalive_interval`).
+pub const MAX_ACTIVE_VIEW: usize = 64;
+/// Largest passive view a configuration may ask for (the paper's 30 for
+/// 10,000 nodes).
+pub const MAX_PASSIVE_VIEW: usize = 1024;
+/// Longest random walk (JOIN forwarding and shuffles) a configuration may
+/// ask for (the paper uses 6).
+pub const MAX_WALK_LENGTH: u8 = 32;
 
 /// What the membership layer tells the node.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -293,33 +312,47 @@ struct JoinState {
 }
 
 impl Config {
-    /// Check the invariants; the error names the broken one.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.active_view_capacity < 1 {
-            return Err("active_view_capacity must be at least 1".into());
-        }
-        if self.passive_view_capacity < 1 {
-            return Err("passive_view_capacity must be at least 1".into());
-        }
+    /// Check the bounds on each field's doc line and the invariants the
+    /// core relies on; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        use crate::config::{interval, range};
+        range(self.active_view_capacity, 1, MAX_ACTIVE_VIEW)
+            .map_err(KeyError::at("active_view_capacity"))?;
+        range(self.passive_view_capacity, 1, MAX_PASSIVE_VIEW)
+            .map_err(KeyError::at("passive_view_capacity"))?;
+        range(self.active_random_walk_length, 0, MAX_WALK_LENGTH)
+            .map_err(KeyError::at("active_random_walk_length"))?;
         if self.passive_random_walk_length > self.active_random_walk_length {
-            return Err(
-                "passive_random_walk_length must not exceed active_random_walk_length".into(),
-            );
+            return Err(KeyError::new(
+                "passive_random_walk_length",
+                "must not exceed active_random_walk_length",
+            ));
         }
-        if 1 + self.shuffle_active_count + self.shuffle_passive_count > MAX_SHUFFLE_PEERS {
-            return Err("1 + shuffle_active_count + shuffle_passive_count must not exceed MAX_SHUFFLE_PEERS".into());
+        range(self.shuffle_random_walk_length, 0, MAX_WALK_LENGTH)
+            .map_err(KeyError::at("shuffle_random_walk_length"))?;
+        let shuffled = self
+            .shuffle_active_count
+            .saturating_add(self.shuffle_passive_count)
+            .saturating_add(1);
+        if shuffled > MAX_SHUFFLE_PEERS {
+            return Err(KeyError::new(
+                "shuffle_passive_count",
+                format!("1 + shuffle_active_count + shuffle_passive_count must not exceed {MAX_SHUFFLE_PEERS}"),
+            ));
         }
-        if self.keepalive_interval.is_zero() {
-            return Err("keepalive_interval must be positive".into());
-        }
-        if self.shuffle_interval.is_zero() {
-            return Err("shuffle_interval must be positive".into());
-        }
-        if self.request_timeout.is_zero() {
-            return Err("request_timeout must be positive".into());
+        for (key, d) in [
+            ("shuffle_interval", self.shuffle_interval),
+            ("keepalive_interval", self.keepalive_interval),
+            ("failure_timeout", self.failure_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            interval(d).map_err(KeyError::at(key))?;
         }
         if self.failure_timeout < self.keepalive_interval {
-            return Err("failure_timeout must be at least keepalive_interval".into());
+            return Err(KeyError::new(
+                "failure_timeout",
+                "must be at least keepalive_interval",
+            ));
         }
         Ok(())
     }
@@ -336,7 +369,8 @@ impl HyParView {
     ///
     /// # Panics
     ///
-    /// If `config` breaks an invariant: a capacity of 0, a zero interval,
+    /// If `config` does not [`Config::validate`]: a capacity out of its
+    /// bounds, an interval of zero or over 720 h,
     /// `passive_random_walk_length > active_random_walk_length`,
     /// `failure_timeout < keepalive_interval`, or a shuffle larger than
     /// [`MAX_SHUFFLE_PEERS`].

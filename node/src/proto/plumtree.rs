@@ -115,6 +115,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::config::{self, KeyError};
 use crate::{PeerId, Time};
 
 /// A broadcast message id: 32 bytes (SHA-256 of origin, sequence, payload).
@@ -145,13 +146,22 @@ const MISSING_CAPACITY: usize = 1024;
 const ANNOUNCERS_PER_MISSING_MAX: usize = 16;
 /// Most outputs waiting to be polled (new ones are dropped beyond this).
 const OUTPUT_QUEUE_CAPACITY: usize = 16_384;
+/// Largest payload cache a configuration may ask for (64 MiB of 1 KiB
+/// payloads).
+pub const MAX_MESSAGE_CACHE: usize = 65_536;
+/// Largest seen-id set a configuration may ask for (about 100 MB of ids).
+pub const MAX_SEEN: usize = 1 << 20;
+/// Shortest time an id is remembered as seen.
+pub const MIN_SEEN_TTL: Duration = Duration::from_secs(1);
 
 /// Plumtree settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Wait for the payload after the first IHAVE before sending GRAFT
-    /// (paper §3.4 "timeout"; Grove: 500 ms, a few RTTs).
+    /// (paper §3.4 "timeout"; Grove: 500 ms, a few RTTs). Like every
+    /// timeout here: 1 ms to 720 h ([`crate::config::MIN_INTERVAL`],
+    /// [`crate::config::MAX_DURATION`]).
     #[serde(with = "crate::duration")]
     pub graft_timeout_1: Duration,
     /// Wait after a GRAFT before grafting the next announcer (paper's
@@ -159,7 +169,8 @@ pub struct Config {
     #[serde(with = "crate::duration")]
     pub graft_timeout_2: Duration,
     /// Delay before queued IHAVEs are flushed, batching announcements
-    /// (paper §3.5 lazy-push policy; Grove: 50 ms).
+    /// (paper §3.5 lazy-push policy; Grove: 50 ms; 0: no batching; at most
+    /// 720 h).
     #[serde(with = "crate::duration")]
     pub ihave_delay: Duration,
     /// Tree optimisation: replace an eager link when a lazy announcer is this
@@ -169,12 +180,16 @@ pub struct Config {
     /// How long a received payload is kept to answer GRAFTs (Grove: 30 s).
     #[serde(with = "crate::duration")]
     pub message_cache_ttl: Duration,
-    /// Most payloads kept in the cache (bounded; oldest dropped first).
+    /// Most payloads kept in the cache (bounded; oldest dropped first); 1 to
+    /// [`MAX_MESSAGE_CACHE`].
     pub message_cache_capacity: usize,
-    /// How long a message id is remembered as seen (Grove: 120 s).
+    /// How long a message id is remembered as seen (Grove: 120 s); 1 s to
+    /// 720 h: an id forgotten while its message still travels is delivered
+    /// and forwarded again.
     #[serde(with = "crate::duration")]
     pub seen_ttl: Duration,
-    /// Most ids remembered as seen (bounded; oldest dropped first).
+    /// Most ids remembered as seen (bounded; oldest dropped first); 1 to
+    /// [`MAX_SEEN`] (0 would forward every message again on every arrival).
     pub seen_capacity: usize,
 }
 
@@ -191,6 +206,30 @@ impl Default for Config {
             seen_capacity: 16384,
         }
     }
+}
+
+impl Config {
+    /// Check the bounds on each field's doc line; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        for (key, d) in [
+            ("graft_timeout_1", self.graft_timeout_1),
+            ("graft_timeout_2", self.graft_timeout_2),
+            ("message_cache_ttl", self.message_cache_ttl),
+        ] {
+            config::interval(d).map_err(KeyError::at(key))?;
+        }
+        config::delay(self.ihave_delay).map_err(KeyError::at("ihave_delay"))?;
+        config::range(self.message_cache_capacity, 1, MAX_MESSAGE_CACHE)
+            .map_err(KeyError::at("message_cache_capacity"))?;
+        validate_seen(self.seen_ttl, self.seen_capacity)
+    }
+}
+
+/// The bounds of a seen-id set (Plumtree's and flooding's).
+pub(super) fn validate_seen(ttl: Duration, capacity: usize) -> Result<(), KeyError> {
+    config::duration_range(ttl, MIN_SEEN_TTL, config::MAX_DURATION)
+        .map_err(KeyError::at("seen_ttl"))?;
+    config::range(capacity, 1, MAX_SEEN).map_err(KeyError::at("seen_capacity"))
 }
 
 /// Broadcast wire messages (shared with [`super::flood`], which only uses

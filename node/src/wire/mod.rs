@@ -139,8 +139,8 @@ pub mod gossipsub;
 use bytes::Bytes;
 
 use crate::proto::hyparview::{self, Priority, MAX_SHUFFLE_PEERS};
-use crate::transport::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::proto::plumtree::{self, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
+use crate::transport::nat::{self, Reach, Status, MAX_PUNCH_ADDRS};
 use crate::{Peer, PeerId};
 
 mod kad;

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Settings of the GossipSub core.
+/// Settings of the GossipSub core. Degrees are at most [`MAX_DEGREE`];
+/// durations are 1 ms to 720 h ([`crate::config::MIN_INTERVAL`],
+/// [`crate::config::MAX_DURATION`]) unless their line says otherwise.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -37,47 +39,55 @@ pub struct Config {
     pub d_score: usize,
     /// Outbound mesh peers kept at least, D_out (v1.1: 2).
     pub d_out: usize,
-    /// Time between heartbeats (v1.0: 1 s; at least 700 ms here).
+    /// Time between heartbeats (v1.0: 1 s; [`MIN_HEARTBEAT`] to 720 h here).
     #[serde(with = "crate::duration")]
     pub heartbeat_interval: Duration,
     /// How long a fanout topic is kept after the last publish (v1.0: 60 s).
     #[serde(with = "crate::duration")]
     pub fanout_ttl: Duration,
-    /// Heartbeats of history in the message cache, mcache_len (v1.0: 5).
+    /// Heartbeats of history in the message cache, mcache_len (v1.0: 5);
+    /// 1 to [`MAX_MCACHE_LEN`].
     pub mcache_len: usize,
     /// Heartbeats of history gossiped in IHAVE, mcache_gossip (v1.0: 3).
     pub mcache_gossip: usize,
-    /// How long a message id stays in the seen cache (v1.0: 120 s).
+    /// How long a message id stays in the seen cache (v1.0: 120 s); at
+    /// least `mcache_len` heartbeats.
     #[serde(with = "crate::duration")]
     pub seen_ttl: Duration,
     /// Share of eligible non-mesh peers gossiped to (v1.1: 0.25).
     pub gossip_factor: f64,
     /// Most message ids asked for with IWANT per peer per heartbeat
-    /// (v1.1 max_ihave_length: 5000).
+    /// (v1.1 max_ihave_length: 5000); 1 to [`MAX_IHAVE_LENGTH`].
     pub max_ihave_length: usize,
-    /// Most IHAVE messages heeded per peer per heartbeat (v1.1: 10).
+    /// Most IHAVE messages heeded per peer per heartbeat (v1.1: 10); 1 to
+    /// [`MAX_IHAVE_MESSAGES`].
     pub max_ihave_messages: usize,
     /// Time a peer has to answer our IWANT before the promise counts as
     /// broken, P7 (v1.1 iwant_followup_time: 3 s).
     #[serde(with = "crate::duration")]
     pub iwant_followup_time: Duration,
-    /// Most times one message is sent to one peer on IWANT (v1.1: 3).
+    /// Most times one message is sent to one peer on IWANT (v1.1: 3); 1 to
+    /// [`MAX_RETRANSMISSION`].
     pub gossip_retransmission: u32,
-    /// Backoff after a PRUNE before either side may GRAFT again (v1.1: 60 s).
+    /// Backoff after a PRUNE before either side may GRAFT again (v1.1: 60 s);
+    /// at least one heartbeat.
     #[serde(with = "crate::duration")]
     pub prune_backoff: Duration,
-    /// Backoff after leaving a topic (v1.1: 10 s).
+    /// Backoff after leaving a topic (v1.1: 10 s; 0 to 720 h).
     #[serde(with = "crate::duration")]
     pub unsubscribe_backoff: Duration,
-    /// Peers offered in a PRUNE's peer exchange (v1.1: 16).
+    /// Peers offered in a PRUNE's peer exchange (v1.1: 16); at most
+    /// [`super::MAX_PX_PEERS`].
     pub prune_peers: usize,
-    /// A GRAFT this soon after our PRUNE counts twice towards P7 (v1.1: 10 s).
+    /// A GRAFT this soon after our PRUNE counts twice towards P7 (v1.1: 10 s;
+    /// 0 to 720 h).
     #[serde(with = "crate::duration")]
     pub graft_flood_threshold: Duration,
     /// Publish our own messages to every topic peer above the publish
     /// threshold, not only the mesh (v1.1: on).
     pub flood_publish: bool,
-    /// Heartbeats between opportunistic grafting rounds (v1.1: 60).
+    /// Heartbeats between opportunistic grafting rounds (v1.1: 60); 1 to
+    /// [`MAX_OPPORTUNISTIC_GRAFT_TICKS`].
     pub opportunistic_graft_ticks: u32,
     /// Peers grafted per opportunistic round (v1.1: 2).
     pub opportunistic_graft_peers: usize,
@@ -85,10 +95,10 @@ pub struct Config {
     /// to our mesh (v1.2; rust-libp2p: 1000 bytes).
     pub idontwant_threshold_bytes: usize,
     /// Most message ids remembered per peer from its IDONTWANTs (v1.2
-    /// implementations cap this; Grove: 64).
+    /// implementations cap this; Grove: 64); at most [`MAX_IDONTWANT_IDS`].
     pub idontwant_max_ids: usize,
     /// Peers in the topic-peer table (bounded; Grove: 64, see the module
-    /// docs on where peers come from).
+    /// docs on where peers come from); `d_hi` to [`MAX_TOPIC_PEERS`].
     pub max_peers: usize,
     /// We tell a peer our subscriptions again when we sent it nothing for
     /// this long, so that it keeps us (Grove: 20 s; over UDP there is no
@@ -99,20 +109,24 @@ pub struct Config {
     /// three announce intervals).
     #[serde(with = "crate::duration")]
     pub peer_timeout: Duration,
-    /// Most messages in the message cache (bounded; oldest out first).
+    /// Most messages in the message cache (bounded; oldest out first); 1 to
+    /// [`MAX_MCACHE_CAPACITY`].
     pub mcache_capacity: usize,
-    /// Most ids in the seen cache (bounded; oldest out first).
+    /// Most ids in the seen cache (bounded; oldest out first); 1 to
+    /// [`MAX_SEEN_CAPACITY`].
     pub seen_capacity: usize,
-    /// Most outstanding IWANT promises tracked (bounded).
+    /// Most outstanding IWANT promises tracked (bounded); 1 to
+    /// [`MAX_PROMISES`].
     pub max_promises: usize,
-    /// Most topics we subscribe to, and remember per peer.
+    /// Most topics we subscribe to, and remember per peer; 1 to
+    /// [`super::MAX_SUBSCRIPTIONS`].
     pub max_topics: usize,
     /// Peer scoring (v1.1). Off: every score is 0 (v1.0 behaviour).
     pub scoring: bool,
     pub score: ScoreParams,
     pub thresholds: Thresholds,
     /// Emit every peer's score as an event this often (zero: never); for
-    /// observers such as the simulator.
+    /// observers such as the simulator; at most 720 h.
     #[serde(with = "crate::duration")]
     pub score_report_interval: Duration,
     /// Simulation only: misbehave as configured. Never read from a file;
@@ -154,7 +168,10 @@ impl Default for Thresholds {
 
 /// Score function parameters (v1.1 "The Score Function"), the same for
 /// every topic. Weights of P2 and P1 positive, of P3, P3b, P4, P6, P7
-/// negative, decays in (0, 1), applied every `decay_interval`.
+/// negative, decays in (0, 1), applied every `decay_interval`. Every
+/// number finite; the P1 quantum 1 ms to 720 h, the P3 activation and
+/// `decay_interval` 1 s to 720 h, the P3 window and `retain_score` 0 to
+/// 720 h.
 ///
 /// Values (Grove, after the spec's tuning guidance): a peer that stays in
 /// the mesh and forwards earns up to +10 (P1) and +20 (P2); a mesh peer
@@ -325,16 +342,16 @@ impl Config {
         c
     }
 
-    /// Check every invariant of the specs (and Grove's bounds).
+    /// Check every invariant of the specs, and Grove's bounds (on each
+    /// field's doc line).
     ///
     /// # Errors
     ///
     /// [`ConfigError`] naming the first field that breaks one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, rule: &'static str| Err(ConfigError { field, rule });
-        if self.d == 0 {
-            return bad("d", "must be at least 1");
-        }
+        self.validate_sizes()?;
+        self.validate_durations()?;
+        let bad = |field: &'static str, rule: &str| Err(ConfigError::new(field, rule));
         if !(self.d_lo <= self.d && self.d <= self.d_hi) {
             return bad("d", "must satisfy d_lo <= d <= d_hi");
         }
@@ -347,13 +364,13 @@ impl Config {
         if self.d_score > self.d {
             return bad("d_score", "must be at most d");
         }
-        if self.heartbeat_interval < Duration::from_millis(700) {
-            return bad("heartbeat_interval", "must be at least 700ms");
-        }
         if self.mcache_gossip == 0 || self.mcache_gossip > self.mcache_len {
             return bad("mcache_gossip", "must be in 1..=mcache_len");
         }
-        if self.seen_ttl < self.heartbeat_interval * self.mcache_len as u32 {
+        let history = self
+            .heartbeat_interval
+            .saturating_mul(u32::try_from(self.mcache_len).unwrap_or(u32::MAX));
+        if self.seen_ttl < history {
             return bad(
                 "seen_ttl",
                 "must cover the message cache (mcache_len heartbeats)",
@@ -362,17 +379,8 @@ impl Config {
         if !(0.0..=1.0).contains(&self.gossip_factor) {
             return bad("gossip_factor", "must be in [0, 1]");
         }
-        if self.max_ihave_messages == 0 || self.max_ihave_length == 0 {
-            return bad("max_ihave_messages", "IHAVE limits must be at least 1");
-        }
         if self.prune_backoff < self.heartbeat_interval {
             return bad("prune_backoff", "must be at least one heartbeat");
-        }
-        if self.prune_peers > super::MAX_PX_PEERS {
-            return bad("prune_peers", "must be at most MAX_PX_PEERS (16)");
-        }
-        if self.opportunistic_graft_ticks == 0 {
-            return bad("opportunistic_graft_ticks", "must be at least 1");
         }
         if self.max_peers < self.d_hi {
             return bad("max_peers", "must be at least d_hi");
@@ -380,20 +388,141 @@ impl Config {
         if self.peer_timeout <= self.announce_interval {
             return bad("peer_timeout", "must exceed announce_interval");
         }
-        if self.mcache_capacity == 0 || self.seen_capacity == 0 || self.max_promises == 0 {
-            return bad("mcache_capacity", "cache capacities must be at least 1");
-        }
-        if self.max_topics == 0 || self.max_topics > super::MAX_SUBSCRIPTIONS {
-            return bad("max_topics", "must be in 1..=MAX_SUBSCRIPTIONS (16)");
-        }
         self.thresholds.validate()?;
         self.score.validate()
     }
+
+    /// Every degree, count and capacity within its bounds.
+    fn validate_sizes(&self) -> Result<(), ConfigError> {
+        use crate::config::range;
+        let degrees = [
+            ("d", self.d, 1),
+            ("d_hi", self.d_hi, 1),
+            ("d_lo", self.d_lo, 0),
+            ("d_lazy", self.d_lazy, 0),
+            ("d_score", self.d_score, 0),
+            ("d_out", self.d_out, 0),
+            (
+                "opportunistic_graft_peers",
+                self.opportunistic_graft_peers,
+                0,
+            ),
+        ];
+        for (field, value, min) in degrees {
+            range(value, min, MAX_DEGREE).map_err(ConfigError::at(field))?;
+        }
+        let sizes = [
+            ("mcache_len", self.mcache_len, 1, MAX_MCACHE_LEN),
+            (
+                "max_ihave_length",
+                self.max_ihave_length,
+                1,
+                MAX_IHAVE_LENGTH,
+            ),
+            (
+                "max_ihave_messages",
+                self.max_ihave_messages,
+                1,
+                MAX_IHAVE_MESSAGES,
+            ),
+            ("prune_peers", self.prune_peers, 0, super::MAX_PX_PEERS),
+            (
+                "idontwant_max_ids",
+                self.idontwant_max_ids,
+                0,
+                MAX_IDONTWANT_IDS,
+            ),
+            ("max_peers", self.max_peers, 1, MAX_TOPIC_PEERS),
+            (
+                "mcache_capacity",
+                self.mcache_capacity,
+                1,
+                MAX_MCACHE_CAPACITY,
+            ),
+            ("seen_capacity", self.seen_capacity, 1, MAX_SEEN_CAPACITY),
+            ("max_promises", self.max_promises, 1, MAX_PROMISES),
+            ("max_topics", self.max_topics, 1, super::MAX_SUBSCRIPTIONS),
+        ];
+        for (field, value, min, max) in sizes {
+            range(value, min, max).map_err(ConfigError::at(field))?;
+        }
+        range(self.gossip_retransmission, 1, MAX_RETRANSMISSION)
+            .map_err(ConfigError::at("gossip_retransmission"))?;
+        range(
+            self.opportunistic_graft_ticks,
+            1,
+            MAX_OPPORTUNISTIC_GRAFT_TICKS,
+        )
+        .map_err(ConfigError::at("opportunistic_graft_ticks"))
+    }
+
+    /// Every duration within its bounds.
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        use crate::config::{delay, duration_range, interval, MAX_DURATION};
+        duration_range(self.heartbeat_interval, MIN_HEARTBEAT, MAX_DURATION)
+            .map_err(ConfigError::at("heartbeat_interval"))?;
+        for (field, d) in [
+            ("fanout_ttl", self.fanout_ttl),
+            ("seen_ttl", self.seen_ttl),
+            ("iwant_followup_time", self.iwant_followup_time),
+            ("prune_backoff", self.prune_backoff),
+            ("announce_interval", self.announce_interval),
+            ("peer_timeout", self.peer_timeout),
+        ] {
+            interval(d).map_err(ConfigError::at(field))?;
+        }
+        for (field, d) in [
+            ("unsubscribe_backoff", self.unsubscribe_backoff),
+            ("graft_flood_threshold", self.graft_flood_threshold),
+            ("score_report_interval", self.score_report_interval),
+        ] {
+            delay(d).map_err(ConfigError::at(field))?;
+        }
+        Ok(())
+    }
 }
+
+/// Largest mesh degree (D, D_lo, D_hi, D_lazy, ...) a configuration may ask
+/// for (v1.0's D_hi is 12).
+pub const MAX_DEGREE: usize = 64;
+/// Most heartbeats of history in the message cache (v1.0: 5).
+pub const MAX_MCACHE_LEN: usize = 64;
+/// Largest `max_ihave_length` (v1.1's default, 5000, is the most).
+pub const MAX_IHAVE_LENGTH: usize = 5000;
+/// Largest `max_ihave_messages` (v1.1: 10).
+pub const MAX_IHAVE_MESSAGES: usize = 1000;
+/// Largest `idontwant_max_ids` per peer.
+pub const MAX_IDONTWANT_IDS: usize = 4096;
+/// Largest topic-peer table.
+pub const MAX_TOPIC_PEERS: usize = 1024;
+/// Largest message cache (payloads).
+pub const MAX_MCACHE_CAPACITY: usize = 65_536;
+/// Largest seen cache (ids).
+pub const MAX_SEEN_CAPACITY: usize = 1 << 20;
+/// Most IWANT promises tracked.
+pub const MAX_PROMISES: usize = 65_536;
+/// Largest `gossip_retransmission` (v1.1: 3).
+pub const MAX_RETRANSMISSION: u32 = 100;
+/// Largest `opportunistic_graft_ticks` (a day of 1 s heartbeats).
+pub const MAX_OPPORTUNISTIC_GRAFT_TICKS: u32 = 86_400;
+/// Shortest heartbeat (Grove: below 700 ms, the heartbeat-driven limits
+/// are too fast for residential round trips).
+pub const MIN_HEARTBEAT: Duration = Duration::from_millis(700);
 
 impl Thresholds {
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, rule: &'static str| Err(ConfigError { field, rule });
+        let bad = |field: &'static str, rule: &str| Err(ConfigError::new(field, rule));
+        for (field, v) in [
+            ("thresholds.gossip", self.gossip),
+            ("thresholds.publish", self.publish),
+            ("thresholds.graylist", self.graylist),
+            ("thresholds.accept_px", self.accept_px),
+            ("thresholds.opportunistic_graft", self.opportunistic_graft),
+        ] {
+            if !v.is_finite() {
+                return bad(field, "must be a finite number");
+            }
+        }
         if !(self.gossip <= 0.0) {
             return bad("thresholds.gossip", "must be <= 0");
         }
@@ -415,7 +544,63 @@ impl Thresholds {
 
 impl ScoreParams {
     fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &'static str, rule: &'static str| Err(ConfigError { field, rule });
+        self.validate_durations()?;
+        let bad = |field: &'static str, rule: &str| Err(ConfigError::new(field, rule));
+        for (field, v) in [
+            ("score.topic_weight", self.topic_weight),
+            ("score.topic_score_cap", self.topic_score_cap),
+            ("score.time_in_mesh_weight", self.time_in_mesh_weight),
+            ("score.time_in_mesh_cap", self.time_in_mesh_cap),
+            (
+                "score.first_message_deliveries_weight",
+                self.first_message_deliveries_weight,
+            ),
+            (
+                "score.first_message_deliveries_cap",
+                self.first_message_deliveries_cap,
+            ),
+            (
+                "score.mesh_message_deliveries_weight",
+                self.mesh_message_deliveries_weight,
+            ),
+            (
+                "score.mesh_message_deliveries_threshold",
+                self.mesh_message_deliveries_threshold,
+            ),
+            (
+                "score.mesh_message_deliveries_cap",
+                self.mesh_message_deliveries_cap,
+            ),
+            (
+                "score.mesh_failure_penalty_weight",
+                self.mesh_failure_penalty_weight,
+            ),
+            (
+                "score.invalid_message_deliveries_weight",
+                self.invalid_message_deliveries_weight,
+            ),
+            ("score.app_specific_weight", self.app_specific_weight),
+            (
+                "score.ip_colocation_factor_weight",
+                self.ip_colocation_factor_weight,
+            ),
+            (
+                "score.ip_colocation_factor_threshold",
+                self.ip_colocation_factor_threshold,
+            ),
+            (
+                "score.behaviour_penalty_weight",
+                self.behaviour_penalty_weight,
+            ),
+            (
+                "score.behaviour_penalty_threshold",
+                self.behaviour_penalty_threshold,
+            ),
+        ] {
+            if !v.is_finite() {
+                return bad(field, "must be a finite number");
+            }
+        }
         let decay = |d: f64| d > 0.0 && d < 1.0;
         if !(self.topic_weight >= 0.0) {
             return bad("score.topic_weight", "must be >= 0");
@@ -425,9 +610,6 @@ impl ScoreParams {
         }
         if !(self.time_in_mesh_weight >= 0.0) {
             return bad("score.time_in_mesh_weight", "must be >= 0");
-        }
-        if self.time_in_mesh_quantum.is_zero() {
-            return bad("score.time_in_mesh_quantum", "must be positive");
         }
         if !(self.time_in_mesh_cap > 0.0) {
             return bad("score.time_in_mesh_cap", "must be positive");
@@ -459,9 +641,6 @@ impl ScoreParams {
                 "must be >= mesh_message_deliveries_threshold",
             );
         }
-        if self.mesh_message_deliveries_activation < Duration::from_secs(1) {
-            return bad("score.mesh_message_deliveries_activation", "must be >= 1s");
-        }
         if !(self.mesh_failure_penalty_weight <= 0.0) {
             return bad("score.mesh_failure_penalty_weight", "must be <= 0");
         }
@@ -492,23 +671,63 @@ impl ScoreParams {
         if !decay(self.behaviour_penalty_decay) {
             return bad("score.behaviour_penalty_decay", "must be in (0, 1)");
         }
-        if self.decay_interval < Duration::from_secs(1) {
-            return bad("score.decay_interval", "must be >= 1s");
-        }
         if !(self.decay_to_zero > 0.0 && self.decay_to_zero < 1.0) {
             return bad("score.decay_to_zero", "must be in (0, 1)");
-        }
-        if !(self.app_specific_weight.is_finite()) {
-            return bad("score.app_specific_weight", "must be finite");
         }
         Ok(())
     }
 }
 
-/// A setting that breaks a spec invariant.
+impl ScoreParams {
+    /// Every duration within its bounds (see the type's doc).
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        use crate::config::{delay, duration_range, interval, MAX_DURATION};
+        let second = Duration::from_secs(1);
+        interval(self.time_in_mesh_quantum)
+            .map_err(ConfigError::at("score.time_in_mesh_quantum"))?;
+        for (field, d) in [
+            (
+                "score.mesh_message_deliveries_activation",
+                self.mesh_message_deliveries_activation,
+            ),
+            ("score.decay_interval", self.decay_interval),
+        ] {
+            duration_range(d, second, MAX_DURATION).map_err(ConfigError::at(field))?;
+        }
+        for (field, d) in [
+            (
+                "score.mesh_message_deliveries_window",
+                self.mesh_message_deliveries_window,
+            ),
+            ("score.retain_score", self.retain_score),
+        ] {
+            delay(d).map_err(ConfigError::at(field))?;
+        }
+        Ok(())
+    }
+}
+
+/// A setting that breaks a spec invariant or one of Grove's bounds: the
+/// field (dotted below `gossipsub`, e.g. `score.decay_interval`) and the
+/// rule.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("gossipsub.{field} {rule}")]
 pub struct ConfigError {
     pub field: &'static str,
-    pub rule: &'static str,
+    pub rule: String,
+}
+
+impl ConfigError {
+    fn new(field: &'static str, rule: &str) -> Self {
+        ConfigError {
+            field,
+            rule: rule.to_owned(),
+        }
+    }
+
+    /// For `map_err`: the error of `field` with a rule from
+    /// [`crate::config::range`] and friends.
+    fn at(field: &'static str) -> impl FnOnce(String) -> ConfigError {
+        move |rule| ConfigError { field, rule }
+    }
 }

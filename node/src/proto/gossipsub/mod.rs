@@ -86,7 +86,11 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-pub use config::{Config, ConfigError, ScoreParams, Thresholds};
+pub use config::{
+    Config, ConfigError, ScoreParams, Thresholds, MAX_DEGREE, MAX_IDONTWANT_IDS, MAX_IHAVE_LENGTH,
+    MAX_IHAVE_MESSAGES, MAX_MCACHE_CAPACITY, MAX_MCACHE_LEN, MAX_OPPORTUNISTIC_GRAFT_TICKS,
+    MAX_PROMISES, MAX_RETRANSMISSION, MAX_SEEN_CAPACITY, MAX_TOPIC_PEERS, MIN_HEARTBEAT,
+};
 use mcache::{MessageCache, SeenCache};
 use score::PeerScore;
 

@@ -64,20 +64,24 @@ pub struct Config {
     /// Run the DHT at all (Grove: off unless a scenario or the operator
     /// turns it on).
     pub enabled: bool,
-    /// Bucket size and replication factor (paper §2.2 and libp2p: 20; at
-    /// most 20, the wire's cap).
+    /// Bucket size and replication factor (paper §2.2 and libp2p: 20; 1 to
+    /// 20, the wire's cap).
     pub k: usize,
-    /// Requests in flight per lookup (paper §2.3: 3; go-libp2p-kad-dht: 10).
+    /// Requests in flight per lookup (paper §2.3: 3; go-libp2p-kad-dht: 10);
+    /// 1 to `k`.
     pub alpha: usize,
     /// Time after which an unanswered request stops holding a slot
     /// (Grove: 2 s, a few RTTs over UDP; libp2p's 10 s includes dialling).
-    /// The request fails for good after twice this.
+    /// The request fails for good after twice this. Like every duration
+    /// here: 1 ms to 720 h ([`crate::config::MIN_INTERVAL`],
+    /// [`crate::config::MAX_DURATION`]).
     #[serde(with = "crate::duration")]
     pub request_timeout: Duration,
     /// How long a server keeps a provider record (libp2p spec: 48 h).
     #[serde(with = "crate::duration")]
     pub provider_ttl: Duration,
-    /// How often a provider republishes its records (libp2p spec: 22 h).
+    /// How often a provider republishes its records (libp2p spec: 22 h);
+    /// shorter than `provider_ttl`.
     #[serde(with = "crate::duration")]
     pub republish_interval: Duration,
     /// Buckets not looked into for this long are refreshed by a lookup of a
@@ -85,7 +89,7 @@ pub struct Config {
     #[serde(with = "crate::duration")]
     pub refresh_interval: Duration,
     /// Deepest bucket (common prefix length) refreshed (go-libp2p-kad-dht:
-    /// 15).
+    /// 15); at most [`MAX_REFRESH_CPL`].
     pub refresh_max_cpl: usize,
     /// While the table holds fewer than `k` servers, the bootstrap contact
     /// and recent neighbours are asked again this often (Grove: 10 s;
@@ -95,28 +99,32 @@ pub struct Config {
     /// Provide with Provide Sweep rather than one lookup per key (kubo
     /// 0.38 option `Provide.DHT.SweepEnabled`; Grove: off).
     pub sweep: bool,
-    /// Lookups in progress at once; more wait in a queue (Grove: 16).
+    /// Lookups in progress at once; more wait in a queue (Grove: 16); 1 to
+    /// [`MAX_CONCURRENT_QUERIES`].
     pub max_concurrent_queries: usize,
-    /// Keys this node may provide (Grove: 1,000,000, 32 MB of keys).
+    /// Keys this node may provide (Grove: 1,000,000, 32 MB of keys); 1 to
+    /// [`MAX_PROVIDED_KEYS`].
     pub max_provided_keys: usize,
-    /// Provider records a server keeps (Grove: 200,000).
+    /// Provider records a server keeps (Grove: 200,000); 1 to
+    /// [`MAX_PROVIDER_RECORDS`].
     pub max_provider_records: usize,
     /// Providers kept per key (go-libp2p-kad-dht's provider manager: 20
-    /// returned; Grove keeps at most 20).
+    /// returned; Grove keeps 1 to 20).
     pub max_providers_per_key: usize,
-    /// Value records a server keeps (Grove: 1,024).
+    /// Value records a server keeps (Grove: 1,024); 1 to [`MAX_VALUES`].
     pub max_values: usize,
     /// Valid records a GET_VALUE needs; servers that acknowledge a PUT
     /// (libp2p's `Quorum::One` is 1; Grove: 2, so one stale server cannot
-    /// decide).
+    /// decide); 1 to `k`.
     pub quorum: usize,
-    /// Entries per bucket on one IP address (Grove: 1).
+    /// Entries per bucket on one IP address (Grove: 1); 1 to 20.
     pub max_per_ip: usize,
     /// Entries per bucket on one /24 or /48 (go-libp2p-kad-dht's routing
-    /// table diversity filter: 2).
+    /// table diversity filter: 2); `max_per_ip` to 20.
     pub max_per_subnet: usize,
     /// Peers in a response whose common prefix with the target is this many
-    /// bits shorter than the responder's are ignored and counted (Grove: 8).
+    /// bits shorter than the responder's are ignored and counted (Grove: 8);
+    /// at most 256.
     pub far_slack_bits: u32,
 }
 
@@ -153,60 +161,100 @@ pub enum ConfigError {
     Invalid {
         field: &'static str,
         value: String,
-        rule: &'static str,
+        rule: String,
     },
 }
 
+/// Deepest bucket a configuration may refresh (a 256-bit key has 256).
+pub const MAX_REFRESH_CPL: usize = 255;
+/// Most lookups a configuration may run at once.
+pub const MAX_CONCURRENT_QUERIES: usize = 256;
+/// Most keys a node may be set to provide (320 MB of keys).
+pub const MAX_PROVIDED_KEYS: usize = 10_000_000;
+/// Most provider records a server may be set to keep.
+pub const MAX_PROVIDER_RECORDS: usize = 10_000_000;
+/// Most value records a server may be set to keep (of at most
+/// [`MAX_VALUE_BYTES`] each).
+pub const MAX_VALUES: usize = 1_000_000;
+
 impl Config {
-    /// Check the invariants: `1 <= k <= 20`, `1 <= alpha <= k`,
-    /// `1 <= quorum <= k`, `republish_interval < provider_ttl`, positive
-    /// timeouts and limits.
+    /// Check the bounds on each field's doc line and the invariants:
+    /// `1 <= alpha <= k`, `1 <= quorum <= k`, `max_per_ip <=
+    /// max_per_subnet`, `republish_interval < provider_ttl`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field, value: String, rule| Err(ConfigError::Invalid { field, value, rule });
+        let bad = |field, value: &dyn std::fmt::Display, rule: String| {
+            Err(ConfigError::Invalid {
+                field,
+                value: value.to_string(),
+                rule,
+            })
+        };
         if self.k == 0 || self.k > MAX_PEERS {
-            return bad("k", self.k.to_string(), "must be 1 to 20");
+            return bad("k", &self.k, format!("must be 1 to {MAX_PEERS}"));
         }
         if self.alpha == 0 || self.alpha > self.k {
-            return bad("alpha", self.alpha.to_string(), "must be 1 to k");
+            return bad("alpha", &self.alpha, "must be 1 to k".into());
         }
         if self.quorum == 0 || self.quorum > self.k {
-            return bad("quorum", self.quorum.to_string(), "must be 1 to k");
+            return bad("quorum", &self.quorum, "must be 1 to k".into());
         }
-        if self.request_timeout.is_zero() {
-            return bad("request_timeout", "0".into(), "must be positive");
+        for (field, d) in [
+            ("request_timeout", self.request_timeout),
+            ("provider_ttl", self.provider_ttl),
+            ("republish_interval", self.republish_interval),
+            ("refresh_interval", self.refresh_interval),
+            ("bootstrap_interval", self.bootstrap_interval),
+        ] {
+            if crate::config::interval(d).is_err() {
+                return bad(field, &crate::config::show(d), "must be 1ms to 720h".into());
+            }
         }
-        if self.bootstrap_interval.is_zero() {
-            return bad("bootstrap_interval", "0".into(), "must be positive");
-        }
-        if self.refresh_interval.is_zero() {
-            return bad("refresh_interval", "0".into(), "must be positive");
-        }
-        if self.republish_interval.is_zero() || self.republish_interval >= self.provider_ttl {
+        if self.republish_interval >= self.provider_ttl {
+            let rule = "must be shorter than provider_ttl".into();
             return bad(
                 "republish_interval",
-                format!("{:?}", self.republish_interval),
-                "must be positive and shorter than provider_ttl",
+                &crate::config::show(self.republish_interval),
+                rule,
             );
         }
-        for (field, v) in [
-            ("max_concurrent_queries", self.max_concurrent_queries),
-            ("max_provided_keys", self.max_provided_keys),
-            ("max_provider_records", self.max_provider_records),
-            ("max_providers_per_key", self.max_providers_per_key),
-            ("max_values", self.max_values),
-            ("max_per_ip", self.max_per_ip),
-            ("max_per_subnet", self.max_per_subnet),
+        for (field, v, max) in [
+            (
+                "max_concurrent_queries",
+                self.max_concurrent_queries,
+                MAX_CONCURRENT_QUERIES,
+            ),
+            (
+                "max_provided_keys",
+                self.max_provided_keys,
+                MAX_PROVIDED_KEYS,
+            ),
+            (
+                "max_provider_records",
+                self.max_provider_records,
+                MAX_PROVIDER_RECORDS,
+            ),
+            (
+                "max_providers_per_key",
+                self.max_providers_per_key,
+                MAX_PEERS,
+            ),
+            ("max_values", self.max_values, MAX_VALUES),
+            ("max_per_ip", self.max_per_ip, MAX_PEERS),
+            ("max_per_subnet", self.max_per_subnet, MAX_PEERS),
+            ("refresh_max_cpl", self.refresh_max_cpl, MAX_REFRESH_CPL),
         ] {
-            if v == 0 {
-                return bad(field, "0".into(), "must be at least 1");
+            let min = usize::from(field != "refresh_max_cpl");
+            if !(min..=max).contains(&v) {
+                return bad(field, &v, format!("must be {min} to {max}"));
             }
         }
         if self.max_per_subnet < self.max_per_ip {
-            return bad(
-                "max_per_subnet",
-                self.max_per_subnet.to_string(),
-                "must be at least max_per_ip",
-            );
+            let rule = "must be at least max_per_ip".into();
+            return bad("max_per_subnet", &self.max_per_subnet, rule);
+        }
+        if self.far_slack_bits > 256 {
+            let rule = "must be 0 to 256".into();
+            return bad("far_slack_bits", &self.far_slack_bits, rule);
         }
         Ok(())
     }

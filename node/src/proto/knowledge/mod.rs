@@ -68,7 +68,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-pub use self::config::{Config, ConfigError};
+pub use self::config::{
+    Config, ConfigError, MAX_CONTACTS, MAX_PARTIAL_BLOBS, MAX_PENDING_UPDATES, MAX_RATE_BYTES,
+    MAX_TOPICS,
+};
 use self::doc::Doc;
 pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
 use crate::wire::knowledge::{valid_topic, BlobKind, Chunk};

@@ -49,6 +49,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{self, KeyError};
 use crate::{Peer, PeerId, Time};
 
 /// Settings of NAT traversal.
@@ -63,14 +64,18 @@ pub struct Config {
     pub relay_server: RelayMode,
     /// The relay service's limits.
     pub relay: relay::Config,
-    /// Reservations a node that is not publicly reachable keeps.
+    /// Reservations a node that is not publicly reachable keeps; 0 to
+    /// [`MAX_RESERVATIONS`].
     pub relays_wanted: usize,
     /// How long a node with a private address waits for a reservation
-    /// before it joins the overlay anyway.
+    /// before it joins the overlay anyway (0: not at all). Every other
+    /// duration here is 1 ms to 720 h unless its line says otherwise
+    /// ([`crate::config::MIN_INTERVAL`], [`crate::config::MAX_DURATION`]).
     #[serde(with = "crate::duration")]
     pub reservation_wait: Duration,
     /// Distinct observers (by IP) that must report the same address before
-    /// the node trusts it as its external address (libp2p: 4).
+    /// the node trusts it as its external address (libp2p: 4); 1 to 16,
+    /// the observations kept.
     pub observers_needed: usize,
     /// Between two AutoNAT checks once the status is known.
     #[serde(with = "crate::duration")]
@@ -78,14 +83,16 @@ pub struct Config {
     /// Between two AutoNAT checks while the status is unknown.
     #[serde(with = "crate::duration")]
     pub autonat_retry: Duration,
-    /// Confidence needed before an opposite result flips the status.
+    /// Confidence needed before an opposite result flips the status; at
+    /// most [`MAX_AUTONAT_CONFIDENCE`].
     pub autonat_confidence: u8,
     /// How long a dial-back may take.
     #[serde(with = "crate::duration")]
     pub dial_back_timeout: Duration,
     /// Try to upgrade relayed paths to direct ones.
     pub holepunch: bool,
-    /// Hole-punch attempts before a path stays relayed (DCUtR: 3).
+    /// Hole-punch attempts before a path stays relayed (DCUtR: 3); 1 to
+    /// [`MAX_HOLEPUNCH_ATTEMPTS`].
     pub holepunch_attempts: u8,
     /// How long an attempt waits for the first direct datagram after the
     /// punch.
@@ -99,16 +106,18 @@ pub struct Config {
     /// The gateway's NAT-PMP address (its port 5351); none: no port
     /// mapping. The daemon reads it from the routing table.
     pub gateway: Option<SocketAddr>,
-    /// Lifetime asked for a port mapping; renewed at half of it.
+    /// Lifetime asked for a port mapping; renewed at half of it. 60 s to
+    /// 720 h.
     #[serde(with = "crate::duration")]
     pub mapping_lifetime: Duration,
-    /// An idle direct path or relay gets a keep-alive after this long.
+    /// An idle direct path or relay gets a keep-alive after this long;
+    /// shorter than `path_timeout`.
     #[serde(with = "crate::duration")]
     pub keepalive_interval: Duration,
     /// A direct path is trusted while something arrived on it this recently.
     #[serde(with = "crate::duration")]
     pub path_timeout: Duration,
-    /// Peers whose paths the node tracks.
+    /// Peers whose paths the node tracks; [`MIN_PATHS`] to [`MAX_PATHS`].
     pub max_paths: usize,
 }
 
@@ -140,34 +149,47 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Check the settings' invariants.
+    /// Check the bounds on each field's doc line (and the relay's); the
+    /// error names the key (`relay.max_circuits` for the relay's).
     ///
     /// # Errors
     ///
-    /// A message naming the setting that is out of range.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.relays_wanted > MAX_RESERVATIONS {
-            return Err(format!("relays_wanted must be at most {MAX_RESERVATIONS}"));
+    /// The first key out of range.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        config::range(self.relays_wanted, 0, MAX_RESERVATIONS)
+            .map_err(KeyError::at("relays_wanted"))?;
+        config::range(self.observers_needed, 1, MAX_OBSERVATIONS)
+            .map_err(KeyError::at("observers_needed"))?;
+        config::range(self.autonat_confidence, 0, MAX_AUTONAT_CONFIDENCE)
+            .map_err(KeyError::at("autonat_confidence"))?;
+        config::range(self.holepunch_attempts, 1, MAX_HOLEPUNCH_ATTEMPTS)
+            .map_err(KeyError::at("holepunch_attempts"))?;
+        config::range(self.max_paths, MIN_PATHS, MAX_PATHS).map_err(KeyError::at("max_paths"))?;
+        config::delay(self.reservation_wait).map_err(KeyError::at("reservation_wait"))?;
+        for (key, d) in [
+            ("autonat_interval", self.autonat_interval),
+            ("autonat_retry", self.autonat_retry),
+            ("dial_back_timeout", self.dial_back_timeout),
+            ("holepunch_timeout", self.holepunch_timeout),
+            ("upgrade_backoff", self.upgrade_backoff),
+            ("keepalive_interval", self.keepalive_interval),
+            ("path_timeout", self.path_timeout),
+        ] {
+            config::interval(d).map_err(KeyError::at(key))?;
         }
-        if self.observers_needed == 0 || self.observers_needed > MAX_OBSERVATIONS {
-            return Err(format!("observers_needed must be 1..={MAX_OBSERVATIONS}"));
-        }
-        if self.autonat_confidence > 16 {
-            return Err("autonat_confidence must be at most 16".into());
-        }
-        if !(1..=10).contains(&self.holepunch_attempts) {
-            return Err("holepunch_attempts must be 1..=10".into());
-        }
+        config::duration_range(
+            self.mapping_lifetime,
+            MIN_MAPPING_LIFETIME,
+            config::MAX_DURATION,
+        )
+        .map_err(KeyError::at("mapping_lifetime"))?;
         if self.keepalive_interval >= self.path_timeout {
-            return Err("keepalive_interval must be shorter than path_timeout".into());
+            return Err(KeyError::new(
+                "keepalive_interval",
+                "must be shorter than path_timeout",
+            ));
         }
-        if self.max_paths < 16 {
-            return Err("max_paths must be at least 16".into());
-        }
-        if self.mapping_lifetime < Duration::from_secs(60) {
-            return Err("mapping_lifetime must be at least 60s".into());
-        }
-        Ok(())
+        self.relay.validate().map_err(|e| e.under("relay"))
     }
 }
 
@@ -283,6 +305,15 @@ pub const MAX_PUNCH_ADDRS: usize = 4;
 pub const MAX_RESERVATIONS: usize = 4;
 /// Observations of our address kept.
 const MAX_OBSERVATIONS: usize = 16;
+/// Largest `autonat_confidence`.
+pub const MAX_AUTONAT_CONFIDENCE: u8 = 16;
+/// Largest `holepunch_attempts`.
+pub const MAX_HOLEPUNCH_ATTEMPTS: u8 = 10;
+/// Fewest and most peers whose paths a node may be set to track.
+pub const MIN_PATHS: usize = 16;
+pub const MAX_PATHS: usize = 65_536;
+/// Shortest port mapping lifetime asked for (renewed at half of it).
+const MIN_MAPPING_LIFETIME: Duration = Duration::from_secs(60);
 /// Relay candidates kept.
 const MAX_CANDIDATES: usize = 16;
 /// Frames waiting for one circuit, and in all.

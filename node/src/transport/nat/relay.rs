@@ -20,32 +20,37 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Event, Message, Output, RelayEvent, Status};
+use crate::config::{self, KeyError};
 use crate::{PeerId, Time};
 
-/// Limits of the relay service.
+/// Limits of the relay service. Reservation and circuit lifetimes travel
+/// in whole seconds: 1 s to 720 h.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Lifetime of a reservation (spec: 1 hour).
     #[serde(with = "crate::duration")]
     pub reservation_ttl: Duration,
-    /// Reservations held at once (go-libp2p: 128).
+    /// Reservations held at once (go-libp2p: 128); each of the reservation
+    /// limits is 1 to [`MAX_RESERVATIONS_LIMIT`].
     pub max_reservations: usize,
     /// Reservations from one IP address (go-libp2p: 8).
     pub max_reservations_per_ip: usize,
     /// Reservations from one network, an IPv4 /16 standing in for an ASN
     /// (go-libp2p: 32 per ASN).
     pub max_reservations_per_network: usize,
-    /// Circuits open at once (go-libp2p: 16).
+    /// Circuits open at once (go-libp2p: 16); 1 to [`MAX_CIRCUITS_LIMIT`].
     pub max_circuits: usize,
-    /// Circuits one peer takes part in (rust-libp2p: 4).
+    /// Circuits one peer takes part in (rust-libp2p: 4); 1 to
+    /// [`MAX_CIRCUITS_PER_PEER_LIMIT`].
     pub max_circuits_per_peer: usize,
     /// A circuit's lifetime (spec: 2 minutes).
     #[serde(with = "crate::duration")]
     pub circuit_duration: Duration,
-    /// Bytes a circuit carries in each direction (spec: 128 KiB).
+    /// Bytes a circuit carries in each direction (spec: 128 KiB); 1 to
+    /// 2^32 - 1, the wire's field.
     pub circuit_bytes: u64,
-    /// How long the target has to answer STOP.
+    /// How long the target has to answer STOP (1 ms to 720 h).
     #[serde(with = "crate::duration")]
     pub stop_timeout: Duration,
 }
@@ -63,6 +68,44 @@ impl Default for Config {
             circuit_bytes: 128 * 1024,
             stop_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+/// Most reservations (in all, per IP, per network) a relay may be set to
+/// hold.
+pub const MAX_RESERVATIONS_LIMIT: usize = 65_536;
+/// Most circuits a relay may be set to hold open.
+pub const MAX_CIRCUITS_LIMIT: usize = 65_536;
+/// Most circuits per peer a relay may be set to allow.
+pub const MAX_CIRCUITS_PER_PEER_LIMIT: usize = 1024;
+
+impl Config {
+    /// Check the bounds on each field's doc line; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        let second = Duration::from_secs(1);
+        for (key, d) in [
+            ("reservation_ttl", self.reservation_ttl),
+            ("circuit_duration", self.circuit_duration),
+        ] {
+            config::duration_range(d, second, config::MAX_DURATION).map_err(KeyError::at(key))?;
+        }
+        config::interval(self.stop_timeout).map_err(KeyError::at("stop_timeout"))?;
+        for (key, n) in [
+            ("max_reservations", self.max_reservations),
+            ("max_reservations_per_ip", self.max_reservations_per_ip),
+            (
+                "max_reservations_per_network",
+                self.max_reservations_per_network,
+            ),
+        ] {
+            config::range(n, 1, MAX_RESERVATIONS_LIMIT).map_err(KeyError::at(key))?;
+        }
+        config::range(self.max_circuits, 1, MAX_CIRCUITS_LIMIT)
+            .map_err(KeyError::at("max_circuits"))?;
+        config::range(self.max_circuits_per_peer, 1, MAX_CIRCUITS_PER_PEER_LIMIT)
+            .map_err(KeyError::at("max_circuits_per_peer"))?;
+        config::range(self.circuit_bytes, 1, u64::from(u32::MAX))
+            .map_err(KeyError::at("circuit_bytes"))
     }
 }
 

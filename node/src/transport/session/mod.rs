@@ -140,6 +140,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::config::{self, KeyError};
 use crate::{Identity, PeerId, Time};
 
 pub use cookie::SECRET_LIFETIME as COOKIE_SECRET_LIFETIME;
@@ -175,7 +176,9 @@ pub enum Crypto {
     Null,
 }
 
-/// Settings of the session layer.
+/// Settings of the session layer. Every duration is 1 ms to 720 h
+/// ([`crate::config::MIN_INTERVAL`], [`crate::config::MAX_DURATION`]) but
+/// `ack_delay`, which may be 0.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -185,26 +188,30 @@ pub struct Config {
     #[serde(with = "crate::duration")]
     pub rekey_after: Duration,
     /// Keys older than this neither seal nor open (WireGuard
-    /// REJECT_AFTER_TIME: 180 s).
+    /// REJECT_AFTER_TIME: 180 s); longer than `rekey_after`.
     #[serde(with = "crate::duration")]
     pub reject_after: Duration,
     /// A handshake unanswered this long is sent again.
     #[serde(with = "crate::duration")]
     pub handshake_timeout: Duration,
-    /// Initiations sent before the peer is given up as unreachable.
+    /// Initiations sent before the peer is given up as unreachable; 1 to
+    /// [`MAX_HANDSHAKE_ATTEMPTS`].
     pub handshake_attempts: u8,
     /// A session with nothing sent or received this long is forgotten.
     #[serde(with = "crate::duration")]
     pub idle_timeout: Duration,
-    /// Sessions kept at once (least recently used forgotten first).
+    /// Sessions kept at once (least recently used forgotten first); 1 to
+    /// [`MAX_SESSIONS`].
     pub max_sessions: usize,
-    /// Plaintexts queued per peer while its handshake runs.
+    /// Plaintexts queued per peer while its handshake runs; 1 to
+    /// [`MAX_QUEUED_PER_PEER`].
     pub max_queued_per_peer: usize,
     /// Handshake initiations processed per second before cookies are
-    /// required.
+    /// required (0: always); at most [`MAX_HANDSHAKES_PER_S`].
     pub handshakes_per_s_before_cookies: u32,
     /// An ack-eliciting datagram is answered within this (RFC 9000
-    /// max_ack_delay: 25 ms; Grove waits longer to piggyback).
+    /// max_ack_delay: 25 ms; Grove waits longer to piggyback); shorter than
+    /// `liveness_timeout`.
     #[serde(with = "crate::duration")]
     pub ack_delay: Duration,
     /// Nothing back from a peer this long after the first unanswered
@@ -231,37 +238,51 @@ impl Default for Config {
     }
 }
 
+/// Most initiations sent to one peer before it is given up.
+pub const MAX_HANDSHAKE_ATTEMPTS: u8 = 20;
+/// Most sessions a node may be set to keep.
+pub const MAX_SESSIONS: usize = 65_536;
+/// Most plaintexts a node may be set to queue per peer during a handshake.
+pub const MAX_QUEUED_PER_PEER: usize = 1024;
+/// Highest handshake rate a node may be set to serve before cookies.
+pub const MAX_HANDSHAKES_PER_S: u32 = 1_000_000;
+
 impl Config {
-    /// Check every value; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        let positive = [
+    /// Check the bounds on each field's doc line; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        for (key, d) in [
             ("rekey_after", self.rekey_after),
             ("reject_after", self.reject_after),
             ("handshake_timeout", self.handshake_timeout),
             ("idle_timeout", self.idle_timeout),
             ("liveness_timeout", self.liveness_timeout),
-        ];
-        for (key, d) in positive {
-            if d.is_zero() {
-                return Err(format!("{key} must be positive"));
-            }
+        ] {
+            config::interval(d).map_err(KeyError::at(key))?;
         }
+        config::delay(self.ack_delay).map_err(KeyError::at("ack_delay"))?;
         if self.reject_after <= self.rekey_after {
-            return Err("reject_after must be longer than rekey_after".into());
+            return Err(KeyError::new(
+                "reject_after",
+                "must be longer than rekey_after",
+            ));
         }
         if self.ack_delay >= self.liveness_timeout {
-            return Err("ack_delay must be shorter than liveness_timeout".into());
+            return Err(KeyError::new(
+                "ack_delay",
+                "must be shorter than liveness_timeout",
+            ));
         }
-        if self.handshake_attempts == 0 {
-            return Err("handshake_attempts must be at least 1".into());
-        }
-        if !(1..=65_536).contains(&self.max_sessions) {
-            return Err("max_sessions must be 1 to 65536".into());
-        }
-        if !(1..=1024).contains(&self.max_queued_per_peer) {
-            return Err("max_queued_per_peer must be 1 to 1024".into());
-        }
-        Ok(())
+        config::range(self.handshake_attempts, 1, MAX_HANDSHAKE_ATTEMPTS)
+            .map_err(KeyError::at("handshake_attempts"))?;
+        config::range(self.max_sessions, 1, MAX_SESSIONS).map_err(KeyError::at("max_sessions"))?;
+        config::range(self.max_queued_per_peer, 1, MAX_QUEUED_PER_PEER)
+            .map_err(KeyError::at("max_queued_per_peer"))?;
+        config::range(
+            self.handshakes_per_s_before_cookies,
+            0,
+            MAX_HANDSHAKES_PER_S,
+        )
+        .map_err(KeyError::at("handshakes_per_s_before_cookies"))
     }
 }
 
