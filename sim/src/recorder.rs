@@ -360,11 +360,26 @@ mod tests {
     #[test]
     fn traffic_is_counted_per_protocol() {
         let mut r = Recorder::new(1, vec![]);
-        r.datagram_sent(0, 0, b"not a datagram");
+        r.datagram_sent(0, 0, 14, Label::FOREIGN);
         let other = Protocol::ALL.len();
         assert_eq!(r.traffic[other].datagrams, 1);
         assert_eq!(r.traffic[other].bytes, 14);
         assert_eq!(r.traffic[0].datagrams, 0);
+        // A sealed JOIN: counted by its label, at its size on the wire.
+        let mut plain = Vec::new();
+        grove_node::wire::encode(
+            &grove_node::wire::Datagram {
+                from: PeerId([1; 32]),
+                message: grove_node::wire::Message::HyParView(
+                    grove_node::proto::hyparview::Message::Join,
+                ),
+            },
+            &mut plain,
+        )
+        .unwrap();
+        r.datagram_sent(0, 0, plain.len() + 29, Label::of(&plain));
+        assert_eq!(r.traffic[Protocol::Membership as usize].datagrams, 1);
+        assert_eq!(r.traffic[Protocol::Membership as usize].bytes, 34 + 29);
     }
 
     #[test]
