@@ -864,6 +864,34 @@ mod tests {
     }
 
     #[test]
+    fn a_crowd_joining_through_one_contact_all_get_neighbours() {
+        let mut config = Config {
+            broadcast: BroadcastMode::Flood,
+            ..Config::default()
+        };
+        config.nat.enabled = false;
+        let n = 60;
+        // A contact that can hold only a few sessions: a crowd's handshakes
+        // must not push each other's half-done sessions out.
+        config.transport.max_sessions = 8;
+        let mut w = World::new(n, config);
+        for i in 2..=n {
+            let now = Duration::from_millis(20 * u64::from(i));
+            w.run_until(now);
+            w.nodes.get_mut(&addr(i)).unwrap().join(now, addr(1));
+            w.drain(addr(i));
+        }
+        w.run_until(Duration::from_secs(30));
+        let lonely: Vec<_> = w
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.active_view().is_empty())
+            .map(|(a, node)| (*a, node.stats(), node.session_stats()))
+            .collect();
+        assert!(lonely.is_empty(), "{} without neighbours: {:?}", lonely.len(), &lonely[..lonely.len().min(3)]);
+    }
+
+    #[test]
     fn nodes_join_and_every_node_delivers_a_broadcast_once() {
         for mode in [BroadcastMode::Plumtree, BroadcastMode::Flood] {
             let config = Config {

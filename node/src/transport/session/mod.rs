@@ -100,10 +100,11 @@
 //!   rekey handshake gets no answer it is dropped (no `Dead` while the
 //!   current keys work) and the next send tries again. A node whose keys
 //!   expired queues and handshakes, whatever its role.
-//! - **Dead.** On a liveness [`Event::Dead`] the queue is dropped but the
-//!   keys stay until idle expiry, so a peer that was only slow resumes
-//!   without a handshake; when every handshake attempt went unanswered the
-//!   session is forgotten.
+//! - **Dead.** On a liveness [`Event::Dead`] the queue is dropped and the
+//!   next send queues behind a fresh handshake (the peer may have lost the
+//!   session: restarted, or evicted it); the keys still open what the peer
+//!   sends, and anything authenticated from it clears the suspicion. When
+//!   every handshake attempt went unanswered the session is forgotten.
 //! - **Null crypto.** [`Crypto::Null`] keeps every size, index, mac,
 //!   cookie and round trip, and replaces Noise: message 1 carries random
 //!   bytes for `e` and the initiator's PeerId for `s`, tags are zeros, data
@@ -112,7 +113,7 @@
 //! # Bounds
 //!
 //! - sessions: [`Config::max_sessions`]; a new one forgets the least
-//!   recently active session, one without working keys first;
+//!   recently active session (a handshake in progress is recent);
 //! - per session: 3 key pairs (current, previous, one awaiting
 //!   confirmation), one handshake, [`Config::max_queued_per_peer`] queued
 //!   plaintexts (the oldest dropped);
@@ -668,6 +669,9 @@ impl Sessions {
         let Some(session) = self.sessions.get_mut(&peer) else {
             return false;
         };
+        if session.suspect {
+            return false; // queued behind a fresh handshake
+        }
         // Data for a peer heard from moments ago needs no answer; probes
         // (empty and eliciting) always do.
         let ack_eliciting = ack_eliciting
@@ -1258,11 +1262,13 @@ impl Sessions {
     fn session(&mut self, now: Time, peer: PeerId) -> &mut Session {
         if !self.sessions.contains_key(&peer) {
             if self.sessions.len() >= self.config.max_sessions {
-                let config = &self.config;
+                // The least recently active: a handshake in progress is
+                // recent, so a crowd of newcomers cannot push each other's
+                // half-done sessions out (a contact meets one per join).
                 let victim = self
                     .sessions
                     .iter()
-                    .min_by_key(|(_, s)| (s.is_established(now, config), s.last_active))
+                    .min_by_key(|(_, s)| s.last_active)
                     .map(|(p, _)| *p)
                     .expect("max_sessions is at least 1");
                 self.remove(&victim);
@@ -1304,6 +1310,7 @@ impl Sessions {
         };
         s.unanswered_since = None;
         s.probe_sent = false;
+        s.suspect = true;
         let dropped = s.queue.len() as u64;
         s.queue.clear();
         self.stats.dropped_send += dropped;

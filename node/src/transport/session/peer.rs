@@ -108,6 +108,9 @@ pub(super) struct Session {
     pub(super) probe_sent: bool,
     /// The last authenticated datagram received.
     pub(super) last_received: Option<Time>,
+    /// Reported dead and not heard from since: the next send handshakes
+    /// again (the peer may have lost the session) instead of sealing.
+    pub(super) suspect: bool,
     /// Smoothed time from an unanswered ack-eliciting datagram to the
     /// first answer (a round trip plus the peer's ack delay), RFC 6298's
     /// 1/8 gain.
@@ -131,6 +134,7 @@ impl Session {
             unanswered_since: None,
             probe_sent: false,
             last_received: None,
+            suspect: false,
             answer_time: None,
             ack_due: None,
             scheduled: None,
@@ -215,6 +219,7 @@ impl Session {
     ) -> bool {
         self.last_active = now;
         self.last_received = Some(now);
+        self.suspect = false;
         if let Some(since) = self.unanswered_since.take() {
             let sample = now.saturating_sub(since);
             self.answer_time = Some(match self.answer_time {
