@@ -528,7 +528,9 @@ impl Transport {
                 progressed = true;
                 match e {
                     session::Event::Established { peer } => {
-                        self.events.push_back(Event::Connected { peer })
+                        // What waited for the handshake leaves now.
+                        self.nat.on_session_up(self.now, peer);
+                        self.events.push_back(Event::Connected { peer });
                     }
                     session::Event::Dead { peer } => self.events.push_back(Event::Dead { peer }),
                     session::Event::Identified { addr, peer } => self.identified(addr, peer),

@@ -1105,6 +1105,18 @@ impl Traversal {
         p.last_used = now;
     }
 
+    /// A session with `peer` came up. A DCUtR CONNECT queued behind its
+    /// handshake leaves now: the upgrade's round trip is timed from here,
+    /// or RTT/2 would include the handshake's round trip and our punch
+    /// would leave after the other side's had been filtered by our NAT.
+    pub(crate) fn on_session_up(&mut self, now: Time, peer: PeerId) {
+        if let Some(p) = self.paths.get_mut(&peer) {
+            if let Upgrade::Connecting { sent, .. } = &mut p.upgrade {
+                *sent = now;
+            }
+        }
+    }
+
     /// The address the overlay should use for `peer` (the one routes are
     /// kept under), if we track it.
     #[must_use]
