@@ -88,7 +88,10 @@ pub enum Event {
     /// `peer` stopped answering (liveness) or never answered a handshake.
     Dead { peer: PeerId },
     /// A datagram from `from` was dropped.
-    Dropped { from: SocketAddr, reason: DropReason },
+    Dropped {
+        from: SocketAddr,
+        reason: DropReason,
+    },
 }
 
 /// A datagram to send: its bytes were written to the caller's buffer.
@@ -239,7 +242,12 @@ impl Transport {
     }
 
     /// One datagram in from `from`; the message it carries, if any.
-    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) -> Option<Incoming> {
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<Incoming> {
         self.begin(now);
         self.stats.datagrams_in += 1;
         if self.nat.is_gateway(from) {
@@ -273,8 +281,12 @@ impl Transport {
         self.book.confirm(now, peer, from);
         if plain.is_empty() {
             // An ack or keep-alive: the session noted the peer alive; a
-            // direct datagram also keeps the path fresh.
-            self.nat.on_direct(now, peer, from, None);
+            // direct datagram also keeps a path we have fresh. It makes
+            // none: the ack of a dial-back we sent as an AutoNAT helper
+            // comes from a stranger, not from a peer we use.
+            if self.nat.addr_of(&peer).is_some() {
+                self.nat.on_direct(now, peer, from, None);
+            }
             return None;
         }
         let message = match self.decode_from(peer, plain) {
@@ -399,11 +411,18 @@ impl Transport {
 
     /// When [`Transport::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let awaiting = self.awaiting.front().map(|(_, since, _)| *since + AWAIT_TIMEOUT);
-        [self.nat.poll_timeout(), self.sessions.poll_timeout(), awaiting]
-            .into_iter()
-            .flatten()
-            .min()
+        let awaiting = self
+            .awaiting
+            .front()
+            .map(|(_, since, _)| *since + AWAIT_TIMEOUT);
+        [
+            self.nat.poll_timeout(),
+            self.sessions.poll_timeout(),
+            awaiting,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next event.
@@ -528,7 +547,9 @@ impl Transport {
                 progressed = true;
                 match e {
                     session::Event::Established { peer } => {
-                        self.events.push_back(Event::Connected { peer })
+                        // What waited for the handshake leaves now.
+                        self.nat.on_session_up(self.now, peer);
+                        self.events.push_back(Event::Connected { peer });
                     }
                     session::Event::Dead { peer } => self.events.push_back(Event::Dead { peer }),
                     session::Event::Identified { addr, peer } => self.identified(addr, peer),
