@@ -71,7 +71,7 @@ const CAPTURE_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
     if std::env::var("GROVE_NETNS").as_deref() != Ok("1") {
         eprintln!(
-            "skipped: set GROVE_NETNS=1 to run the network-namespace NAT test (needs root, iproute2, iptables, ping)"
+            "skipped: set GROVE_NETNS=1 to run the network-namespace NAT test (needs root, iproute2, iptables, ping, python3)"
         );
         return;
     }
@@ -144,17 +144,22 @@ fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
     );
 
     // Sessions: a handshake with each of the other two, at all three.
-    let (ids, pairs) = ([relay, a, b], [(relay, a), (relay, b), (a, b)]);
+    let (nodes, pairs) = ([relay, a, b], [(relay, a), (relay, b), (a, b)]);
     c.wait_for("a session between every two of relay, A and B", |c| {
         pairs
             .iter()
             .all(|&(i, j)| c.session_up(i, j).is_some() && c.session_up(j, i).is_some())
     });
-    for i in ids {
+    for i in nodes {
         let sessions: Vec<String> = c
             .log_of(i, "session_up")
             .map(|e| format!("{} at {} ms", c.name_of(&e["peer"]), e["t_ms"]))
             .collect();
+        assert!(
+            !sessions.iter().any(|s| s.starts_with("a stranger")),
+            "{}: a session with no process of the test: {sessions:?}",
+            c.procs[i].name
+        );
         eprintln!(
             "{}: sessions up with {}",
             c.procs[i].name,
