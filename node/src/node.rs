@@ -109,6 +109,10 @@ pub enum Event {
     NeighborUp(Peer),
     /// A peer left the active view.
     NeighborDown(PeerId),
+    /// A session with `peer` came up: a handshake proved that the other end
+    /// holds `peer`'s identity key (the first session, or the first after
+    /// the previous one was lost; not on rekeying).
+    Connected { peer: PeerId },
     /// A datagram from `from` was dropped: it did not authenticate, was a
     /// replay, or its plaintext was malformed.
     Dropped {
@@ -730,7 +734,7 @@ impl Node {
                         self.contact = Some(Peer::new(peer, addr));
                     }
                 }
-                transport::Event::Connected { .. } => {}
+                transport::Event::Connected { peer } => self.emit(Event::Connected { peer }),
                 transport::Event::Dead { peer } => {
                     self.membership.handle_peer_dead(now, &peer);
                 }

@@ -307,6 +307,8 @@ impl EventSink for SimSink {
             }
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
+            // Sessions are observed in the network's traffic, not here.
+            Event::Connected { .. } => {}
             Event::Dropped { .. } => rec.malformed += 1,
             Event::Traversal(e) => {
                 if let grove_node::transport::nat::Event::Reachability { reach, .. } = &e {
