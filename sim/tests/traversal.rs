@@ -165,19 +165,19 @@ from = "homes"
 "#;
     let r = run(text);
     let relay = &r.nat.as_ref().unwrap().relay;
-    // 4 attacker IPs x 8 per IP x 3 relays at most were accepted; the
-    // rest of ~24,000 requests were refused.
-    let refused = relay.reservation_refusals["RESOURCE_LIMIT_EXCEEDED"];
-    assert!(refused > 20_000, "{relay:?}");
-    assert!(
-        relay.circuit_refusals["NO_RESERVATION"] > 5_000,
+    // These attackers send plaintext from made-up ids: the relays' session
+    // layer drops all ~24,000 requests unanswered, before the relay
+    // service sees one, so nothing is refused because nothing arrives.
+    assert_eq!(
+        relay.reservation_refusals.get("RESOURCE_LIMIT_EXCEEDED"),
+        None,
         "{relay:?}"
     );
+    assert!(r.faults_applied.malformed_dropped > 20_000, "{:?}", r.faults_applied);
     // Every honest home got its reservation, none was fooled into
     // thinking itself public, and every broadcast reached everyone.
     assert!(relay.reservations >= 60, "{relay:?}");
     assert_eq!(r.nat.as_ref().unwrap().reach["port-restricted"].public, 0);
-    assert!(r.faults_applied.malformed_dropped > 1_000);
     assert!(
         r.broadcast.reliability.mean >= 0.999,
         "{:?}",
