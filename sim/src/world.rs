@@ -677,7 +677,7 @@ impl World {
         self.net
             .set_observer(Box::new(move |now, src, bytes, label, _fate| {
                 rec.borrow_mut()
-                    .datagram_sent(now, src, bytes.len(), Label(label))
+                    .datagram_sent(now, src, bytes, Label(label))
             }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
@@ -1504,6 +1504,9 @@ impl World {
             timeseries: (s.measure.series_s > 0.0)
                 .then(|| report::timeseries(&rec, &entries, secs_ns(s.measure.series_s))),
             traffic: report::traffic(&rec, end),
+            transport: rec
+                .transport
+                .section(s.node.transport.crypto, report::node_hours(&rec, end)),
             churn: s
                 .groups
                 .iter()

@@ -153,13 +153,12 @@ use crate::{Identity, PeerId, Time};
 pub use cookie::SECRET_LIFETIME as COOKIE_SECRET_LIFETIME;
 pub use identify::{IDENTIFY_REPLIES_PER_S, MAX_PENDING_IDENTIFY};
 pub use replay::REORDER_DEPTH;
-pub use wire::{DATA_OVERHEAD, MAX_DATAGRAM, MAX_PLAINTEXT};
+pub use wire::{kind, DATA_OVERHEAD, MAX_DATAGRAM, MAX_PLAINTEXT};
 
 use handshake::Local;
 use peer::{Handshake, KeyPair, Queued, Session, Slot, Unconfirmed};
 use wire::{
-    kind, u32_at, u64_at, DATA_HEADER_LEN, INITIATION_LEN, MSG1_LEN, MSG2_LEN, RESPONSE_LEN,
-    TAG_LEN,
+    u32_at, u64_at, DATA_HEADER_LEN, INITIATION_LEN, MSG1_LEN, MSG2_LEN, RESPONSE_LEN, TAG_LEN,
 };
 
 /// Datagrams waiting in [`Sessions::poll_transmit`] at most.
