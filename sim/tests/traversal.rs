@@ -173,7 +173,11 @@ from = "homes"
         None,
         "{relay:?}"
     );
-    assert!(r.faults_applied.malformed_dropped > 20_000, "{:?}", r.faults_applied);
+    assert!(
+        r.faults_applied.malformed_dropped > 20_000,
+        "{:?}",
+        r.faults_applied
+    );
     // Every honest home got its reservation, none was fooled into
     // thinking itself public, and every broadcast reached everyone.
     assert!(relay.reservations >= 60, "{relay:?}");
