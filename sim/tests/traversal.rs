@@ -108,12 +108,12 @@ fn each_pair_of_nat_kinds_connects_as_its_nats_allow() {
     );
 }
 
-/// Known regression since sessions (issue 14's note): in this run 2 of the
-/// 6 symmetric-to-full-cone pairs never get a path at all (no direct
-/// link, no relayed one), though every full-cone host knows it is public.
-/// Run with `--ignored` while it is being fixed.
+/// Known regression since sessions (issue 14's note): in this session's
+/// runs 2 to 5 of the 6 symmetric-to-full-cone pairs never got a path at
+/// all (no direct link, no relayed one), though every full-cone host knew
+/// it was public. Run with `--ignored` while it is being fixed.
 #[test]
-#[ignore = "regression: 2 of 6 symmetric-to-full-cone pairs get no path since sessions (issue 14)"]
+#[ignore = "regression: symmetric-to-full-cone pairs get no path since sessions (issue 14)"]
 fn a_symmetric_initiator_dials_a_full_cone_responder_directly() {
     let r = run(MATRIX);
     let nat = r.nat.as_ref().expect("a nat section");
