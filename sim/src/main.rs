@@ -207,7 +207,9 @@ fn run(
             },
             reproduce: reproduce.clone(),
         };
-        let cell_started = std::time::Instant::now(); // harness wall time
+        // Harness wall time (real clock, outside the simulation): printed
+        // and written to --stats, never into a report.
+        let cell_started = std::time::Instant::now();
         let report = world::run(
             scenario,
             seed,

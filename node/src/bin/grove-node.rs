@@ -260,8 +260,9 @@ mod daemon {
 
     // ---- identity and settings ----
 
-    /// 32 bytes of OS entropy for the node's key. Real mode only: the
-    /// simulator derives every key from the scenario seed.
+    /// 32 bytes of OS entropy for the node's key. Real mode only (this is
+    /// the daemon's binary, never built into the simulator, which derives
+    /// every key from the scenario seed).
     fn os_key_seed() -> [u8; 32] {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);

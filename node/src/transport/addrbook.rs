@@ -93,14 +93,20 @@ impl AddressBook {
     /// recent hearsay). A linear scan: the book is small and this is asked
     /// for contacts and NAT messages, not per datagram.
     pub fn peer_at(&self, addr: SocketAddr) -> Option<PeerId> {
-        let latest = |entries: &mut dyn Iterator<Item = (&PeerId, &Entry)>| {
-            entries
-                .filter(|(_, e)| e.addr == addr)
-                .max_by_key(|(_, e)| e.last_seen)
+        let known = self
+            .known
+            .iter()
+            .filter(|(_, e)| e.addr == addr)
+            .max_by_key(|(_, e)| e.last_seen)
+            .map(|(id, _)| *id);
+        // `heard` is oldest first.
+        known.or_else(|| {
+            self.heard
+                .iter()
+                .rev()
+                .find(|(_, e)| e.addr == addr)
                 .map(|(id, _)| *id)
-        };
-        latest(&mut self.known.iter())
-            .or_else(|| latest(&mut self.heard.iter().map(|(id, e)| (id, e))))
+        })
     }
 
     /// Peers in the book, both kinds.

@@ -6,8 +6,7 @@
 //! (these functions never run inside madsim's `block_on`, where the clock
 //! is virtual). Memory is the live heap as glibc counts it (`mallinfo2`:
 //! chunks in use, their headers and rounding included, which is what the
-//! resident set pays; `node/examples/session_cost.rs` counts the bytes
-//! requested instead): a node with N sessions, before and after it is
+//! resident set pays): a node with N sessions, before and after it is
 //! dropped, minus the same for a node with none, over N.
 
 use std::net::SocketAddr;

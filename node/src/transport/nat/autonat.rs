@@ -141,11 +141,9 @@ impl Traversal {
     ) {
         if let Some(p) = self.probe.as_mut().filter(|p| p.nonce == nonce) {
             p.helpers = helpers;
-            if helpers == 0 {
-                self.probe = None;
-                self.next_probe = now + self.config.autonat_retry;
-            } else if p.known >= helpers {
-                // Every helper's dial-back already came, from known IPs.
+            // Declined, or every helper's dial-back already came from an
+            // IP we knew: ask again later.
+            if helpers == 0 || p.known >= helpers {
                 self.probe = None;
                 self.next_probe = now + self.config.autonat_retry;
             }

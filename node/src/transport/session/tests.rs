@@ -1135,7 +1135,7 @@ proptest! {
 }
 
 #[test]
-#[ignore = "measurement (heap per session: examples/session_cost.rs); run with --ignored --nocapture"]
+#[ignore = "measurement (heap per session: grove-sim session-bench); run with --ignored --nocapture"]
 fn size_of_session_state() {
     use std::mem::size_of;
     println!(
