@@ -76,6 +76,8 @@ pub struct Recorder {
     pub dht: crate::dht::DhtRec,
     /// The knowledge commons, when the scenario runs it.
     pub knowledge: Option<crate::knowledge::KnowledgeRec>,
+    /// The attack workload, when the scenario has attackers.
+    pub attacks: Option<crate::attack::AttackRec>,
 }
 
 /// Datagrams and their bytes.
@@ -125,6 +127,7 @@ impl Recorder {
             pubsub: None,
             dht: crate::dht::DhtRec::default(),
             knowledge: None,
+            attacks: None,
         }
     }
 
@@ -206,6 +209,11 @@ impl Recorder {
 
     /// NAT traversal at `host` reported `event`.
     pub fn traversal(&mut self, host: u32, now: u64, event: grove_node::transport::nat::Event) {
+        if let (Some(a), grove_node::transport::nat::Event::Rejected { what, .. }) =
+            (&mut self.attacks, &event)
+        {
+            a.rejected(what);
+        }
         let peer_host = &self.peer_host;
         self.nat
             .event(host, now, event, |p| peer_host.get(p).copied());
@@ -215,13 +223,24 @@ impl Recorder {
         self.active[host as usize].retain(|p| p != peer);
     }
 
-    /// Host `src` sent a datagram at `now`.
+    /// Host `src` sent `bytes` to `dst` at `now`.
     /// Sealed datagrams no longer show what they carry: `label` is what
     /// the sender read from the plaintext (its protocol and kind, a GOSSIP's
-    /// id prefix); `len` is the size on the wire.
-    pub fn datagram_sent(&mut self, now: u64, src: u32, len: usize, label: Label) {
+    /// id prefix); the bytes show only the session datagram's type.
+    pub fn datagram_sent(
+        &mut self,
+        now: u64,
+        src: u32,
+        dst: std::net::SocketAddr,
+        bytes: &[u8],
+        label: Label,
+    ) {
+        let len = bytes.len();
         if let Some(n) = self.sent_by_host.get_mut(src as usize) {
             *n += 1;
+        }
+        if let Some(a) = &mut self.attacks {
+            a.sent(now, src, dst, bytes);
         }
         let kind = label.protocol().map_or(Protocol::ALL.len(), |p| p as usize);
         if let Some(p) = &mut self.pubsub {
@@ -360,7 +379,8 @@ mod tests {
     #[test]
     fn traffic_is_counted_per_protocol() {
         let mut r = Recorder::new(1, vec![]);
-        r.datagram_sent(0, 0, 14, Label::FOREIGN);
+        let dst: std::net::SocketAddr = "198.18.0.2:7000".parse().unwrap();
+        r.datagram_sent(0, 0, dst, &[0; 14], Label::FOREIGN);
         let other = Protocol::ALL.len();
         assert_eq!(r.traffic[other].datagrams, 1);
         assert_eq!(r.traffic[other].bytes, 14);
@@ -377,7 +397,8 @@ mod tests {
             &mut plain,
         )
         .unwrap();
-        r.datagram_sent(0, 0, plain.len() + 29, Label::of(&plain));
+        let sealed = vec![0x13; plain.len() + 29];
+        r.datagram_sent(0, 0, dst, &sealed, Label::of(&plain));
         assert_eq!(r.traffic[Protocol::Membership as usize].datagrams, 1);
         assert_eq!(r.traffic[Protocol::Membership as usize].bytes, 34 + 29);
     }

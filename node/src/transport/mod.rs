@@ -88,7 +88,10 @@ pub enum Event {
     /// `peer` stopped answering (liveness) or never answered a handshake.
     Dead { peer: PeerId },
     /// A datagram from `from` was dropped.
-    Dropped { from: SocketAddr, reason: DropReason },
+    Dropped {
+        from: SocketAddr,
+        reason: DropReason,
+    },
 }
 
 /// A datagram to send: its bytes were written to the caller's buffer.
@@ -239,7 +242,12 @@ impl Transport {
     }
 
     /// One datagram in from `from`; the message it carries, if any.
-    pub fn handle_datagram(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) -> Option<Incoming> {
+    pub fn handle_datagram(
+        &mut self,
+        now: Time,
+        from: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<Incoming> {
         self.begin(now);
         self.stats.datagrams_in += 1;
         if self.nat.is_gateway(from) {
@@ -399,11 +407,18 @@ impl Transport {
 
     /// When [`Transport::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Time> {
-        let awaiting = self.awaiting.front().map(|(_, since, _)| *since + AWAIT_TIMEOUT);
-        [self.nat.poll_timeout(), self.sessions.poll_timeout(), awaiting]
-            .into_iter()
-            .flatten()
-            .min()
+        let awaiting = self
+            .awaiting
+            .front()
+            .map(|(_, since, _)| *since + AWAIT_TIMEOUT);
+        [
+            self.nat.poll_timeout(),
+            self.sessions.poll_timeout(),
+            awaiting,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next event.

@@ -22,8 +22,8 @@ use super::{
     natpmp, Event, Message, Method, PathKind, Reach, RelayEvent, ReservationOutcome, Status,
 };
 use crate::node::{self, Node};
-use crate::transport::session;
 use crate::proto::plumtree::{self, MsgId};
+use crate::transport::session;
 use crate::wire::{self, Datagram};
 use crate::{Identity, Peer, PeerId, Time};
 

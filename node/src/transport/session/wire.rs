@@ -2,9 +2,10 @@
 //! doc of [`super`]): type bytes, sizes and field offsets. Integers are
 //! little-endian.
 
-/// Byte 0 of every session datagram. Above the wire format's version
+/// Byte 0 of every session datagram, in clear (what an observer of the
+/// network can tell about a datagram). Above the wire format's version
 /// byte (1), so a receiver can tell the two apart during a migration.
-pub(super) mod kind {
+pub mod kind {
     pub const INITIATION: u8 = 0x10;
     pub const RESPONSE: u8 = 0x11;
     pub const COOKIE_REPLY: u8 = 0x12;
