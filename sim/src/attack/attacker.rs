@@ -18,7 +18,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::observe::AttackerStats;
-use super::sybil::{Received, Sybils, Transmit};
+use super::sybil::{Received, SybilId, Sybils, Transmit};
 use super::{spoofed_source, Capture, FLOOD_INITIATIONS_PER_TARGET, MAX_OUT, REPLAY_AFTER_NS};
 use crate::scenario::AttackKind;
 
@@ -83,13 +83,13 @@ impl Attacker {
         rng: ChaCha8Rng,
         stats: Rc<RefCell<AttackerStats>>,
     ) -> Self {
-        let plans = plans
+        let plans: Vec<Plan> = plans
             .into_iter()
             .filter(|p| !p.targets.is_empty())
             .collect();
         Attacker {
+            sybils: Sybils::new(plans.len(), config.clone()),
             plans,
-            sybils: Sybils::new(config.clone()),
             config,
             honest,
             capture,
@@ -162,7 +162,7 @@ impl Attacker {
             .clone();
         let sent = match kind {
             AttackKind::ReserveFlood => {
-                let s = self.fresh_sybil();
+                let s = self.fresh_sybil(p);
                 self.seal(
                     now,
                     s,
@@ -173,16 +173,16 @@ impl Attacker {
                 )
             }
             AttackKind::CircuitFlood => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 let victim = self.random_honest();
                 let m = Message::Nat(Nat::Connect { target: victim });
                 self.seal(now, s, None, &target.id, target.addr, m)
             }
-            AttackKind::Garbage => self.garbage(now, &target),
-            AttackKind::SpoofId => self.spoof_id(now, &target, round),
+            AttackKind::Garbage => self.garbage(now, p, &target),
+            AttackKind::SpoofId => self.spoof_id(now, p, &target, round),
             AttackKind::Replay => self.replay(now),
             AttackKind::HandshakeFlood => self.handshake_flood(now, &target),
-            AttackKind::RelayTakeover => self.relay_takeover(now, &target, round),
+            AttackKind::RelayTakeover => self.relay_takeover(now, p, &target, round),
         };
         if sent {
             *self.stats.borrow_mut().sent.entry(kind).or_default() += 1;
@@ -190,8 +190,8 @@ impl Attacker {
     }
 
     /// Relay and hole-punch tags with random bodies, sealed by a Sybil.
-    fn garbage(&mut self, now: Time, target: &Target) -> bool {
-        let s = self.pick_sybil();
+    fn garbage(&mut self, now: Time, p: usize, target: &Target) -> bool {
+        let s = self.pick_sybil(p);
         let me = self.sybils.id(s);
         self.encode(me, Message::Nat(Nat::KeepAlive));
         self.plain[1] = self.rng.gen_range(0x20..=0x31);
@@ -208,7 +208,7 @@ impl Attacker {
     /// Another peer's id, three ways in turn: in an old-style plaintext
     /// header; as a data datagram under a sniffed (or random) index; in
     /// the header of a message sealed in a Sybil's own session.
-    fn spoof_id(&mut self, now: Time, target: &Target, round: u64) -> bool {
+    fn spoof_id(&mut self, now: Time, p: usize, target: &Target, round: u64) -> bool {
         let claimed = self.random_honest_but(&target.id);
         let disconnect = Message::HyParView(hyparview::Message::Disconnect { alive: false });
         match round % 3 {
@@ -224,7 +224,7 @@ impl Attacker {
                 self.push(target.addr, None, bytes, Label::FOREIGN);
             }
             _ => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 return self.seal(now, s, Some(claimed), &target.id, target.addr, disconnect);
             }
         }
@@ -286,17 +286,17 @@ impl Attacker {
     /// One of five attempts on the reservations `relay` holds: RESERVE
     /// naming a reserved peer; STOP naming the relay as sender; RELAY-FROM
     /// from a Sybil; data forged from the relay's address; CONNECT.
-    fn relay_takeover(&mut self, now: Time, relay: &Target, round: u64) -> bool {
+    fn relay_takeover(&mut self, now: Time, p: usize, relay: &Target, round: u64) -> bool {
         let victim = relay.reserved.choose(&mut self.rng).copied();
         let victim_id = victim.map_or_else(|| self.random_honest_but(&relay.id), |p| p.id);
         match (round % 5, victim) {
             (0, _) => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 let m = Message::Nat(Nat::Reserve);
                 self.seal(now, s, Some(victim_id), &relay.id, relay.addr, m)
             }
             (1, Some(v)) => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 let stop = Nat::Stop {
                     source: self.random_honest_but(&v.id),
                     source_addr: relay.addr,
@@ -304,7 +304,7 @@ impl Attacker {
                 self.seal(now, s, Some(relay.id), &v.id, v.addr, Message::Nat(stop))
             }
             (2, Some(v)) => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 let index = self.rng.gen();
                 let inner = self.forged_data(index);
                 let frame = Nat::RelayFrom {
@@ -323,7 +323,7 @@ impl Attacker {
                 true
             }
             (4, _) => {
-                let s = self.pick_sybil();
+                let s = self.pick_sybil(p);
                 let m = Message::Nat(Nat::Connect { target: victim_id });
                 self.seal(now, s, None, &relay.id, relay.addr, m)
             }
@@ -333,25 +333,27 @@ impl Attacker {
 
     // ---- helpers ----
 
-    fn fresh_sybil(&mut self) -> usize {
-        let s = self.sybils.fresh(&mut self.rng);
-        self.note_sybils();
+    /// A fresh Sybil in plan `p`'s pool.
+    fn fresh_sybil(&mut self, p: usize) -> SybilId {
+        let s = self.sybils.fresh(p, &mut self.rng);
+        self.note_sybils(p);
         s
     }
 
-    fn pick_sybil(&mut self) -> usize {
-        let before = self.sybils.len();
-        let s = self.sybils.pick(&mut self.rng);
-        if self.sybils.len() > before {
-            self.note_sybils();
+    /// A Sybil of plan `p`'s pool (a fresh one while the pool fills).
+    fn pick_sybil(&mut self, p: usize) -> SybilId {
+        let before = self.sybils.len(p);
+        let s = self.sybils.pick(p, &mut self.rng);
+        if self.sybils.len(p) > before {
+            self.note_sybils(p);
         }
         s
     }
 
-    fn note_sybils(&mut self) {
+    fn note_sybils(&mut self, p: usize) {
         let mut stats = self.stats.borrow_mut();
         stats.sybils_created += 1;
-        stats.sybils_alive_max = stats.sybils_alive_max.max(self.sybils.len());
+        stats.sybils_alive_max = stats.sybils_alive_max.max(self.sybils.len(p));
     }
 
     fn random_honest(&mut self) -> PeerId {
@@ -380,7 +382,7 @@ impl Attacker {
     fn seal(
         &mut self,
         now: Time,
-        s: usize,
+        s: SybilId,
         claimed: Option<PeerId>,
         peer: &PeerId,
         addr: SocketAddr,

@@ -32,9 +32,9 @@
 //!   address, under an index sniffed from the relay's traffic to it;
 //!   CONNECT to the peer through the relay.
 //!
-//! Bounds: [`MAX_SYBILS`] Sybils alive per attacker (the oldest retires
-//! when a new one is needed), each with the session layer's own bounds on
-//! queued messages; [`MAX_OUT`] datagrams waiting to be sent;
+//! Bounds: [`MAX_SYBILS`] Sybils alive per attack an attacker runs (the
+//! oldest retires when a new one is needed), each with the session layer's
+//! own bounds on queued messages; [`MAX_OUT`] datagrams waiting to be sent;
 //! [`FLOOD_INITIATIONS_PER_TARGET`] initiations kept per flooded target;
 //! [`OWN_INDICES`] session indices remembered; [`CAPTURE_CAPACITY`]
 //! captured datagrams.

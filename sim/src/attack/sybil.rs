@@ -1,5 +1,7 @@
-//! An attacker's Sybils: fresh identities, each with its own sessions,
-//! at most [`MAX_SYBILS`] alive at once.
+//! An attacker's Sybils: fresh identities, each with its own sessions, in
+//! one pool per attack the attacker runs (so that a flood of fresh ones
+//! does not retire those another attack keeps using), at most
+//! [`MAX_SYBILS`] alive at once in each.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -11,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::OWN_INDICES;
 
-/// Sybils one attacker keeps alive at once.
+/// Sybils one attacker keeps alive at once, per attack.
 pub const MAX_SYBILS: usize = 16;
 
 /// One Sybil: an identity and its sessions, and where its peers are.
@@ -21,6 +23,13 @@ struct Sybil {
     /// The addresses of the peers it talks to, for datagrams its sessions
     /// send on their own (acks, probes, rekeys).
     peers: BTreeMap<PeerId, SocketAddr>,
+}
+
+/// A Sybil: its pool and its place there (valid until that pool changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SybilId {
+    pool: usize,
+    k: usize,
 }
 
 /// A datagram a Sybil's sessions want sent.
@@ -46,9 +55,9 @@ pub enum Received {
     Unclaimed,
 }
 
-/// The pool.
+/// The pools.
 pub struct Sybils {
-    alive: VecDeque<Sybil>,
+    pools: Vec<VecDeque<Sybil>>,
     config: session::Config,
     /// Indices the Sybils chose (from their initiations and responses), to
     /// recognise data for a retired one; the oldest forgotten first.
@@ -59,9 +68,10 @@ pub struct Sybils {
 }
 
 impl Sybils {
-    pub fn new(config: session::Config) -> Self {
+    /// `pools` empty pools of Sybils whose sessions are set as `config`.
+    pub fn new(pools: usize, config: session::Config) -> Self {
         Sybils {
-            alive: VecDeque::new(),
+            pools: (0..pools).map(|_| VecDeque::new()).collect(),
             config,
             own: VecDeque::new(),
             own_set: BTreeSet::new(),
@@ -70,52 +80,60 @@ impl Sybils {
         }
     }
 
-    /// A fresh Sybil (the oldest retires if [`MAX_SYBILS`] are alive); its
-    /// position.
-    pub fn fresh(&mut self, rng: &mut ChaCha8Rng) -> usize {
-        if self.alive.len() >= MAX_SYBILS {
-            self.alive.pop_front();
+    /// A fresh Sybil in `pool` (its oldest retires if [`MAX_SYBILS`] are
+    /// alive there).
+    pub fn fresh(&mut self, pool: usize, rng: &mut ChaCha8Rng) -> SybilId {
+        let alive = &mut self.pools[pool];
+        if alive.len() >= MAX_SYBILS {
+            alive.pop_front();
         }
         let identity = Identity::from_seed(rng.gen());
         let sessions = Sessions::new(&identity, self.config.clone(), rng.gen());
-        self.alive.push_back(Sybil {
+        alive.push_back(Sybil {
             id: identity.peer_id(),
             sessions,
             peers: BTreeMap::new(),
         });
-        self.alive.len() - 1
-    }
-
-    /// Sybils alive.
-    pub fn len(&self) -> usize {
-        self.alive.len()
-    }
-
-    /// A Sybil to send with: a fresh one while fewer than [`MAX_SYBILS`]
-    /// are alive, else a random one of them.
-    pub fn pick(&mut self, rng: &mut ChaCha8Rng) -> usize {
-        if self.alive.len() < MAX_SYBILS {
-            return self.fresh(rng);
+        SybilId {
+            pool,
+            k: alive.len() - 1,
         }
-        rng.gen_range(0..self.alive.len())
     }
 
-    pub fn id(&self, sybil: usize) -> PeerId {
-        self.alive[sybil].id
+    /// A Sybil of `pool` to send with: a fresh one while fewer than
+    /// [`MAX_SYBILS`] are alive there, else a random one of them.
+    pub fn pick(&mut self, pool: usize, rng: &mut ChaCha8Rng) -> SybilId {
+        let alive = self.pools[pool].len();
+        if alive < MAX_SYBILS {
+            return self.fresh(pool, rng);
+        }
+        SybilId {
+            pool,
+            k: rng.gen_range(0..alive),
+        }
     }
 
-    /// Seal `plaintext` from Sybil `sybil` to `peer` at `addr` (queued
-    /// behind a handshake if need be).
+    /// Sybils alive in `pool`.
+    pub fn len(&self, pool: usize) -> usize {
+        self.pools[pool].len()
+    }
+
+    pub fn id(&self, sybil: SybilId) -> PeerId {
+        self.pools[sybil.pool][sybil.k].id
+    }
+
+    /// Seal `plaintext` from `sybil` to `peer` at `addr` (queued behind a
+    /// handshake if need be).
     pub fn send(
         &mut self,
         now: Time,
-        sybil: usize,
+        sybil: SybilId,
         peer: PeerId,
         addr: SocketAddr,
         plaintext: &[u8],
         label: u64,
     ) {
-        let s = &mut self.alive[sybil];
+        let s = &mut self.pools[sybil.pool][sybil.k];
         s.peers.insert(peer, addr);
         let path = Some(Via::Direct(addr));
         s.sessions
@@ -124,12 +142,9 @@ impl Sybils {
 
     /// A datagram from `from`: offered to each Sybil until one takes it.
     pub fn handle(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) -> Received {
-        for k in 0..self.alive.len() {
-            let incoming =
-                self.alive[k]
-                    .sessions
-                    .handle(now, Via::Direct(from), bytes, &mut self.plain);
-            match incoming {
+        for s in self.pools.iter_mut().flatten() {
+            let via = Via::Direct(from);
+            match s.sessions.handle(now, via, bytes, &mut self.plain) {
                 Incoming::Dropped(session::Drop::UnknownSession | session::Drop::BadMac) => {}
                 Incoming::Data { .. } => return Received::Opened,
                 Incoming::Control | Incoming::Dropped(_) => return Received::Control,
@@ -151,7 +166,7 @@ impl Sybils {
 
     /// Fire the Sybils' session timers due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        for s in &mut self.alive {
+        for s in self.pools.iter_mut().flatten() {
             if s.sessions.poll_timeout().is_some_and(|t| t <= now) {
                 s.sessions.handle_timeout(now);
             }
@@ -160,8 +175,9 @@ impl Sybils {
 
     /// The earliest session deadline of any Sybil.
     pub fn poll_timeout(&self) -> Option<Time> {
-        self.alive
+        self.pools
             .iter()
+            .flatten()
             .filter_map(|s| s.sessions.poll_timeout())
             .min()
     }
@@ -170,14 +186,14 @@ impl Sybils {
     /// handshakes they completed meanwhile.
     pub fn drain(&mut self, mut out: impl FnMut(Transmit)) -> u64 {
         let mut established = 0;
-        for k in 0..self.alive.len() {
-            while let Some(e) = self.alive[k].sessions.poll_event() {
+        let mut own = Vec::new();
+        for s in self.pools.iter_mut().flatten() {
+            while let Some(e) = s.sessions.poll_event() {
                 if let Event::Established { .. } = e {
                     established += 1;
                 }
             }
-            while let Some(t) = self.alive[k].sessions.poll_transmit(&mut self.buf) {
-                let s = &self.alive[k];
+            while let Some(t) = s.sessions.poll_transmit(&mut self.buf) {
                 let dst = match t.dest {
                     Dest::Peer {
                         path: Some(Via::Direct(a)),
@@ -189,7 +205,7 @@ impl Sybils {
                     Dest::Peer { .. } | Dest::Reply(Via::Relayed { .. }) => None,
                 };
                 let bytes = std::mem::take(&mut self.buf);
-                self.note_own_index(&bytes);
+                own.extend(own_index(&bytes));
                 if let Some(dst) = dst {
                     out(Transmit {
                         dst,
@@ -199,17 +215,15 @@ impl Sybils {
                 }
             }
         }
+        for index in own {
+            self.note_own_index(index);
+        }
         established
     }
 
-    /// Remember the index a Sybil chose, if `bytes` is its initiation or
-    /// response.
-    fn note_own_index(&mut self, bytes: &[u8]) {
-        let chosen = matches!(bytes.first(), Some(&(kind::INITIATION | kind::RESPONSE)));
-        let Some(index) = bytes.get(1..5).filter(|_| chosen) else {
-            return;
-        };
-        let index = u32::from_le_bytes(index.try_into().expect("4 bytes"));
+    /// Remember an index a Sybil chose (the oldest forgotten past
+    /// [`OWN_INDICES`]).
+    fn note_own_index(&mut self, index: u32) {
         if self.own_set.insert(index) {
             self.own.push_back(index);
             if self.own.len() > OWN_INDICES {
@@ -218,4 +232,11 @@ impl Sybils {
             }
         }
     }
+}
+
+/// The index a Sybil chose, if `bytes` is its initiation or response.
+fn own_index(bytes: &[u8]) -> Option<u32> {
+    let chosen = matches!(bytes.first(), Some(&(kind::INITIATION | kind::RESPONSE)));
+    let index = bytes.get(1..5).filter(|_| chosen)?;
+    Some(u32::from_le_bytes(index.try_into().expect("4 bytes")))
 }
