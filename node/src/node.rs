@@ -109,6 +109,10 @@ pub enum Event {
     NeighborUp(Peer),
     /// A peer left the active view.
     NeighborDown(PeerId),
+    /// A session with `peer` came up: a handshake proved that the other end
+    /// holds `peer`'s identity key (the first session, or the first after
+    /// the previous one was lost; not on rekeying).
+    Connected { peer: PeerId },
     /// A datagram from `from` was dropped: it did not authenticate, was a
     /// replay, or its plaintext was malformed.
     Dropped {
@@ -730,7 +734,7 @@ impl Node {
                         self.contact = Some(Peer::new(peer, addr));
                     }
                 }
-                transport::Event::Connected { .. } => {}
+                transport::Event::Connected { peer } => self.emit(Event::Connected { peer }),
                 transport::Event::Dead { peer } => {
                     self.membership.handle_peer_dead(now, &peer);
                 }
@@ -861,6 +865,34 @@ mod tests {
             w.drain(addr(i));
         }
         w.run_until(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_crowd_joining_through_one_contact_all_get_neighbours() {
+        let mut config = Config {
+            broadcast: BroadcastMode::Flood,
+            ..Config::default()
+        };
+        config.nat.enabled = false;
+        let n = 60;
+        // A contact that can hold only a few sessions: a crowd's handshakes
+        // must not push each other's half-done sessions out.
+        config.transport.max_sessions = 8;
+        let mut w = World::new(n, config);
+        for i in 2..=n {
+            let now = Duration::from_millis(20 * u64::from(i));
+            w.run_until(now);
+            w.nodes.get_mut(&addr(i)).unwrap().join(now, addr(1));
+            w.drain(addr(i));
+        }
+        w.run_until(Duration::from_secs(30));
+        let lonely: Vec<_> = w
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.active_view().is_empty())
+            .map(|(a, node)| (*a, node.stats(), node.session_stats()))
+            .collect();
+        assert!(lonely.is_empty(), "{} without neighbours: {:?}", lonely.len(), &lonely[..lonely.len().min(3)]);
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! Ten `grove-node` processes on 127.0.0.1: they form an overlay, deliver a
-//! broadcast everywhere, survive three crashed peers, a malformed datagram,
-//! an overlong stdin line and a closed stdin, and stop on end of input when
+//! broadcast everywhere, survive three crashed peers, forged datagrams, an
+//! overlong stdin line and a closed stdin, and stop on end of input when
 //! asked to. Three more converge on a knowledge commons document written
 //! through JSON command lines.
+//!
+//! The daemons speak only through sessions: each logs `session_up` for a
+//! peer (a handshake proved the peer's identity key) before that peer
+//! becomes a neighbour, with the peer id the other process announced; and
+//! datagrams forged by the test (the plaintext format nodes spoke before
+//! sessions, and random bytes) are logged as dropped and get no answer,
+//! no neighbour and no delivery, while a well-formed identify request from
+//! the same socket is answered.
 //!
 //! Every node listens on port 0 and announces its address in its first
 //! `listening` line; stdout lines arrive through one reader thread per
@@ -14,13 +22,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use grove_node::proto::{hyparview, plumtree};
+use grove_node::wire::{self, Message};
+use grove_node::{Identity, PeerId};
 use serde_json::Value;
 
 const NODES: usize = 10;
@@ -66,7 +78,11 @@ fn ten_processes_broadcast_through_crashes_and_garbage() {
             "node {i} did not try its first contact (sources seen: {tried_silent:?})"
         );
     }
-    eprintln!("overlay of {NODES} nodes after {:?}", started.elapsed());
+    let handshakes = cluster.check_sessions(&all);
+    eprintln!(
+        "overlay of {NODES} nodes after {:?}; {handshakes} sessions up",
+        started.elapsed()
+    );
 
     // A broadcast from node 3 reaches everyone.
     let first = "first broadcast, from node 3";
@@ -77,14 +93,9 @@ fn ten_processes_broadcast_through_crashes_and_garbage() {
     cluster.check_delivery(first, 3, &all);
     eprintln!("first broadcast delivered after {:?}", started.elapsed());
 
-    // Garbage to node 5 is reported and dropped.
-    let garbage = pseudo_random_bytes(0x5eed, 200);
-    silent.send_to(&garbage, cluster.procs[5].addr).unwrap();
-    cluster.wait_for("node 5 to report the malformed datagram", |c| {
-        c.log.iter().any(|(i, e)| {
-            *i == 5 && e["event"] == "dropped" && e["from"] == silent_addr.to_string()
-        })
-    });
+    // Forgeries to node 5 are reported, dropped, and change nothing.
+    let forged = Forgeries::new();
+    forged.check(&mut cluster, 5);
 
     // Crash three nodes (the bootstrap node among them) and close node 6's
     // stdin, which must not stop it.
@@ -132,6 +143,12 @@ fn ten_processes_broadcast_through_crashes_and_garbage() {
     );
     eprintln!("second broadcast delivered after {:?}", started.elapsed());
 
+    // Long after the forgeries, still nothing came of them; the survivors'
+    // new neighbours came through sessions too.
+    forged.check_nothing_came_of(&cluster);
+    let handshakes = cluster.check_sessions(&survivors);
+    eprintln!("{handshakes} sessions up at the survivors in all");
+
     // Node 9 was started with --exit-on-eof.
     drop(cluster.procs[9].stdin.take());
     let status = cluster.wait_exit(9, Duration::from_secs(5));
@@ -155,6 +172,7 @@ fn three_processes_converge_on_a_knowledge_document() {
     cluster.wait_for("a connected overlay of three nodes", |c| {
         c.is_connected_overlay(&all)
     });
+    cluster.check_sessions(&all);
     cluster.publish(0, r#"{"cmd":"subscribe","topic":"notes"}"#);
     let write = |w: &str| format!(r#"{{"cmd":"write","topic":"notes","write":{w}}}"#);
     cluster.publish(
@@ -242,6 +260,151 @@ fn three_processes_converge_on_a_knowledge_document() {
         .map(|(_, e)| e["states"].to_string())
         .collect();
     assert_eq!(states.len(), 1, "{states:?}");
+}
+
+/// How long a forged datagram's answer, if any, is waited for: a node
+/// answers at once or not at all.
+const ANSWER_WAIT: Duration = Duration::from_secs(1);
+
+/// Datagrams forged by a stranger's socket: what nodes took before
+/// sessions (plaintext in the wire format, which still decodes: a JOIN
+/// from an unknown peer, a broadcast in node 3's name) and random bytes.
+struct Forgeries {
+    socket: UdpSocket,
+    /// The unknown peer the JOIN comes from.
+    stranger: PeerId,
+    /// The payload of the broadcast forged in node 3's name.
+    payload: &'static str,
+    datagrams: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl Forgeries {
+    fn new() -> Self {
+        let stranger = Identity::from_seed([0xee; 32]).peer_id();
+        let payload = "a broadcast forged in node 3's name";
+        let join = Message::HyParView(hyparview::Message::Join);
+        let gossip = Message::Plumtree(plumtree::Message::Gossip {
+            id: plumtree::MsgId([0xf0; 32]),
+            hops: 1,
+            payload: Bytes::from_static(payload.as_bytes()),
+        });
+        Forgeries {
+            socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            stranger,
+            payload,
+            datagrams: vec![
+                (
+                    "a plaintext JOIN from a stranger",
+                    plaintext(stranger, join),
+                ),
+                (
+                    "a plaintext broadcast in node 3's name",
+                    plaintext(key_of(3), gossip),
+                ),
+                ("200 random bytes", pseudo_random_bytes(0x5eed, 200)),
+            ],
+        }
+    }
+
+    /// Send every forgery to node `target`: each is logged as dropped by
+    /// the session layer and gets no answer, and nothing comes of it. Then
+    /// the same socket's identify request is answered with `target`'s id:
+    /// silence is the node's choice, not a deaf socket.
+    fn check(&self, cluster: &mut Cluster, target: usize) {
+        let to = cluster.procs[target].addr;
+        let me = self.socket.local_addr().unwrap().to_string();
+        for (_, datagram) in &self.datagrams {
+            self.socket.send_to(datagram, to).unwrap();
+        }
+        let forged = self.datagrams.len();
+        let drops = |c: &Cluster| -> Vec<String> {
+            c.events(target)
+                .filter(|e| e["event"] == "dropped" && e["from"] == me.as_str())
+                .map(|e| e["error"].as_str().unwrap_or_default().to_string())
+                .collect()
+        };
+        cluster.wait_for(
+            &format!("node {target} to report {forged} forged datagrams dropped"),
+            |c| drops(c).len() >= forged,
+        );
+        let reasons = drops(cluster);
+        assert_eq!(reasons.len(), forged, "node {target}: {reasons:?}");
+        for reason in &reasons {
+            assert!(
+                reason.starts_with("session: "),
+                "node {target} dropped a forgery after the session layer: {reasons:?}"
+            );
+        }
+        let mut buf = [0u8; 2048];
+        self.socket.set_read_timeout(Some(ANSWER_WAIT)).unwrap();
+        match self.socket.recv_from(&mut buf) {
+            Ok((n, from)) => panic!(
+                "{from} answered a forgery: {n} bytes, starting {:02x?}",
+                &buf[..n.min(16)]
+            ),
+            Err(e) => assert!(
+                matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                "{e}"
+            ),
+        }
+        cluster.take_arrived();
+        self.check_nothing_came_of(cluster);
+
+        let nonce = [0x1d; 16];
+        let mut request = [0u8; 49];
+        request[0] = 0x15;
+        request[1..17].copy_from_slice(&nonce);
+        self.socket.send_to(&request, to).unwrap();
+        self.socket.set_read_timeout(Some(STEP_TIMEOUT)).unwrap();
+        let (n, from) = self
+            .socket
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no identify reply from node {target}: {e}"));
+        assert_eq!(from, to, "an identify reply from elsewhere");
+        assert_eq!(n, 49, "identify reply: {:02x?}", &buf[..n]);
+        assert_eq!(
+            (buf[0], &buf[1..17]),
+            (0x16, &nonce[..]),
+            "{:02x?}",
+            &buf[..n]
+        );
+        assert_eq!(&buf[17..49], key_of(target).as_bytes(), "another id");
+        let names: Vec<&str> = self.datagrams.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "node {target} dropped {names:?} ({reasons:?}), answered none in {ANSWER_WAIT:?}, \
+             and answered an identify request from the same socket with its id"
+        );
+    }
+
+    /// No node logged the stranger or delivered the forged broadcast.
+    fn check_nothing_came_of(&self, cluster: &Cluster) {
+        let stranger = self.stranger.to_string();
+        if let Some((i, e)) = cluster
+            .log
+            .iter()
+            .find(|(_, e)| e["peer"] == stranger.as_str() || e["from"] == stranger.as_str())
+        {
+            panic!("node {i} logged the forgeries' stranger {stranger}: {e}");
+        }
+        if let Some(e) = cluster.delivered_anywhere(self.payload) {
+            panic!("the forged broadcast was delivered: {e}");
+        }
+    }
+}
+
+/// `message` from `from` in the wire format, as it travelled before
+/// sessions (and now travels only sealed inside them).
+fn plaintext(from: PeerId, message: Message) -> Vec<u8> {
+    let datagram = wire::Datagram { from, message };
+    let mut bytes = Vec::new();
+    wire::encode(&datagram, &mut bytes).expect("encodable");
+    assert_eq!(wire::decode(&bytes).expect("decodable"), datagram);
+    bytes
+}
+
+/// The peer id of node `i`, from the key seed [`Cluster::spawn`] gives it.
+fn key_of(i: usize) -> PeerId {
+    Identity::from_seed([u8::try_from(i + 1).unwrap(); 32]).peer_id()
 }
 
 /// One `grove-node` process.
@@ -355,6 +518,13 @@ impl Cluster {
         }
     }
 
+    /// Add the stdout lines that arrived so far to the log.
+    fn take_arrived(&mut self) {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+    }
+
     /// Take stdout lines until `done` holds, for at most [`STEP_TIMEOUT`].
     fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Cluster) -> bool) {
         let deadline = Instant::now() + STEP_TIMEOUT;
@@ -391,6 +561,48 @@ impl Cluster {
         let e = self.events(i).find(|e| e["event"] == "listening")?;
         let addr = e["addr"].as_str()?.parse().ok()?;
         Some((addr, e["peer"].as_str()?.to_string()))
+    }
+
+    /// Wait until every node of `nodes` logged `session_up` (a handshake
+    /// proved the peer's key) for each peer in its active view, and check
+    /// that sessions are only with ids other processes announced, each the
+    /// id of the key its seed gives. The number of `session_up` lines of
+    /// `nodes`.
+    ///
+    /// A neighbour may come a few milliseconds before its session: HyParView
+    /// takes a joiner into the active view on a FORWARDJOIN, a record heard
+    /// from an authenticated peer; what it then sends the joiner waits for
+    /// the handshake, and a joiner that never completes one is dropped.
+    fn check_sessions(&mut self, nodes: &[usize]) -> usize {
+        for (i, p) in self.procs.iter().enumerate() {
+            assert_eq!(p.peer, key_of(i).to_string(), "node {i}'s id");
+        }
+        self.wait_for("a session with every neighbour", |c| {
+            nodes
+                .iter()
+                .all(|&i| c.active_view(i).is_subset(&c.sessions(i)))
+        });
+        let mut count = 0;
+        for &i in nodes {
+            for e in self.events(i).filter(|e| e["event"] == "session_up") {
+                let peer = e["peer"].as_str().unwrap_or_default();
+                let other = self.procs.iter().position(|p| p.peer == peer);
+                assert!(
+                    other.is_some_and(|j| j != i),
+                    "node {i}: a session with {peer}, no other process: {e}"
+                );
+                count += 1;
+            }
+        }
+        count
+    }
+
+    /// The peers node `i` logged `session_up` for.
+    fn sessions(&self, i: usize) -> BTreeSet<String> {
+        self.events(i)
+            .filter(|e| e["event"] == "session_up")
+            .filter_map(|e| e["peer"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// Node `i`'s active view, replayed from its `neighbor_up` and

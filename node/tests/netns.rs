@@ -14,9 +14,19 @@
 //!                     a 192.168.1.2         b 192.168.2.2
 //! ```
 //!
-//! Runs only with `GROVE_NETNS=1` (root, iproute2, iptables and ping needed;
-//! `.ci/run` installs them and sets it). Without it the test says why it is
-//! skipped and passes; with it every setup failure fails the test. The
+//! The nodes speak only through sessions: each logs `session_up` for the
+//! other two (a handshake proved the peer's identity key). A sniffer on
+//! each NAT box (a Python raw `AF_PACKET` socket) sees every UDP datagram
+//! crossing it from before the first node starts: every datagram between
+//! nodes is a session datagram (type byte `0x10`-`0x16`, never the
+//! plaintext wire format, whose byte 0 is its version), and the broadcast's
+//! payload is in none of them, while a plaintext control datagram sent
+//! through the box is seen in clear.
+//!
+//! Runs only with `GROVE_NETNS=1` (root, iproute2, iptables, ping and
+//! python3 needed; `.ci/run` installs them and sets it). Without it the test
+//! says why it is skipped and passes; with it every setup failure fails the
+//! test. The
 //! namespaces are named after the test's PID and deleted however the test
 //! ends; every address used lives in them, and nothing is routed out of them.
 //! Every wait is bounded, and a failure prints each process's last stdout and
@@ -26,13 +36,15 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::io::Write;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use grove_node::transport::session::DATA_OVERHEAD;
 use serde_json::Value;
 
 /// Bound on the whole test once the namespaces are up.
@@ -45,12 +57,21 @@ const NAT1_WAN: &str = "198.51.100.21";
 const NAT2_WAN: &str = "198.51.100.22";
 const A_LAN: &str = "192.168.1.2";
 const B_LAN: &str = "192.168.2.2";
+/// The port every node listens on.
+const NODE_PORT: u16 = 7000;
+/// NAT-PMP's port on the gateway: the nodes ask their NAT box for a
+/// mapping (the box does not answer).
+const NATPMP_PORT: u16 = 5351;
+/// The relay's port the control datagrams go to (nothing listens).
+const CONTROL_PORT: u16 = 9;
+/// Bound on a capture's start and on its stop.
+const CAPTURE_STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
     if std::env::var("GROVE_NETNS").as_deref() != Ok("1") {
         eprintln!(
-            "skipped: set GROVE_NETNS=1 to run the network-namespace NAT test (needs root, iproute2, iptables, ping)"
+            "skipped: set GROVE_NETNS=1 to run the network-namespace NAT test (needs root, iproute2, iptables, ping, python3)"
         );
         return;
     }
@@ -62,6 +83,14 @@ fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
         started.elapsed(),
         net.iptables_version
     );
+
+    // Sniffers on both NAT boxes from before the first node starts, each
+    // shown a plaintext control datagram crossing it. Declared after `net`,
+    // so dropped first.
+    let captures = [&net.nat1, &net.nat2].map(|ns| Capture::start(ns));
+    for (host, control) in [(&net.a, CONTROL_A), (&net.b, CONTROL_B)] {
+        send_control(host, control);
+    }
 
     // Declared after `net`, so dropped first: the processes die before
     // their namespaces are deleted.
@@ -114,16 +143,53 @@ fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
         c.upgraded(b, a).unwrap()
     );
 
-    let text = "a broadcast from A, behind NAT 1";
-    c.publish(a, text);
+    // Sessions: a handshake with each of the other two, at all three.
+    let (nodes, pairs) = ([relay, a, b], [(relay, a), (relay, b), (a, b)]);
+    c.wait_for("a session between every two of relay, A and B", |c| {
+        pairs
+            .iter()
+            .all(|&(i, j)| c.session_up(i, j).is_some() && c.session_up(j, i).is_some())
+    });
+    for i in nodes {
+        let sessions: Vec<String> = c
+            .log_of(i, "session_up")
+            .map(|e| format!("{} at {} ms", c.name_of(&e["peer"]), e["t_ms"]))
+            .collect();
+        assert!(
+            !sessions.iter().any(|s| s.starts_with("a stranger")),
+            "{}: a session with no process of the test: {sessions:?}",
+            c.procs[i].name
+        );
+        eprintln!(
+            "{}: sessions up with {}",
+            c.procs[i].name,
+            sessions.join(", ")
+        );
+    }
+
+    let text = format!(
+        "a broadcast from A, behind NAT 1, that no router may read: {}",
+        "canary ".repeat(20).trim_end()
+    );
+    c.publish(a, &text);
     c.wait_for("B and the relay to deliver A's broadcast", |c| {
-        c.delivered(b, text).is_some() && c.delivered(relay, text).is_some()
+        c.delivered(b, &text).is_some() && c.delivered(relay, &text).is_some()
     });
     eprintln!(
         "broadcast delivered after {:?}: at B {}",
         started.elapsed(),
-        c.delivered(b, text).unwrap()
+        c.delivered(b, &text).unwrap()
     );
+
+    // What crossed the NAT boxes: sessions only, the payload in none.
+    for (capture, control) in captures.into_iter().zip([CONTROL_A, CONTROL_B]) {
+        let ns = capture.ns.clone();
+        let seen = capture.stop();
+        eprintln!(
+            "{ns}: {}",
+            check_capture(&ns, &seen, text.as_bytes(), control)
+        );
+    }
 
     // The kernel's own account: both NAT boxes rewrote traffic (the counters
     // were zeroed after the sanity pings, so this is the nodes' traffic).
@@ -137,6 +203,299 @@ fn relayed_connection_upgrades_to_hole_punch_through_kernel_nat() {
         eprintln!("{ns}: MASQUERADE rewrote {packets} flows");
     }
     eprintln!("done after {:?}", started.elapsed());
+}
+
+// ---- what crosses the NAT boxes ----
+
+/// The plaintext of the control datagram A sends through NAT 1 (and B
+/// through NAT 2) to the relay: the sniffers must see it in clear.
+const CONTROL_A: &str = "plaintext control from A: routers read this";
+const CONTROL_B: &str = "plaintext control from B: routers read this";
+
+/// Send `control` in one UDP datagram from `host` to the relay's
+/// [`CONTROL_PORT`], through the host's NAT box.
+fn send_control(host: &str, control: &str) {
+    let relay_ip = RELAY_ADDR.split(':').next().unwrap();
+    let port = CONTROL_PORT.to_string();
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        host,
+        "python3",
+        "-c",
+        "import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\
+         .sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))",
+        control,
+        relay_ip,
+        &port,
+    ]);
+}
+
+/// The sniffer: a raw `AF_PACKET` socket on every interface of its
+/// namespace prints `ready`, then one line per IPv4 UDP datagram, in or
+/// out (`iface in|out src dst payload-hex`, `-` for an empty payload),
+/// until its stdin closes (it then reads what the kernel still holds) or
+/// `argv[1]` seconds pass.
+const CAPTURE_SCRIPT: &str = r#"
+import os, select, socket, struct, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+sniffer = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+sniffer.setblocking(False)
+
+def show(frame, addr):
+    if frame[12:14] != b'\x08\x00':
+        return
+    ip = frame[14:]
+    if len(ip) < 20 or ip[9] != 17:
+        return
+    udp = ip[(ip[0] & 15) * 4:]
+    if len(udp) < 8:
+        return
+    sport, dport, length = struct.unpack('!HHH', udp[:6])
+    print(addr[0], 'out' if addr[2] == socket.PACKET_OUTGOING else 'in',
+          '%s:%d' % (socket.inet_ntoa(ip[12:16]), sport),
+          '%s:%d' % (socket.inet_ntoa(ip[16:20]), dport),
+          udp[8:length].hex() or '-', flush=True)
+
+def drain():
+    while True:
+        try:
+            frame, addr = sniffer.recvfrom(65536)
+        except BlockingIOError:
+            return
+        show(frame, addr)
+
+print('ready', flush=True)
+while time.monotonic() < deadline:
+    ready, _, _ = select.select([sniffer, 0], [], [], max(0.0, deadline - time.monotonic()))
+    drain()
+    if 0 in ready and not os.read(0, 4096):
+        break
+drain()
+"#;
+
+/// A [`CAPTURE_SCRIPT`] running in a namespace; killed on drop.
+struct Capture {
+    ns: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: common::Kept,
+}
+
+/// A UDP datagram a [`Capture`] saw.
+struct Seen {
+    iface: String,
+    outgoing: bool,
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload: Vec<u8>,
+}
+
+impl Seen {
+    /// A datagram between nodes (not a control datagram, not NAT-PMP).
+    fn between_nodes(&self) -> bool {
+        let ports = [self.src.port(), self.dst.port()];
+        ports.contains(&NODE_PORT)
+            && !ports.contains(&NATPMP_PORT)
+            && !ports.contains(&CONTROL_PORT)
+    }
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = if self.outgoing { "out" } else { "in" };
+        write!(
+            f,
+            "{} {dir} {} -> {}, {} bytes: {}",
+            self.iface,
+            self.src,
+            self.dst,
+            self.payload.len(),
+            hex(&self.payload[..self.payload.len().min(48)])
+        )
+    }
+}
+
+impl Capture {
+    /// Start sniffing in `ns`; return once the socket is open.
+    fn start(ns: &str) -> Capture {
+        // Outlives the test's deadline: the test stops it.
+        let limit = (TOTAL_TIMEOUT + CAPTURE_STEP_TIMEOUT).as_secs().to_string();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", CAPTURE_SCRIPT, &limit])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the capture in {ns}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let capture = Capture {
+            ns: ns.to_string(),
+            stdin: child.stdin.take(),
+            stderr: common::keep_lines(child.stderr.take().unwrap(), LINES_KEPT),
+            child,
+            lines,
+        };
+        match capture.lines.recv_timeout(CAPTURE_STEP_TIMEOUT) {
+            Ok(line) if line == "ready" => capture,
+            other => panic!(
+                "the capture in {ns} did not start within {CAPTURE_STEP_TIMEOUT:?} ({other:?}; needs python3):\n{}",
+                capture.stderr()
+            ),
+        }
+    }
+
+    /// Stop sniffing: every UDP datagram seen, in order.
+    fn stop(mut self) -> Vec<Seen> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + CAPTURE_STEP_TIMEOUT;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => seen.push(
+                    parse_seen(&line)
+                        .unwrap_or_else(|| panic!("the capture in {} printed {line:?}", self.ns)),
+                ),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "the capture in {} did not stop within {CAPTURE_STEP_TIMEOUT:?}:\n{}",
+                    self.ns,
+                    self.stderr()
+                ),
+            }
+        }
+        let status = self.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "the capture in {} failed ({status}):\n{}",
+            self.ns,
+            self.stderr()
+        );
+        seen
+    }
+
+    fn stderr(&self) -> String {
+        let lines = self.stderr.lock().unwrap();
+        lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A capture line: `iface in|out src dst payload-hex`.
+fn parse_seen(line: &str) -> Option<Seen> {
+    let [iface, dir, src, dst, payload] = line.split_whitespace().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    Some(Seen {
+        iface: iface.to_string(),
+        outgoing: dir == "out",
+        src: src.parse().ok()?,
+        dst: dst.parse().ok()?,
+        payload: if payload == "-" {
+            Vec::new()
+        } else {
+            unhex(payload)?
+        },
+    })
+}
+
+/// What `seen` (crossing the NAT box `ns`) shows: the control datagram
+/// in clear (the sniffer reads payloads), every datagram between nodes a
+/// session datagram, `secret` in none, and datagrams long enough to carry
+/// it sealed (it crossed while sniffing). A summary for the log.
+fn check_capture(ns: &str, seen: &[Seen], secret: &[u8], control: &str) -> String {
+    let dump = || {
+        seen.iter()
+            .map(Seen::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(
+        seen.iter().any(|d| contains(&d.payload, control.as_bytes())),
+        "the capture in {ns} never saw the control datagram's plaintext {control:?} ({} datagrams):\n{}",
+        seen.len(),
+        dump()
+    );
+    if let Some(d) = seen.iter().find(|d| contains(&d.payload, secret)) {
+        panic!("the broadcast's payload crossed {ns} in clear: {d}");
+    }
+    let nodes: Vec<&Seen> = seen.iter().filter(|d| d.between_nodes()).collect();
+    if let Some(d) = nodes
+        .iter()
+        .find(|d| !matches!(d.payload.first(), Some(0x10..=0x16)))
+    {
+        panic!("a datagram between nodes crossed {ns} outside a session: {d}");
+    }
+    // Counted on the box's WAN side, where each datagram passes once.
+    let wan: Vec<&Seen> = nodes.into_iter().filter(|d| d.iface == "wan").collect();
+    let sealed_broadcasts = wan
+        .iter()
+        .filter(|d| matches!(d.payload[0], 0x13 | 0x14))
+        .filter(|d| d.payload.len() >= secret.len() + DATA_OVERHEAD)
+        .count();
+    assert!(
+        sealed_broadcasts > 0,
+        "no sealed datagram long enough for the broadcast crossed {ns}'s WAN side:\n{}",
+        dump()
+    );
+    let mut types: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &wan {
+        let name = match d.payload[0] {
+            0x10 => "initiation",
+            0x11 => "response",
+            0x12 => "cookie reply",
+            0x13 => "data (ack-eliciting)",
+            0x14 => "data",
+            0x15 => "identify request",
+            _ => "identify reply",
+        };
+        *types.entry(name).or_default() += 1;
+    }
+    let bytes: usize = wan.iter().map(|d| d.payload.len()).sum();
+    format!(
+        "{} UDP datagrams seen; between nodes on the WAN side {} ({bytes} payload bytes), all \
+         session datagrams: {types:?}; {sealed_broadcasts} sealed data datagrams long enough for \
+         the {}-byte broadcast, none holding it in clear; the control datagram seen in clear",
+        seen.len(),
+        wan.len(),
+        secret.len()
+    )
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| {
+            let digits = std::str::from_utf8(pair).ok().filter(|d| d.len() == 2)?;
+            u8::from_str_radix(digits, 16).ok()
+        })
+        .collect()
 }
 
 /// The address in a JSON `"ip:port"` string, if it is one.
@@ -595,6 +954,30 @@ impl Cluster {
         let peer = &self.procs[j].peer;
         self.event(i, |e| {
             e["event"] == "neighbor_up" && e["peer"] == peer.as_str()
+        })
+    }
+
+    /// Process `i`'s lines of kind `event`.
+    fn log_of<'a>(&'a self, i: usize, event: &'a str) -> impl Iterator<Item = &'a Value> {
+        self.log
+            .iter()
+            .filter(move |(j, e)| *j == i && e["event"] == event)
+            .map(|(_, e)| e)
+    }
+
+    /// The name of the process whose peer id is `peer`.
+    fn name_of(&self, peer: &Value) -> &str {
+        self.procs
+            .iter()
+            .find(|p| *peer == p.peer.as_str())
+            .map_or("a stranger", |p| p.name)
+    }
+
+    /// Process `i`'s first `session_up` for process `j`.
+    fn session_up(&self, i: usize, j: usize) -> Option<&Value> {
+        let peer = &self.procs[j].peer;
+        self.event(i, |e| {
+            e["event"] == "session_up" && e["peer"] == peer.as_str()
         })
     }
 

@@ -23,6 +23,8 @@
 //! `std::time::Instant` outside madsim's `block_on` (inside, madsim
 //! intercepts `clock_gettime` and the clock is virtual).
 
+pub mod sessions;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
@@ -414,6 +416,20 @@ pub fn peak_rss_mb() -> Option<f64> {
         .parse()
         .ok()?;
     Some(kib / 1024.0)
+}
+
+/// Bytes the allocator has handed out and not had back (glibc's
+/// `mallinfo2`: small chunks in use plus mmapped ones): the live heap,
+/// without the allocator's free and fragmented pages. `None` without glibc.
+pub fn heap_in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 only reads the allocator's statistics.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks + m.hblkhd) as u64)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
 }
 
 /// Reset the peak RSS to the current RSS (Linux: `5` into

@@ -14,6 +14,7 @@ pub mod pubsub;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
+pub mod transport;
 pub mod traversal;
 #[cfg(madsim)]
 pub mod world;

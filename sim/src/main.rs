@@ -43,6 +43,13 @@ enum Cmd {
     Cells { scenario: PathBuf },
     /// Parse and validate a scenario without running it.
     Check { scenario: PathBuf },
+    /// Measure what a session costs: handshake and datagram CPU, heap
+    /// bytes per session, with real and null crypto (JSON on stdout).
+    SessionBench {
+        /// Handshakes, and batches of 1,000 datagrams, per measurement.
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+    },
     /// Measure the simulated network against a plain discrete-event loop.
     Bench {
         #[arg(long, default_value_t = 10_000)]
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
             seconds,
             rounds,
         } => bench(nodes, rate, seconds, rounds),
+        Cmd::SessionBench { rounds } => session_bench(rounds),
     };
     match result {
         Ok(code) => code,
@@ -300,19 +308,10 @@ fn run(
 #[cfg(madsim)]
 type MemorySample = (u64, Option<f64>, Option<f64>);
 
-/// Bytes the allocator has handed out and not had back (glibc's
-/// `mallinfo2`: small chunks in use plus mmapped ones), in MiB: the live
-/// heap, without the allocator's free and fragmented pages.
+/// The live heap in MiB ([`grove_sim::bench::heap_in_use_bytes`]).
 #[cfg(madsim)]
 fn heap_in_use_mb() -> Option<f64> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: mallinfo2 only reads the allocator's statistics.
-        let m = unsafe { libc::mallinfo2() };
-        Some((m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0))
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    None
+    grove_sim::bench::heap_in_use_bytes().map(|b| b as f64 / (1024.0 * 1024.0))
 }
 
 /// The resident set size now (Linux `/proc/self/statm`, in pages of 4 KiB),
@@ -398,5 +397,11 @@ fn bench(nodes: usize, rate: f64, seconds: f64, rounds: usize) -> anyhow::Result
         "peak_rss_mb": bench::peak_rss_mb(),
     });
     println!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn session_bench(rounds: usize) -> anyhow::Result<ExitCode> {
+    let costs = grove_sim::bench::sessions::measure(rounds);
+    println!("{}", serde_json::to_string(&costs)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,8 @@ use hdrhistogram::Histogram;
 use petgraph::unionfind::UnionFind;
 use rustc_hash::FxHashMap;
 
+use crate::transport::Seen;
+
 /// Broadcast payloads start with the broadcast's index (8 bytes, LE), so a
 /// delivery names its broadcast without any lookup inside the node.
 pub fn payload_for(index: usize, len: usize) -> Vec<u8> {
@@ -66,8 +68,11 @@ pub struct Recorder {
     /// NAT traversal's events.
     pub nat: crate::traversal::NatRec,
     /// Datagrams and bytes sent, per [`Protocol`] (in `Protocol::ALL`
-    /// order), and of no protocol of ours.
-    pub traffic: [Traffic; Protocol::ALL.len() + 1],
+    /// order), then the session layer's own ([`SESSION_ROW`]), then of no
+    /// protocol of ours ([`OTHER_ROW`]).
+    pub traffic: [Traffic; OTHER_ROW + 1],
+    /// Session datagrams by type, as seen on the wire.
+    pub transport: crate::transport::TransportRec,
     /// Time-series samples, in time order.
     pub samples: Vec<Sample>,
     /// The pub/sub workload, when the scenario has one.
@@ -79,6 +84,12 @@ pub struct Recorder {
     /// The attack workload, when the scenario has attackers.
     pub attacks: Option<crate::attack::AttackRec>,
 }
+
+/// The traffic row of the session layer's own datagrams (handshakes,
+/// cookies, identify, acks).
+pub const SESSION_ROW: usize = Protocol::ALL.len();
+/// The traffic row of datagrams that are not Grove's (NAT-PMP, attackers').
+pub const OTHER_ROW: usize = SESSION_ROW + 1;
 
 /// Datagrams and their bytes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -122,7 +133,8 @@ impl Recorder {
             malformed: 0,
             duplicate_deliveries: 0,
             nat: crate::traversal::NatRec::new(hosts),
-            traffic: [Traffic::default(); Protocol::ALL.len() + 1],
+            traffic: [Traffic::default(); OTHER_ROW + 1],
+            transport: crate::transport::TransportRec::default(),
             samples: Vec::new(),
             pubsub: None,
             dht: crate::dht::DhtRec::default(),
@@ -226,7 +238,7 @@ impl Recorder {
     /// Host `src` sent `bytes` to `dst` at `now`.
     /// Sealed datagrams no longer show what they carry: `label` is what
     /// the sender read from the plaintext (its protocol and kind, a GOSSIP's
-    /// id prefix); the bytes show only the session datagram's type.
+    /// id prefix); the session type in clear is the bytes' first.
     pub fn datagram_sent(
         &mut self,
         now: u64,
@@ -235,14 +247,18 @@ impl Recorder {
         bytes: &[u8],
         label: Label,
     ) {
-        let len = bytes.len();
         if let Some(n) = self.sent_by_host.get_mut(src as usize) {
             *n += 1;
         }
         if let Some(a) = &mut self.attacks {
             a.sent(now, src, dst, bytes);
         }
-        let kind = label.protocol().map_or(Protocol::ALL.len(), |p| p as usize);
+        let seen = self.transport.datagram(bytes);
+        let kind = match label.protocol() {
+            Some(p) => p as usize,
+            None if seen == Seen::Other => OTHER_ROW,
+            None => SESSION_ROW,
+        };
         if let Some(p) = &mut self.pubsub {
             p.datagram_sent(src, label);
         }
@@ -251,7 +267,7 @@ impl Recorder {
         }
         let t = &mut self.traffic[kind];
         t.datagrams += 1;
-        t.bytes += len as u64;
+        t.bytes += bytes.len() as u64;
         let phase = self.phase_of(now);
         match label.class() {
             Some(Class::Payload) => {
@@ -378,13 +394,20 @@ mod tests {
 
     #[test]
     fn traffic_is_counted_per_protocol() {
+        use grove_node::transport::session::{kind, DATA_OVERHEAD};
         let mut r = Recorder::new(1, vec![]);
         let dst: std::net::SocketAddr = "198.18.0.2:7000".parse().unwrap();
+        // NAT-PMP's version byte is 0: not ours.
         r.datagram_sent(0, 0, dst, &[0; 14], Label::FOREIGN);
-        let other = Protocol::ALL.len();
-        assert_eq!(r.traffic[other].datagrams, 1);
-        assert_eq!(r.traffic[other].bytes, 14);
+        assert_eq!(r.traffic[OTHER_ROW].datagrams, 1);
+        assert_eq!(r.traffic[OTHER_ROW].bytes, 14);
         assert_eq!(r.traffic[0].datagrams, 0);
+        // The session layer's own: an initiation and an empty ack.
+        r.datagram_sent(0, 0, dst, &[kind::INITIATION; 133], Label::FOREIGN);
+        r.datagram_sent(0, 0, dst, &[kind::DATA; DATA_OVERHEAD], Label::FOREIGN);
+        assert_eq!(r.traffic[SESSION_ROW].datagrams, 2);
+        assert_eq!(r.traffic[SESSION_ROW].bytes, 133 + 29);
+        assert_eq!((r.transport.initiations, r.transport.acks), (1, 1));
         // A sealed JOIN: counted by its label, at its size on the wire.
         let mut plain = Vec::new();
         grove_node::wire::encode(
@@ -397,10 +420,12 @@ mod tests {
             &mut plain,
         )
         .unwrap();
-        let sealed = vec![0x13; plain.len() + 29];
+        let mut sealed = vec![kind::DATA_ACK_ELICITING; plain.len() + DATA_OVERHEAD];
+        sealed[DATA_OVERHEAD..].copy_from_slice(&plain);
         r.datagram_sent(0, 0, dst, &sealed, Label::of(&plain));
         assert_eq!(r.traffic[Protocol::Membership as usize].datagrams, 1);
         assert_eq!(r.traffic[Protocol::Membership as usize].bytes, 34 + 29);
+        assert_eq!((r.transport.data, r.traffic[SESSION_ROW].datagrams), (1, 2));
     }
 
     #[test]

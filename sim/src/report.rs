@@ -47,6 +47,8 @@ pub struct Report {
     pub timeseries: Option<TimeSeries>,
     /// Datagrams and bytes by protocol, in all and per node-hour.
     pub traffic: TrafficReport,
+    /// The session layer: crypto mode, handshakes and acks on the wire.
+    pub transport: crate::transport::TransportSection,
     /// Sessions, departures and rejoins, when a group churns or arrives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnCounts>,
@@ -101,8 +103,9 @@ pub struct TrafficReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct ProtocolTraffic {
-    /// `membership`, `broadcast`, `traversal`, or `other` (not Grove's:
-    /// NAT-PMP, garbage from attackers).
+    /// A protocol's name (`membership`, `broadcast`, `traversal`, ...),
+    /// `session` (the session layer's own: handshakes, cookies, identify,
+    /// acks), or `other` (not Grove's: NAT-PMP, garbage from attackers).
     pub protocol: &'static str,
     pub datagrams: u64,
     pub bytes: u64,
@@ -461,16 +464,21 @@ pub fn timeseries(rec: &Recorder, entries: &[BroadcastEntry], interval_ns: u64) 
     ts
 }
 
-/// Traffic by protocol, with per-node-hour rates over the hosts' running
-/// time up to `end_ns`.
-pub fn traffic(rec: &Recorder, end_ns: u64) -> TrafficReport {
+/// Hours of running hosts up to `end_ns`, over all hosts.
+pub fn node_hours(rec: &Recorder, end_ns: u64) -> f64 {
     let node_ns: u64 = rec
         .up
         .iter()
         .flatten()
         .map(|&(s, e)| e.unwrap_or(end_ns).min(end_ns).saturating_sub(s))
         .sum();
-    let node_hours = node_ns as f64 / 3.6e12;
+    node_ns as f64 / 3.6e12
+}
+
+/// Traffic by protocol, with per-node-hour rates over the hosts' running
+/// time up to `end_ns`.
+pub fn traffic(rec: &Recorder, end_ns: u64) -> TrafficReport {
+    let node_hours = node_hours(rec, end_ns);
     let per_hour = |x: u64| {
         if node_hours > 0.0 {
             round6(x as f64 / node_hours)
@@ -481,7 +489,7 @@ pub fn traffic(rec: &Recorder, end_ns: u64) -> TrafficReport {
     let names = grove_node::wire::Protocol::ALL
         .iter()
         .map(|p| p.name())
-        .chain(["other"]);
+        .chain(["session", "other"]);
     TrafficReport {
         node_hours: round6(node_hours),
         by_protocol: names
@@ -640,6 +648,7 @@ impl Report {
                 );
             }
         }
+        s += &self.transport.summary();
         for c in &self.checks {
             s += &format!(
                 "  check {} {}: {}{}\n",

@@ -310,6 +310,8 @@ impl EventSink for SimSink {
             }
             Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
+            // Sessions are observed in the network's traffic, not here.
+            Event::Connected { .. } => {}
             Event::Dropped { reason, .. } => {
                 rec.malformed += 1;
                 if let Some(a) = &mut rec.attacks {
@@ -1559,6 +1561,9 @@ impl World {
             timeseries: (s.measure.series_s > 0.0)
                 .then(|| report::timeseries(&rec, &entries, secs_ns(s.measure.series_s))),
             traffic: report::traffic(&rec, end),
+            transport: rec
+                .transport
+                .section(s.node.transport.crypto, report::node_hours(&rec, end)),
             churn: s
                 .groups
                 .iter()

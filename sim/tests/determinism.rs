@@ -155,3 +155,64 @@ series_s = 5
     assert!(churn["new_ips"].as_u64() > Some(0), "{churn}");
     assert!(a == b, "same seed, different report bytes");
 }
+
+/// Both crypto modes: each one's report is byte-identical across two
+/// processes, and they differ only in the mode they name (null crypto
+/// keeps every datagram, size and round trip).
+#[test]
+fn real_and_null_crypto_runs_are_byte_identical_too() {
+    let scenario = |crypto: &str| {
+        format!(
+            r#"
+name = "det-crypto"
+seed = 5
+duration_s = 30
+
+[node.nat]
+enabled = false
+
+[node.transport]
+crypto = "{crypto}"
+
+[join]
+interval_ms = 20
+contact = "random"
+
+[[groups]]
+name = "a"
+count = 40
+latency_ms = [5, 40]
+jitter = "exponential"
+jitter_ms = 3
+loss = 0.01
+
+[[timeline]]
+action = "crash"
+at_s = 18
+fraction = 0.25
+
+[[workload]]
+start_s = 8
+count = 20
+interval_ms = 500
+"#
+        )
+    };
+    let mut transport = Vec::new();
+    for crypto in ["real", "null"] {
+        let reports = runs(&format!("det-{crypto}"), &scenario(crypto), &[5, 5]);
+        let (a, b) = (&reports[0], &reports[1]);
+        assert!(a == b, "{crypto}: same seed, different report bytes");
+        let mut report: serde_json::Value = serde_json::from_slice(a).expect("a JSON report");
+        let t = &mut report["transport"];
+        assert_eq!(t["crypto"], crypto);
+        assert!(t["initiations"].as_u64() > Some(40), "{t}");
+        assert!(t["acks"].as_u64() > Some(0), "{t}");
+        t["crypto"] = serde_json::Value::Null;
+        transport.push((report["transport"].clone(), report["traffic"].clone()));
+    }
+    assert_eq!(
+        transport[0], transport[1],
+        "the modes sent different datagrams"
+    );
+}

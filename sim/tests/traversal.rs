@@ -168,17 +168,16 @@ from = "homes"
     let attacks = r.attacks.as_ref().unwrap();
     // Each RESERVE came from a new Sybil that had handshaken with the
     // relay: 4 attacker IPs x 8 per IP x 3 relays at most were accepted,
-    // most of the rest refused. (Not all: past 512 sessions a relay
-    // forgets an unconfirmed one first, so the next Sybil's initiation
-    // often evicts the previous Sybil's session before its RESERVE
-    // arrives, which is then dropped as `unknown-session`.)
+    // the rest refused (3,100 of 3,204 with seed 4). A relay's full
+    // session table forgets its least recently active session, never the
+    // Sybil that has just handshaken, so each RESERVE finds its session.
     let sent = attacks.sent["reserve-flood"];
     assert!((3_196..=3_204).contains(&sent), "{:?}", attacks.sent);
     assert!(attacks.sybils.handshakes_completed >= sent, "{attacks:?}");
     let refused = relay.reservation_refusals["RESOURCE_LIMIT_EXCEEDED"];
     let accepted = relay.reservations_accepted;
     assert!(
-        refused > 2_000 && accepted <= 60 * 3 + 4 * 8 * 3,
+        refused >= sent - 4 * 8 * 3 - 50 && accepted <= 60 * 3 + 4 * 8 * 3,
         "{relay:?}"
     );
     // CONNECTs to random peers: refused when the target holds no

@@ -11,9 +11,10 @@
 //!   `{"cmd":"read","topic":T}`, `{"cmd":"subscribe","topic":T}` (then a
 //!   `knowledge_changed` line per change of T) and `{"cmd":"states"}`.
 //! - stdout is a log of what the node does, one JSON object per line:
-//!   `listening`, `neighbor_up`, `neighbor_down`, `delivered`, `dropped`,
-//!   `knowledge_written`, `knowledge_document`, `knowledge_changed`,
-//!   `knowledge_states`, `knowledge_rejected`, `error`.
+//!   `listening`, `session_up`, `neighbor_up`, `neighbor_down`,
+//!   `delivered`, `dropped`, `knowledge_written`, `knowledge_document`,
+//!   `knowledge_changed`, `knowledge_states`, `knowledge_rejected`,
+//!   `error`.
 //! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
 //!   `info`).
 //! - Ctrl-C (or SIGTERM) stops the node.
@@ -657,6 +658,12 @@ mod daemon {
             peer: String,
             t_ms: u64,
         },
+        /// A handshake authenticated `peer` (its identity key): every
+        /// datagram with it is sealed from here on.
+        SessionUp {
+            peer: String,
+            t_ms: u64,
+        },
         NeighborUp {
             peer: String,
             addr: SocketAddr,
@@ -828,6 +835,10 @@ mod daemon {
                         t_ms,
                     }
                 }
+                Event::Connected { peer } => LogLine::SessionUp {
+                    peer: peer.to_string(),
+                    t_ms,
+                },
                 Event::NeighborDown(id) => {
                     // Never below zero, whatever the core reports.
                     let one_less = |n: usize| n.checked_sub(1);

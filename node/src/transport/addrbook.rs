@@ -136,7 +136,9 @@ impl AddressBook {
         if let Some(prev) = self.by_addr.insert(entry.addr, peer) {
             if prev != peer {
                 if let Some(e) = self.by_id.get(&prev) {
-                    if e.addr == entry.addr && (!e.authenticated || entry.authenticated) {
+                    // Hearsay never displaces an authenticated address.
+                    let keep = e.authenticated && !entry.authenticated;
+                    if e.addr == entry.addr && !keep {
                         self.by_id.remove(&prev);
                     } else {
                         self.by_addr.insert(entry.addr, prev);

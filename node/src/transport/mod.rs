@@ -281,8 +281,12 @@ impl Transport {
         self.book.confirm(now, peer, from);
         if plain.is_empty() {
             // An ack or keep-alive: the session noted the peer alive; a
-            // direct datagram also keeps the path fresh.
-            self.nat.on_direct(now, peer, from, None);
+            // direct datagram also keeps a path we have fresh. It makes
+            // none: the ack of a dial-back we sent as an AutoNAT helper
+            // comes from a stranger, not from a peer we use.
+            if self.nat.addr_of(&peer).is_some() {
+                self.nat.on_direct(now, peer, from, None);
+            }
             return None;
         }
         let message = match self.decode_from(peer, plain) {
@@ -543,7 +547,9 @@ impl Transport {
                 progressed = true;
                 match e {
                     session::Event::Established { peer } => {
-                        self.events.push_back(Event::Connected { peer })
+                        // What waited for the handshake leaves now.
+                        self.nat.on_session_up(self.now, peer);
+                        self.events.push_back(Event::Connected { peer });
                     }
                     session::Event::Dead { peer } => self.events.push_back(Event::Dead { peer }),
                     session::Event::Identified { addr, peer } => self.identified(addr, peer),

@@ -9,6 +9,10 @@
 //! symmetric: only from an address and port the host has sent to from that
 //! external port). A gateway may answer NAT-PMP (RFC 6886) on
 //! `192.168.x.1:5351` and open a port to anyone.
+//!
+//! Hostile peers are [`Fake`]s: real identities with real sessions, so
+//! what they send is authenticated like anyone's, but with no node behind
+//! them, at any address a test picks.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,7 +27,8 @@ use super::{
 };
 use crate::node::{self, Node};
 use crate::proto::plumtree::{self, MsgId};
-use crate::transport::session;
+use crate::transport::session::{self, Dest, Incoming as SessionIn, Sessions, Via};
+use crate::transport::DropReason;
 use crate::wire::{self, Datagram};
 use crate::{Identity, Peer, PeerId, Time};
 
@@ -107,9 +112,124 @@ fn open_null(bytes: &[u8]) -> Option<wire::Message> {
         .map(|d| d.message)
 }
 
+/// A peer the harness plays itself: a real identity and a real session
+/// layer at an address of the test's choosing, with no node behind them
+/// (an attacker who holds keys). It answers handshakes and acks, opens
+/// the relay frames sent to it, keeps every message it receives, and
+/// sends only what the test makes it send.
+struct Fake {
+    id: PeerId,
+    addr: SocketAddr,
+    sessions: Sessions,
+    /// Where the peers it speaks to directly are.
+    peers: BTreeMap<PeerId, SocketAddr>,
+    /// Every message received: when, and from which session's peer.
+    inbox: Vec<(Time, PeerId, wire::Message)>,
+}
+
+impl Fake {
+    fn new(i: u8, addr: SocketAddr, config: &session::Config) -> Fake {
+        let identity = fake_identity(i);
+        Fake {
+            id: identity.peer_id(),
+            addr,
+            sessions: Sessions::new(&identity, config.clone(), 0xfa00 + u64::from(i)),
+            peers: BTreeMap::new(),
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Seal `message` for `peer` (after a handshake, if there is no
+    /// session yet) for the next [`Fake::poll_transmit`].
+    fn send(&mut self, now: Time, peer: PeerId, message: wire::Message) {
+        let path = self.peers.get(&peer).map(|a| Via::Direct(*a));
+        let plain = datagram(self.id, message);
+        self.sessions.send(now, peer, path, &plain, true);
+    }
+
+    fn receive(&mut self, now: Time, from: SocketAddr, bytes: &[u8]) {
+        let mut plain = Vec::new();
+        let SessionIn::Data { peer, .. } =
+            self.sessions
+                .handle(now, Via::Direct(from), bytes, &mut plain)
+        else {
+            return;
+        };
+        let Some(message) = decode_from(peer, &plain) else {
+            return; // an ack
+        };
+        if let wire::Message::Nat(Message::RelayFrom { source, data, .. }) = &message {
+            let via = Via::Relayed {
+                relay: peer,
+                source: *source,
+            };
+            if let SessionIn::Data { peer: p, .. } =
+                self.sessions.handle(now, via, data, &mut plain)
+            {
+                if let Some(inner) = decode_from(p, &plain) {
+                    self.inbox.push((now, p, inner));
+                }
+            }
+        }
+        self.inbox.push((now, peer, message));
+    }
+
+    /// The next datagram to put on the wire, and where to. What goes
+    /// through a relay is wrapped in a `RelayTo` to it here.
+    fn poll_transmit(&mut self, now: Time) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let t = self.sessions.poll_transmit(&mut out)?;
+            let via = match t.dest {
+                Dest::Peer { path: Some(v), .. } | Dest::Reply(v) => Some(v),
+                Dest::Peer { peer, path: None } => self
+                    .sessions
+                    .endpoint(&peer)
+                    .or_else(|| self.peers.get(&peer).map(|a| Via::Direct(*a))),
+            };
+            match via {
+                Some(Via::Direct(dst)) => return Some((dst, out)),
+                Some(Via::Relayed { relay, source }) => {
+                    let frame = Message::RelayTo {
+                        target: source,
+                        data: Bytes::from(out.clone()),
+                    };
+                    self.send(now, relay, wire::Message::Nat(frame));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// The relay statuses (reservations, circuits) it received since
+    /// `since`.
+    fn relay_answers(&self, since: Time) -> Vec<Status> {
+        self.inbox
+            .iter()
+            .filter(|(t, _, _)| *t >= since)
+            .filter_map(|(_, _, m)| match m {
+                wire::Message::Nat(
+                    Message::ReserveStatus { status, .. } | Message::ConnectStatus { status, .. },
+                ) => Some(*status),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The message in a plaintext sealed by `peer`, if it names `peer`.
+fn decode_from(peer: PeerId, plain: &[u8]) -> Option<wire::Message> {
+    wire::decode(plain)
+        .ok()
+        .filter(|d| d.from == peer)
+        .map(|d| d.message)
+}
+
 struct World {
     now: Time,
     hosts: BTreeMap<SocketAddr, Host>,
+    /// Fake peers by the seed of their identity ([`fake`]).
+    fakes: BTreeMap<u8, Fake>,
     /// NAT public IP -> the host behind it.
     nats: BTreeMap<Ipv4Addr, SocketAddr>,
     in_flight: BTreeMap<(Time, u64), Flight>,
@@ -154,6 +274,7 @@ impl World {
         World {
             now: Time::ZERO,
             hosts: BTreeMap::new(),
+            fakes: BTreeMap::new(),
             nats: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             events: Vec::new(),
@@ -258,6 +379,70 @@ impl World {
             .expect("small payload");
         self.drain(host);
         id
+    }
+
+    /// An authenticated fake peer, [`fake`]`(i)`, at `addr`.
+    fn add_fake(&mut self, i: u8, addr: SocketAddr, config: &session::Config) {
+        let fake = Fake::new(i, addr, config);
+        assert!(self.fake_at(addr).is_none() && !self.hosts.contains_key(&addr));
+        self.fakes.insert(i, fake);
+    }
+
+    fn fake_at(&self, addr: SocketAddr) -> Option<u8> {
+        self.fakes
+            .iter()
+            .find(|(_, f)| f.addr == addr)
+            .map(|(i, _)| *i)
+    }
+
+    /// Fake `i` sends from `addr` from now on (its sessions roam).
+    fn move_fake(&mut self, i: u8, addr: SocketAddr) {
+        assert!(self.fake_at(addr).is_none());
+        self.fakes.get_mut(&i).expect("fake").addr = addr;
+    }
+
+    /// Fake `i` seals `message` for the host at the public address `to`
+    /// and sends it there (after a handshake, if need be).
+    fn fake_send(&mut self, i: u8, to: SocketAddr, message: wire::Message) {
+        let (now, peer) = (self.now, self.id(to));
+        let fake = self.fakes.get_mut(&i).expect("fake");
+        fake.peers.insert(peer, to);
+        fake.send(now, peer, message);
+        self.drain_fake(i);
+    }
+
+    /// Fake `i` seals `message` for `peer`, over a session it has, and
+    /// hands the datagram back instead of sending it.
+    fn fake_seal(&mut self, i: u8, peer: PeerId, message: wire::Message) -> Vec<u8> {
+        let now = self.now;
+        let fake = self.fakes.get_mut(&i).expect("fake");
+        assert!(
+            fake.sessions.is_established(&peer),
+            "a session to seal with"
+        );
+        let plain = datagram(fake.id, message);
+        fake.sessions.send(now, peer, None, &plain, true);
+        let mut out = Vec::new();
+        let t = fake.sessions.poll_transmit(&mut out).expect("sealed");
+        assert_eq!(t.dest, Dest::Peer { peer, path: None });
+        out
+    }
+
+    fn drain_fake(&mut self, i: u8) {
+        let now = self.now;
+        let fake = self.fakes.get_mut(&i).expect("fake");
+        let src = fake.addr;
+        let mut out = Vec::new();
+        while let Some(t) = fake.poll_transmit(now) {
+            out.push(t);
+        }
+        for (dst, bytes) in out {
+            self.inject(src, src, dst, bytes);
+        }
+    }
+
+    fn relay_answers(&self, i: u8, since: Time) -> Vec<Status> {
+        self.fakes[&i].relay_answers(since)
     }
 
     /// Put a datagram on the wire as if `sender` sent it from `src`.
@@ -387,6 +572,11 @@ impl World {
             .hosts
             .values()
             .filter_map(|h| h.node.poll_timeout())
+            .chain(
+                self.fakes
+                    .values()
+                    .filter_map(|f| f.sessions.poll_timeout()),
+            )
             .min();
         let Some(next) = [next_datagram, next_timer].into_iter().flatten().min() else {
             return false;
@@ -397,6 +587,20 @@ impl World {
         self.now = next;
         if next_datagram == Some(next) {
             let (_, f) = self.in_flight.pop_first().expect("due");
+            if let Some(i) = self.fake_at(f.dst) {
+                self.log.push(Arrival {
+                    at: next,
+                    src: f.src,
+                    dst: f.dst,
+                    sender: f.sender,
+                    receiver: None,
+                    bytes: f.bytes.clone(),
+                });
+                let fake = self.fakes.get_mut(&i).expect("fake");
+                fake.receive(next, f.src, &f.bytes);
+                self.drain_fake(i);
+                return true;
+            }
             let receiver = match f.lan {
                 Some(host) => Some(host),
                 None => self.admit(f.src, f.dst),
@@ -425,6 +629,20 @@ impl World {
             for a in due {
                 self.node(a).handle_timeout(next);
                 self.drain(a);
+            }
+            let due: Vec<u8> = self
+                .fakes
+                .iter()
+                .filter(|(_, f)| f.sessions.poll_timeout().is_some_and(|t| t <= next))
+                .map(|(i, _)| *i)
+                .collect();
+            for i in due {
+                self.fakes
+                    .get_mut(&i)
+                    .expect("fake")
+                    .sessions
+                    .handle_timeout(next);
+                self.drain_fake(i);
             }
         }
         true
@@ -616,10 +834,15 @@ fn datagram(from: PeerId, message: wire::Message) -> Vec<u8> {
     bytes
 }
 
+fn fake_identity(i: u8) -> Identity {
+    let mut seed = [0xfa; 32];
+    seed[0] = i;
+    Identity::from_seed(seed)
+}
+
+/// The id of the fake peer `i` ([`World::add_fake`]).
 fn fake(i: u8) -> PeerId {
-    let mut id = [0xfa; 32];
-    id[0] = i;
-    PeerId(id)
+    fake_identity(i).peer_id()
 }
 
 /// Test 1: two nodes behind port-restricted cone NATs reserve a slot with
@@ -1012,9 +1235,10 @@ fn a_mixed_overlay_forms_and_broadcasts_reach_everyone() {
     }
 }
 
-/// Test 6: a relay under a flood of reservations and circuits keeps to its
-/// limits, and a relay frame whose datagram names another sender than the
-/// frame's source is rejected.
+/// Test 6: a relay under a flood of reservations and circuits from
+/// authenticated Sybils (fake peers that hold keys and handshake) keeps to
+/// its limits; a relay frame carrying a datagram sealed by another peer
+/// than the frame's source is dropped, and so is a plaintext one.
 #[test]
 fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     let config = fast();
@@ -1032,21 +1256,11 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     let t0 = w.now;
     for i in 0..100u8 {
         let src = SocketAddr::new(flooder, 10_000 + u16::from(i));
-        let bytes = datagram(fake(i), wire::Message::Nat(Message::Reserve));
-        w.inject(src, src, r, bytes);
+        w.add_fake(i, src, &config.transport);
+        w.fake_send(i, r, wire::Message::Nat(Message::Reserve));
     }
     w.run_for(Duration::from_secs(1));
-    let answers = |w: &World, since: Time, ip: IpAddr| -> Vec<Status> {
-        w.log
-            .iter()
-            .filter(|x| x.at >= since && x.sender == r && x.dst.ip() == ip)
-            .filter_map(|x| match x.decode() {
-                Some(wire::Message::Nat(Message::ReserveStatus { status, .. })) => Some(status),
-                _ => None,
-            })
-            .collect()
-    };
-    let statuses = answers(&w, t0, flooder);
+    let statuses: Vec<Status> = (0..100u8).flat_map(|i| w.relay_answers(i, t0)).collect();
     let ok = limits.max_reservations_per_ip;
     assert_eq!(statuses.len(), 100);
     assert!(
@@ -1066,20 +1280,27 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
         .filter(|e| **e == RelayEvent::ReservationRefused(Status::ResourceLimitExceeded))
         .count();
     assert_eq!((accepted, refused), (ok, 100 - ok));
-    // The slots stay taken: refreshes pass, newcomers from that IP do not.
+    // The slots stay taken: refreshes pass (from a new port: the session
+    // roams), newcomers from that IP do not.
     let t1 = w.now;
-    for i in [0u8, 200, 201] {
-        let src = SocketAddr::new(flooder, 20_000 + u16::from(i));
-        w.inject(
-            src,
-            src,
-            r,
-            datagram(fake(i), wire::Message::Nat(Message::Reserve)),
+    w.move_fake(0, SocketAddr::new(flooder, 20_000));
+    for i in [200u8, 201] {
+        w.add_fake(
+            i,
+            SocketAddr::new(flooder, 20_000 + u16::from(i)),
+            &config.transport,
         );
     }
+    for i in [0u8, 200, 201] {
+        w.fake_send(i, r, wire::Message::Nat(Message::Reserve));
+    }
     w.run_for(Duration::from_secs(1));
+    let refreshed: Vec<Status> = [0u8, 200, 201]
+        .into_iter()
+        .flat_map(|i| w.relay_answers(i, t1))
+        .collect();
     assert_eq!(
-        answers(&w, t1, flooder),
+        refreshed,
         [
             Status::Ok,
             Status::ResourceLimitExceeded,
@@ -1092,48 +1313,46 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     let t2 = w.now;
     for i in 0..10u8 {
         let src = SocketAddr::from(([203, 0, 113, 150 + i], 7000));
-        let bytes = datagram(
-            fake(100 + i),
+        w.add_fake(100 + i, src, &config.transport);
+        w.fake_send(
+            100 + i,
+            r,
             wire::Message::Nat(Message::Connect { target: ib }),
         );
-        w.inject(src, src, r, bytes);
     }
     // One peer asks for circuits to the flooder's eight reserved ids.
-    let greedy = SocketAddr::from(([203, 0, 113, 240], 7000));
+    let greedy = 120;
+    w.add_fake(
+        greedy,
+        SocketAddr::from(([203, 0, 113, 240], 7000)),
+        &config.transport,
+    );
     for i in 0..ok as u8 {
-        let bytes = datagram(
-            fake(120),
+        w.fake_send(
+            greedy,
+            r,
             wire::Message::Nat(Message::Connect { target: fake(i) }),
         );
-        w.inject(greedy, greedy, r, bytes);
     }
     w.run_for(Duration::from_secs(1));
-    let connect_answers = |src_ip: IpAddr| -> Vec<Status> {
-        w.log
-            .iter()
-            .filter(|x| x.at >= t2 && x.sender == r && x.dst.ip() == src_ip)
-            .filter_map(|x| match x.decode() {
-                Some(wire::Message::Nat(Message::ConnectStatus { status, .. })) => Some(status),
-                _ => None,
-            })
-            .collect()
-    };
     let per_peer = limits.max_circuits_per_peer;
-    let mut to_b = Vec::new();
-    for i in 0..10u8 {
-        to_b.extend(connect_answers(IpAddr::V4(Ipv4Addr::new(
-            203,
-            0,
-            113,
-            150 + i,
-        ))));
-    }
-    let opened = to_b.iter().filter(|s| **s == Status::Ok).count();
+    let to_b: Vec<(u8, Status)> = (100..110u8)
+        .flat_map(|i| w.relay_answers(i, t2).into_iter().map(move |s| (i, s)))
+        .collect();
+    let opened: Vec<u8> = to_b
+        .iter()
+        .filter(|(_, s)| *s == Status::Ok)
+        .map(|(i, _)| *i)
+        .collect();
     let refused = to_b
         .iter()
-        .filter(|s| **s == Status::ResourceLimitExceeded)
+        .filter(|(_, s)| *s == Status::ResourceLimitExceeded)
         .count();
-    assert_eq!((opened, refused), (per_peer, 10 - per_peer), "{to_b:?}");
+    assert_eq!(
+        (opened.len(), refused),
+        (per_peer, 10 - per_peer),
+        "{to_b:?}"
+    );
     let stops = w
         .direct(r, b, t2)
         .into_iter()
@@ -1143,12 +1362,15 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     // The greedy peer: STOPs to the first four targets (unanswered), the
     // rest refused.
     assert_eq!(
-        connect_answers(greedy.ip()),
+        w.relay_answers(greedy, t2),
         vec![Status::ResourceLimitExceeded; ok - per_peer]
     );
 
-    // A relay frame (spoofed from the relay's address, which B's NAT lets
-    // in) whose datagram names another sender than the frame's source.
+    // (a) A relay frame from one fake whose datagram another fake sealed.
+    // B opened a session with each fake that has a circuit to it (for its
+    // DCUtR CONNECT), so the datagram is a valid one, only not the frame
+    // source's.
+    let (liar, sealer) = (opened[0], opened[1]);
     let gossip = |id: u8| {
         wire::Message::Plumtree(plumtree::Message::Gossip {
             id: MsgId([id; 32]),
@@ -1156,38 +1378,119 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
             payload: Bytes::from_static(b"forged"),
         })
     };
-    let frame = |source: PeerId, inner_from: PeerId, id: u8| {
-        let data = Bytes::from(datagram(inner_from, gossip(id)));
-        datagram(
-            ir,
-            wire::Message::Nat(Message::RelayFrom {
-                source,
-                source_addr: SocketAddr::from(([203, 0, 113, 77], 7000)),
-                data,
-            }),
-        )
+    let sealed = Bytes::from(w.fake_seal(sealer, ib, gossip(1)));
+    let relay_to = |data: &Bytes| {
+        wire::Message::Nat(Message::RelayTo {
+            target: ib,
+            data: data.clone(),
+        })
     };
     let t3 = w.now;
-    let malformed = w.peek(b).stats().malformed_in;
-    w.inject(r, r, w.nat_addr(b), frame(fake(77), fake(78), 1));
+    let (dropped_in, dropped_auth) = (
+        w.peek(b).stats().malformed_in,
+        w.peek(b).session_stats().dropped_auth,
+    );
+    w.fake_send(liar, r, relay_to(&sealed));
     w.run_for(Duration::from_millis(100));
-    let rejected: Vec<SocketAddr> = w
-        .nat_events(b)
-        .into_iter()
-        .filter(|(t, _)| *t >= t3)
-        .filter_map(|(_, e)| match e {
-            Event::Rejected { from, what } if what.contains("sender") => Some(from),
+    let wrong_source: Vec<SocketAddr> = w
+        .events
+        .iter()
+        .filter(|(t, h, _)| *t >= t3 && *h == b)
+        .filter_map(|(_, _, e)| match e {
+            node::Event::Dropped {
+                from,
+                reason: DropReason::Session(session::Drop::WrongSource),
+            } => Some(*from),
             _ => None,
         })
         .collect();
-    assert_eq!(rejected, [r]);
+    assert_eq!(wrong_source, [r]);
     assert!(w.delivered(MsgId([1; 32])).is_empty(), "not delivered");
-    assert_eq!(w.peek(b).stats().malformed_in, malformed + 1);
-    // The same frame with matching senders is delivered (so the rejection
-    // above is the mismatch's doing).
-    w.inject(r, r, w.nat_addr(b), frame(fake(77), fake(77), 2));
+    assert_eq!(w.peek(b).stats().malformed_in, dropped_in + 1);
+    assert_eq!(w.peek(b).session_stats().dropped_auth, dropped_auth + 1);
+    // The same datagram in a frame from its sealer is delivered (so the
+    // drop above is the mismatch's doing).
+    w.fake_send(sealer, r, relay_to(&sealed));
     w.run_for(Duration::from_millis(100));
-    assert!(w.delivered(MsgId([2; 32])).contains(&b));
+    assert!(w.delivered(MsgId([1; 32])).contains(&b));
+
+    // (b) A plaintext relay frame, from the relay's address, as a relay
+    // without keys would forge it: no answer, no state.
+    let forged = datagram(
+        ir,
+        wire::Message::Nat(Message::RelayFrom {
+            source: fake(sealer),
+            source_addr: SocketAddr::from(([203, 0, 113, 77], 7000)),
+            data: Bytes::from(datagram(fake(sealer), gossip(2))),
+        }),
+    );
+    let (stats, sessions) = (w.peek(b).stats(), w.peek(b).session_stats());
+    let (in_flight, events) = (w.in_flight.len(), w.events.len());
+    let now = w.now;
+    w.node(b).handle_datagram(now, r, &forged);
+    w.drain(b);
+    assert_eq!(w.in_flight.len(), in_flight, "no answer");
+    assert_eq!(
+        w.peek(b).session_stats(),
+        session::Stats {
+            dropped_malformed: sessions.dropped_malformed + 1,
+            ..sessions
+        }
+    );
+    assert_eq!(w.peek(b).stats().malformed_in, stats.malformed_in + 1);
+    assert!(matches!(
+        &w.events[events..],
+        [(_, _, node::Event::Dropped { from, reason: DropReason::Session(session::Drop::Malformed) })] if *from == r
+    ));
+    w.run_for(Duration::from_millis(100));
+    assert!(w.delivered(MsgId([2; 32])).is_empty());
+}
+
+/// A plaintext RESERVE naming any id gets no answer, costs the relay no
+/// Diffie-Hellman, and reserves nothing.
+#[test]
+fn a_plaintext_reserve_gets_no_answer_and_costs_the_relay_no_diffie_hellman() {
+    let mut config = fast();
+    config.transport.crypto = session::Crypto::Real;
+    let mut w = World::new();
+    let r = w.add_public(1, config.clone());
+    let src = SocketAddr::from(([203, 0, 113, 250], 10_000));
+    let (dh, dropped) = (
+        w.peek(r).session_stats().handshakes_computed,
+        w.peek(r).stats().malformed_in,
+    );
+    let t0 = w.now;
+    w.inject(
+        src,
+        src,
+        r,
+        datagram(fake(9), wire::Message::Nat(Message::Reserve)),
+    );
+    w.run_for(Duration::from_secs(1));
+    assert!(
+        !w.log.iter().any(|x| x.sender == r && x.dst == src),
+        "no answer"
+    );
+    assert_eq!(w.peek(r).session_stats().handshakes_computed, dh);
+    assert_eq!(w.peek(r).stats().malformed_in, dropped + 1);
+    assert_eq!(relay_events(&w, r, t0), []);
+
+    // An authenticated peer asks for a circuit to that id: nothing was
+    // reserved. Its handshake is the relay's first Diffie-Hellman.
+    w.add_fake(
+        10,
+        SocketAddr::from(([203, 0, 113, 251], 7000)),
+        &config.transport,
+    );
+    let t1 = w.now;
+    w.fake_send(
+        10,
+        r,
+        wire::Message::Nat(Message::Connect { target: fake(9) }),
+    );
+    w.run_for(Duration::from_secs(1));
+    assert_eq!(w.relay_answers(10, t1), [Status::NoReservation]);
+    assert_eq!(w.peek(r).session_stats().handshakes_computed, dh + 1);
 }
 
 /// Both sides connect at the same instant, each through the other's relay:

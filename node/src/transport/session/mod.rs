@@ -36,8 +36,12 @@
 //! - **Liveness.** An ack-eliciting datagram must be answered within
 //!   [`Config::ack_delay`] (by any datagram, or an empty ack); when nothing
 //!   has come back from a peer [`Config::liveness_timeout`] after the first
-//!   unanswered one, the peer is reported [`Event::Dead`] (QUIC's probe
-//!   timeout, RFC 9002 §6.2, in its simplest form).
+//!   unanswered one (or three smoothed answer times, on a slow relayed
+//!   path), the peer is reported [`Event::Dead`]; a probe goes half way
+//!   (QUIC's probe timeout, RFC 9002 §6.2, in its simplest form). Data for
+//!   a peer heard from within half that timeout elicits nothing: it is
+//!   alive, and a one-way stream costs one ack per half timeout, not one
+//!   per datagram.
 //!
 //! Like every core, this is sans-IO: time is passed in, outputs are drained
 //! with [`Sessions::poll_transmit`] and [`Sessions::poll_event`], the next
@@ -97,8 +101,11 @@
 //!   rekey handshake gets no answer it is dropped (no `Dead` while the
 //!   current keys work) and the next send tries again. A node whose keys
 //!   expired queues and handshakes, whatever its role.
-//! - **Dead.** On [`Event::Dead`] the session is forgotten (keys, queue,
-//!   endpoint): the next send handshakes afresh.
+//! - **Dead.** On a liveness [`Event::Dead`] the queue is dropped and the
+//!   next send queues behind a fresh handshake (the peer may have lost the
+//!   session: restarted, or evicted it); the keys still open what the peer
+//!   sends, and anything authenticated from it clears the suspicion. When
+//!   every handshake attempt went unanswered the session is forgotten.
 //! - **Null crypto.** [`Crypto::Null`] keeps every size, index, mac,
 //!   cookie and round trip, and replaces Noise: message 1 carries random
 //!   bytes for `e` and the initiator's PeerId for `s`, tags are zeros, data
@@ -107,7 +114,7 @@
 //! # Bounds
 //!
 //! - sessions: [`Config::max_sessions`]; a new one forgets the least
-//!   recently active session, one without working keys first;
+//!   recently active session (a handshake in progress is recent);
 //! - per session: 3 key pairs (current, previous, one awaiting
 //!   confirmation), one handshake, [`Config::max_queued_per_peer`] queued
 //!   plaintexts (the oldest dropped);
@@ -664,6 +671,13 @@ impl Sessions {
         let Some(session) = self.sessions.get_mut(&peer) else {
             return false;
         };
+        if session.suspect {
+            return false; // queued behind a fresh handshake
+        }
+        // Data for a peer heard from moments ago needs no answer; probes
+        // (empty and eliciting) always do.
+        let ack_eliciting = ack_eliciting
+            && (plaintext.is_empty() || session.wants_answer(now, &self.config));
         let Some(keys) = session
             .current
             .as_mut()
@@ -1131,9 +1145,9 @@ impl Sessions {
             return;
         };
         if s.unanswered_since
-            .is_some_and(|t| now >= t + config.liveness_timeout)
+            .is_some_and(|t| now >= t + s.liveness_timeout(config))
         {
-            self.kill(peer);
+            self.declare_dead(peer);
             return;
         }
         let retry = s.handshake.as_ref().is_some_and(|h| now >= h.retry_at);
@@ -1250,11 +1264,13 @@ impl Sessions {
     fn session(&mut self, now: Time, peer: PeerId) -> &mut Session {
         if !self.sessions.contains_key(&peer) {
             if self.sessions.len() >= self.config.max_sessions {
-                let config = &self.config;
+                // The least recently active: a handshake in progress is
+                // recent, so a crowd of newcomers cannot push each other's
+                // half-done sessions out (a contact meets one per join).
                 let victim = self
                     .sessions
                     .iter()
-                    .min_by_key(|(_, s)| (s.is_established(now, config), s.last_active))
+                    .min_by_key(|(_, s)| s.last_active)
                     .map(|(p, _)| *p)
                     .expect("max_sessions is at least 1");
                 self.remove(&victim);
@@ -1284,6 +1300,23 @@ impl Sessions {
     /// Forget `peer`'s session and report it dead.
     fn kill(&mut self, peer: PeerId) {
         self.remove(&peer);
+        self.event(Event::Dead { peer });
+    }
+
+    /// `peer` stopped answering: report it dead and drop what waits for
+    /// it, but keep its keys, so that a peer only slow (a path that
+    /// stalled) resumes without a handshake; idle expiry forgets them.
+    fn declare_dead(&mut self, peer: PeerId) {
+        let Some(s) = self.sessions.get_mut(&peer) else {
+            return;
+        };
+        s.unanswered_since = None;
+        s.probe_sent = false;
+        s.suspect = true;
+        let dropped = s.queue.len() as u64;
+        s.queue.clear();
+        self.stats.dropped_send += dropped;
+        self.reschedule(peer);
         self.event(Event::Dead { peer });
     }
 

@@ -2,6 +2,7 @@
 //! waiting for it, its endpoint and its liveness timers.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use super::cookie::MacBytes;
 use super::handshake::{Initiating, Transport};
@@ -105,6 +106,15 @@ pub(super) struct Session {
     pub(super) unanswered_since: Option<Time>,
     /// The probe of the current unanswered period was sent.
     pub(super) probe_sent: bool,
+    /// The last authenticated datagram received.
+    pub(super) last_received: Option<Time>,
+    /// Reported dead and not heard from since: the next send handshakes
+    /// again (the peer may have lost the session) instead of sealing.
+    pub(super) suspect: bool,
+    /// Smoothed time from an unanswered ack-eliciting datagram to the
+    /// first answer (a round trip plus the peer's ack delay), RFC 6298's
+    /// 1/8 gain.
+    pub(super) answer_time: Option<Duration>,
     /// An ack is owed by then (unless something is sent first).
     pub(super) ack_due: Option<Time>,
     /// The deadline this session has in the timer set.
@@ -123,6 +133,9 @@ impl Session {
             last_active: now,
             unanswered_since: None,
             probe_sent: false,
+            last_received: None,
+            suspect: false,
+            answer_time: None,
             ack_due: None,
             scheduled: None,
         }
@@ -205,7 +218,15 @@ impl Session {
         config: &Config,
     ) -> bool {
         self.last_active = now;
-        self.unanswered_since = None;
+        self.last_received = Some(now);
+        self.suspect = false;
+        if let Some(since) = self.unanswered_since.take() {
+            let sample = now.saturating_sub(since);
+            self.answer_time = Some(match self.answer_time {
+                Some(t) => (t * 7 + sample) / 8,
+                None => sample,
+            });
+        }
         self.probe_sent = false;
         if ack_eliciting && self.ack_due.is_none() {
             self.ack_due = Some(now + config.ack_delay);
@@ -227,15 +248,35 @@ impl Session {
             .map(|n| n.keys.created + config.handshake_timeout)
     }
 
+    /// How long an ack-eliciting datagram may go unanswered: the
+    /// configured timeout, or three smoothed answer times on a slow
+    /// (relayed, far) path, as QUIC's probe timeout grows with the RTT.
+    pub(super) fn liveness_timeout(&self, config: &Config) -> Duration {
+        let slow = self.answer_time.map_or(Duration::ZERO, |t| t * 3);
+        config.liveness_timeout.max(slow)
+    }
+
     /// The next liveness deadline: the probe, then death.
     pub(super) fn liveness_deadline(&self, config: &Config) -> Option<Time> {
+        let timeout = self.liveness_timeout(config);
         self.unanswered_since.map(|since| {
             if self.probe_sent {
-                since + config.liveness_timeout
+                since + timeout
             } else {
-                since + config.liveness_timeout / 2
+                since + timeout / 2
             }
         })
+    }
+
+    /// Whether a datagram sent now must be answered: only when nothing
+    /// came from the peer for half the liveness timeout (a peer heard from
+    /// that recently is alive; its next silence is checked at the next
+    /// send after that), or an answer is already awaited.
+    pub(super) fn wants_answer(&self, now: Time, config: &Config) -> bool {
+        self.unanswered_since.is_some()
+            || self
+                .last_received
+                .is_none_or(|t| now >= t + self.liveness_timeout(config) / 2)
     }
 
     /// The earliest timer of this session (idle expiry aside: the coarse

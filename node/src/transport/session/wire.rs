@@ -2,9 +2,9 @@
 //! doc of [`super`]): type bytes, sizes and field offsets. Integers are
 //! little-endian.
 
-/// Byte 0 of every session datagram, in clear (what an observer of the
-/// network can tell about a datagram). Above the wire format's version
-/// byte (1), so a receiver can tell the two apart during a migration.
+/// Byte 0 of every session datagram, in clear: what an observer on the
+/// wire can tell of it. Above the wire format's version byte (1), so a
+/// receiver can tell the two apart during a migration.
 pub mod kind {
     pub const INITIATION: u8 = 0x10;
     pub const RESPONSE: u8 = 0x11;

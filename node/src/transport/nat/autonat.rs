@@ -1,0 +1,256 @@
+//! AutoNAT: whether strangers can reach us. We ask a peer (the server)
+//! to have our address dialled back by a third peer (the helper) that our
+//! NAT has never let in; results move a confidence counter. The same node
+//! serves others' probes and helps with their dial-backs, within budgets.
+
+use std::net::{IpAddr, SocketAddr};
+
+use rand::Rng;
+
+use super::paths::PATH_IDLE;
+use super::{spend, Message, Output, Reach, Traversal};
+use crate::{Peer, PeerId, Time};
+
+/// Dial-back requests served (as server or helper) per window.
+const DIALBACK_BUDGET: u32 = 20;
+/// Dial-backs sent as a helper per window (each is one small datagram).
+const HELPER_BUDGET: u32 = 100;
+/// IPs remembered as sent to.
+const MAX_CONTACTED: usize = 1024;
+
+pub(super) struct Probe {
+    pub(super) server: IpAddr,
+    pub(super) nonce: u64,
+    /// When the probe was asked for.
+    pub(super) since: Time,
+    pub(super) deadline: Time,
+    pub(super) accepted: bool,
+}
+
+impl Traversal {
+    /// A datagram left straight for `to` (whatever chose the route).
+    pub(crate) fn on_sent(&mut self, now: Time, to: SocketAddr) {
+        if !self.config.enabled {
+            return;
+        }
+        let ip = to.ip();
+        if self.contacted.len() >= MAX_CONTACTED && !self.contacted.contains_key(&ip) {
+            let oldest = self
+                .contacted
+                .iter()
+                .min_by_key(|(_, t)| t.1)
+                .map(|(ip, _)| *ip);
+            if let Some(oldest) = oldest {
+                self.contacted.remove(&oldest);
+            }
+        }
+        self.contacted
+            .entry(ip)
+            .and_modify(|t| t.1 = now)
+            .or_insert((now, now));
+    }
+
+    pub(super) fn serve_dial_request(&mut self, now: Time, from: Peer, nonce: u64) {
+        let timeout = self.config.path_timeout;
+        // Helpers that say they are publicly reachable first: a helper
+        // behind a firewall that blocks UDP could not send the dial-back,
+        // and its silence would read as the client being private.
+        let candidates = |public_only: bool| -> Vec<(PeerId, SocketAddr)> {
+            self.paths
+                .iter()
+                .filter(|(id, p)| **id != from.id && (!public_only || p.reach.is_public()))
+                .filter_map(|(id, p)| p.fresh_direct(now, timeout).map(|a| (*id, a)))
+                .filter(|(_, a)| a.ip() != from.addr.ip())
+                .collect()
+        };
+        let mut helpers = candidates(true);
+        if helpers.is_empty() {
+            helpers = candidates(false);
+        }
+        let accepted = !helpers.is_empty() && self.spend_dialback_budget(now);
+        if accepted {
+            let (_, helper) = helpers.swap_remove(self.rng.get().gen_range(0..helpers.len()));
+            self.out.push_back(Output::Raw(
+                helper,
+                Message::DialBackRequest {
+                    nonce,
+                    peer: from.id,
+                    target: from.addr,
+                },
+            ));
+        }
+        self.out.push_back(Output::Raw(
+            from.addr,
+            Message::DialResponse {
+                nonce,
+                accepted,
+                observed: from.addr,
+            },
+        ));
+    }
+
+    fn spend_dialback_budget(&mut self, now: Time) -> bool {
+        spend(&mut self.dialback_window, now, DIALBACK_BUDGET)
+    }
+
+    /// The server's answer to our probe: whether it asked a helper, and
+    /// where it sees us.
+    pub(super) fn on_dial_response(
+        &mut self,
+        now: Time,
+        from: Peer,
+        nonce: u64,
+        accepted: bool,
+        observed: SocketAddr,
+    ) {
+        if let Some(p) = self.probe.as_mut().filter(|p| p.nonce == nonce) {
+            p.accepted = accepted;
+            if !accepted {
+                self.probe = None;
+                self.next_probe = now + self.config.autonat_retry;
+            }
+            self.observe(now, from.addr.ip(), observed);
+        }
+    }
+
+    /// A server asks us, as a helper, to dial `peer` back at `target`
+    /// (within [`HELPER_BUDGET`]).
+    pub(super) fn on_dial_back_request(
+        &mut self,
+        now: Time,
+        nonce: u64,
+        peer: PeerId,
+        target: SocketAddr,
+    ) {
+        if crate::wire::usable(&target)
+            && peer != self.me
+            && spend(&mut self.helper_window, now, HELPER_BUDGET)
+        {
+            self.out.push_back(Output::To {
+                peer,
+                addr: target,
+                message: Message::DialBack { nonce },
+            });
+        }
+    }
+
+    /// A dial-back from `from`, for our probe if the nonce says so.
+    pub(super) fn on_dial_back(&mut self, now: Time, from: Peer, nonce: u64) {
+        if let Some(p) = self.probe.take_if(|p| p.nonce == nonce) {
+            // From an IP we had sent to before the probe, a dial-back
+            // proves nothing: our NAT's filter lets it in whether or not
+            // it would let a stranger in. Ask again. (Answering the
+            // helper's handshake, which arrived unsolicited, is what lets
+            // its DIAL-BACK in.)
+            if self
+                .contacted
+                .get(&from.addr.ip())
+                .is_some_and(|t| t.0 < p.since)
+            {
+                self.next_probe = now + self.config.autonat_retry;
+            } else {
+                self.autonat_result(now, p.server, true);
+            }
+        }
+    }
+
+    /// The probe's time is up: no dial-back came (a result, if a helper
+    /// was asked).
+    pub(super) fn probe_timer(&mut self, now: Time) {
+        if self.probe.as_ref().is_some_and(|p| p.deadline <= now) {
+            let p = self.probe.take().expect("checked");
+            if p.accepted {
+                self.autonat_result(now, p.server, false);
+            } else {
+                self.next_probe = now + self.config.autonat_retry;
+            }
+        }
+    }
+
+    /// Start a probe if one is due.
+    pub(super) fn start_probe_if_due(&mut self, now: Time) {
+        if self.probe.is_none()
+            && now >= self.next_probe
+            && self.reach != Reach::PortMapped
+            && !(self.reach == Reach::Unknown && self.local_public && self.paths.is_empty())
+        {
+            self.start_probe(now);
+        }
+    }
+
+    /// Forget the IPs we have not sent to for [`PATH_IDLE`].
+    pub(super) fn forget_contacted(&mut self, now: Time) {
+        self.contacted.retain(|_, t| now < t.1 + PATH_IDLE);
+    }
+
+    fn start_probe(&mut self, now: Time) {
+        let timeout = self.config.path_timeout;
+        // One candidate per IP, so that many ids on one host do not weigh
+        // more than one; and, where there is another, not the server of the
+        // result we are confirming.
+        let mut servers: Vec<SocketAddr> = self
+            .paths
+            .values()
+            .filter_map(|p| p.fresh_direct(now, timeout))
+            .collect();
+        servers.sort_unstable_by_key(|a| a.ip());
+        servers.dedup_by_key(|a| a.ip());
+        if let Some(last) = self.verdict_server {
+            if servers.iter().any(|a| a.ip() != last) {
+                servers.retain(|a| a.ip() != last);
+            }
+        }
+        if servers.is_empty() {
+            self.next_probe = now + self.config.autonat_retry;
+            return;
+        }
+        let server = servers[self.rng.get().gen_range(0..servers.len())];
+        let nonce = self.rng.get().gen();
+        self.probe = Some(Probe {
+            server: server.ip(),
+            nonce,
+            since: now,
+            deadline: now + self.config.dial_back_timeout,
+            accepted: false,
+        });
+        self.out
+            .push_back(Output::Raw(server, Message::DialRequest { nonce }));
+    }
+
+    fn autonat_result(&mut self, now: Time, server: IpAddr, reachable: bool) {
+        self.next_probe = now + self.config.autonat_interval;
+        if self.reach == Reach::PortMapped {
+            return;
+        }
+        let seen = if reachable {
+            Reach::Public
+        } else {
+            Reach::Private
+        };
+        if self.reach == Reach::Unknown {
+            // The first verdict needs two agreeing results in a row: one
+            // lost dial-back must not make a public node private.
+            let agreeing = match self.verdict {
+                Some((v, n)) if v == seen => n + 1,
+                _ => 1,
+            };
+            self.verdict = Some((seen, agreeing));
+            if agreeing < 2 {
+                self.verdict_server = Some(server);
+                self.next_probe = now + self.config.autonat_retry;
+                return;
+            }
+            self.verdict = None;
+            self.verdict_server = None;
+        }
+        if self.reach == seen {
+            self.confidence = (self.confidence + 1).min(self.config.autonat_confidence);
+        } else if self.reach != Reach::Unknown && self.confidence > 0 {
+            self.confidence -= 1;
+        } else {
+            self.reach = seen;
+            self.confidence = 0;
+            self.update_advertised(now);
+        }
+    }
+}
