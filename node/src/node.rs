@@ -892,7 +892,12 @@ mod tests {
             .filter(|(_, node)| node.active_view().is_empty())
             .map(|(a, node)| (*a, node.stats(), node.session_stats()))
             .collect();
-        assert!(lonely.is_empty(), "{} without neighbours: {:?}", lonely.len(), &lonely[..lonely.len().min(3)]);
+        assert!(
+            lonely.is_empty(),
+            "{} without neighbours: {:?}",
+            lonely.len(),
+            &lonely[..lonely.len().min(3)]
+        );
     }
 
     #[test]

@@ -676,8 +676,8 @@ impl Sessions {
         }
         // Data for a peer heard from moments ago needs no answer; probes
         // (empty and eliciting) always do.
-        let ack_eliciting = ack_eliciting
-            && (plaintext.is_empty() || session.wants_answer(now, &self.config));
+        let ack_eliciting =
+            ack_eliciting && (plaintext.is_empty() || session.wants_answer(now, &self.config));
         let Some(keys) = session
             .current
             .as_mut()

@@ -966,7 +966,10 @@ fn an_idle_link_sends_acks_only_when_needed() {
     }
     net.run(Duration::from_secs(1));
     let streamed = net.s(1).stats().acks_sent - acks;
-    assert!((3..=5).contains(&streamed), "{streamed} acks for 2 s of stream");
+    assert!(
+        (3..=5).contains(&streamed),
+        "{streamed} acks for 2 s of stream"
+    );
     assert!(net.dead(0).is_empty());
     // Not ack-eliciting: no ack.
     let before = net.log.len();
