@@ -626,7 +626,7 @@ impl Node {
                 match out {
                     hyparview::Output::Send { to, mut message } => {
                         self.refresh_records(&mut message);
-                        self.transport.send(now, to, &Message::HyParView(message));
+                        self.send(now, to, &Message::HyParView(message));
                     }
                     hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
                         self.transport.hint(now, &peer);
@@ -660,7 +660,7 @@ impl Node {
                 progressed = true;
                 match out {
                     plumtree::Output::Send { to, message } => {
-                        self.transport.send(now, to, &Message::Plumtree(message))
+                        self.send(now, to, &Message::Plumtree(message))
                     }
                     plumtree::Output::Event(plumtree::Event::Delivered {
                         id,
@@ -679,7 +679,7 @@ impl Node {
                 progressed = true;
                 match out {
                     gossipsub::Output::Send { to, message } => {
-                        self.transport.send(now, to, &Message::PubSub(message))
+                        self.send(now, to, &Message::PubSub(message))
                     }
                     gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
                 }
@@ -687,9 +687,7 @@ impl Node {
             while let Some(out) = self.dht.as_mut().and_then(|d| d.poll_output()) {
                 progressed = true;
                 match out {
-                    kad::Output::Send { to, message } => {
-                        self.transport.send(now, to, &Message::Dht(message))
-                    }
+                    kad::Output::Send { to, message } => self.send(now, to, &Message::Dht(message)),
                     kad::Output::Event(e) => self.emit(Event::Dht(e)),
                 }
             }
@@ -697,7 +695,7 @@ impl Node {
                 progressed = true;
                 match out {
                     knowledge::Output::Send { to, chunk } => {
-                        self.transport.send(now, to, &Message::Knowledge(chunk))
+                        self.send(now, to, &Message::Knowledge(chunk))
                     }
                     knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
                 }
@@ -706,6 +704,31 @@ impl Node {
                 break;
             }
         }
+    }
+
+    /// Send `message` to `to`. The transport's address book is a small
+    /// cache; when it has forgotten `to`, the record comes from the core
+    /// that holds it (the membership views, GossipSub's peers, the DHT's
+    /// table and lookups), as a hint that never overrides an authenticated
+    /// address.
+    fn send(&mut self, now: Time, to: PeerId, message: &Message) {
+        if !self.transport.knows(&to) {
+            if let Some(record) = self.record_of(&to) {
+                self.transport.hint(now, &record);
+            }
+        }
+        self.transport.send(now, to, message);
+    }
+
+    /// The record of `peer` held by a core.
+    fn record_of(&self, peer: &PeerId) -> Option<Peer> {
+        let gossipsub = || self.gossipsub.as_ref().and_then(|g| g.record_of(peer));
+        let dht = || self.dht.as_ref().and_then(|d| d.record_of(peer));
+        self.membership
+            .record_of(peer)
+            .or_else(gossipsub)
+            .or_else(dht)
+            .copied()
     }
 
     /// Join once the contact is identified and NAT traversal is ready.

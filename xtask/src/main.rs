@@ -274,8 +274,12 @@ fn test() -> Result<ExitCode> {
     cargo_test(cargo().args(["test", "--workspace"]), &mut totals)?;
     eprintln!("== simulator tests (--cfg madsim)");
     cargo_test(
+        // Optimised (the sim-test profile: release without LTO): these tests
+        // run whole scenarios; debug assertions run in the native half.
         cargo_sim().args([
             "test",
+            "--profile",
+            "sim-test",
             "-p",
             "grove-netsim",
             "-p",

@@ -64,6 +64,7 @@ fn entropy_and_clock(sources: &Sources) -> Vec<String> {
         "sim/netsim/src/sim.rs",
         "sim/src/main.rs",
         "sim/src/bench.rs",
+        "sim/src/bench/sessions.rs",
     ];
     let banned = [
         "thread_rng",

@@ -412,6 +412,15 @@ impl HyParView {
     pub fn passive_view(&self) -> &[Peer] {
         &self.passive
     }
+    /// The record of `peer` if a view (or the last shuffle sent) holds it.
+    pub fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        self.active
+            .iter()
+            .chain(&self.passive)
+            .chain(&self.shuffle_sent)
+            .find(|p| p.id == *peer)
+    }
+
     pub fn is_active(&self, peer: &PeerId) -> bool {
         self.active_index(peer).is_some()
     }

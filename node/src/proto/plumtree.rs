@@ -328,8 +328,15 @@ pub struct Plumtree {
     ihave_queue: VecDeque<(PeerId, MsgId, u16)>,
     /// When `ihave_queue` is flushed; `Some` exactly when it is non-empty.
     ihave_flush_at: Option<Time>,
+    /// Our own broadcasts made while we had no neighbour (a node that has
+    /// just started or lost every neighbour), oldest first, at most
+    /// [`MAX_ORPHANS`]: the first neighbour to come up gets them.
+    orphans: Vec<MsgId>,
     outbox: Outbox,
 }
+
+/// Own broadcasts kept for the first neighbour when there is none.
+pub const MAX_ORPHANS: usize = 16;
 
 impl Plumtree {
     /// Start numbering this node's broadcasts at `seq`. A node that restarts
@@ -352,6 +359,7 @@ impl Plumtree {
             graft_timers: BTreeSet::new(),
             ihave_queue: VecDeque::new(),
             ihave_flush_at: None,
+            orphans: Vec::new(),
             outbox: Outbox::default(),
             config,
         }
@@ -399,6 +407,12 @@ impl Plumtree {
                 hops: 0,
             },
         );
+        if self.eager.is_empty() && self.lazy.is_empty() {
+            if self.orphans.len() >= MAX_ORPHANS {
+                self.orphans.remove(0);
+            }
+            self.orphans.push(id);
+        }
         self.eager_push(id, 1, &payload, None);
         self.lazy_push(now, id, 1, None, &[]);
         id
@@ -413,6 +427,20 @@ impl Plumtree {
         self.lazy.retain(|p| *p != peer);
         if !self.eager.contains(&peer) {
             crate::compact::push_exact(&mut self.eager, peer);
+        }
+        // Broadcasts made alone go out now, through this first neighbour
+        // (those the cache has let go of are lost).
+        for id in std::mem::take(&mut self.orphans) {
+            if let Some(cached) = self.cache.get(&id) {
+                self.outbox.send(
+                    peer,
+                    Message::Gossip {
+                        id,
+                        hops: 1,
+                        payload: cached.payload.clone(),
+                    },
+                );
+            }
         }
     }
 
@@ -1257,6 +1285,26 @@ pub(super) mod tests {
         assert_eq!(drain(&mut node), vec![send(3, announce)]);
         // The same payload again is a new broadcast with a new id.
         assert_ne!(node.broadcast(NOW, payload), id);
+    }
+
+    #[test]
+    fn a_broadcast_made_alone_goes_to_the_first_neighbour() {
+        let mut node = node(&[]);
+        let payload = payload(5);
+        let id = node.broadcast(NOW, payload.clone());
+        let mut out = drain(&mut node);
+        assert_eq!(out.len(), 1, "delivered locally, sent nowhere: {out:?}");
+        node.handle_neighbor_up(NOW + ms(300), peer(2));
+        out = drain(&mut node);
+        let gossip = Message::Gossip {
+            id,
+            hops: 1,
+            payload,
+        };
+        assert_eq!(out, vec![send(2, gossip)]);
+        // Only once: the next neighbour gets nothing of it.
+        node.handle_neighbor_up(NOW + ms(400), peer(3));
+        assert!(drain(&mut node).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! The cores address peers by [`PeerId`]; the transport turns an id into
 //! an address through this book. Entries come from two kinds of source,
-//! and the kind decides what may overwrite what:
+//! kept apart because they are trusted differently:
 //!
 //! - **Authenticated** ([`AddressBook::confirm`]): a datagram from the peer
 //!   opened under its session, from that address. It always wins: it is
@@ -14,12 +14,23 @@
 //!   record can cost at most a handshake to a wrong address, never a
 //!   working path.
 //!
-//! Bounded by `capacity`: the least recently seen entry is forgotten first.
+//! The book is a cache, not the node's memory of the network: the cores
+//! keep the records they chose (views, routing tables, lookups), and the
+//! node hands the transport a core's record when it sends to a peer the
+//! book has forgotten ([`crate::node::Node`]). So both halves are small:
+//! hearsay holds the last [`HEARSAY_CAPACITY`] records heard (what a reply
+//! or a lookup step is about to use), authenticated entries at most
+//! `capacity` peers, each forgotten `max_age` after it was last seen (the
+//! sessions' idle timeout). Eviction is least recently seen first.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::{Peer, PeerId, Time};
+
+/// Hearsay records kept (the most recent).
+pub const HEARSAY_CAPACITY: usize = 32;
 
 /// What the book knows of one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,130 +46,143 @@ pub struct Entry {
 /// Peer id to address and back, bounded.
 #[derive(Debug)]
 pub struct AddressBook {
-    by_id: BTreeMap<PeerId, Entry>,
-    by_addr: BTreeMap<SocketAddr, PeerId>,
+    /// Addresses seen on authenticated datagrams.
+    known: BTreeMap<PeerId, Entry>,
+    /// Records heard from third parties, the most recent
+    /// [`HEARSAY_CAPACITY`].
+    heard: BTreeMap<PeerId, Entry>,
     capacity: usize,
+    max_age: Duration,
+    /// When the next sweep for entries older than `max_age` is due.
+    next_sweep: Time,
 }
 
 impl AddressBook {
-    /// A book of at most `capacity` peers.
-    pub fn new(capacity: usize) -> Self {
+    /// A book of at most `capacity` authenticated peers, each forgotten
+    /// `max_age` after it was last seen.
+    pub fn new(capacity: usize, max_age: Duration) -> Self {
         assert!(capacity > 0, "an address book holds at least one peer");
         AddressBook {
-            by_id: BTreeMap::new(),
-            by_addr: BTreeMap::new(),
+            known: BTreeMap::new(),
+            heard: BTreeMap::new(),
             capacity,
+            max_age,
+            next_sweep: Time::ZERO,
         }
     }
 
-    /// The entry of `peer`.
+    /// The entry of `peer`: its authenticated address, else hearsay.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
-        self.by_id.get(peer)
+        self.known.get(peer).or_else(|| self.heard.get(peer))
     }
 
-    /// The peer last seen at `addr`.
+    /// The peer last seen at `addr` (authenticated first, then the most
+    /// recent hearsay). A linear scan: the book is small and this is asked
+    /// for contacts and NAT messages, not per datagram.
     pub fn peer_at(&self, addr: SocketAddr) -> Option<PeerId> {
-        self.by_addr.get(&addr).copied()
+        let latest = |map: &BTreeMap<PeerId, Entry>| {
+            map.iter()
+                .filter(|(_, e)| e.addr == addr)
+                .max_by_key(|(_, e)| e.last_seen)
+                .map(|(id, _)| *id)
+        };
+        latest(&self.known).or_else(|| latest(&self.heard))
     }
 
+    /// Peers in the book, both kinds.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.known.len() + self.heard.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.known.is_empty() && self.heard.is_empty()
     }
 
     /// An authenticated datagram from `peer` came from `addr`.
     pub fn confirm(&mut self, now: Time, peer: PeerId, addr: SocketAddr) {
-        let relay = self.by_id.get(&peer).and_then(|e| e.relay);
-        self.put(
-            peer,
-            Entry {
-                addr,
-                relay,
-                authenticated: true,
-                last_seen: now,
-            },
-        );
+        self.sweep(now);
+        if let Some(e) = self.known.get_mut(&peer) {
+            e.addr = addr;
+            e.last_seen = now;
+            return;
+        }
+        let relay = self.heard.remove(&peer).and_then(|e| e.relay);
+        if self.known.len() >= self.capacity {
+            evict_oldest(&mut self.known);
+        }
+        let entry = Entry {
+            addr,
+            relay,
+            authenticated: true,
+            last_seen: now,
+        };
+        self.known.insert(peer, entry);
     }
 
     /// A peer record heard from a third party (or given by the
     /// application): fills in what we do not know, and a relay.
     pub fn hint(&mut self, now: Time, record: &Peer) {
-        match self.by_id.get_mut(&record.id) {
-            Some(e) if e.authenticated => {
-                if record.relay.is_some() && e.relay.is_none() {
-                    e.relay = record.relay;
-                }
+        if let Some(e) = self.known.get_mut(&record.id) {
+            if record.relay.is_some() && e.relay.is_none() {
+                e.relay = record.relay;
             }
-            Some(e) if e.addr == record.addr => {
-                e.relay = record.relay.or(e.relay);
-            }
-            _ => {
-                let entry = Entry {
-                    addr: record.addr,
-                    relay: record.relay,
-                    authenticated: false,
-                    last_seen: now,
-                };
-                self.put(record.id, entry);
-            }
+            return;
         }
+        if let Some(e) = self.heard.get_mut(&record.id) {
+            if e.addr == record.addr {
+                e.relay = record.relay.or(e.relay);
+                e.last_seen = now;
+                return;
+            }
+        } else if self.heard.len() >= HEARSAY_CAPACITY {
+            evict_oldest(&mut self.heard);
+        }
+        let entry = Entry {
+            addr: record.addr,
+            relay: record.relay,
+            authenticated: false,
+            last_seen: now,
+        };
+        self.heard.insert(record.id, entry);
     }
 
     /// The relay `peer` told us itself (its HELLO) it holds a reservation
     /// with.
     pub fn set_relay(&mut self, peer: &PeerId, relay: Option<SocketAddr>) {
-        if let Some(e) = self.by_id.get_mut(peer) {
+        if let Some(e) = self.known.get_mut(peer) {
+            e.relay = relay;
+        } else if let Some(e) = self.heard.get_mut(peer) {
             e.relay = relay;
         }
     }
 
     /// Forget `peer`.
     pub fn remove(&mut self, peer: &PeerId) {
-        if let Some(e) = self.by_id.remove(peer) {
-            if self.by_addr.get(&e.addr) == Some(peer) {
-                self.by_addr.remove(&e.addr);
-            }
-        }
+        self.known.remove(peer);
+        self.heard.remove(peer);
     }
 
-    fn put(&mut self, peer: PeerId, entry: Entry) {
-        if let Some(old) = self.by_id.get(&peer) {
-            if old.addr != entry.addr && self.by_addr.get(&old.addr) == Some(&peer) {
-                self.by_addr.remove(&old.addr);
-            }
-        } else if self.by_id.len() >= self.capacity {
-            self.evict();
+    /// Forget authenticated entries not seen for `max_age`; a scan at most
+    /// every quarter of it.
+    fn sweep(&mut self, now: Time) {
+        if now < self.next_sweep {
+            return;
         }
-        // An address belongs to one peer: whoever was there before moved.
-        if let Some(prev) = self.by_addr.insert(entry.addr, peer) {
-            if prev != peer {
-                if let Some(e) = self.by_id.get(&prev) {
-                    // Hearsay never displaces an authenticated address.
-                    let keep = e.authenticated && !entry.authenticated;
-                    if e.addr == entry.addr && !keep {
-                        self.by_id.remove(&prev);
-                    } else {
-                        self.by_addr.insert(entry.addr, prev);
-                    }
-                }
-            }
-        }
-        self.by_id.insert(peer, entry);
+        self.next_sweep = now + (self.max_age / 4).max(Duration::from_millis(1));
+        let max_age = self.max_age;
+        self.known
+            .retain(|_, e| now.saturating_sub(e.last_seen) < max_age);
     }
+}
 
-    /// Forget the least recently seen peer (hearsay before authenticated).
-    fn evict(&mut self) {
-        let victim = self
-            .by_id
-            .iter()
-            .min_by_key(|(_, e)| (e.authenticated, e.last_seen))
-            .map(|(id, _)| *id);
-        if let Some(id) = victim {
-            self.remove(&id);
-        }
+/// Drop the least recently seen entry of `map`.
+fn evict_oldest(map: &mut BTreeMap<PeerId, Entry>) {
+    let victim = map
+        .iter()
+        .min_by_key(|(_, e)| e.last_seen)
+        .map(|(id, _)| *id);
+    if let Some(id) = victim {
+        map.remove(&id);
     }
 }
 
@@ -175,9 +199,16 @@ mod tests {
         SocketAddr::from(([10, 0, 0, i], 7000))
     }
 
+    fn book(capacity: usize) -> AddressBook {
+        AddressBook::new(capacity, Duration::from_secs(180))
+    }
+    fn secs(s: u64) -> Time {
+        Duration::from_secs(s)
+    }
+
     #[test]
     fn hearsay_never_overwrites_an_authenticated_address() {
-        let mut book = AddressBook::new(8);
+        let mut book = book(8);
         book.confirm(Time::ZERO, id(1), addr(1));
         book.hint(Time::ZERO, &Peer::new(id(1), addr(66)));
         assert_eq!(book.get(&id(1)).unwrap().addr, addr(1));
@@ -187,36 +218,54 @@ mod tests {
 
     #[test]
     fn an_authenticated_datagram_moves_the_peer() {
-        let mut book = AddressBook::new(8);
+        let mut book = book(8);
         book.hint(Time::ZERO, &Peer::new(id(1), addr(1)));
-        book.confirm(Time::ZERO, id(1), addr(2));
+        assert!(!book.get(&id(1)).unwrap().authenticated);
+        book.confirm(secs(1), id(1), addr(2));
         assert_eq!(book.get(&id(1)).unwrap().addr, addr(2));
+        assert!(book.get(&id(1)).unwrap().authenticated);
         assert_eq!(book.peer_at(addr(1)), None);
         assert_eq!(book.peer_at(addr(2)), Some(id(1)));
+        assert_eq!(book.len(), 1);
     }
 
     #[test]
-    fn an_address_taken_over_by_another_peer_forgets_the_old_one() {
-        let mut book = AddressBook::new(8);
-        book.confirm(Time::ZERO, id(1), addr(1));
+    fn an_address_taken_over_by_another_peer_names_the_newcomer() {
+        let mut book = book(8);
         book.confirm(Time::ZERO, id(2), addr(1));
-        assert_eq!(book.peer_at(addr(1)), Some(id(2)));
-        assert!(book.get(&id(1)).is_none());
+        book.confirm(secs(1), id(1), addr(1));
+        assert_eq!(book.peer_at(addr(1)), Some(id(1)));
         // Hearsay cannot take an authenticated address.
-        book.hint(Time::ZERO, &Peer::new(id(3), addr(1)));
-        assert_eq!(book.peer_at(addr(1)), Some(id(2)));
+        book.hint(secs(2), &Peer::new(id(3), addr(1)));
+        assert_eq!(book.peer_at(addr(1)), Some(id(1)));
     }
 
     #[test]
-    fn bounded_and_hearsay_goes_first() {
-        let mut book = AddressBook::new(3);
+    fn authenticated_entries_are_bounded_and_age_out() {
+        let mut book = book(3);
         book.confirm(Time::ZERO, id(1), addr(1));
-        book.hint(Duration::from_secs(5), &Peer::new(id(2), addr(2)));
-        book.confirm(Duration::from_secs(1), id(3), addr(3));
-        book.confirm(Duration::from_secs(9), id(4), addr(4));
+        book.confirm(secs(1), id(3), addr(3));
+        book.confirm(secs(9), id(4), addr(4));
+        book.confirm(secs(10), id(5), addr(5));
         assert_eq!(book.len(), 3);
-        assert!(book.get(&id(2)).is_none(), "hearsay evicted first");
-        book.confirm(Duration::from_secs(10), id(5), addr(5));
-        assert!(book.get(&id(1)).is_none(), "then the least recently seen");
+        assert!(book.get(&id(1)).is_none(), "the least recently seen goes");
+        // Seen again, id 3 stays; the others age out after 180 s.
+        book.confirm(secs(150), id(3), addr(3));
+        book.confirm(secs(200), id(6), addr(6));
+        assert!(book.get(&id(4)).is_none() && book.get(&id(5)).is_none());
+        assert!(book.get(&id(3)).is_some() && book.get(&id(6)).is_some());
+    }
+
+    #[test]
+    fn hearsay_keeps_only_the_latest_records_and_never_evicts_authenticated_ones() {
+        let mut book = book(8);
+        book.confirm(Time::ZERO, id(0), addr(0));
+        for i in 1..=100u8 {
+            book.hint(secs(u64::from(i)), &Peer::new(id(i), addr(i)));
+        }
+        assert_eq!(book.len(), 1 + HEARSAY_CAPACITY);
+        assert!(book.get(&id(0)).unwrap().authenticated);
+        assert!(book.get(&id(100)).is_some());
+        assert!(book.get(&id(100 - HEARSAY_CAPACITY as u8)).is_none());
     }
 }

@@ -45,8 +45,9 @@ use session::{Dest, Incoming as SessionIn, Sessions, Via};
 /// The largest datagram on the wire: a plaintext of
 /// [`wire::MAX_DATAGRAM_BYTES`] sealed.
 pub const MAX_WIRE_BYTES: usize = wire::MAX_DATAGRAM_BYTES + session::DATA_OVERHEAD;
-/// Peers the address book holds.
-pub const ADDRESS_BOOK_CAPACITY: usize = 4096;
+/// Authenticated peers the address book holds (each forgotten after the
+/// sessions' idle timeout); hearsay is [`addrbook::HEARSAY_CAPACITY`].
+pub const ADDRESS_BOOK_CAPACITY: usize = 256;
 /// Messages waiting for an identify answer (oldest dropped first).
 const MAX_AWAITING: usize = 64;
 /// How long a message waits for its address's identify answer.
@@ -147,11 +148,12 @@ impl Transport {
         session_seed: u64,
     ) -> Self {
         let me = identity.peer_id();
+        let book = AddressBook::new(ADDRESS_BOOK_CAPACITY, sessions.idle_timeout);
         Transport {
             me,
             sessions: Sessions::new(identity, sessions, session_seed),
             nat: Traversal::new(me, local, nat, nat_seed),
-            book: AddressBook::new(ADDRESS_BOOK_CAPACITY),
+            book,
             awaiting: VecDeque::new(),
             foreign: VecDeque::new(),
             events: VecDeque::new(),
@@ -216,6 +218,12 @@ impl Transport {
             Some(peer) => self.events.push_back(Event::Identified { addr, peer }),
             None => self.sessions.identify(now, addr),
         }
+    }
+
+    /// Whether a datagram for `peer` has an address to go to (its path, or
+    /// an address book entry).
+    pub fn knows(&self, peer: &PeerId) -> bool {
+        self.nat.addr_of(peer).is_some() || self.book.get(peer).is_some()
     }
 
     /// A peer record heard from a third party or given by the application.

@@ -582,6 +582,14 @@ impl GossipSub {
     }
 
     /// `peer` entered HyParView's active view.
+    /// The record of `peer` if GossipSub knows it (a peer or a candidate).
+    pub fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        self.peers
+            .get(peer)
+            .map(|s| &s.peer)
+            .or_else(|| self.candidates.iter().find(|p| p.id == *peer))
+    }
+
     pub fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
         if !self.config.enabled {
             return;

@@ -94,6 +94,15 @@ impl ClosestPeersIter {
     }
 
     #[must_use]
+    /// The record of `id`, if the lookup knows it as a candidate.
+    pub fn record_of(&self, id: &PeerId) -> Option<&Peer> {
+        let distance = self.target.distance(&Key::of_peer(id));
+        self.peers
+            .get(&distance)
+            .map(|c| &c.peer)
+            .filter(|p| p.id == *id)
+    }
+
     pub fn target(&self) -> &Key {
         &self.target
     }

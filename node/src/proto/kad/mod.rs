@@ -528,6 +528,14 @@ impl Kademlia {
 
     // ---- getters ----
 
+    /// The record of `id` if the DHT holds one: its routing table, then
+    /// the candidates of its running lookups.
+    pub fn record_of(&self, id: &PeerId) -> Option<&Peer> {
+        self.table
+            .record_of(id)
+            .or_else(|| self.queries.values().find_map(|q| q.iter.record_of(id)))
+    }
+
     pub fn enabled(&self) -> bool {
         self.config.enabled
     }

@@ -280,6 +280,17 @@ impl Table {
         (nonempty, full)
     }
 
+    /// The record of `id`, if it is in the table (or waiting to enter it).
+    pub fn record_of(&self, id: &PeerId) -> Option<&Peer> {
+        let key = Key::of_peer(id);
+        let b = self.index(&key).and_then(|b| self.buckets.get(b))?;
+        b.entries
+            .iter()
+            .map(|e| &e.peer)
+            .chain(b.pending.as_ref().map(|p| &p.0.peer))
+            .find(|p| p.id == *id)
+    }
+
     pub fn contains(&self, id: &PeerId) -> bool {
         let key = Key::of_peer(id);
         self.index(&key)
