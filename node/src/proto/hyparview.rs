@@ -257,6 +257,21 @@ pub enum Output {
 /// JOIN requests sent per round before the round is given up.
 const JOIN_ATTEMPTS_MAX: u8 = 3;
 
+/// Active peers lost to a failure that are remembered and probed.
+pub const MAX_LOST: usize = 8;
+/// Probes of a lost peer (1, 2, 4, ... shuffle intervals apart) before it
+/// is forgotten: about 10 minutes at the default 10 s.
+const LOST_PROBES: u8 = 6;
+
+/// An active peer lost to a failure (no DISCONNECT): probed with JOIN at
+/// growing intervals until it answers or [`LOST_PROBES`] go unanswered.
+#[derive(Clone, Copy, Debug)]
+struct Lost {
+    peer: Peer,
+    next_probe: Time,
+    probes: u8,
+}
+
 /// The HyParView state machine of one node.
 #[derive(Debug)]
 pub struct HyParView {
@@ -285,6 +300,15 @@ pub struct HyParView {
     join: Option<JoinState>,
     /// Peers sent in our last SHUFFLE: evicted first when its reply arrives.
     shuffle_sent: Vec<Peer>,
+    /// Active peers lost to failures, oldest first, at most [`MAX_LOST`].
+    /// A partition makes each side drop the other and refill its active
+    /// view from its own side; once both sides are full, nothing in the
+    /// paper's protocol joins them again (full nodes refuse low-priority
+    /// NEIGHBOR requests, shuffles stay within a side). A JOIN to a lost
+    /// peer that answers again does: the peer takes us in and its random
+    /// walks give us neighbours on its side. A crashed peer never answers
+    /// and costs a few unanswered handshakes.
+    lost: Vec<Lost>,
     /// Periodic ticks; `None` until the first input gives a time.
     next_keepalive: Option<Time>,
     next_shuffle: Option<Time>,
@@ -390,6 +414,7 @@ impl HyParView {
             rng,
             join: None,
             shuffle_sent: Vec::new(),
+            lost: Vec::new(),
             next_keepalive: None,
             next_shuffle: None,
             outputs: VecDeque::new(),
@@ -418,6 +443,7 @@ impl HyParView {
             .iter()
             .chain(&self.passive)
             .chain(&self.shuffle_sent)
+            .chain(self.lost.iter().map(|l| &l.peer))
             .find(|p| p.id == *peer)
     }
 
@@ -470,6 +496,7 @@ impl HyParView {
         self.pending.clear();
         self.refused.clear();
         self.shuffle_sent.clear();
+        self.lost.clear();
         self.join = None;
         self.next_keepalive = None;
         self.next_shuffle = None;
@@ -483,6 +510,17 @@ impl HyParView {
             return;
         }
         self.handle_heard(now, &from.id);
+        // A lost peer is alive again; its answer to our probe makes it a
+        // neighbour (the paper's JOINREPLY only answers our contact).
+        if let Some(i) = self.lost.iter().position(|l| l.peer.id == from.id) {
+            let lost = self.lost.remove(i);
+            if matches!(message, Message::JoinReply) && lost.probes > 0 {
+                if !self.is_active(&from.id) {
+                    self.add_active(now, from);
+                }
+                return;
+            }
+        }
         match message {
             Message::Join => self.on_join(now, from),
             Message::JoinReply => self.on_join_reply(now, from),
@@ -514,7 +552,8 @@ impl HyParView {
         self.remove_passive(peer);
         let mut lost = false;
         if let Some(i) = self.active_index(peer) {
-            self.remove_active_at(i);
+            let dead = self.remove_active_at(i);
+            self.remember_lost(now, dead);
             lost = true;
         }
         if let Some(i) = self.pending.iter().position(|p| p.peer.id == *peer) {
@@ -538,6 +577,7 @@ impl HyParView {
                 .next_keepalive
                 .map(|t| next_period(t, self.config.keepalive_interval, now));
         }
+        self.probe_lost(now);
         if self.next_shuffle.is_some_and(|t| t <= now) {
             self.shuffle();
             self.next_shuffle = self
@@ -559,10 +599,17 @@ impl HyParView {
     pub fn poll_timeout(&self) -> Option<Time> {
         let join = self.join.and_then(|j| j.deadline);
         let requests = self.pending.iter().map(|p| p.deadline).min();
-        [self.next_keepalive, self.next_shuffle, join, requests]
-            .into_iter()
-            .flatten()
-            .min()
+        let probe = self.lost.iter().map(|l| l.next_probe).min();
+        [
+            self.next_keepalive,
+            self.next_shuffle,
+            join,
+            requests,
+            probe,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ---- message handlers ----
@@ -852,8 +899,9 @@ impl HyParView {
         while i < self.active.len() {
             let silence = now.saturating_sub(self.last_heard[i]);
             if silence >= self.config.failure_timeout {
-                // Failed: not kept as a passive peer.
-                self.remove_active_at(i);
+                // Failed: not kept as a passive peer, but probed later.
+                let dead = self.remove_active_at(i);
+                self.remember_lost(now, dead);
                 continue;
             }
             if silence >= self.config.keepalive_interval {
@@ -995,6 +1043,42 @@ impl HyParView {
         self.active.push(peer);
         self.last_heard.push(now);
         self.emit(Event::NeighborUp(peer));
+    }
+
+    /// Remember `peer`, an active peer lost to a failure, for probing
+    /// (forgetting the oldest beyond [`MAX_LOST`]).
+    fn remember_lost(&mut self, now: Time, peer: Peer) {
+        self.lost.retain(|l| l.peer.id != peer.id);
+        if self.lost.len() >= MAX_LOST {
+            self.lost.remove(0);
+        }
+        self.lost.push(Lost {
+            peer,
+            next_probe: now + self.config.shuffle_interval,
+            probes: 0,
+        });
+    }
+
+    /// Send JOIN to every lost peer whose probe is due; the next one waits
+    /// twice as long, and after [`LOST_PROBES`] the peer is forgotten.
+    fn probe_lost(&mut self, now: Time) {
+        let mut i = 0;
+        while i < self.lost.len() {
+            let l = &mut self.lost[i];
+            if l.next_probe > now {
+                i += 1;
+                continue;
+            }
+            if l.probes >= LOST_PROBES || self.active.iter().any(|p| p.id == l.peer.id) {
+                self.lost.remove(i);
+                continue;
+            }
+            l.probes += 1;
+            l.next_probe = now + self.config.shuffle_interval * (1u32 << l.probes);
+            let id = l.peer.id;
+            self.send(id, Message::Join);
+            i += 1;
+        }
     }
 
     fn remove_active_at(&mut self, i: usize) -> Peer {
@@ -1155,6 +1239,55 @@ mod tests {
 
     fn drain(hv: &mut HyParView) -> Vec<Output> {
         std::iter::from_fn(|| hv.poll_output()).collect()
+    }
+
+    #[test]
+    fn a_peer_lost_to_failure_is_probed_with_join_and_taken_back_when_it_answers() {
+        let mut hv = node(0, 1);
+        befriend(&mut hv, &[1, 2]);
+        drain(&mut hv);
+        // Peer 1 stops answering (a partition): dropped, remembered.
+        hv.handle_peer_dead(secs(1), &peer(1).id);
+        assert!(!hv.is_active(&peer(1).id));
+        drain(&mut hv);
+        let first = secs(1) + Config::default().shuffle_interval;
+        assert!(hv.poll_timeout().unwrap() <= first);
+        hv.handle_timeout(first);
+        let out = drain(&mut hv);
+        assert_eq!(sends_to(&out, &peer(1)), vec![Message::Join]);
+        // Unanswered: the next probe waits twice as long.
+        hv.handle_timeout(first + secs(10));
+        assert!(sends_to(&drain(&mut hv), &peer(1)).is_empty());
+        hv.handle_timeout(first + secs(20));
+        assert_eq!(sends_to(&drain(&mut hv), &peer(1)), vec![Message::Join]);
+        // The partition healed: its JOINREPLY makes it a neighbour again.
+        hv.handle_message(first + secs(21), peer(1), Message::JoinReply);
+        assert!(hv.is_active(&peer(1).id));
+        assert!(events(&drain(&mut hv)).contains(&Event::NeighborUp(peer(1))));
+        assert_views(&hv);
+        // And it is not probed again.
+        hv.handle_timeout(first + secs(1000));
+        assert!(sends_to(&drain(&mut hv), &peer(1)).is_empty());
+    }
+
+    #[test]
+    fn a_lost_peer_that_never_answers_is_forgotten_after_its_probes() {
+        let mut hv = node(0, 1);
+        befriend(&mut hv, &[1]);
+        hv.handle_peer_dead(secs(1), &peer(1).id);
+        drain(&mut hv);
+        let mut probes = 0;
+        for t in 2..2000 {
+            hv.handle_timeout(secs(t));
+            probes += sends_to(&drain(&mut hv), &peer(1))
+                .iter()
+                .filter(|m| **m == Message::Join)
+                .count();
+        }
+        assert_eq!(probes, usize::from(LOST_PROBES));
+        // A JOINREPLY nobody asked for does not make it a neighbour.
+        hv.handle_message(secs(2001), peer(1), Message::JoinReply);
+        assert!(!hv.is_active(&peer(1).id));
     }
 
     fn sends_to(out: &[Output], to: &Peer) -> Vec<Message> {

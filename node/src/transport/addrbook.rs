@@ -30,7 +30,7 @@ use std::time::Duration;
 use crate::{Peer, PeerId, Time};
 
 /// Hearsay records kept (the most recent).
-pub const HEARSAY_CAPACITY: usize = 32;
+pub const HEARSAY_CAPACITY: usize = 8;
 
 /// What the book knows of one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +49,8 @@ pub struct AddressBook {
     /// Addresses seen on authenticated datagrams.
     known: BTreeMap<PeerId, Entry>,
     /// Records heard from third parties, the most recent
-    /// [`HEARSAY_CAPACITY`].
-    heard: BTreeMap<PeerId, Entry>,
+    /// [`HEARSAY_CAPACITY`], oldest first (a short list: scanned).
+    heard: Vec<(PeerId, Entry)>,
     capacity: usize,
     max_age: Duration,
     /// When the next sweep for entries older than `max_age` is due.
@@ -64,7 +64,7 @@ impl AddressBook {
         assert!(capacity > 0, "an address book holds at least one peer");
         AddressBook {
             known: BTreeMap::new(),
-            heard: BTreeMap::new(),
+            heard: Vec::new(),
             capacity,
             max_age,
             next_sweep: Time::ZERO,
@@ -73,20 +73,30 @@ impl AddressBook {
 
     /// The entry of `peer`: its authenticated address, else hearsay.
     pub fn get(&self, peer: &PeerId) -> Option<&Entry> {
-        self.known.get(peer).or_else(|| self.heard.get(peer))
+        self.known.get(peer).or_else(|| self.heard_entry(peer))
+    }
+
+    fn heard_entry(&self, peer: &PeerId) -> Option<&Entry> {
+        self.heard.iter().find(|(id, _)| id == peer).map(|(_, e)| e)
+    }
+
+    fn take_heard(&mut self, peer: &PeerId) -> Option<Entry> {
+        let i = self.heard.iter().position(|(id, _)| id == peer)?;
+        Some(self.heard.remove(i).1)
     }
 
     /// The peer last seen at `addr` (authenticated first, then the most
     /// recent hearsay). A linear scan: the book is small and this is asked
     /// for contacts and NAT messages, not per datagram.
     pub fn peer_at(&self, addr: SocketAddr) -> Option<PeerId> {
-        let latest = |map: &BTreeMap<PeerId, Entry>| {
-            map.iter()
+        let latest = |entries: &mut dyn Iterator<Item = (&PeerId, &Entry)>| {
+            entries
                 .filter(|(_, e)| e.addr == addr)
                 .max_by_key(|(_, e)| e.last_seen)
                 .map(|(id, _)| *id)
         };
-        latest(&self.known).or_else(|| latest(&self.heard))
+        latest(&mut self.known.iter())
+            .or_else(|| latest(&mut self.heard.iter().map(|(id, e)| (id, e))))
     }
 
     /// Peers in the book, both kinds.
@@ -106,7 +116,7 @@ impl AddressBook {
             e.last_seen = now;
             return;
         }
-        let relay = self.heard.remove(&peer).and_then(|e| e.relay);
+        let relay = self.take_heard(&peer).and_then(|e| e.relay);
         if self.known.len() >= self.capacity {
             evict_oldest(&mut self.known);
         }
@@ -128,22 +138,20 @@ impl AddressBook {
             }
             return;
         }
-        if let Some(e) = self.heard.get_mut(&record.id) {
-            if e.addr == record.addr {
-                e.relay = record.relay.or(e.relay);
-                e.last_seen = now;
-                return;
-            }
-        } else if self.heard.len() >= HEARSAY_CAPACITY {
-            evict_oldest(&mut self.heard);
+        let relay = match self.take_heard(&record.id) {
+            Some(e) if e.addr == record.addr => record.relay.or(e.relay),
+            _ => record.relay,
+        };
+        if self.heard.len() >= HEARSAY_CAPACITY {
+            self.heard.remove(0);
         }
         let entry = Entry {
             addr: record.addr,
-            relay: record.relay,
+            relay,
             authenticated: false,
             last_seen: now,
         };
-        self.heard.insert(record.id, entry);
+        self.heard.push((record.id, entry));
     }
 
     /// The relay `peer` told us itself (its HELLO) it holds a reservation
@@ -151,7 +159,7 @@ impl AddressBook {
     pub fn set_relay(&mut self, peer: &PeerId, relay: Option<SocketAddr>) {
         if let Some(e) = self.known.get_mut(peer) {
             e.relay = relay;
-        } else if let Some(e) = self.heard.get_mut(peer) {
+        } else if let Some((_, e)) = self.heard.iter_mut().find(|(id, _)| id == peer) {
             e.relay = relay;
         }
     }
@@ -159,7 +167,7 @@ impl AddressBook {
     /// Forget `peer`.
     pub fn remove(&mut self, peer: &PeerId) {
         self.known.remove(peer);
-        self.heard.remove(peer);
+        self.take_heard(peer);
     }
 
     /// Forget authenticated entries not seen for `max_age`; a scan at most

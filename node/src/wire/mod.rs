@@ -43,7 +43,7 @@
 //! |-------:|-------------------|------------------------------------------------------------------------------|
 //! | `0x20` | `Hello`           | `observed`: address, flagged when `relay` follows; `relay`: address, only when flagged; `reach`: reach |
 //! | `0x21` | `DialRequest`     | `nonce`: u64                                                                 |
-//! | `0x22` | `DialResponse`    | `nonce`: u64, `accepted`: bool, `observed`: address                          |
+//! | `0x22` | `DialResponse`    | `nonce`: u64, `helpers`: u8 (0-3), `observed`: address                       |
 //! | `0x23` | `DialBackRequest` | `nonce`: u64, `peer`: id, `target`: address                                  |
 //! | `0x24` | `DialBack`        | `nonce`: u64                                                                 |
 //! | `0x25` | `Reserve`         | empty                                                                        |
@@ -679,11 +679,11 @@ fn encode_nat(m: &nat::Message, out: &mut Vec<u8>) {
         }
         N::DialResponse {
             nonce,
-            accepted,
+            helpers,
             observed,
         } => {
             out.extend_from_slice(&nonce.to_be_bytes());
-            out.push(u8::from(*accepted));
+            out.push(*helpers);
             put_addr(out, observed, false);
         }
         N::DialBackRequest {
@@ -897,7 +897,16 @@ fn decode_nat(tag: u8, r: &mut Reader<'_>) -> Result<nat::Message, DecodeError> 
         },
         tag::DIAL_RESPONSE => N::DialResponse {
             nonce: r.u64("nonce")?,
-            accepted: r.bool("accepted")?,
+            helpers: match r.u8("helpers")? {
+                n if usize::from(n) <= crate::transport::nat::MAX_DIAL_HELPERS => n,
+                n => {
+                    return Err(DecodeError::OverLimit {
+                        what: "dial-back helpers",
+                        value: usize::from(n),
+                        max: crate::transport::nat::MAX_DIAL_HELPERS,
+                    })
+                }
+            },
             observed: r.addr()?,
         },
         tag::DIAL_BACK_REQUEST => N::DialBackRequest {
@@ -1291,10 +1300,10 @@ mod tests {
                 }
             }),
             any::<u64>().prop_map(|nonce| N::DialRequest { nonce }),
-            (any::<u64>(), any::<bool>(), addr()).prop_map(|(nonce, accepted, observed)| {
+            (any::<u64>(), 0..=3u8, addr()).prop_map(|(nonce, helpers, observed)| {
                 N::DialResponse {
                     nonce,
-                    accepted,
+                    helpers,
                     observed,
                 }
             }),
@@ -1688,7 +1697,7 @@ mod tests {
             N::DialRequest { nonce: u64::MAX },
             N::DialResponse {
                 nonce: 1,
-                accepted: true,
+                helpers: 3,
                 observed: v6,
             },
             N::DialBackRequest {
@@ -2140,7 +2149,7 @@ mod tests {
         check_layout(
             &with(N::DialResponse {
                 nonce: 0x0102,
-                accepted: true,
+                helpers: 1,
                 observed: b,
             }),
             &body,
@@ -2328,7 +2337,7 @@ mod tests {
                 (
                     Message::Nat(N::DialResponse {
                         nonce: 1,
-                        accepted: true,
+                        helpers: 1,
                         observed: a,
                     }),
                     34 + 9,
@@ -2506,10 +2515,14 @@ mod tests {
             })
         );
         let mut dial_response = vec![0; 8];
-        dial_response.push(2);
+        dial_response.push(4);
         assert_eq!(
             with(tag::DIAL_RESPONSE, &dial_response),
-            invalid("accepted", 42)
+            Err(DecodeError::OverLimit {
+                what: "dial-back helpers",
+                value: 4,
+                max: 3
+            })
         );
         let mut punch = vec![0; 8];
         punch.push(2);

@@ -1,14 +1,25 @@
 //! AutoNAT: whether strangers can reach us. We ask a peer (the server)
-//! to have our address dialled back by a third peer (the helper) that our
-//! NAT has never let in; results move a confidence counter. The same node
-//! serves others' probes and helps with their dial-backs, within budgets.
+//! to have our address dialled back by third peers (helpers, up to
+//! [`MAX_DIAL_HELPERS`]); only a dial-back from an IP we had never sent to
+//! before the probe says anything, as our NAT lets in whoever we sent to.
+//! Results move a confidence counter. The same node serves others' probes
+//! and helps with their dial-backs, within budgets.
+//!
+//! Several helpers, because a node talks to most of its neighbourhood
+//! within seconds (every session datagram is answered): with one helper
+//! the server's pick was nearly always a peer the client had contacted,
+//! and a probe after the first proved nothing, so public nodes stayed
+//! "unknown". A probe's outcome, once every helper answered or the
+//! deadline passed: a dial-back from a stranger means reachable; a helper
+//! that never dialled back (a stranger filtered out) means not reachable;
+//! dial-backs only from IPs we had contacted mean ask again.
 
 use std::net::{IpAddr, SocketAddr};
 
 use rand::Rng;
 
 use super::paths::PATH_IDLE;
-use super::{spend, Message, Output, Reach, Traversal};
+use super::{spend, Message, Output, Reach, Traversal, MAX_DIAL_HELPERS};
 use crate::{Peer, PeerId, Time};
 
 /// Dial-back requests served (as server or helper) per window.
@@ -24,7 +35,10 @@ pub(super) struct Probe {
     /// When the probe was asked for.
     pub(super) since: Time,
     pub(super) deadline: Time,
-    pub(super) accepted: bool,
+    /// Helpers the server asked (0 until it answers, or if it declined).
+    pub(super) helpers: u8,
+    /// Dial-backs that came from IPs we had sent to before the probe.
+    pub(super) known: u8,
 }
 
 impl Traversal {
@@ -67,23 +81,30 @@ impl Traversal {
         if helpers.is_empty() {
             helpers = candidates(false);
         }
-        let accepted = !helpers.is_empty() && self.spend_dialback_budget(now);
-        if accepted {
-            let (_, helper) = helpers.swap_remove(self.rng.get().gen_range(0..helpers.len()));
-            self.out.push_back(Output::Raw(
-                helper,
-                Message::DialBackRequest {
-                    nonce,
-                    peer: from.id,
-                    target: from.addr,
-                },
-            ));
+        // One helper per IP.
+        helpers.sort_unstable_by_key(|(_, a)| a.ip());
+        helpers.dedup_by_key(|(_, a)| a.ip());
+        let mut asked = 0u8;
+        if !helpers.is_empty() && self.spend_dialback_budget(now) {
+            while usize::from(asked) < MAX_DIAL_HELPERS && !helpers.is_empty() {
+                let i = self.rng.get().gen_range(0..helpers.len());
+                let (_, helper) = helpers.swap_remove(i);
+                self.out.push_back(Output::Raw(
+                    helper,
+                    Message::DialBackRequest {
+                        nonce,
+                        peer: from.id,
+                        target: from.addr,
+                    },
+                ));
+                asked += 1;
+            }
         }
         self.out.push_back(Output::Raw(
             from.addr,
             Message::DialResponse {
                 nonce,
-                accepted,
+                helpers: asked,
                 observed: from.addr,
             },
         ));
@@ -100,12 +121,16 @@ impl Traversal {
         now: Time,
         from: Peer,
         nonce: u64,
-        accepted: bool,
+        helpers: u8,
         observed: SocketAddr,
     ) {
         if let Some(p) = self.probe.as_mut().filter(|p| p.nonce == nonce) {
-            p.accepted = accepted;
-            if !accepted {
+            p.helpers = helpers;
+            if helpers == 0 {
+                self.probe = None;
+                self.next_probe = now + self.config.autonat_retry;
+            } else if p.known >= helpers {
+                // Every helper's dial-back already came, from known IPs.
                 self.probe = None;
                 self.next_probe = now + self.config.autonat_retry;
             }
@@ -136,21 +161,28 @@ impl Traversal {
 
     /// A dial-back from `from`, for our probe if the nonce says so.
     pub(super) fn on_dial_back(&mut self, now: Time, from: Peer, nonce: u64) {
-        if let Some(p) = self.probe.take_if(|p| p.nonce == nonce) {
-            // From an IP we had sent to before the probe, a dial-back
-            // proves nothing: our NAT's filter lets it in whether or not
-            // it would let a stranger in. Ask again. (Answering the
-            // helper's handshake, which arrived unsolicited, is what lets
-            // its DIAL-BACK in.)
-            if self
-                .contacted
-                .get(&from.addr.ip())
-                .is_some_and(|t| t.0 < p.since)
-            {
-                self.next_probe = now + self.config.autonat_retry;
-            } else {
-                self.autonat_result(now, p.server, true);
-            }
+        let Some(p) = self.probe.as_mut().filter(|p| p.nonce == nonce) else {
+            return;
+        };
+        // From an IP we had sent to before the probe, a dial-back proves
+        // nothing: our NAT's filter lets it in whether or not it would let
+        // a stranger in. (Answering the helper's handshake, which arrived
+        // unsolicited, is what lets its DIAL-BACK in.)
+        let known = self
+            .contacted
+            .get(&from.addr.ip())
+            .is_some_and(|t| t.0 < p.since);
+        if !known {
+            let server = p.server;
+            self.probe = None;
+            self.autonat_result(now, server, true);
+            return;
+        }
+        p.known = p.known.saturating_add(1);
+        if p.helpers > 0 && p.known >= p.helpers {
+            // Every helper was someone we knew: ask again.
+            self.probe = None;
+            self.next_probe = now + self.config.autonat_retry;
         }
     }
 
@@ -159,7 +191,8 @@ impl Traversal {
     pub(super) fn probe_timer(&mut self, now: Time) {
         if self.probe.as_ref().is_some_and(|p| p.deadline <= now) {
             let p = self.probe.take().expect("checked");
-            if p.accepted {
+            if p.helpers > p.known {
+                // A helper's dial-back never came: a stranger was kept out.
                 self.autonat_result(now, p.server, false);
             } else {
                 self.next_probe = now + self.config.autonat_retry;
@@ -211,7 +244,8 @@ impl Traversal {
             nonce,
             since: now,
             deadline: now + self.config.dial_back_timeout,
-            accepted: false,
+            helpers: 0,
+            known: 0,
         });
         self.out
             .push_back(Output::Raw(server, Message::DialRequest { nonce }));

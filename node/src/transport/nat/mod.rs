@@ -318,6 +318,9 @@ impl Status {
 
 /// Largest number of candidate addresses in a hole-punch CONNECT.
 pub const MAX_PUNCH_ADDRS: usize = 4;
+/// Helpers an AutoNAT server asks to dial a client back, each a different
+/// peer: the more of them, the likelier one is a stranger to the client.
+pub const MAX_DIAL_HELPERS: usize = 3;
 /// Reservations a node can hold at once.
 pub const MAX_RESERVATIONS: usize = 4;
 /// Observations of our address kept.
@@ -352,11 +355,12 @@ pub enum Message {
     DialRequest {
         nonce: u64,
     },
-    /// AutoNAT: whether a dial-back was asked of a third peer, and the
-    /// address the server sees.
+    /// AutoNAT: how many third peers were asked for a dial-back (0: the
+    /// request was declined; at most [`MAX_DIAL_HELPERS`]), and the address
+    /// the server sees.
     DialResponse {
         nonce: u64,
-        accepted: bool,
+        helpers: u8,
         observed: SocketAddr,
     },
     /// AutoNAT, server to helper: send a dial-back to `peer` at `target`
@@ -856,9 +860,9 @@ impl Traversal {
             Message::DialRequest { nonce } => self.serve_dial_request(now, from, nonce),
             Message::DialResponse {
                 nonce,
-                accepted,
+                helpers,
                 observed,
-            } => self.on_dial_response(now, from, nonce, accepted, observed),
+            } => self.on_dial_response(now, from, nonce, helpers, observed),
             Message::DialBackRequest {
                 nonce,
                 peer,
