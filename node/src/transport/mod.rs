@@ -483,7 +483,11 @@ impl Transport {
                     }
                 },
             };
-            self.nat.on_sent(now, dst);
+            let answering = matches!(
+                out.first(),
+                Some(&(session::kind::RESPONSE | session::kind::COOKIE_REPLY))
+            );
+            self.nat.on_sent(now, dst, answering);
             self.stats.datagrams_out += 1;
             return Some(Transmit { dst, label });
         }

@@ -29,6 +29,16 @@ const HELPER_BUDGET: u32 = 100;
 /// IPs remembered as sent to.
 const MAX_CONTACTED: usize = 1024;
 
+/// What we sent to one IP (AutoNAT's view of what our NAT lets in).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Contact {
+    pub(super) first: Time,
+    pub(super) last: Time,
+    /// Our first datagram to it answered its handshake (it got in
+    /// unsolicited); otherwise we spoke first and opened our NAT to it.
+    pub(super) answered: bool,
+}
+
 pub(super) struct Probe {
     pub(super) server: IpAddr,
     pub(super) nonce: u64,
@@ -42,8 +52,9 @@ pub(super) struct Probe {
 }
 
 impl Traversal {
-    /// A datagram left straight for `to` (whatever chose the route).
-    pub(crate) fn on_sent(&mut self, now: Time, to: SocketAddr) {
+    /// A datagram left straight for `to` (whatever chose the route);
+    /// `answering`: it is a handshake response or cookie reply.
+    pub(crate) fn on_sent(&mut self, now: Time, to: SocketAddr, answering: bool) {
         if !self.config.enabled {
             return;
         }
@@ -52,7 +63,7 @@ impl Traversal {
             let oldest = self
                 .contacted
                 .iter()
-                .min_by_key(|(_, t)| t.1)
+                .min_by_key(|(_, t)| t.last)
                 .map(|(ip, _)| *ip);
             if let Some(oldest) = oldest {
                 self.contacted.remove(&oldest);
@@ -60,8 +71,12 @@ impl Traversal {
         }
         self.contacted
             .entry(ip)
-            .and_modify(|t| t.1 = now)
-            .or_insert((now, now));
+            .and_modify(|t| t.last = now)
+            .or_insert(Contact {
+                first: now,
+                last: now,
+                answered: answering,
+            });
     }
 
     pub(super) fn serve_dial_request(&mut self, now: Time, from: Peer, nonce: u64) {
@@ -164,14 +179,15 @@ impl Traversal {
         let Some(p) = self.probe.as_mut().filter(|p| p.nonce == nonce) else {
             return;
         };
-        // From an IP we had sent to before the probe, a dial-back proves
-        // nothing: our NAT's filter lets it in whether or not it would let
-        // a stranger in. (Answering the helper's handshake, which arrived
-        // unsolicited, is what lets its DIAL-BACK in.)
+        // From an IP we had sent to before the probe, or first spoke to
+        // ourselves since, a dial-back proves nothing: our NAT's filter
+        // lets it in whether or not it would let a stranger in. Only a
+        // helper whose handshake got in unsolicited (we answered it) is a
+        // stranger that reached us.
         let known = self
             .contacted
             .get(&from.addr.ip())
-            .is_some_and(|t| t.0 < p.since);
+            .is_some_and(|t| t.first < p.since || !t.answered);
         if !known {
             let server = p.server;
             self.probe = None;
@@ -213,7 +229,7 @@ impl Traversal {
 
     /// Forget the IPs we have not sent to for [`PATH_IDLE`].
     pub(super) fn forget_contacted(&mut self, now: Time) {
-        self.contacted.retain(|_, t| now < t.1 + PATH_IDLE);
+        self.contacted.retain(|_, t| now < t.last + PATH_IDLE);
     }
 
     fn start_probe(&mut self, now: Time) {

@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{self, KeyError};
 use crate::{Peer, PeerId, Time};
-use autonat::Probe;
+use autonat::{Contact, Probe};
 use paths::Path;
 use portmap::PortMap;
 use relay_client::{Candidate, ResState, Reservation};
@@ -584,7 +584,7 @@ pub struct Traversal {
     /// IPs we sent datagrams to directly (bounded): since when (without a
     /// gap of `PATH_IDLE`), and last. Our NAT lets them in, so their
     /// dial-backs prove nothing.
-    contacted: BTreeMap<IpAddr, (Time, Time)>,
+    contacted: BTreeMap<IpAddr, Contact>,
     paths: BTreeMap<PeerId, Path>,
     by_addr: BTreeMap<SocketAddr, PeerId>,
     pending_frames: usize,
