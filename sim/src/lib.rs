@@ -1,6 +1,7 @@
 //! Grove's simulator: scenario files, the simulated world on madsim, metrics
 //! and reports.
 
+pub mod attack;
 pub mod bench;
 pub mod churn;
 #[cfg(madsim)]

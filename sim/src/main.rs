@@ -175,8 +175,7 @@ fn run(
     // enters a report.
     let started = std::time::Instant::now();
     // Memory over virtual time: (virtual s, live heap MB, RSS MB).
-    let memory: std::rc::Rc<std::cell::RefCell<Vec<(u64, Option<f64>, Option<f64>)>>> =
-        Default::default();
+    let memory: std::rc::Rc<std::cell::RefCell<Vec<MemorySample>>> = Default::default();
     let mut reports = Vec::new();
     let mut all_passed = true;
     for (i, (cell, scenario)) in cells.iter().enumerate() {
@@ -284,7 +283,7 @@ fn run(
     }
     if let Some(stats) = stats {
         let memory = memory.borrow();
-        let series = |pick: fn(&(u64, Option<f64>, Option<f64>)) -> Option<(u64, f64)>| {
+        let series = |pick: fn(&MemorySample) -> Option<(u64, f64)>| {
             memory.iter().filter_map(pick).collect::<Vec<_>>()
         };
         let value = serde_json::json!({
@@ -306,6 +305,10 @@ fn run(
         ExitCode::from(1)
     })
 }
+
+/// Memory at a virtual second: (virtual s, live heap MB, RSS MB).
+#[cfg(madsim)]
+type MemorySample = (u64, Option<f64>, Option<f64>);
 
 /// The live heap in MiB ([`grove_sim::bench::heap_in_use_bytes`]).
 #[cfg(madsim)]

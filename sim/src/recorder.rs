@@ -81,6 +81,8 @@ pub struct Recorder {
     pub dht: crate::dht::DhtRec,
     /// The knowledge commons, when the scenario runs it.
     pub knowledge: Option<crate::knowledge::KnowledgeRec>,
+    /// The attack workload, when the scenario has attackers.
+    pub attacks: Option<crate::attack::AttackRec>,
 }
 
 /// The traffic row of the session layer's own datagrams (handshakes,
@@ -137,6 +139,7 @@ impl Recorder {
             pubsub: None,
             dht: crate::dht::DhtRec::default(),
             knowledge: None,
+            attacks: None,
         }
     }
 
@@ -218,6 +221,11 @@ impl Recorder {
 
     /// NAT traversal at `host` reported `event`.
     pub fn traversal(&mut self, host: u32, now: u64, event: grove_node::transport::nat::Event) {
+        if let (Some(a), grove_node::transport::nat::Event::Rejected { what, .. }) =
+            (&mut self.attacks, &event)
+        {
+            a.rejected(what);
+        }
         let peer_host = &self.peer_host;
         self.nat
             .event(host, now, event, |p| peer_host.get(p).copied());
@@ -227,13 +235,23 @@ impl Recorder {
         self.active[host as usize].retain(|p| p != peer);
     }
 
-    /// Host `src` sent `bytes` at `now`.
+    /// Host `src` sent `bytes` to `dst` at `now`.
     /// Sealed datagrams no longer show what they carry: `label` is what
     /// the sender read from the plaintext (its protocol and kind, a GOSSIP's
     /// id prefix); the session type in clear is the bytes' first.
-    pub fn datagram_sent(&mut self, now: u64, src: u32, bytes: &[u8], label: Label) {
+    pub fn datagram_sent(
+        &mut self,
+        now: u64,
+        src: u32,
+        dst: std::net::SocketAddr,
+        bytes: &[u8],
+        label: Label,
+    ) {
         if let Some(n) = self.sent_by_host.get_mut(src as usize) {
             *n += 1;
+        }
+        if let Some(a) = &mut self.attacks {
+            a.sent(now, src, dst, bytes);
         }
         let seen = self.transport.datagram(bytes);
         let kind = match label.protocol() {
@@ -378,14 +396,15 @@ mod tests {
     fn traffic_is_counted_per_protocol() {
         use grove_node::transport::session::{kind, DATA_OVERHEAD};
         let mut r = Recorder::new(1, vec![]);
+        let dst: std::net::SocketAddr = "198.18.0.2:7000".parse().unwrap();
         // NAT-PMP's version byte is 0: not ours.
-        r.datagram_sent(0, 0, &[0; 14], Label::FOREIGN);
+        r.datagram_sent(0, 0, dst, &[0; 14], Label::FOREIGN);
         assert_eq!(r.traffic[OTHER_ROW].datagrams, 1);
         assert_eq!(r.traffic[OTHER_ROW].bytes, 14);
         assert_eq!(r.traffic[0].datagrams, 0);
         // The session layer's own: an initiation and an empty ack.
-        r.datagram_sent(0, 0, &[kind::INITIATION; 133], Label::FOREIGN);
-        r.datagram_sent(0, 0, &[kind::DATA; DATA_OVERHEAD], Label::FOREIGN);
+        r.datagram_sent(0, 0, dst, &[kind::INITIATION; 133], Label::FOREIGN);
+        r.datagram_sent(0, 0, dst, &[kind::DATA; DATA_OVERHEAD], Label::FOREIGN);
         assert_eq!(r.traffic[SESSION_ROW].datagrams, 2);
         assert_eq!(r.traffic[SESSION_ROW].bytes, 133 + 29);
         assert_eq!((r.transport.initiations, r.transport.acks), (1, 1));
@@ -403,7 +422,7 @@ mod tests {
         .unwrap();
         let mut sealed = vec![kind::DATA_ACK_ELICITING; plain.len() + DATA_OVERHEAD];
         sealed[DATA_OVERHEAD..].copy_from_slice(&plain);
-        r.datagram_sent(0, 0, &sealed, Label::of(&plain));
+        r.datagram_sent(0, 0, dst, &sealed, Label::of(&plain));
         assert_eq!(r.traffic[Protocol::Membership as usize].datagrams, 1);
         assert_eq!(r.traffic[Protocol::Membership as usize].bytes, 34 + 29);
         assert_eq!((r.transport.data, r.traffic[SESSION_ROW].datagrams), (1, 2));

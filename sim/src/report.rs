@@ -61,6 +61,10 @@ pub struct Report {
     /// The knowledge commons: convergence, lost writes, bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub knowledge: Option<crate::knowledge::KnowledgeSection>,
+    /// The attack workload: what the attackers sent and what it cost the
+    /// honest nodes, when the scenario has attackers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attacks: Option<crate::attack::AttackSection>,
     pub broadcasts: Vec<BroadcastEntry>,
     pub checks: Vec<CheckResult>,
     pub passed: bool,

@@ -531,8 +531,9 @@ pub struct Pairs {
     pub group: Option<String>,
 }
 
-/// The hosts of `group` run no node: from `start_s` each sends `rate_per_s`
-/// hostile datagrams to random hosts of `target`.
+/// The hosts of `group` run no node but an attacker (see
+/// [`crate::attack`]): from `start_s` until the end of the run, each sends
+/// `rate_per_s` hostile messages of `kind` to random hosts of `target`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attack {
@@ -543,15 +544,60 @@ pub struct Attack {
     pub rate_per_s: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// What an attacker sends. Sybils are fresh identities with sessions of
+/// their own: they handshake with their target like any peer, then send
+/// sealed messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttackKind {
-    /// RESERVE from a fresh (Sybil) peer id each time.
+    /// RESERVE, each from a fresh Sybil.
     ReserveFlood,
-    /// CONNECT to random peer ids from fresh ids.
+    /// CONNECT to random honest peers, from the attacker's Sybils.
     CircuitFlood,
-    /// Relay and hole-punch messages with random bytes in their bodies.
+    /// Relay and hole-punch messages with random bytes in their bodies,
+    /// sealed by the attacker's Sybils.
     Garbage,
+    /// Datagrams claiming other peers' ids: plaintext with an honest id in
+    /// the header, data datagrams with random or sniffed receiver indices,
+    /// and sealed messages whose header names another peer than the
+    /// session's.
+    SpoofId,
+    /// Datagrams captured on the network, resent to their destination from
+    /// the attacker's own address.
+    Replay,
+    /// Handshake initiations with a valid mac1 from forged source
+    /// addresses (the attacking group must have no NAT).
+    HandshakeFlood,
+    /// Attempts on the target relays' reservations: RESERVE claiming a
+    /// reserved peer's id, STOP and RELAY-FROM frames forged as the relay's
+    /// (sealed by a Sybil, or from the relay's own address), CONNECTs to
+    /// the reserved peers.
+    RelayTakeover,
+}
+
+impl AttackKind {
+    pub const ALL: [AttackKind; 7] = [
+        AttackKind::ReserveFlood,
+        AttackKind::CircuitFlood,
+        AttackKind::Garbage,
+        AttackKind::SpoofId,
+        AttackKind::Replay,
+        AttackKind::HandshakeFlood,
+        AttackKind::RelayTakeover,
+    ];
+
+    /// The kind's name in scenario files and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            AttackKind::ReserveFlood => "reserve-flood",
+            AttackKind::CircuitFlood => "circuit-flood",
+            AttackKind::Garbage => "garbage",
+            AttackKind::SpoofId => "spoof-id",
+            AttackKind::Replay => "replay",
+            AttackKind::HandshakeFlood => "handshake-flood",
+            AttackKind::RelayTakeover => "relay-takeover",
+        }
+    }
 }
 
 /// What to measure.
@@ -1032,6 +1078,19 @@ impl Source {
                 return err(
                     key("rate_per_s"),
                     format!("must be in (0, 10000], got {}", a.rate_per_s),
+                );
+            }
+            let behind_nat = s
+                .groups
+                .iter()
+                .any(|g| g.name == a.group && g.nat.iter().any(|n| n.config().is_some()));
+            if a.kind == AttackKind::HandshakeFlood && behind_nat {
+                return err(
+                    key("group"),
+                    format!(
+                        "`{}` has hosts behind NATs, which cannot forge source addresses",
+                        a.group
+                    ),
                 );
             }
         }

@@ -19,7 +19,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use grove_netsim::sim::NetHandle;
+use grove_netsim::sim::{NetHandle, Sent};
 use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
 use grove_node::node::{Event, Node};
@@ -30,6 +30,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::attack::{self, AttackRec, Attacker, Capture, Plan, Target};
 use crate::churn::SessionPlan;
 use crate::commands;
 use crate::dht::{self, DhtRec};
@@ -269,6 +270,8 @@ struct World {
     /// New addresses given to public hosts so far.
     public_ips: usize,
     attack_tasks: Vec<JoinHandle<()>>,
+    /// What replay and spoofing attackers have overheard (when some run).
+    capture: Option<Rc<RefCell<Capture>>>,
     agenda: Agenda,
     churn: ChurnCounts,
     /// The hosts whose `running` is set, for O(log n) random picks.
@@ -309,7 +312,12 @@ impl EventSink for SimSink {
             Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
             // Sessions are observed in the network's traffic, not here.
             Event::Connected { .. } => {}
-            Event::Dropped { .. } => rec.malformed += 1,
+            Event::Dropped { reason, .. } => {
+                rec.malformed += 1;
+                if let Some(a) = &mut rec.attacks {
+                    a.dropped(self.host, now, &reason);
+                }
+            }
             Event::Traversal(e) => {
                 if let grove_node::transport::nat::Event::Reachability { reach, .. } = &e {
                     rec.dht.set_server(self.host, reach.is_public());
@@ -340,40 +348,32 @@ impl EventSink for SimSink {
     }
 }
 
-/// One hostile datagram of `kind` into `out`.
-fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], out: &mut Vec<u8>) {
-    use grove_node::transport::nat::Message as N;
-    use grove_node::wire::{self, Datagram, Message};
-    let sybil = PeerId(rng.gen());
-    let message = match kind {
-        AttackKind::ReserveFlood => N::Reserve,
-        AttackKind::CircuitFlood => N::Connect {
-            target: *victims.choose(rng).expect("hosts"),
-        },
-        AttackKind::Garbage => N::RelayTo {
-            target: *victims.choose(rng).expect("hosts"),
-            data: Bytes::from(vec![0u8; 16]),
-        },
+/// The attack recorder, when the scenario has attacks: which hosts attack
+/// and which are targets, when the attacks and the handshake flood start.
+fn attack_rec(s: &Scenario, hosts: &[HostState]) -> Option<AttackRec> {
+    let first = s.attack.iter().map(|a| a.start_s).reduce(f64::min)?;
+    let in_any = |h: &HostState, pick: &dyn Fn(&crate::scenario::Attack) -> &str| {
+        let name = &s.groups[h.group].name;
+        s.attack.iter().any(|a| pick(a) == name)
     };
-    out.clear();
-    wire::encode(
-        &Datagram {
-            from: sybil,
-            message: Message::Nat(message),
-        },
-        out,
-    )
-    .expect("small messages encode");
-    if kind == AttackKind::Garbage {
-        // Keep the version; a NAT tag; random bytes after the sender id.
-        out[1] = rng.gen_range(0x20..=0x31);
-        let body = 34..out.len();
-        for b in &mut out[body] {
-            *b = rng.gen();
-        }
-        let extra = rng.gen_range(0..24);
-        out.extend((0..extra).map(|_| rng.gen::<u8>()));
-    }
+    let attacker = hosts.iter().map(|h| in_any(h, &|a| &a.group)).collect();
+    let victim = hosts.iter().map(|h| in_any(h, &|a| &a.target)).collect();
+    let floods = s
+        .attack
+        .iter()
+        .filter(|a| a.kind == AttackKind::HandshakeFlood);
+    let flood_start = floods.clone().map(|a| a.start_s).reduce(f64::min);
+    let flooded = hosts
+        .iter()
+        .filter(|h| floods.clone().any(|a| a.target == s.groups[h.group].name))
+        .count();
+    Some(AttackRec::new(
+        attacker,
+        victim,
+        secs_ns(first),
+        flood_start.map(|t| (secs_ns(t), flooded)),
+        s.node.transport.handshakes_per_s_before_cookies,
+    ))
 }
 
 /// The churn stream of host `i`'s session `k`.
@@ -487,10 +487,13 @@ impl World {
             .timeline
             .iter()
             .map(|e| secs_ns(e.at_s()))
+            .chain(s.attack.iter().map(|a| secs_ns(a.start_s)))
             .filter(|&t| t > 0 && t < duration_ns)
             .collect();
+        phase_starts.sort_unstable();
         phase_starts.dedup();
         let mut recorder = Recorder::new(hosts.len(), phase_starts);
+        recorder.attacks = attack_rec(s, &hosts);
         recorder.pubsub = s.pubsub.as_ref().map(|p| {
             let attacker = hosts
                 .iter()
@@ -522,6 +525,7 @@ impl World {
             cgnat_ips,
             public_ips: 0,
             attack_tasks: Vec::new(),
+            capture: None,
             agenda: Agenda::default(),
             churn: ChurnCounts::default(),
             running_set: HostSet::new(hosts.len()),
@@ -674,11 +678,17 @@ impl World {
 
     async fn run(mut self, info: RunInfo, mut progress: Box<dyn FnMut(u64)>) -> Report {
         let rec = self.rec.clone();
-        self.net
-            .set_observer(Box::new(move |now, src, bytes, label, _fate| {
-                rec.borrow_mut()
-                    .datagram_sent(now, src, bytes, Label(label))
-            }));
+        self.capture = self.capture_ring().map(|c| Rc::new(RefCell::new(c)));
+        let capture = self.capture.clone();
+        self.net.set_observer(Box::new(move |d: Sent<'_>| {
+            rec.borrow_mut()
+                .datagram_sent(d.now_ns, d.src, d.dst, d.bytes, Label(d.label));
+            if let Some(c) = &capture {
+                let in_flight = d.fate == grove_netsim::Fate::InFlight;
+                c.borrow_mut()
+                    .observe(d.now_ns, d.src, d.dst, d.bytes, in_flight);
+            }
+        }));
         madsim::task::spawn_local(self.net.clone().pump());
         for (t, action) in self.agenda() {
             self.agenda.push(t, action);
@@ -1018,19 +1028,15 @@ impl World {
     }
 
     /// Start the attacks of the group of attack `k` (at the first of them;
-    /// later ones of the same group are handled by the same task): a task
-    /// per host of the group, sending each attack's hostile datagrams at
-    /// its rate to random hosts of its target group, until the run ends.
+    /// later ones of the same group are run by the same attackers): an
+    /// attacker task per host of the group, issuing each attack's messages
+    /// at its rate to random hosts of its target group, until the run
+    /// ends. Targets are taken as they are now: their addresses, and the
+    /// records their peers advertise.
     fn attack(&mut self, k: usize) {
         let group = self.scenario.attack[k].group.clone();
         if self.scenario.attack[..k].iter().any(|a| a.group == group) {
             return; // already running in the group's tasks
-        }
-        struct Plan {
-            kind: AttackKind,
-            targets: Vec<SocketAddr>,
-            gap_ns: u64,
-            next_ns: u64,
         }
         let plans: Vec<Plan> = self
             .scenario
@@ -1039,52 +1045,97 @@ impl World {
             .filter(|a| a.group == group)
             .map(|a| Plan {
                 kind: a.kind,
-                targets: (0..self.hosts.len())
-                    .filter(|&t| self.in_group(t, &Some(a.target.clone())))
-                    .map(|t| self.contact_addr(t))
-                    .collect(),
+                targets: self.targets(&a.target),
                 gap_ns: (1e9 / a.rate_per_s).max(1.0) as u64,
                 next_ns: secs_ns(a.start_s),
+                round: 0,
             })
-            .filter(|p| !p.targets.is_empty())
             .collect();
-        let victims: Vec<PeerId> = self.hosts.iter().map(|h| h.identity.peer_id()).collect();
+        let honest: Rc<[PeerId]> = (0..self.hosts.len())
+            .filter(|&i| !self.is_attacker(i))
+            .map(|i| self.hosts[i].identity.peer_id())
+            .collect();
+        let stats = {
+            let rec = self.rec.borrow();
+            rec.attacks
+                .as_ref()
+                .expect("an attack recorder")
+                .stats
+                .clone()
+        };
         for i in 0..self.hosts.len() {
             if !self.in_group(i, &Some(group.clone())) {
                 continue;
             }
-            let mut rng = stream(self.seed, STREAM_ATTACK + ((k as u64) << 24) + i as u64);
+            let rng = stream(self.seed, STREAM_ATTACK + ((k as u64) << 24) + i as u64);
+            let attacker = Attacker::new(
+                plans.clone(),
+                self.scenario.node.transport.clone(),
+                honest.clone(),
+                self.capture.clone(),
+                rng,
+                stats.clone(),
+            );
             let addr = SocketAddr::new(self.hosts[i].ip, PORT);
-            let mut plans: Vec<Plan> = plans
-                .iter()
-                .map(|p| Plan {
-                    kind: p.kind,
-                    targets: p.targets.clone(),
-                    gap_ns: p.gap_ns,
-                    next_ns: p.next_ns,
-                })
-                .collect();
-            let (victims, net) = (victims.clone(), self.net.clone());
-            self.attack_tasks
-                .push(madsim::task::spawn_local(async move {
-                    let Ok(socket) = net::Socket::bind(addr).await else {
-                        return;
-                    };
-                    let mut out = Vec::new();
-                    loop {
-                        let Some(p) = plans.iter_mut().min_by_key(|p| p.next_ns) else {
-                            return;
-                        };
-                        if p.next_ns > net.now_ns() {
-                            net.sleep_until_ns(p.next_ns).await;
-                        }
-                        p.next_ns += p.gap_ns;
-                        let to = *p.targets.choose(&mut rng).expect("targets");
-                        hostile_datagram(p.kind, &mut rng, &victims, &mut out);
-                        let _ = socket.send_to(&out, to, Label::FOREIGN).await;
-                    }
-                }));
+            self.attack_tasks.push(attack::task::spawn(addr, attacker));
         }
+    }
+
+    /// The running hosts of `group` as attackers know them: id, the
+    /// address their record advertises (or their contact address), and
+    /// the peers whose records name them as relay.
+    fn targets(&self, group: &str) -> Vec<Target> {
+        let group = Some(group.to_owned());
+        let rec = self.rec.borrow();
+        let advertised = &rec.nat.advertised;
+        let addr_of = |t: usize| advertised[t].map_or_else(|| self.contact_addr(t), |p| p.addr);
+        (0..self.hosts.len())
+            .filter(|&t| self.hosts[t].running && self.in_group(t, &group))
+            .map(|t| {
+                let addr = addr_of(t);
+                let reserved = (0..self.hosts.len())
+                    .filter(|&j| j != t && self.hosts[j].running && !self.is_attacker(j))
+                    .filter_map(|j| advertised[j].filter(|p| p.relay == Some(addr)))
+                    .collect();
+                Target {
+                    host: t as u32,
+                    id: self.hosts[t].identity.peer_id(),
+                    addr,
+                    reserved,
+                }
+            })
+            .collect()
+    }
+
+    /// The capture ring, when an attack reads it: datagrams from the
+    /// targets of those attacks, and to their addresses.
+    fn capture_ring(&self) -> Option<Capture> {
+        let reads = |k: AttackKind| {
+            matches!(
+                k,
+                AttackKind::Replay | AttackKind::SpoofId | AttackKind::RelayTakeover
+            )
+        };
+        let groups: Vec<Option<String>> = self
+            .scenario
+            .attack
+            .iter()
+            .filter(|a| reads(a.kind))
+            .map(|a| Some(a.target.clone()))
+            .collect();
+        if groups.is_empty() {
+            return None;
+        }
+        let n = self.hosts.len();
+        let from: Vec<bool> = (0..n)
+            .map(|i| groups.iter().any(|g| self.in_group(i, g)))
+            .collect();
+        let to = (0..n)
+            .filter(|&i| from[i])
+            .map(|i| self.contact_addr(i).ip())
+            .collect();
+        let attackers = (0..n).map(|i| self.is_attacker(i)).collect();
+        Some(Capture::new(attack::CAPTURE_CAPACITY, from, to, attackers))
     }
 
     /// A timeline crash: the host is gone until a `restart` event.
@@ -1419,10 +1470,16 @@ impl World {
             let name = if p == 0 {
                 "start".to_owned()
             } else {
+                let attacks = s
+                    .attack
+                    .iter()
+                    .filter(|a| secs_ns(a.start_s) == start)
+                    .map(|a| format!("{} @{}s", a.kind.name(), a.start_s));
                 s.timeline
                     .iter()
                     .filter(|e| secs_ns(e.at_s()) == start)
                     .map(TimelineEvent::label)
+                    .chain(attacks)
                     .collect::<Vec<_>>()
                     .join(" + ")
             };
@@ -1536,6 +1593,7 @@ impl World {
                 let reference = load.reference_s.or(heal).unwrap_or(load.end_s);
                 k.section(secs_ns(reference), end)
             }),
+            attacks: rec.attacks.as_ref().map(|a| a.section(&entries, end)),
             broadcasts: if s.measure.per_broadcast {
                 entries
             } else {

@@ -154,21 +154,21 @@ kind = "reserve-flood"
 group = "attackers"
 target = "relays"
 start_s = 10
-rate_per_s = 200
+rate_per_s = 20
 
 [[attack]]
 kind = "circuit-flood"
 group = "attackers"
 target = "relays"
 start_s = 10
-rate_per_s = 100
+rate_per_s = 20
 
 [[attack]]
 kind = "garbage"
 group = "attackers"
 target = "relays"
 start_s = 10
-rate_per_s = 50
+rate_per_s = 10
 
 [[workload]]
 start_s = 30
@@ -178,23 +178,32 @@ from = "homes"
 "#;
     let r = run(text);
     let relay = &r.nat.as_ref().unwrap().relay;
-    // These attackers send plaintext from made-up ids: the relays' session
-    // layer drops all ~24,000 requests unanswered, before the relay
-    // service sees one, so nothing is refused because nothing arrives.
-    assert_eq!(
-        relay.reservation_refusals.get("RESOURCE_LIMIT_EXCEEDED"),
-        None,
+    let attacks = r.attacks.as_ref().unwrap();
+    // Each RESERVE came from a new Sybil that had handshaken with the
+    // relay: 4 attacker IPs x 8 per IP x 3 relays at most were accepted,
+    // the rest refused (3,100 of 3,204 with seed 4). A relay's full
+    // session table forgets its least recently active session, never the
+    // Sybil that has just handshaken, so each RESERVE finds its session.
+    let sent = attacks.sent["reserve-flood"];
+    assert!((3_196..=3_204).contains(&sent), "{:?}", attacks.sent);
+    assert!(attacks.sybils.handshakes_completed >= sent, "{attacks:?}");
+    let refused = relay.reservation_refusals["RESOURCE_LIMIT_EXCEEDED"];
+    let accepted = relay.reservations_accepted;
+    assert!(
+        refused >= sent - 4 * 8 * 3 - 50 && accepted <= 60 * 3 + 4 * 8 * 3,
         "{relay:?}"
     );
-    assert!(
-        r.faults_applied.malformed_dropped > 20_000,
-        "{:?}",
-        r.faults_applied
-    );
+    // CONNECTs to random peers: refused when the target holds no
+    // reservation there, or when the relay's 16 circuits are taken.
+    let circuits_refused = relay.circuit_refusals["NO_RESERVATION"]
+        + relay.circuit_refusals["RESOURCE_LIMIT_EXCEEDED"];
+    assert!(circuits_refused > 1_000, "{relay:?}");
     // Every honest home got its reservation, none was fooled into
-    // thinking itself public, and every broadcast reached everyone.
+    // thinking itself public, the garbage was dropped as undecodable, and
+    // every broadcast reached everyone.
     assert!(relay.reservations >= 60, "{relay:?}");
     assert_eq!(r.nat.as_ref().unwrap().reach["port-restricted"].public, 0);
+    assert!(attacks.drops["undecodable"] > 1_000, "{:?}", attacks.drops);
     assert!(
         r.broadcast.reliability.mean >= 0.999,
         "{:?}",

@@ -106,6 +106,9 @@ pub enum SendError {
     TooLarge { len: usize },
     /// The sending host is down or has no socket.
     HostDown,
+    /// A forged source from a host behind a NAT ([`Network::send_spoofed`]):
+    /// the NAT would rewrite it.
+    SpoofBehindNat,
 }
 
 /// A datagram taken from an inbox.
@@ -860,6 +863,39 @@ impl Network {
         dst: SocketAddr,
         payload: &[u8],
     ) -> Result<Fate, SendError> {
+        self.send_from(now, src, None, dst, payload)
+    }
+
+    /// Send `payload` from `src` to `dst` at `now` with the forged source
+    /// address `from` (IP spoofing): it crosses `src`'s access link and
+    /// arrives claiming `from`, so answers go to `from`, not to `src`.
+    /// Only attack hosts of the simulator use this, to flood from
+    /// addresses they do not own; `src` must have no NAT in front of it
+    /// (a NAT would rewrite the source). Counted like any other datagram.
+    pub fn send_spoofed(
+        &mut self,
+        now: u64,
+        src: HostId,
+        from: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<Fate, SendError> {
+        if self.cold[src as usize].nat != NO_NAT {
+            return Err(SendError::SpoofBehindNat);
+        }
+        self.send_from(now, src, Some(from), dst, payload)
+    }
+
+    /// [`Network::send`], from the host's own address or (from a public
+    /// host only) `forged`.
+    fn send_from(
+        &mut self,
+        now: u64,
+        src: HostId,
+        forged: Option<SocketAddr>,
+        dst: SocketAddr,
+        payload: &[u8],
+    ) -> Result<Fate, SendError> {
         if payload.len() > MAX_DATAGRAM_BYTES {
             return Err(SendError::TooLarge { len: payload.len() });
         }
@@ -880,32 +916,35 @@ impl Network {
                 } else {
                     let delay = src_latency + self.hosts[d as usize].latency_ns;
                     let at = self.on_grid(now + delay.max(1));
-                    let from = SocketAddr::new(self.cold[src as usize].ip, src_port);
+                    let from =
+                        forged.unwrap_or(SocketAddr::new(self.cold[src as usize].ip, src_port));
                     let slot = self.alloc_slot(from, src, payload);
                     self.push(at, d, slot);
                     Fate::InFlight
                 }
             }
-            _ => self.send_slow(now, src, src_port, dst, payload),
+            _ => self.send_slow(now, src, src_port, forged, dst, payload),
         };
         self.counters.count(fate);
         Ok(fate)
     }
 
     /// Everything but public plain-link to public plain-link: NATs on the
-    /// way out and in, jitter and loss.
+    /// way out and in, jitter and loss. `forged` (from a public host
+    /// only): the source the datagram claims.
     fn send_slow(
         &mut self,
         now: u64,
         src: HostId,
         src_port: u16,
+        forged: Option<SocketAddr>,
         dst: SocketAddr,
         payload: &[u8],
     ) -> Fate {
         let src_side = self.hosts[src as usize].side;
         let cold = &self.cold[src as usize];
         let (home, src_blocked, src_fallback) = (cold.nat, cold.blocked, cold.fallback);
-        let mut from = SocketAddr::new(cold.ip, src_port);
+        let mut from = forged.unwrap_or(SocketAddr::new(cold.ip, src_port));
         if home != NO_NAT && dst.ip() == IpAddr::V4(GATEWAY_IP) {
             return self.gateway_request(now, src, home, dst.port(), payload);
         }
@@ -1323,6 +1362,42 @@ mod tests {
         n.set_deadline(a, 90_000_000);
         n.advance(70_000_000);
         assert_eq!(n.hosts[a as usize].queued, 90_000_000);
+    }
+
+    #[test]
+    fn a_spoofed_datagram_arrives_claiming_its_forged_source() {
+        let (mut n, a, b) = net2(0.0);
+        let forged = SocketAddr::new(ip(77), 4242);
+        let dst = n.local_addr(b).unwrap();
+        assert_eq!(n.send_spoofed(0, a, forged, dst, b"hi"), Ok(Fate::InFlight));
+        n.advance(u64::MAX);
+        let mut buf = [0u8; 16];
+        let d = n.take(b, &mut buf).unwrap();
+        assert_eq!((&buf[..d.len], d.from), (&b"hi"[..], forged));
+        // An answer to the forged source goes nowhere near the sender.
+        assert_eq!(n.send(0, b, forged, b"re"), Ok(Fate::NoRoute));
+        assert_eq!(n.counters().sent, 2);
+    }
+
+    #[test]
+    fn a_host_behind_a_nat_cannot_spoof() {
+        let mut n = Network::new(1_000_000, ChaCha8Rng::seed_from_u64(1));
+        let nat = n.add_nat(
+            Ipv4Addr::new(20, 0, 0, 1),
+            crate::NatConfig::full_cone(),
+            None,
+        );
+        let a = n.add_host_behind(ip(1), link(5, 0.0), nat);
+        let b = n.add_host(ip(2), link(5, 0.0));
+        n.bind(a, 7000).unwrap();
+        n.bind(b, 7000).unwrap();
+        let dst = n.local_addr(b).unwrap();
+        let forged = SocketAddr::new(ip(77), 1);
+        assert_eq!(
+            n.send_spoofed(0, a, forged, dst, b"x"),
+            Err(SendError::SpoofBehindNat)
+        );
+        assert_eq!(n.counters().sent, 0);
     }
 
     #[test]

@@ -22,10 +22,25 @@ use madsim::time::{Instant, Sleep};
 
 use crate::network::{Delivery, Fate, HostId, Network, SendError};
 
-/// Called for every datagram sent: (time ns, sender, bytes, label, fate at
-/// send). The label is what the sender says the datagram carries (its
-/// plaintext's message kind), which sealed bytes no longer show.
-pub type Observer = Box<dyn FnMut(u64, HostId, &[u8], u64, Fate)>;
+/// A datagram as the network's observer sees it when it is sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent<'a> {
+    pub now_ns: u64,
+    /// The sending host (for a spoofed datagram, the host that really sent
+    /// it, whatever source it claims).
+    pub src: HostId,
+    /// The destination the sender addressed.
+    pub dst: SocketAddr,
+    pub bytes: &'a [u8],
+    /// What the sender says the datagram carries (its plaintext's message
+    /// kind), which sealed bytes no longer show.
+    pub label: u64,
+    /// The fate decided at send time.
+    pub fate: Fate,
+}
+
+/// Called for every datagram sent.
+pub type Observer = Box<dyn FnMut(Sent<'_>)>;
 
 struct Shared {
     net: RefCell<Network>,
@@ -216,10 +231,37 @@ impl Socket {
     /// Send a datagram whose observer label (what it carries, as its
     /// sender read it before sealing) is `label`.
     pub fn send_labeled(&self, buf: &[u8], dst: SocketAddr, label: u64) -> io::Result<()> {
+        self.send_as(None, buf, dst, label)
+    }
+
+    /// Send a datagram claiming the source address `from` (IP spoofing, see
+    /// [`Network::send_spoofed`]). For the simulator's attack hosts only:
+    /// no node does this, and a host behind a NAT cannot.
+    pub fn send_spoofed(
+        &self,
+        from: SocketAddr,
+        buf: &[u8],
+        dst: SocketAddr,
+        label: u64,
+    ) -> io::Result<()> {
+        self.send_as(Some(from), buf, dst, label)
+    }
+
+    fn send_as(
+        &self,
+        forged: Option<SocketAddr>,
+        buf: &[u8],
+        dst: SocketAddr,
+        label: u64,
+    ) -> io::Result<()> {
         let now = self.net.now_ns();
         let fate = self.net.with(|n| {
             self.check_alive(n)?;
-            n.send(now, self.host, dst, buf).map_err(|e| match e {
+            let sent = match forged {
+                None => n.send(now, self.host, dst, buf),
+                Some(from) => n.send_spoofed(now, self.host, from, dst, buf),
+            };
+            sent.map_err(|e| match e {
                 SendError::TooLarge { len } => io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("datagram of {len} bytes is too large"),
@@ -227,10 +269,21 @@ impl Socket {
                 SendError::HostDown => {
                     io::Error::new(io::ErrorKind::NotConnected, "the host is down")
                 }
+                SendError::SpoofBehindNat => io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "a host behind a NAT cannot forge its source address",
+                ),
             })
         })?;
         if let Some(obs) = self.net.0.observer.borrow_mut().as_mut() {
-            obs(now, self.host, buf, label, fate);
+            obs(Sent {
+                now_ns: now,
+                src: self.host,
+                dst,
+                bytes: buf,
+                label,
+                fate,
+            });
         }
         Ok(())
     }

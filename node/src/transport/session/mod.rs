@@ -81,9 +81,10 @@
 //!   working keys. An initiation identical to the one still waiting is
 //!   answered with the same response (retries resend the same
 //!   initiation); one identical to the one the current or previous keys
-//!   came from is [`Drop::Replay`]. The payload carries no timestamp:
-//!   an older initiation replayed within the round trip of a new handshake
-//!   can make that handshake fail once (it is retried).
+//!   came from is [`Drop::ReplayedInitiation`] (after its DH: the
+//!   initiator's identity is only known then). The payload carries no
+//!   timestamp: an older initiation replayed within the round trip of a
+//!   new handshake can make that handshake fail once (it is retried).
 //! - **Simultaneous initiation.** A node with a handshake of its own in
 //!   flight ignores the peer's initiation when its PeerId is the smaller
 //!   one, and abandons its own (keeping its queue) when it is the larger:
@@ -343,6 +344,8 @@ pub enum Drop {
     BadSeal,
     #[error("datagram counter already seen or too old (replay)")]
     Replay,
+    #[error("handshake initiation the working keys came from (replay; it cost a DH)")]
+    ReplayedInitiation,
     #[error("datagram sealed with expired keys")]
     Expired,
     #[error("relayed datagram whose session is not the frame's named source")]
@@ -390,7 +393,7 @@ pub struct Stats {
     /// [`Drop::BadMac`], [`Drop::BadHandshake`], [`Drop::BadSeal`],
     /// [`Drop::WrongSource`];
     pub dropped_auth: u64,
-    /// [`Drop::Replay`];
+    /// [`Drop::Replay`], [`Drop::ReplayedInitiation`];
     pub dropped_replay: u64,
     /// [`Drop::UnknownSession`] (and unsolicited identify replies);
     pub dropped_unknown: u64,
@@ -895,7 +898,7 @@ impl Sessions {
             .flatten()
             .any(|k| !k.initiator && k.origin == origin);
         if answered {
-            return Some(Err(Drop::Replay));
+            return Some(Err(Drop::ReplayedInitiation));
         }
         let ours_wins = session.handshake.is_some() && self.local.id < peer;
         ours_wins.then_some(Ok(Incoming::Control))
@@ -1373,7 +1376,7 @@ impl Sessions {
             Drop::BadMac | Drop::BadHandshake | Drop::BadSeal | Drop::WrongSource => {
                 &mut self.stats.dropped_auth
             }
-            Drop::Replay => &mut self.stats.dropped_replay,
+            Drop::Replay | Drop::ReplayedInitiation => &mut self.stats.dropped_replay,
             Drop::UnknownSession => &mut self.stats.dropped_unknown,
             Drop::Expired => &mut self.stats.dropped_expired,
             Drop::NeedCookie => return,

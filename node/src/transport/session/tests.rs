@@ -637,7 +637,7 @@ fn a_replayed_initiation_does_not_tear_down_a_working_session() {
     let before = fingerprint(net.s(1));
     assert_eq!(
         net.inject(1, via, &initiation),
-        Incoming::Dropped(Drop::Replay)
+        Incoming::Dropped(Drop::ReplayedInitiation)
     );
     assert_eq!(fingerprint(net.s(1)), before);
 
