@@ -93,8 +93,10 @@ pub fn bench(args: BenchArgs) -> Result<ExitCode> {
         "network_1k": net_1k.json,
         "network_100k": net_100k.as_ref().map(|n| &n.json),
         "sessions": sessions,
-        "idle_node_bytes": idle_real,
-        "idle_node_bytes_null": idle_null,
+        "idle_node_bytes": idle_real.peak_rss_bytes,
+        "idle_node_bytes_null": idle_null.peak_rss_bytes,
+        "idle_node_heap_bytes": idle_real.end_heap_bytes,
+        "idle_node_heap_bytes_null": idle_null.end_heap_bytes,
         "churn_residential_virtual_s": churn.as_ref().map(|_| CHURN_SECONDS),
         "churn_residential_wall_s": churn.as_ref().map(|c| c.wall_s),
         "churn_residential_transport": churn.as_ref().map(|c| &c.transport),
@@ -202,6 +204,15 @@ fn print_table(r: &Value) {
                 f("idle_node_bytes_null").unwrap_or(0.0)
             ),
             "<= 24 KB / 16 KB",
+        ),
+        (
+            "live heap per idle node at the end: real / null".into(),
+            format!(
+                "{:.0} / {:.0} bytes",
+                f("idle_node_heap_bytes").unwrap_or(0.0),
+                f("idle_node_heap_bytes_null").unwrap_or(0.0)
+            ),
+            "",
         ),
         (
             "residential-95 wall, real / null".into(),
@@ -352,12 +363,19 @@ fn json_output(cmd: &mut Command) -> Result<Value> {
 struct ScenarioRun {
     wall_s: f64,
     peak_rss_mb: f64,
+    /// The live heap at the last sample (every 5 virtual s).
+    end_heap_mb: f64,
     transport: Value,
 }
 
 fn scenario_run(bin: &Path, scenario: &Path, name: &str) -> Result<ScenarioRun> {
     let (wall_s, stats) = scenario_stats(bin, scenario, name)?;
     let peak_rss_mb = stats["peak_rss_mb"].as_f64().unwrap_or(0.0);
+    let end_heap_mb = stats["heap_mb_by_virtual_s"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|sample| sample[1].as_f64())
+        .unwrap_or(0.0);
     let report = format!("reports/bench/{name}/report.json");
     let report: Value = serde_json::from_str(
         &std::fs::read_to_string(&report).with_context(|| format!("cannot read {report}"))?,
@@ -371,6 +389,7 @@ fn scenario_run(bin: &Path, scenario: &Path, name: &str) -> Result<ScenarioRun> 
     Ok(ScenarioRun {
         wall_s,
         peak_rss_mb,
+        end_heap_mb,
         transport,
     })
 }
@@ -510,9 +529,9 @@ fn scenario_stats(bin: &Path, scenario: &Path, name: &str) -> Result<(f64, Value
 }
 
 /// An idle overlay of `nodes` public hosts: they join 1 ms apart through
-/// random running nodes, then 10 s with no workload.
+/// random running nodes, then [`IDLE_S`] with no workload.
 fn idle_scenario(nodes: usize, crypto: Crypto) -> String {
-    let duration_s = nodes.div_ceil(1000) + 10;
+    let duration_s = nodes.div_ceil(1000) + IDLE_S;
     let crypto = crypto.name();
     format!(
         r#"name = "idle-{nodes}"
@@ -540,23 +559,45 @@ jitter_ms = 2
     )
 }
 
-/// Bytes of peak RSS per idle node: the difference between an idle run of
+/// Virtual seconds an idle overlay runs after its last join: long enough
+/// for the sessions of the join burst's one-off exchanges to expire (30 s
+/// idle timeout, swept every 7.5 s) and for the shuffles' sessions to
+/// reach their steady state, so that what is measured is a node that has
+/// been idle for a while, not one that just joined.
+const IDLE_S: usize = 75;
+
+/// What an idle node costs: the difference between an idle run of
 /// `large` nodes and one of `small` (which carries the process's fixed
 /// cost), over the difference in nodes.
-fn idle_node_bytes(bin: &Path, crypto: Crypto, small: usize, large: usize) -> Result<f64> {
+struct IdleNode {
+    /// Peak RSS (the join burst or the steady state, whichever is higher).
+    peak_rss_bytes: f64,
+    /// The live heap at the end (the steady state).
+    end_heap_bytes: f64,
+}
+
+fn idle_node_bytes(bin: &Path, crypto: Crypto, small: usize, large: usize) -> Result<IdleNode> {
     let dir = Path::new("reports/bench/idle");
     std::fs::create_dir_all(dir)?;
-    let mut rss = Vec::new();
+    let mut runs = Vec::new();
     for n in [small, large] {
         let name = format!("idle-{n}-{}", crypto.name());
         let file = dir.join(format!("{name}.toml"));
         std::fs::write(&file, idle_scenario(n, crypto))?;
-        rss.push(scenario_run(bin, &file, &format!("idle/{name}"))?.peak_rss_mb);
+        runs.push(scenario_run(bin, &file, &format!("idle/{name}"))?);
     }
-    let bytes = (rss[1] - rss[0]) * 1024.0 * 1024.0 / (large - small) as f64;
+    let per_node = |mb: fn(&ScenarioRun) -> f64| {
+        (mb(&runs[1]) - mb(&runs[0])) * 1024.0 * 1024.0 / (large - small) as f64
+    };
+    let idle = IdleNode {
+        peak_rss_bytes: per_node(|r| r.peak_rss_mb),
+        end_heap_bytes: per_node(|r| r.end_heap_mb),
+    };
     eprintln!(
-        "   {bytes:.0} bytes of peak RSS per idle node ({} crypto)",
-        crypto.name()
+        "   per idle node ({} crypto): {:.0} bytes of peak RSS, {:.0} bytes of live heap at the end",
+        crypto.name(),
+        idle.peak_rss_bytes,
+        idle.end_heap_bytes
     );
-    Ok(bytes)
+    Ok(idle)
 }

@@ -204,7 +204,14 @@ pub struct Config {
     /// Initiations sent before the peer is given up as unreachable; 1 to
     /// [`MAX_HANDSHAKE_ATTEMPTS`].
     pub handshake_attempts: u8,
-    /// A session with nothing sent or received this long is forgotten.
+    /// A session with nothing sent or received this long is forgotten
+    /// (QUIC's usual idle timeout, quinn's default: 30 s). Links the cores
+    /// keep (HyParView's active view, GossipSub's mesh) carry traffic
+    /// every second and never idle; what idles is one-off exchanges
+    /// (shuffle replies, walks, lookups), and each kept session holds
+    /// its keys and an address book entry: with 180 s, a 3,000-node idle
+    /// overlay's heap grew from 92 to 172 MB over 3 virtual minutes; with
+    /// 30 s it levels at 90 MB, with the same handshakes per node-hour.
     #[serde(with = "crate::duration")]
     pub idle_timeout: Duration,
     /// Sessions kept at once (least recently used forgotten first); 1 to
@@ -235,7 +242,7 @@ impl Default for Config {
             reject_after: Duration::from_secs(180),
             handshake_timeout: Duration::from_secs(1),
             handshake_attempts: 3,
-            idle_timeout: Duration::from_secs(180),
+            idle_timeout: Duration::from_secs(30),
             max_sessions: 512,
             max_queued_per_peer: 16,
             handshakes_per_s_before_cookies: 200,

@@ -996,10 +996,15 @@ fn idle_sessions_are_forgotten_and_the_least_recent_evicted() {
         "the least recent went"
     );
     assert_eq!(s.indices.len(), 2, "and its index");
-    net.run(Duration::from_secs(180));
-    assert_eq!(net.s(0).len(), 2);
-    net.run(Duration::from_secs(50));
-    assert_eq!(net.s(0).len(), 0, "idle for 180 s: forgotten by the sweep");
+    let idle = net.s(0).config.idle_timeout;
+    net.run(idle - Duration::from_secs(1));
+    assert_eq!(net.s(0).len(), 2, "not yet idle for idle_timeout");
+    net.run(idle / 4 + Duration::from_secs(2));
+    assert_eq!(
+        net.s(0).len(),
+        0,
+        "idle for idle_timeout: forgotten by the next sweep"
+    );
     assert!(net.s(0).indices.is_empty() && net.s(0).timers.is_empty());
     assert_eq!(net.s(0).poll_timeout(), None, "nothing left to wake for");
 }
