@@ -23,12 +23,12 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::ConfigError;
 use crate::config::KeyError;
+use crate::message::Message;
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad};
 use crate::transport::{self, nat, session, DropReason, Transmit, Transport};
-use crate::wire::Message;
 use crate::{Identity, Peer, PeerId, Time};
 
 /// Events queued for the application before the oldest are dropped.
@@ -1017,11 +1017,11 @@ mod tests {
         let other = w.nodes[&addr(2)].me().id;
         for claimed in [me, other] {
             let mut bytes = Vec::new();
-            let forged = crate::wire::Datagram {
+            let forged = crate::message::Datagram {
                 from: claimed,
                 message: Message::HyParView(hyparview::Message::Join),
             };
-            crate::wire::encode(&forged, &mut bytes).unwrap();
+            crate::message::encode(&forged, &mut bytes).unwrap();
             let node = w.nodes.get_mut(&addr(1)).unwrap();
             node.handle_datagram(Time::ZERO, addr(3), &bytes);
             assert!(node.active_view().is_empty());

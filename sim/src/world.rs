@@ -342,8 +342,8 @@ impl EventSink for SimSink {
 
 /// One hostile datagram of `kind` into `out`.
 fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], out: &mut Vec<u8>) {
+    use grove_node::message::{self, Datagram, Message};
     use grove_node::transport::nat::Message as N;
-    use grove_node::wire::{self, Datagram, Message};
     let sybil = PeerId(rng.gen());
     let message = match kind {
         AttackKind::ReserveFlood => N::Reserve,
@@ -356,7 +356,7 @@ fn hostile_datagram(kind: AttackKind, rng: &mut ChaCha8Rng, victims: &[PeerId], 
         },
     };
     out.clear();
-    wire::encode(
+    message::encode(
         &Datagram {
             from: sybil,
             message: Message::Nat(message),

@@ -118,25 +118,8 @@ use bytes::Bytes;
 use crate::config::{self, KeyError};
 use crate::{PeerId, Time};
 
-/// A broadcast message id: 32 bytes (SHA-256 of origin, sequence, payload).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MsgId(pub [u8; 32]);
-
-impl MsgId {
-    /// The first 6 bytes as a number: what a traffic label carries of the
-    /// id (collisions are negligible among a run's broadcasts).
-    #[must_use]
-    pub fn prefix(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b[2..].copy_from_slice(&self.0[..6]);
-        u64::from_be_bytes(b)
-    }
-}
-
-/// Largest broadcast payload accepted, in bytes (fits one datagram).
-pub const MAX_PAYLOAD_BYTES: usize = 1024;
-/// Upper bound on the entries of one IHAVE on the wire.
-pub const MAX_IHAVE_ENTRIES: usize = 32;
+pub(crate) mod message;
+pub use message::{Message, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 
 /// Most announcements waiting in the IHAVE queue (oldest dropped first).
 const IHAVE_QUEUE_CAPACITY: usize = 4096;
@@ -230,24 +213,6 @@ pub(super) fn validate_seen(ttl: Duration, capacity: usize) -> Result<(), KeyErr
     config::duration_range(ttl, MIN_SEEN_TTL, config::MAX_DURATION)
         .map_err(KeyError::at("seen_ttl"))?;
     config::range(capacity, 1, MAX_SEEN).map_err(KeyError::at("seen_capacity"))
-}
-
-/// Broadcast wire messages (shared with [`super::flood`], which only uses
-/// `Gossip`).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    /// The payload; `hops` is 1 when sent by the origin.
-    Gossip {
-        id: MsgId,
-        hops: u16,
-        payload: Bytes,
-    },
-    /// Lazy announcement of payloads the sender has: (id, hops).
-    IHave { entries: Vec<(MsgId, u16)> },
-    /// Ask for `id` and make the link eager.
-    Graft { id: MsgId },
-    /// Make the link lazy.
-    Prune,
 }
 
 /// What the broadcast layer tells the node.

@@ -27,6 +27,7 @@
 
 pub mod key;
 pub mod lookup;
+pub(crate) mod message;
 pub mod store;
 pub mod sweep;
 pub mod table;
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 pub use key::{Distance, Key};
 use lookup::{ClosestPeersIter, Next};
+pub use message::Message;
 use store::Store;
 pub use store::{Record, MAX_VALUE_BYTES};
 use table::{Insert, Limits, Table};
@@ -257,81 +259,6 @@ impl Config {
             return bad("far_slack_bits", &self.far_slack_bits, rule);
         }
         Ok(())
-    }
-}
-
-/// DHT wire messages (tags 0x50..=0x5b, see `wire::kad`). `id` is the
-/// requester's random request id, echoed by the response; `server` says
-/// whether the requester is a DHT server.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    Ping {
-        id: u64,
-        server: bool,
-    },
-    Pong {
-        id: u64,
-        server: bool,
-    },
-    FindNode {
-        id: u64,
-        server: bool,
-        target: Key,
-    },
-    Nodes {
-        id: u64,
-        peers: Vec<Peer>,
-    },
-    GetProviders {
-        id: u64,
-        server: bool,
-        key: Key,
-    },
-    Providers {
-        id: u64,
-        providers: Vec<Peer>,
-        closer: Vec<Peer>,
-    },
-    AddProvider {
-        server: bool,
-        keys: Vec<Key>,
-    },
-    PutValue {
-        id: u64,
-        server: bool,
-        record: Box<Record>,
-    },
-    PutValueAck {
-        id: u64,
-        stored: bool,
-    },
-    GetValue {
-        id: u64,
-        server: bool,
-        key: Key,
-    },
-    Value {
-        id: u64,
-        record: Option<Box<Record>>,
-        closer: Vec<Peer>,
-    },
-}
-
-impl Message {
-    /// The node records this message carries (NODES' peers, PROVIDERS'
-    /// providers and closer peers, VALUE's closer peers): what the node
-    /// hands the transport's address book, so that the ids the core sends
-    /// to can be reached.
-    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
-        let (a, b): (&[Peer], &[Peer]) = match self {
-            Message::Nodes { peers, .. } => (peers, &[]),
-            Message::Providers {
-                providers, closer, ..
-            } => (providers, closer),
-            Message::Value { closer, .. } => (closer, &[]),
-            _ => (&[], &[]),
-        };
-        a.iter().chain(b)
     }
 }
 

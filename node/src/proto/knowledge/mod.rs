@@ -41,7 +41,7 @@
 //!   misses operations itself, a `SummaryReply` with its own vector, which
 //!   is answered in turn.
 //! - **Chunking**: every blob travels as chunks of at most 1,200 bytes
-//!   (see [`crate::wire::knowledge`]) and is reassembled per (peer, blob).
+//!   (see [`Chunk`]) and is reassembled per (peer, blob).
 //!
 //! # Bounds
 //!
@@ -56,6 +56,7 @@
 
 mod config;
 mod doc;
+pub(crate) mod message;
 #[cfg(test)]
 mod tests;
 
@@ -74,7 +75,9 @@ pub use self::config::{
 };
 use self::doc::Doc;
 pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
-use crate::wire::knowledge::{valid_topic, BlobKind, Chunk};
+pub use self::message::{
+    valid_topic, BlobKind, Chunk, MAX_BLOB_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES, MAX_TOPIC_BYTES,
+};
 use crate::{PeerId, Time};
 
 /// Per-peer rate states kept (bounded; the least recently seen is dropped).
@@ -385,9 +388,7 @@ impl Knowledge {
         let key = (from, chunk.blob);
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
-        if count * crate::wire::knowledge::MAX_CHUNK_BYTES
-            > self.config.max_update_bytes + crate::wire::knowledge::MAX_CHUNK_BYTES
-        {
+        if count * MAX_CHUNK_BYTES > self.config.max_update_bytes + MAX_CHUNK_BYTES {
             self.reject(from, &chunk.topic, "blob over max_update_bytes");
             return;
         }
@@ -431,7 +432,7 @@ impl Knowledge {
                 return;
             }
             let p = self.partials.remove(&key).expect("present");
-            let mut data = Vec::with_capacity(count * crate::wire::knowledge::MAX_CHUNK_BYTES);
+            let mut data = Vec::with_capacity(count * MAX_CHUNK_BYTES);
             for c in p.chunks.into_iter().flatten() {
                 data.extend_from_slice(&c);
             }

@@ -8,7 +8,6 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use super::*;
-use crate::wire::knowledge::MAX_CHUNK_BYTES;
 
 const DELAY: Duration = Duration::from_millis(10);
 
