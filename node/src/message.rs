@@ -68,6 +68,51 @@ impl Message {
     }
 }
 
+impl Message {
+    /// The protocol the message belongs to.
+    #[must_use]
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Message::HyParView(_) => Protocol::Membership,
+            Message::Plumtree(_) => Protocol::Broadcast,
+            Message::Nat(_) => Protocol::Traversal,
+            Message::PubSub(_) => Protocol::PubSub,
+            Message::Dht(_) => Protocol::Dht,
+            Message::Knowledge(_) => Protocol::Knowledge,
+        }
+    }
+}
+
+/// `From` a protocol's message into the union, and `TryFrom` back (the
+/// union itself when it is another protocol's).
+macro_rules! variants {
+    ($($variant:ident($message:ty)),* $(,)?) => {$(
+        impl From<$message> for Message {
+            fn from(message: $message) -> Message {
+                Message::$variant(message)
+            }
+        }
+        impl TryFrom<Message> for $message {
+            type Error = Message;
+            fn try_from(message: Message) -> Result<$message, Message> {
+                match message {
+                    Message::$variant(m) => Ok(m),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+variants!(
+    HyParView(hyparview::Message),
+    Plumtree(plumtree::Message),
+    Nat(nat::Message),
+    PubSub(gossipsub::Message),
+    Dht(kad::Message),
+    Knowledge(knowledge::Chunk),
+);
+
 /// The encoding half of [`Codec`], object-safe, so that one match picks
 /// the protocol for [`encode`].
 trait CodecRef {

@@ -191,11 +191,7 @@ pub enum Event {
 }
 
 /// An output of the core, drained with [`HyParView::poll_output`].
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = super::Output<Message, Event>;
 
 /// JOIN requests sent per round before the round is given up.
 const JOIN_ATTEMPTS_MAX: u8 = 3;
@@ -1117,6 +1113,27 @@ fn next_period(due: Time, period: Duration, now: Time) -> Time {
         now + period
     } else {
         next
+    }
+}
+
+impl super::Core for HyParView {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        HyParView::handle_message(self, now, from, message);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        HyParView::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        HyParView::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        HyParView::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        HyParView::record_of(self, peer)
     }
 }
 

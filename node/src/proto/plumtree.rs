@@ -229,11 +229,7 @@ pub enum Event {
 }
 
 /// An output of the core.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = super::Output<Message, Event>;
 
 /// The id of the `seq`-th broadcast of `origin` with `payload`.
 pub fn message_id(origin: &PeerId, seq: u64, payload: &[u8]) -> MsgId {
@@ -840,6 +836,30 @@ impl Outbox {
 
     pub(super) fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+impl super::Core for Plumtree {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: crate::Peer, message: Message) {
+        Plumtree::handle_message(self, now, from.id, message);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: crate::Peer) {
+        Plumtree::handle_neighbor_up(self, now, peer.id);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        Plumtree::handle_neighbor_down(self, now, peer);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Plumtree::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Plumtree::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Plumtree::poll_timeout(self)
     }
 }
 

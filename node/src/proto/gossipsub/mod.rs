@@ -76,6 +76,7 @@ mod config;
 mod mcache;
 pub(crate) mod message;
 pub mod score;
+
 #[cfg(test)]
 mod tests;
 
@@ -150,11 +151,7 @@ pub enum Event {
 }
 
 /// An output: a message to send or an event.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = crate::proto::Output<Message, Event>;
 
 /// Why a publish was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -1462,4 +1459,37 @@ impl GossipSub {
 
 fn backoff_s(d: Time) -> u16 {
     u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX)
+}
+
+impl crate::proto::Core for GossipSub {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        GossipSub::handle_message(self, now, from, message);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
+        GossipSub::handle_neighbor_up(self, now, peer);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        GossipSub::handle_neighbor_down(self, now, peer);
+    }
+    /// The passive view, when the mesh wants peers beyond the neighbours.
+    fn handle_candidates(&mut self, _now: Time, passive: &[Peer]) {
+        if self.wants_candidates() {
+            self.add_candidates(passive);
+        }
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        GossipSub::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        GossipSub::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        GossipSub::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        GossipSub::record_of(self, peer)
+    }
 }

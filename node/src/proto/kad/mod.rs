@@ -31,6 +31,7 @@ pub(crate) mod message;
 pub mod store;
 pub mod sweep;
 pub mod table;
+
 #[cfg(test)]
 mod tests;
 
@@ -322,11 +323,8 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+/// An output of the core.
+pub type Output = crate::proto::Output<Message, Event>;
 
 /// Counts of what the DHT did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1248,5 +1246,37 @@ impl Kademlia {
             let target = self.table.key_in_bucket(cpl, &random);
             self.start(now, Target::Refresh, target);
         }
+    }
+}
+
+impl crate::proto::Core for Kademlia {
+    type Message = Message;
+    type Event = Event;
+
+    /// DHT traffic comes from peers far outside the active view; it does
+    /// not count as a neighbour's sign of life.
+    const SHOWS_LIVENESS: bool = false;
+
+    /// The sender's relay is not kept: DHT servers are publicly reachable.
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        Kademlia::handle_message(self, now, Peer::new(from.id, from.addr), message);
+    }
+    /// A neighbour without a relay is a routing table candidate.
+    fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
+        if peer.relay.is_none() {
+            self.add_neighbor(now, peer);
+        }
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Kademlia::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Kademlia::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Kademlia::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        Kademlia::record_of(self, peer)
     }
 }

@@ -57,6 +57,7 @@
 mod config;
 mod doc;
 pub(crate) mod message;
+
 #[cfg(test)]
 mod tests;
 
@@ -119,12 +120,8 @@ pub enum Event {
     },
 }
 
-/// An output of the core.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    Send { to: PeerId, chunk: Chunk },
-    Event(Event),
-}
+/// An output of the core: a chunk for a peer, or an event.
+pub type Output = crate::proto::Output<Chunk, Event>;
 
 /// Counts, for logs, tests and the simulator's final collection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -619,7 +616,7 @@ impl Knowledge {
             });
         }
         for chunk in chunks {
-            self.output(Output::Send { to, chunk });
+            self.output(Output::Send { to, message: chunk });
         }
     }
 
@@ -884,4 +881,28 @@ fn split_spans(doc: &LoroDoc, spans: Vec<IdSpan>, max: usize, out: &mut Vec<Byte
     let mid = start + (end - start) / 2;
     split_spans(doc, vec![IdSpan::new(s.peer, start, mid)], max, out);
     split_spans(doc, vec![IdSpan::new(s.peer, mid, end)], max, out);
+}
+
+impl crate::proto::Core for Knowledge {
+    type Message = Chunk;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: crate::Peer, chunk: Chunk) {
+        self.handle_chunk(now, from.id, chunk);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: crate::Peer) {
+        Knowledge::handle_neighbor_up(self, now, peer.id);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        Knowledge::handle_neighbor_down(self, now, peer);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Knowledge::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Knowledge::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Knowledge::poll_timeout(self)
+    }
 }
