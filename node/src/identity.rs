@@ -5,7 +5,7 @@
 //! at start-up, outside every core.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ed25519_dalek::SigningKey;
 
@@ -77,6 +77,18 @@ impl Peer {
     }
 }
 
+/// Whether a peer address named in a message may be sent to: a hostile
+/// peer must not make nodes send to broadcast, multicast or unspecified
+/// addresses (reflection), nor to port 0. The codecs refuse a message
+/// naming any other address.
+pub fn usable(addr: &SocketAddr) -> bool {
+    let ip_ok = match addr.ip() {
+        IpAddr::V4(ip) => !(ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast()),
+        IpAddr::V6(ip) => !(ip.is_unspecified() || ip.is_multicast()),
+    };
+    ip_ok && addr.port() != 0
+}
+
 /// This node's key pair.
 #[derive(Clone)]
 pub struct Identity {
@@ -121,5 +133,23 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(format!("{a}").len(), 10);
+    }
+
+    #[test]
+    fn reflection_targets_are_unusable() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for bad in [
+            "255.255.255.255:9",
+            "0.0.0.0:7000",
+            "224.0.0.1:7000",
+            "10.0.0.1:0",
+            "[::]:7000",
+            "[ff02::1]:7000",
+        ] {
+            assert!(!usable(&sa(bad)), "{bad}");
+        }
+        assert!(usable(&sa("10.0.0.1:7000")));
+        assert!(usable(&sa("127.0.0.1:7000")));
+        assert!(usable(&sa("[::1]:7000")));
     }
 }

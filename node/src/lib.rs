@@ -7,12 +7,18 @@
 //! only async code and runs one node over the [`net`] socket facade, which is
 //! tokio's UDP socket natively and the simulator's virtual socket under
 //! `--cfg madsim`.
+//!
+//! Each protocol owns its messages and their codec (a `message.rs` beside
+//! it); [`wire`] holds only the framing they share (header, tag table,
+//! checked reader, peer records), and [`message`] the union of every
+//! message, decoded by tag.
 
 pub mod compact;
 pub mod config;
 pub mod driver;
 pub mod duration;
 pub mod identity;
+pub mod message;
 pub mod net;
 pub mod node;
 pub mod proto;

@@ -1,6 +1,15 @@
 //! One Grove node: HyParView membership with a broadcast layer on top
 //! (Plumtree, or plain flooding for the HyParView paper's experiments),
+//! GossipSub, the Kademlia DHT and the knowledge commons when enabled,
 //! behind one datagram interface.
+//!
+//! Every core implements [`Core`]; the node drives them all the same way
+//! (through `Composed`, each core's messages and events turned into the
+//! node's by `From` conversions): a message goes to the core of its
+//! protocol, timeouts and neighbour changes go to every core, and outputs
+//! are drained in a fixed order (the transport, the membership layer, then
+//! the other cores in `Cores::ORDER`). A new protocol is one module and
+//! one entry in the `Cores` table.
 //!
 //! Like the cores, `Node` is sans-IO. The driver calls, in a loop:
 //! 1. an input: [`Node::handle_datagram`], [`Node::handle_timeout`] (when
@@ -23,12 +32,13 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::ConfigError;
 use crate::config::KeyError;
+use crate::message::Message;
 use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
-use crate::proto::{flood, hyparview, kad};
+use crate::proto::{flood, hyparview, kad, Core, Output};
 use crate::transport::{self, nat, session, DropReason, Transmit, Transport};
-use crate::wire::Message;
+use crate::wire::Protocol;
 use crate::{Identity, Peer, PeerId, Time};
 
 /// Events queued for the application before the oldest are dropped.
@@ -161,6 +171,108 @@ pub struct Stats {
     pub event_overflow: u64,
 }
 
+/// How a node's cores' events become its own (the parent's view of each
+/// child's events, as in iroh-gossip's layering).
+impl From<hyparview::Event> for Event {
+    fn from(event: hyparview::Event) -> Event {
+        match event {
+            hyparview::Event::NeighborUp(peer) => Event::NeighborUp(peer),
+            hyparview::Event::NeighborDown(peer) => Event::NeighborDown(peer),
+        }
+    }
+}
+
+impl From<plumtree::Event> for Event {
+    fn from(event: plumtree::Event) -> Event {
+        let plumtree::Event::Delivered {
+            id,
+            hops,
+            from,
+            payload,
+        } = event;
+        Event::Delivered {
+            id,
+            hops,
+            from,
+            payload,
+        }
+    }
+}
+
+impl From<gossipsub::Event> for Event {
+    fn from(event: gossipsub::Event) -> Event {
+        Event::PubSub(event)
+    }
+}
+
+impl From<kad::Event> for Event {
+    fn from(event: kad::Event) -> Event {
+        Event::Dht(event)
+    }
+}
+
+impl From<knowledge::Event> for Event {
+    fn from(event: knowledge::Event) -> Event {
+        Event::Knowledge(event)
+    }
+}
+
+/// A core as the node drives it: its messages and events in the node's
+/// types, so that one piece of code drives every core.
+trait Composed {
+    fn shows_liveness(&self) -> bool;
+    fn handle(&mut self, now: Time, from: Peer, message: Message);
+    fn neighbor_up(&mut self, now: Time, peer: Peer);
+    fn neighbor_down(&mut self, now: Time, peer: &PeerId);
+    fn timeout(&mut self, now: Time, passive: &[Peer]);
+    fn poll(&mut self) -> Option<Output<Message, Event>>;
+    fn deadline(&self) -> Option<Time>;
+    fn record(&self, peer: &PeerId) -> Option<&Peer>;
+}
+
+impl<C> Composed for C
+where
+    C: Core,
+    C::Message: TryFrom<Message> + Into<Message>,
+    C::Event: Into<Event>,
+{
+    fn shows_liveness(&self) -> bool {
+        C::SHOWS_LIVENESS
+    }
+    /// The message, if it is this core's protocol's.
+    fn handle(&mut self, now: Time, from: Peer, message: Message) {
+        if let Ok(message) = C::Message::try_from(message) {
+            self.handle_message(now, from, message);
+        }
+    }
+    fn neighbor_up(&mut self, now: Time, peer: Peer) {
+        self.handle_neighbor_up(now, peer);
+    }
+    fn neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        self.handle_neighbor_down(now, peer);
+    }
+    fn timeout(&mut self, now: Time, passive: &[Peer]) {
+        self.handle_candidates(now, passive);
+        self.handle_timeout(now);
+    }
+    fn poll(&mut self) -> Option<Output<Message, Event>> {
+        Some(match self.poll_output()? {
+            Output::Send { to, message } => Output::Send {
+                to,
+                message: message.into(),
+            },
+            Output::Event(event) => Output::Event(event.into()),
+        })
+    }
+    fn deadline(&self) -> Option<Time> {
+        self.poll_timeout()
+    }
+    fn record(&self, peer: &PeerId) -> Option<&Peer> {
+        self.record_of(peer)
+    }
+}
+
+/// Plumtree, or flooding for the HyParView paper's experiments.
 enum Broadcaster {
     Plumtree(Box<plumtree::Plumtree>),
     Flood(flood::Flood),
@@ -173,40 +285,62 @@ impl Broadcaster {
             Broadcaster::Flood(f) => f.broadcast(now, payload),
         }
     }
-    fn neighbor_up(&mut self, now: Time, peer: Peer) {
+    fn core_mut(&mut self) -> &mut dyn Composed {
         match self {
-            Broadcaster::Plumtree(p) => p.handle_neighbor_up(now, peer.id),
-            Broadcaster::Flood(f) => f.handle_neighbor_up(now, peer.id),
+            Broadcaster::Plumtree(p) => p.as_mut(),
+            Broadcaster::Flood(f) => f,
         }
     }
-    fn neighbor_down(&mut self, now: Time, peer: &PeerId) {
+    fn core(&self) -> &dyn Composed {
         match self {
-            Broadcaster::Plumtree(p) => p.handle_neighbor_down(now, peer),
-            Broadcaster::Flood(f) => f.handle_neighbor_down(now, peer),
+            Broadcaster::Plumtree(p) => p.as_ref(),
+            Broadcaster::Flood(f) => f,
         }
     }
-    fn handle_message(&mut self, now: Time, from: PeerId, message: plumtree::Message) {
-        match self {
-            Broadcaster::Plumtree(p) => p.handle_message(now, from, message),
-            Broadcaster::Flood(f) => f.handle_message(now, from, message),
+}
+
+/// The cores above the membership layer, by the protocol each speaks. A
+/// new protocol is a field here, its place in [`Cores::ORDER`] and its arm
+/// in [`Cores::get_mut`] and [`Cores::get`] (beside its section of
+/// [`Config`] and its construction in [`Node::new`]); the node drives
+/// every core through these.
+struct Cores {
+    broadcast: Broadcaster,
+    /// Topic meshes, when enabled.
+    pubsub: Option<Box<GossipSub>>,
+    dht: Option<Box<kad::Kademlia>>,
+    knowledge: Option<Box<Knowledge>>,
+}
+
+impl Cores {
+    /// The order in which the node feeds and drains them, after the
+    /// membership layer.
+    const ORDER: [Protocol; 4] = [
+        Protocol::Broadcast,
+        Protocol::PubSub,
+        Protocol::Dht,
+        Protocol::Knowledge,
+    ];
+
+    /// The core speaking `protocol`, if it is on (the membership layer and
+    /// the transport's own protocol are not here).
+    fn get_mut(&mut self, protocol: Protocol) -> Option<&mut dyn Composed> {
+        match protocol {
+            Protocol::Broadcast => Some(self.broadcast.core_mut()),
+            Protocol::PubSub => Some(self.pubsub.as_deref_mut()?),
+            Protocol::Dht => Some(self.dht.as_deref_mut()?),
+            Protocol::Knowledge => Some(self.knowledge.as_deref_mut()?),
+            Protocol::Membership | Protocol::Traversal => None,
         }
     }
-    fn handle_timeout(&mut self, now: Time) {
-        match self {
-            Broadcaster::Plumtree(p) => p.handle_timeout(now),
-            Broadcaster::Flood(f) => f.handle_timeout(now),
-        }
-    }
-    fn poll_output(&mut self) -> Option<plumtree::Output> {
-        match self {
-            Broadcaster::Plumtree(p) => p.poll_output(),
-            Broadcaster::Flood(f) => f.poll_output(),
-        }
-    }
-    fn poll_timeout(&self) -> Option<Time> {
-        match self {
-            Broadcaster::Plumtree(p) => p.poll_timeout(),
-            Broadcaster::Flood(f) => f.poll_timeout(),
+
+    fn get(&self, protocol: Protocol) -> Option<&dyn Composed> {
+        match protocol {
+            Protocol::Broadcast => Some(self.broadcast.core()),
+            Protocol::PubSub => Some(self.pubsub.as_deref()?),
+            Protocol::Dht => Some(self.dht.as_deref()?),
+            Protocol::Knowledge => Some(self.knowledge.as_deref()?),
+            Protocol::Membership | Protocol::Traversal => None,
         }
     }
 }
@@ -215,13 +349,9 @@ impl Broadcaster {
 pub struct Node {
     me: Peer,
     membership: hyparview::HyParView,
-    broadcaster: Broadcaster,
+    cores: Cores,
     /// Sessions and paths: the only part that knows addresses.
     transport: Transport,
-    /// Topic meshes, when enabled.
-    gossipsub: Option<Box<GossipSub>>,
-    dht: Option<Box<kad::Kademlia>>,
-    knowledge: Option<Box<Knowledge>>,
     /// A contact to join through, by address, until the transport knows
     /// who it is and NAT traversal lets the node join.
     pending_join: Option<SocketAddr>,
@@ -281,7 +411,7 @@ impl Node {
                 knowledge_rng,
             ))
         });
-        let broadcaster = match config.broadcast {
+        let broadcast = match config.broadcast {
             BroadcastMode::Plumtree => {
                 let mut p = plumtree::Plumtree::new(me.id, config.plumtree);
                 p.set_next_seq(first_seq);
@@ -303,12 +433,14 @@ impl Node {
         });
         Node {
             me,
-            gossipsub,
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
-            broadcaster,
+            cores: Cores {
+                broadcast,
+                pubsub: gossipsub,
+                dht,
+                knowledge,
+            },
             transport,
-            dht,
-            knowledge,
             pending_join: None,
             contact: None,
             now: Time::ZERO,
@@ -340,7 +472,7 @@ impl Node {
     }
     /// The DHT core (routing table, counters), when enabled.
     pub fn dht(&self) -> Option<&kad::Kademlia> {
-        self.dht.as_deref()
+        self.cores.dht.as_deref()
     }
     /// What NAT traversal knows of this node's reachability.
     pub fn reach(&self) -> nat::Reach {
@@ -352,7 +484,7 @@ impl Node {
     }
     /// The knowledge commons (documents, stats; read-only), when enabled.
     pub fn knowledge(&self) -> Option<&Knowledge> {
-        self.knowledge.as_deref()
+        self.cores.knowledge.as_deref()
     }
 
     // ---- inputs ----
@@ -391,14 +523,14 @@ impl Node {
             return Err(BroadcastError::TooLarge { len: payload.len() });
         }
         self.now = now;
-        let id = self.broadcaster.broadcast(now, payload);
+        let id = self.cores.broadcast.broadcast(now, payload);
         self.process(now);
         Ok(id)
     }
 
     /// Subscribe to GossipSub `topic`.
     pub fn subscribe(&mut self, now: Time, topic: &str) -> Result<(), PubSubError> {
-        let g = self.gossipsub.as_mut().ok_or(PubSubError::Disabled)?;
+        let g = self.cores.pubsub.as_mut().ok_or(PubSubError::Disabled)?;
         let t = Topic::parse(topic).ok_or(PubSubError::BadTopic)?;
         self.now = now;
         if !g.subscribe(now, t) {
@@ -410,7 +542,7 @@ impl Node {
 
     /// Publish `data` on GossipSub `topic`; returns the message id.
     pub fn publish(&mut self, now: Time, topic: &str, data: Bytes) -> Result<MsgId, PubSubError> {
-        let g = self.gossipsub.as_mut().ok_or(PubSubError::Disabled)?;
+        let g = self.cores.pubsub.as_mut().ok_or(PubSubError::Disabled)?;
         let t = Topic::parse(topic).ok_or(PubSubError::BadTopic)?;
         self.now = now;
         let id = g.publish(now, t, data)?;
@@ -420,20 +552,20 @@ impl Node {
 
     /// Check every GossipSub message with `validator` before delivery.
     pub fn set_pubsub_validator(&mut self, validator: gossipsub::Validator) {
-        if let Some(g) = &mut self.gossipsub {
+        if let Some(g) = &mut self.cores.pubsub {
             g.set_validator(validator);
         }
     }
 
     /// The GossipSub core, when enabled.
     pub fn gossipsub(&self) -> Option<&GossipSub> {
-        self.gossipsub.as_deref()
+        self.cores.pubsub.as_deref()
     }
 
     /// A DHT request (ignored when the DHT is off).
     pub fn dht_command(&mut self, now: Time, command: kad::Command) {
         self.now = now;
-        if let Some(dht) = &mut self.dht {
+        if let Some(dht) = &mut self.cores.dht {
             dht.command(now, command);
         }
         self.process(now);
@@ -448,7 +580,7 @@ impl Node {
         write: &knowledge::Write,
     ) -> Result<Option<String>, knowledge::WriteError> {
         self.now = now;
-        let Some(k) = &mut self.knowledge else {
+        let Some(k) = &mut self.cores.knowledge else {
             return Err(knowledge::WriteError::Disabled);
         };
         let r = k.write(now, topic, write);
@@ -464,7 +596,7 @@ impl Node {
         update: &[u8],
     ) -> Result<(), knowledge::WriteError> {
         self.now = now;
-        let Some(k) = &mut self.knowledge else {
+        let Some(k) = &mut self.cores.knowledge else {
             return Err(knowledge::WriteError::Disabled);
         };
         let r = k.restore(now, topic, update);
@@ -492,40 +624,27 @@ impl Node {
         self.process(now);
     }
 
-    /// Hand a message from an authenticated peer to its core.
+    /// Hand a message from an authenticated peer to its core (the
+    /// membership layer first notes its sender alive).
     fn dispatch(&mut self, now: Time, peer: Peer, message: Message) {
         for record in message.peer_records() {
             self.transport.hint(now, record);
         }
-        match message {
-            Message::HyParView(m) => {
-                self.membership.handle_heard(now, &peer.id);
-                self.membership.handle_message(now, peer, m);
-            }
-            Message::Plumtree(m) => {
-                self.membership.handle_heard(now, &peer.id);
-                self.broadcaster.handle_message(now, peer.id, m);
-            }
-            Message::PubSub(m) => {
-                if let Some(g) = &mut self.gossipsub {
-                    self.membership.handle_heard(now, &peer.id);
-                    g.handle_message(now, peer, m);
-                }
-            }
-            Message::Dht(m) => {
-                if let Some(dht) = &mut self.dht {
-                    dht.handle_message(now, Peer::new(peer.id, peer.addr), m);
-                }
-            }
-            Message::Knowledge(chunk) => {
-                if let Some(k) = &mut self.knowledge {
-                    self.membership.handle_heard(now, &peer.id);
-                    k.handle_chunk(now, peer.id, chunk);
-                }
-            }
-            // The transport keeps its own messages.
-            Message::Nat(_) => {}
+        let protocol = message.protocol();
+        if protocol == Protocol::Membership {
+            self.membership.handle_heard(now, &peer.id);
+            Composed::handle(&mut self.membership, now, peer, message);
+            return;
         }
+        // The transport keeps its own messages; a core that is off drops
+        // its protocol's.
+        let Some(core) = self.cores.get_mut(protocol) else {
+            return;
+        };
+        if core.shows_liveness() {
+            self.membership.handle_heard(now, &peer.id);
+        }
+        core.handle(now, peer, message);
     }
 
     /// Peer records the membership core hands on were stored when it first
@@ -561,18 +680,10 @@ impl Node {
         self.now = now;
         self.transport.handle_timeout(now);
         self.membership.handle_timeout(now);
-        self.broadcaster.handle_timeout(now);
-        if let Some(g) = &mut self.gossipsub {
-            if g.wants_candidates() {
-                g.add_candidates(self.membership.passive_view());
+        for protocol in Cores::ORDER {
+            if let Some(core) = self.cores.get_mut(protocol) {
+                core.timeout(now, self.membership.passive_view());
             }
-            g.handle_timeout(now);
-        }
-        if let Some(dht) = &mut self.dht {
-            dht.handle_timeout(now);
-        }
-        if let Some(k) = &mut self.knowledge {
-            k.handle_timeout(now);
         }
         self.process(now);
     }
@@ -599,17 +710,17 @@ impl Node {
             .pending_join
             .filter(|_| self.contact.is_some())
             .map(|_| self.transport.nat().join_deadline());
+        let cores = Cores::ORDER
+            .into_iter()
+            .filter_map(|p| self.cores.get(p)?.deadline());
         [
             self.membership.poll_timeout(),
-            self.broadcaster.poll_timeout(),
-            self.gossipsub.as_ref().and_then(|g| g.poll_timeout()),
             self.transport.poll_timeout(),
-            self.dht.as_ref().and_then(|d| d.poll_timeout()),
-            self.knowledge.as_ref().and_then(|k| k.poll_timeout()),
             join,
         ]
         .into_iter()
         .flatten()
+        .chain(cores)
         .min()
     }
 
@@ -617,92 +728,57 @@ impl Node {
 
     /// Move the cores' outputs into the transport and the node's events,
     /// feeding membership changes to the other cores, until all are quiet.
+    /// Each round drains the transport, then the membership layer, then
+    /// every other core in [`Cores::ORDER`].
     fn process(&mut self, now: Time) {
         loop {
             let mut progressed = self.drain_transport(now);
             self.try_join(now);
-            while let Some(out) = self.membership.poll_output() {
+            while let Some(out) = Composed::poll(&mut self.membership) {
                 progressed = true;
-                match out {
-                    hyparview::Output::Send { to, mut message } => {
-                        self.refresh_records(&mut message);
-                        self.send(now, to, &Message::HyParView(message));
-                    }
-                    hyparview::Output::Event(hyparview::Event::NeighborUp(peer)) => {
-                        self.transport.hint(now, &peer);
-                        self.broadcaster.neighbor_up(now, peer);
-                        if let Some(g) = &mut self.gossipsub {
-                            g.handle_neighbor_up(now, peer);
-                        }
-                        if let Some(dht) = &mut self.dht {
-                            if peer.relay.is_none() {
-                                dht.add_neighbor(now, peer);
-                            }
-                        }
-                        if let Some(k) = &mut self.knowledge {
-                            k.handle_neighbor_up(now, peer.id);
-                        }
-                        self.emit(Event::NeighborUp(peer));
-                    }
-                    hyparview::Output::Event(hyparview::Event::NeighborDown(id)) => {
-                        self.broadcaster.neighbor_down(now, &id);
-                        if let Some(g) = &mut self.gossipsub {
-                            g.handle_neighbor_down(now, &id);
-                        }
-                        if let Some(k) = &mut self.knowledge {
-                            k.handle_neighbor_down(now, &id);
-                        }
-                        self.emit(Event::NeighborDown(id));
-                    }
-                }
+                self.apply(now, out);
             }
-            while let Some(out) = self.broadcaster.poll_output() {
-                progressed = true;
-                match out {
-                    plumtree::Output::Send { to, message } => {
-                        self.send(now, to, &Message::Plumtree(message))
-                    }
-                    plumtree::Output::Event(plumtree::Event::Delivered {
-                        id,
-                        hops,
-                        from,
-                        payload,
-                    }) => self.emit(Event::Delivered {
-                        id,
-                        hops,
-                        from,
-                        payload,
-                    }),
-                }
-            }
-            while let Some(out) = self.gossipsub.as_mut().and_then(|g| g.poll_output()) {
-                progressed = true;
-                match out {
-                    gossipsub::Output::Send { to, message } => {
-                        self.send(now, to, &Message::PubSub(message))
-                    }
-                    gossipsub::Output::Event(e) => self.emit(Event::PubSub(e)),
-                }
-            }
-            while let Some(out) = self.dht.as_mut().and_then(|d| d.poll_output()) {
-                progressed = true;
-                match out {
-                    kad::Output::Send { to, message } => self.send(now, to, &Message::Dht(message)),
-                    kad::Output::Event(e) => self.emit(Event::Dht(e)),
-                }
-            }
-            while let Some(out) = self.knowledge.as_mut().and_then(|k| k.poll_output()) {
-                progressed = true;
-                match out {
-                    knowledge::Output::Send { to, chunk } => {
-                        self.send(now, to, &Message::Knowledge(chunk))
-                    }
-                    knowledge::Output::Event(e) => self.emit(Event::Knowledge(e)),
+            for protocol in Cores::ORDER {
+                while let Some(out) = self.cores.get_mut(protocol).and_then(|c| c.poll()) {
+                    progressed = true;
+                    self.apply(now, out);
                 }
             }
             if !progressed {
                 break;
             }
+        }
+    }
+
+    /// One output of a core: a message leaves through the transport; a
+    /// neighbour change reaches every other core, then the application,
+    /// like every other event.
+    fn apply(&mut self, now: Time, out: Output<Message, Event>) {
+        match out {
+            Output::Send { to, mut message } => {
+                if let Message::HyParView(m) = &mut message {
+                    self.refresh_records(m);
+                }
+                self.send(now, to, &message);
+            }
+            Output::Event(Event::NeighborUp(peer)) => {
+                self.transport.hint(now, &peer);
+                for protocol in Cores::ORDER {
+                    if let Some(core) = self.cores.get_mut(protocol) {
+                        core.neighbor_up(now, peer);
+                    }
+                }
+                self.emit(Event::NeighborUp(peer));
+            }
+            Output::Event(Event::NeighborDown(id)) => {
+                for protocol in Cores::ORDER {
+                    if let Some(core) = self.cores.get_mut(protocol) {
+                        core.neighbor_down(now, &id);
+                    }
+                }
+                self.emit(Event::NeighborDown(id));
+            }
+            Output::Event(event) => self.emit(event),
         }
     }
 
@@ -722,13 +798,12 @@ impl Node {
 
     /// The record of `peer` held by a core.
     fn record_of(&self, peer: &PeerId) -> Option<Peer> {
-        let gossipsub = || self.gossipsub.as_ref().and_then(|g| g.record_of(peer));
-        let dht = || self.dht.as_ref().and_then(|d| d.record_of(peer));
-        self.membership
-            .record_of(peer)
-            .or_else(gossipsub)
-            .or_else(dht)
-            .copied()
+        let cores = || {
+            Cores::ORDER
+                .into_iter()
+                .find_map(|p| self.cores.get(p)?.record(peer))
+        };
+        self.membership.record_of(peer).or_else(cores).copied()
     }
 
     /// Join once the contact is identified and NAT traversal is ready.
@@ -741,7 +816,7 @@ impl Node {
         }
         self.pending_join = None;
         self.membership.join(now, contact);
-        if let Some(dht) = &mut self.dht {
+        if let Some(dht) = &mut self.cores.dht {
             dht.bootstrap(now, contact);
         }
     }
@@ -768,7 +843,7 @@ impl Node {
                     if let nat::Event::Reachability { advertised, reach } = &e {
                         self.me = *advertised;
                         self.membership.set_me(*advertised);
-                        if let Some(dht) = &mut self.dht {
+                        if let Some(dht) = &mut self.cores.dht {
                             dht.set_server(now, reach.is_public());
                         }
                     }
@@ -1017,11 +1092,11 @@ mod tests {
         let other = w.nodes[&addr(2)].me().id;
         for claimed in [me, other] {
             let mut bytes = Vec::new();
-            let forged = crate::wire::Datagram {
+            let forged = crate::message::Datagram {
                 from: claimed,
                 message: Message::HyParView(hyparview::Message::Join),
             };
-            crate::wire::encode(&forged, &mut bytes).unwrap();
+            crate::message::encode(&forged, &mut bytes).unwrap();
             let node = w.nodes.get_mut(&addr(1)).unwrap();
             node.handle_datagram(Time::ZERO, addr(3), &bytes);
             assert!(node.active_view().is_empty());

@@ -30,8 +30,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use grove_node::message::{self, Message};
 use grove_node::proto::{hyparview, plumtree};
-use grove_node::wire::{self, Message};
 use grove_node::{Identity, PeerId};
 use serde_json::Value;
 
@@ -395,10 +395,10 @@ impl Forgeries {
 /// `message` from `from` in the wire format, as it travelled before
 /// sessions (and now travels only sealed inside them).
 fn plaintext(from: PeerId, message: Message) -> Vec<u8> {
-    let datagram = wire::Datagram { from, message };
+    let datagram = message::Datagram { from, message };
     let mut bytes = Vec::new();
-    wire::encode(&datagram, &mut bytes).expect("encodable");
-    assert_eq!(wire::decode(&bytes).expect("decodable"), datagram);
+    message::encode(&datagram, &mut bytes).expect("encodable");
+    assert_eq!(message::decode(&bytes).expect("decodable"), datagram);
     bytes
 }
 

@@ -103,7 +103,7 @@ impl KnowledgeLoad {
         if let Some(t) = self
             .topics
             .iter()
-            .find(|t| !grove_node::wire::knowledge::valid_topic(t))
+            .find(|t| !grove_node::proto::knowledge::valid_topic(t))
         {
             return Err(("topics", format!("{t:?} is not 1 to 32 bytes")));
         }
@@ -430,7 +430,7 @@ impl KnowledgeRec {
                     *self.ops_transferred_docs.entry(t).or_default() += doc_ops as u64;
                 }
                 self.transfers += 1;
-                if kind == grove_node::wire::knowledge::BlobKind::Snapshot {
+                if kind == grove_node::proto::knowledge::BlobKind::Snapshot {
                     self.snapshots_sent += 1;
                     self.bytes_snapshot += bytes as u64;
                 } else {

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use grove_node::proto::gossipsub::{self, Event as GsEvent};
-use grove_node::wire::{gossipsub::Kind, Class, Label, Protocol};
+use grove_node::wire::{Class, Label, Protocol, PubSubKind as Kind};
 use grove_node::PeerId;
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap;

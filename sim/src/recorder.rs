@@ -410,10 +410,10 @@ mod tests {
         assert_eq!((r.transport.initiations, r.transport.acks), (1, 1));
         // A sealed JOIN: counted by its label, at its size on the wire.
         let mut plain = Vec::new();
-        grove_node::wire::encode(
-            &grove_node::wire::Datagram {
+        grove_node::message::encode(
+            &grove_node::message::Datagram {
                 from: PeerId([1; 32]),
-                message: grove_node::wire::Message::HyParView(
+                message: grove_node::message::Message::HyParView(
                     grove_node::proto::hyparview::Message::Join,
                 ),
             },

@@ -204,6 +204,30 @@ impl Flood {
     }
 }
 
+impl super::Core for Flood {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: crate::Peer, message: Message) {
+        Flood::handle_message(self, now, from.id, message);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: crate::Peer) {
+        Flood::handle_neighbor_up(self, now, peer.id);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        Flood::handle_neighbor_down(self, now, peer);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Flood::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Flood::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Flood::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::plumtree::tests::{

@@ -86,6 +86,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::KeyError;
 use crate::{Peer, PeerId, Time};
 
+pub(crate) mod message;
+pub use message::{Message, Priority, MAX_SHUFFLE_PEERS};
+
 /// HyParView settings. Defaults from the paper unless said otherwise.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -167,66 +170,6 @@ impl Default for Config {
     }
 }
 
-/// Whether a NEIGHBOR request must be accepted (the requester has no active
-/// peer left) or may be refused when the active view is full (paper §4.3).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Priority {
-    High,
-    Low,
-}
-
-/// HyParView wire messages. The sender's record comes from the transport
-/// (who sent the datagram, and from where), so messages only carry third
-/// parties: [`Message::peer_records`].
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    /// A new node asks the contact to let it in.
-    Join,
-    /// The contact's answer to JOIN: the joiner adds the contact to its
-    /// active view (Grove's addition: over datagrams no connection tells the
-    /// joiner that the contact took it in).
-    JoinReply,
-    /// Random walk announcing a joiner.
-    ForwardJoin { joiner: Peer, ttl: u8 },
-    /// Ask to become active neighbours.
-    Neighbor { priority: Priority },
-    /// Answer to NEIGHBOR.
-    NeighborReply { accepted: bool },
-    /// The sender dropped us from its active view; `alive` says the sender
-    /// is still running (we keep it in the passive view).
-    Disconnect { alive: bool },
-    /// Shuffle random walk started by `origin` with a sample of its views.
-    Shuffle {
-        origin: Peer,
-        ttl: u8,
-        peers: Vec<Peer>,
-    },
-    /// Answer to a shuffle with a sample of the receiver's passive view.
-    ShuffleReply { peers: Vec<Peer> },
-    /// Liveness probe of an active peer.
-    Ping { nonce: u32 },
-    /// Answer to PING.
-    Pong { nonce: u32 },
-}
-
-impl Message {
-    /// The third parties' records this message carries (FORWARDJOIN's
-    /// joiner, SHUFFLE's origin and sample, SHUFFLEREPLY's sample): what the
-    /// node hands the transport's address book, so that the ids the core
-    /// sends to can be reached.
-    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
-        let (first, rest): (Option<&Peer>, &[Peer]) = match self {
-            Message::ForwardJoin { joiner, .. } => (Some(joiner), &[]),
-            Message::Shuffle { origin, peers, .. } => (Some(origin), peers),
-            Message::ShuffleReply { peers } => (None, peers),
-            _ => (None, &[]),
-        };
-        first.into_iter().chain(rest)
-    }
-}
-
-/// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
-pub const MAX_SHUFFLE_PEERS: usize = 16;
 /// Largest active view a configuration may ask for (the paper's
 /// log10(n)+1 is 7 for a million nodes; every member costs a keep-alive
 /// each `keepalive_interval`).
@@ -248,11 +191,7 @@ pub enum Event {
 }
 
 /// An output of the core, drained with [`HyParView::poll_output`].
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = super::Output<Message, Event>;
 
 /// JOIN requests sent per round before the round is given up.
 const JOIN_ATTEMPTS_MAX: u8 = 3;
@@ -1174,6 +1113,27 @@ fn next_period(due: Time, period: Duration, now: Time) -> Time {
         now + period
     } else {
         next
+    }
+}
+
+impl super::Core for HyParView {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        HyParView::handle_message(self, now, from, message);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        HyParView::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        HyParView::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        HyParView::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        HyParView::record_of(self, peer)
     }
 }
 

@@ -118,25 +118,8 @@ use bytes::Bytes;
 use crate::config::{self, KeyError};
 use crate::{PeerId, Time};
 
-/// A broadcast message id: 32 bytes (SHA-256 of origin, sequence, payload).
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct MsgId(pub [u8; 32]);
-
-impl MsgId {
-    /// The first 6 bytes as a number: what a traffic label carries of the
-    /// id (collisions are negligible among a run's broadcasts).
-    #[must_use]
-    pub fn prefix(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b[2..].copy_from_slice(&self.0[..6]);
-        u64::from_be_bytes(b)
-    }
-}
-
-/// Largest broadcast payload accepted, in bytes (fits one datagram).
-pub const MAX_PAYLOAD_BYTES: usize = 1024;
-/// Upper bound on the entries of one IHAVE on the wire.
-pub const MAX_IHAVE_ENTRIES: usize = 32;
+pub(crate) mod message;
+pub use message::{Message, MsgId, MAX_IHAVE_ENTRIES, MAX_PAYLOAD_BYTES};
 
 /// Most announcements waiting in the IHAVE queue (oldest dropped first).
 const IHAVE_QUEUE_CAPACITY: usize = 4096;
@@ -232,24 +215,6 @@ pub(super) fn validate_seen(ttl: Duration, capacity: usize) -> Result<(), KeyErr
     config::range(capacity, 1, MAX_SEEN).map_err(KeyError::at("seen_capacity"))
 }
 
-/// Broadcast wire messages (shared with [`super::flood`], which only uses
-/// `Gossip`).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    /// The payload; `hops` is 1 when sent by the origin.
-    Gossip {
-        id: MsgId,
-        hops: u16,
-        payload: Bytes,
-    },
-    /// Lazy announcement of payloads the sender has: (id, hops).
-    IHave { entries: Vec<(MsgId, u16)> },
-    /// Ask for `id` and make the link eager.
-    Graft { id: MsgId },
-    /// Make the link lazy.
-    Prune,
-}
-
 /// What the broadcast layer tells the node.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Event {
@@ -264,11 +229,7 @@ pub enum Event {
 }
 
 /// An output of the core.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = super::Output<Message, Event>;
 
 /// The id of the `seq`-th broadcast of `origin` with `payload`.
 pub fn message_id(origin: &PeerId, seq: u64, payload: &[u8]) -> MsgId {
@@ -875,6 +836,30 @@ impl Outbox {
 
     pub(super) fn dropped(&self) -> u64 {
         self.dropped
+    }
+}
+
+impl super::Core for Plumtree {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: crate::Peer, message: Message) {
+        Plumtree::handle_message(self, now, from.id, message);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: crate::Peer) {
+        Plumtree::handle_neighbor_up(self, now, peer.id);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        Plumtree::handle_neighbor_down(self, now, peer);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Plumtree::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Plumtree::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Plumtree::poll_timeout(self)
     }
 }
 

@@ -36,7 +36,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::wire::{self, DecodeError, Label, Message};
+use crate::message::{self, Message};
+use crate::wire::{self, DecodeError, Label};
 use crate::{Identity, Peer, PeerId, Time};
 use addrbook::AddressBook;
 use nat::{Route, Traversal};
@@ -392,7 +393,7 @@ impl Transport {
 
     /// Decode a plaintext sealed by `peer`; its header must name `peer`.
     fn decode_from(&self, peer: PeerId, plain: &[u8]) -> Result<Message, DropReason> {
-        let datagram = wire::decode(plain)?;
+        let datagram = message::decode(plain)?;
         if datagram.from != peer {
             return Err(DropReason::SenderMismatch);
         }
@@ -538,11 +539,11 @@ impl Transport {
     /// Encode `message` from us into `self.plain`; false if it cannot be.
     fn encode(&mut self, message: &Message) -> bool {
         self.plain.clear();
-        let datagram = wire::Datagram {
+        let datagram = message::Datagram {
             from: self.me,
             message: message.clone(),
         };
-        if let Err(e) = wire::encode(&datagram, &mut self.plain) {
+        if let Err(e) = message::encode(&datagram, &mut self.plain) {
             // The cores bound what they put in a message: a bug.
             debug_assert!(false, "unencodable message {message:?}: {e}");
             tracing::error!("dropping unencodable message: {e}");

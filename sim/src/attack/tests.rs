@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use grove_node::transport::session::{self, kind, Dest, Incoming, Sessions, Via};
-use grove_node::wire::{self, Message};
+use grove_node::message::{self, Message};
 use grove_node::{Identity, PeerId, Time};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -130,7 +130,7 @@ fn a_sybil_handshakes_and_its_reserve_opens_under_its_own_id() {
     let reserves: Vec<_> = v
         .opened
         .iter()
-        .map(|(peer, p)| (peer, wire::decode(p).unwrap()))
+        .map(|(peer, p)| (peer, message::decode(p).unwrap()))
         .filter(|(_, d)| {
             matches!(
                 d.message,
@@ -181,7 +181,7 @@ fn spoofed_ids_never_open_as_their_claimed_peer() {
     let sealed: Vec<_> = v
         .opened
         .iter()
-        .map(|(peer, p)| (*peer, wire::decode(p).unwrap().from))
+        .map(|(peer, p)| (*peer, message::decode(p).unwrap().from))
         .collect();
     assert_eq!(sealed.len(), 10);
     assert!(sealed.iter().all(|(session, claimed)| session != claimed));

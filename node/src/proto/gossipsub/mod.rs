@@ -74,14 +74,16 @@
 
 mod config;
 mod mcache;
+pub(crate) mod message;
 pub mod score;
+
 #[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -92,21 +94,16 @@ pub use config::{
     MAX_PROMISES, MAX_RETRANSMISSION, MAX_SEEN_CAPACITY, MAX_TOPIC_PEERS, MIN_HEARTBEAT,
 };
 use mcache::{MessageCache, SeenCache};
+use message::signed_bytes;
+pub use message::{
+    Message, PubMessage, Topic, MAX_DATA_BYTES, MAX_IDS, MAX_PX_PEERS, MAX_SUBSCRIPTIONS,
+    MAX_TOPIC_BYTES,
+};
 use score::PeerScore;
 
 pub use crate::proto::plumtree::MsgId;
 use crate::{Identity, Peer, PeerId, Time};
 
-/// Longest topic name, in bytes.
-pub const MAX_TOPIC_BYTES: usize = 64;
-/// Largest message data, in bytes (a PUBLISH fits one datagram).
-pub const MAX_DATA_BYTES: usize = 1024;
-/// Most entries in one subscription announcement.
-pub const MAX_SUBSCRIPTIONS: usize = 16;
-/// Most message ids in one IHAVE, IWANT or IDONTWANT.
-pub const MAX_IDS: usize = 32;
-/// Most peers in one PRUNE's peer exchange.
-pub const MAX_PX_PEERS: usize = 16;
 /// Most new peers greeted from the offered candidates per heartbeat.
 const CANDIDATES_PER_HEARTBEAT: usize = 4;
 /// Outputs queued before the oldest are dropped.
@@ -114,111 +111,6 @@ const OUTPUT_CAPACITY: usize = 8192;
 /// Publishers' decompressed public keys kept (decompressing costs about
 /// as much as verifying).
 const KEY_CACHE_CAPACITY: usize = 128;
-
-/// A topic name: 1 to [`MAX_TOPIC_BYTES`] bytes of UTF-8.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct Topic(String);
-
-impl Topic {
-    /// A topic from a name known to be valid (a bug otherwise).
-    pub fn new(name: &str) -> Topic {
-        Topic::parse(name).expect("a topic name of 1 to 64 bytes")
-    }
-    /// A topic from an untrusted name.
-    pub fn parse(name: &str) -> Option<Topic> {
-        (!name.is_empty() && name.len() <= MAX_TOPIC_BYTES).then(|| Topic(name.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// A published message, as it travels.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct PubMessage {
-    /// The publisher.
-    pub from: PeerId,
-    pub seqno: u64,
-    pub topic: Topic,
-    pub data: Bytes,
-    /// ed25519 signature by `from` over [`signed_bytes`].
-    pub signature: [u8; 64],
-}
-
-impl PubMessage {
-    /// The message id: SHA-256 of publisher and sequence number.
-    pub fn id(&self) -> MsgId {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(self.from.as_bytes());
-        h.update(self.seqno.to_be_bytes());
-        MsgId(h.finalize().into())
-    }
-
-    /// Whether `signature` is `from`'s over the message.
-    pub fn verify(&self) -> bool {
-        VerifyingKey::from_bytes(self.from.as_bytes()).is_ok_and(|key| self.verify_with(&key))
-    }
-
-    fn verify_with(&self, key: &VerifyingKey) -> bool {
-        let sig = Signature::from_bytes(&self.signature);
-        key.verify_strict(&signed_bytes(self), &sig).is_ok()
-    }
-}
-
-/// What a publisher signs: a context string, publisher, sequence number,
-/// topic (length-prefixed) and data.
-fn signed_bytes(m: &PubMessage) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + m.topic.0.len() + m.data.len());
-    b.extend_from_slice(b"grove-gossipsub/1");
-    b.extend_from_slice(m.from.as_bytes());
-    b.extend_from_slice(&m.seqno.to_be_bytes());
-    b.push(m.topic.0.len() as u8);
-    b.extend_from_slice(m.topic.0.as_bytes());
-    b.extend_from_slice(&m.data);
-    b
-}
-
-/// GossipSub wire messages.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    /// Subscribe (`true`) or unsubscribe announcements.
-    Subscriptions {
-        entries: Vec<(bool, Topic)>,
-    },
-    Publish(Box<PubMessage>),
-    IHave {
-        topic: Topic,
-        ids: Vec<MsgId>,
-    },
-    IWant {
-        ids: Vec<MsgId>,
-    },
-    Graft {
-        topic: Topic,
-    },
-    /// Leave the mesh; do not GRAFT back for `backoff_s`; maybe try `peers`.
-    Prune {
-        topic: Topic,
-        backoff_s: u16,
-        peers: Vec<Peer>,
-    },
-    IDontWant {
-        ids: Vec<MsgId>,
-    },
-}
-
-impl Message {
-    /// The peer records this message carries (PRUNE's peer exchange): what
-    /// the node hands the transport's address book, so that the ids the
-    /// core sends to can be reached.
-    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
-        match self {
-            Message::Prune { peers, .. } => peers.iter(),
-            _ => [].iter(),
-        }
-    }
-}
 
 /// What the validator says of a message (v1.1 "Extended Validators").
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -259,11 +151,7 @@ pub enum Event {
 }
 
 /// An output: a message to send or an event.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+pub type Output = crate::proto::Output<Message, Event>;
 
 /// Why a publish was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -965,7 +853,7 @@ impl GossipSub {
         {
             let px: Vec<Peer> = px.into_iter().take(self.config.prune_peers).collect();
             for p in px {
-                if p.id != self.me && crate::wire::usable(&p.addr) {
+                if p.id != self.me && crate::identity::usable(&p.addr) {
                     self.ensure_peer(now, p, true);
                 }
             }
@@ -1571,4 +1459,37 @@ impl GossipSub {
 
 fn backoff_s(d: Time) -> u16 {
     u16::try_from(d.as_secs().max(1)).unwrap_or(u16::MAX)
+}
+
+impl crate::proto::Core for GossipSub {
+    type Message = Message;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        GossipSub::handle_message(self, now, from, message);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
+        GossipSub::handle_neighbor_up(self, now, peer);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        GossipSub::handle_neighbor_down(self, now, peer);
+    }
+    /// The passive view, when the mesh wants peers beyond the neighbours.
+    fn handle_candidates(&mut self, _now: Time, passive: &[Peer]) {
+        if self.wants_candidates() {
+            self.add_candidates(passive);
+        }
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        GossipSub::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        GossipSub::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        GossipSub::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        GossipSub::record_of(self, peer)
+    }
 }

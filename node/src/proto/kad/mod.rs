@@ -27,9 +27,11 @@
 
 pub mod key;
 pub mod lookup;
+pub(crate) mod message;
 pub mod store;
 pub mod sweep;
 pub mod table;
+
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 pub use key::{Distance, Key};
 use lookup::{ClosestPeersIter, Next};
+pub use message::Message;
 use store::Store;
 pub use store::{Record, MAX_VALUE_BYTES};
 use table::{Insert, Limits, Table};
@@ -260,81 +263,6 @@ impl Config {
     }
 }
 
-/// DHT wire messages (tags 0x50..=0x5b, see `wire::kad`). `id` is the
-/// requester's random request id, echoed by the response; `server` says
-/// whether the requester is a DHT server.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    Ping {
-        id: u64,
-        server: bool,
-    },
-    Pong {
-        id: u64,
-        server: bool,
-    },
-    FindNode {
-        id: u64,
-        server: bool,
-        target: Key,
-    },
-    Nodes {
-        id: u64,
-        peers: Vec<Peer>,
-    },
-    GetProviders {
-        id: u64,
-        server: bool,
-        key: Key,
-    },
-    Providers {
-        id: u64,
-        providers: Vec<Peer>,
-        closer: Vec<Peer>,
-    },
-    AddProvider {
-        server: bool,
-        keys: Vec<Key>,
-    },
-    PutValue {
-        id: u64,
-        server: bool,
-        record: Box<Record>,
-    },
-    PutValueAck {
-        id: u64,
-        stored: bool,
-    },
-    GetValue {
-        id: u64,
-        server: bool,
-        key: Key,
-    },
-    Value {
-        id: u64,
-        record: Option<Box<Record>>,
-        closer: Vec<Peer>,
-    },
-}
-
-impl Message {
-    /// The node records this message carries (NODES' peers, PROVIDERS'
-    /// providers and closer peers, VALUE's closer peers): what the node
-    /// hands the transport's address book, so that the ids the core sends
-    /// to can be reached.
-    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
-        let (a, b): (&[Peer], &[Peer]) = match self {
-            Message::Nodes { peers, .. } => (peers, &[]),
-            Message::Providers {
-                providers, closer, ..
-            } => (providers, closer),
-            Message::Value { closer, .. } => (closer, &[]),
-            _ => (&[], &[]),
-        };
-        a.iter().chain(b)
-    }
-}
-
 /// What an application asks of the DHT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -395,11 +323,8 @@ pub enum Event {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    Send { to: PeerId, message: Message },
-    Event(Event),
-}
+/// An output of the core.
+pub type Output = crate::proto::Output<Message, Event>;
 
 /// Counts of what the DHT did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1321,5 +1246,37 @@ impl Kademlia {
             let target = self.table.key_in_bucket(cpl, &random);
             self.start(now, Target::Refresh, target);
         }
+    }
+}
+
+impl crate::proto::Core for Kademlia {
+    type Message = Message;
+    type Event = Event;
+
+    /// DHT traffic comes from peers far outside the active view; it does
+    /// not count as a neighbour's sign of life.
+    const SHOWS_LIVENESS: bool = false;
+
+    /// The sender's relay is not kept: DHT servers are publicly reachable.
+    fn handle_message(&mut self, now: Time, from: Peer, message: Message) {
+        Kademlia::handle_message(self, now, Peer::new(from.id, from.addr), message);
+    }
+    /// A neighbour without a relay is a routing table candidate.
+    fn handle_neighbor_up(&mut self, now: Time, peer: Peer) {
+        if peer.relay.is_none() {
+            self.add_neighbor(now, peer);
+        }
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Kademlia::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Kademlia::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Kademlia::poll_timeout(self)
+    }
+    fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
+        Kademlia::record_of(self, peer)
     }
 }

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::lookup::{ClosestPeersIter, Next};
 use super::table::{Insert, Limits, Table};
 use super::*;
-use crate::wire::{self, Datagram, Message as W};
+use crate::message::{self, Datagram, Message as W};
 use crate::Identity;
 
 fn ms(n: u64) -> Time {
@@ -331,7 +331,7 @@ impl Net {
                         continue;
                     };
                     let mut bytes = Vec::new();
-                    wire::encode(
+                    message::encode(
                         &Datagram {
                             from,
                             message: W::Dht(message),
@@ -358,7 +358,7 @@ impl Net {
         let Some(node) = self.nodes.get_mut(&to) else {
             return;
         };
-        let d = wire::decode(bytes).expect("decodable");
+        let d = message::decode(bytes).expect("decodable");
         let W::Dht(m) = d.message else { panic!() };
         node.handle_message(self.now, Peer::new(d.from, from), m);
         self.drain(to);
@@ -691,7 +691,7 @@ fn clients_do_not_answer_and_same_seed_same_traffic() {
     // It learns the server (and looks itself up through it), but answers
     // nothing.
     for (_, _, bytes) in net.in_flight.values() {
-        let d = wire::decode(bytes).unwrap();
+        let d = message::decode(bytes).unwrap();
         assert!(
             !matches!(d.message, W::Dht(Message::Nodes { .. })),
             "a client does not answer"

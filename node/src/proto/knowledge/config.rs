@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::knowledge::{valid_topic, MAX_BLOB_BYTES};
+use super::{valid_topic, MAX_BLOB_BYTES};
 
 /// Knowledge commons settings. Off by default: a node shares no documents
 /// unless its configuration says so. Durations are 1 ms to 720 h

@@ -41,7 +41,7 @@
 //!   misses operations itself, a `SummaryReply` with its own vector, which
 //!   is answered in turn.
 //! - **Chunking**: every blob travels as chunks of at most 1,200 bytes
-//!   (see [`crate::wire::knowledge`]) and is reassembled per (peer, blob).
+//!   (see [`Chunk`]) and is reassembled per (peer, blob).
 //!
 //! # Bounds
 //!
@@ -56,6 +56,8 @@
 
 mod config;
 mod doc;
+pub(crate) mod message;
+
 #[cfg(test)]
 mod tests;
 
@@ -74,7 +76,9 @@ pub use self::config::{
 };
 use self::doc::Doc;
 pub use self::doc::{state_hash, Write, WriteError, MAX_NAME_BYTES, MAX_VALUE_BYTES};
-use crate::wire::knowledge::{valid_topic, BlobKind, Chunk};
+pub use self::message::{
+    valid_topic, BlobKind, Chunk, MAX_BLOB_BYTES, MAX_CHUNKS, MAX_CHUNK_BYTES, MAX_TOPIC_BYTES,
+};
 use crate::{PeerId, Time};
 
 /// Per-peer rate states kept (bounded; the least recently seen is dropped).
@@ -116,12 +120,8 @@ pub enum Event {
     },
 }
 
-/// An output of the core.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    Send { to: PeerId, chunk: Chunk },
-    Event(Event),
-}
+/// An output of the core: a chunk for a peer, or an event.
+pub type Output = crate::proto::Output<Chunk, Event>;
 
 /// Counts, for logs, tests and the simulator's final collection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -385,9 +385,7 @@ impl Knowledge {
         let key = (from, chunk.blob);
         let count = usize::from(chunk.count);
         let index = usize::from(chunk.index);
-        if count * crate::wire::knowledge::MAX_CHUNK_BYTES
-            > self.config.max_update_bytes + crate::wire::knowledge::MAX_CHUNK_BYTES
-        {
+        if count * MAX_CHUNK_BYTES > self.config.max_update_bytes + MAX_CHUNK_BYTES {
             self.reject(from, &chunk.topic, "blob over max_update_bytes");
             return;
         }
@@ -431,7 +429,7 @@ impl Knowledge {
                 return;
             }
             let p = self.partials.remove(&key).expect("present");
-            let mut data = Vec::with_capacity(count * crate::wire::knowledge::MAX_CHUNK_BYTES);
+            let mut data = Vec::with_capacity(count * MAX_CHUNK_BYTES);
             for c in p.chunks.into_iter().flatten() {
                 data.extend_from_slice(&c);
             }
@@ -618,7 +616,7 @@ impl Knowledge {
             });
         }
         for chunk in chunks {
-            self.output(Output::Send { to, chunk });
+            self.output(Output::Send { to, message: chunk });
         }
     }
 
@@ -883,4 +881,28 @@ fn split_spans(doc: &LoroDoc, spans: Vec<IdSpan>, max: usize, out: &mut Vec<Byte
     let mid = start + (end - start) / 2;
     split_spans(doc, vec![IdSpan::new(s.peer, start, mid)], max, out);
     split_spans(doc, vec![IdSpan::new(s.peer, mid, end)], max, out);
+}
+
+impl crate::proto::Core for Knowledge {
+    type Message = Chunk;
+    type Event = Event;
+
+    fn handle_message(&mut self, now: Time, from: crate::Peer, chunk: Chunk) {
+        self.handle_chunk(now, from.id, chunk);
+    }
+    fn handle_neighbor_up(&mut self, now: Time, peer: crate::Peer) {
+        Knowledge::handle_neighbor_up(self, now, peer.id);
+    }
+    fn handle_neighbor_down(&mut self, now: Time, peer: &PeerId) {
+        Knowledge::handle_neighbor_down(self, now, peer);
+    }
+    fn handle_timeout(&mut self, now: Time) {
+        Knowledge::handle_timeout(self, now);
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        Knowledge::poll_output(self)
+    }
+    fn poll_timeout(&self) -> Option<Time> {
+        Knowledge::poll_timeout(self)
+    }
 }

@@ -8,7 +8,6 @@ use rand::SeedableRng;
 use serde_json::json;
 
 use super::*;
-use crate::wire::knowledge::MAX_CHUNK_BYTES;
 
 const DELAY: Duration = Duration::from_millis(10);
 
@@ -66,7 +65,7 @@ impl Net {
         let node = self.nodes.get_mut(&i).unwrap();
         while let Some(out) = node.poll_output() {
             match out {
-                Output::Send { to, chunk } => {
+                Output::Send { to, message: chunk } => {
                     let j = Self::index_of(&to);
                     self.chunks_sent += 1;
                     if self.cut.contains(&(i.min(j), i.max(j))) {

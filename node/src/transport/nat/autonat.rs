@@ -160,7 +160,7 @@ impl Traversal {
         peer: PeerId,
         target: SocketAddr,
     ) {
-        if crate::wire::usable(&target)
+        if crate::identity::usable(&target)
             && peer != self.me
             && spend(&mut self.helper_window, now, HELPER_BUDGET)
         {

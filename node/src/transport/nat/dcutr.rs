@@ -125,7 +125,7 @@ impl Traversal {
         let timeout = self.config.holepunch_timeout;
         let addrs: Vec<SocketAddr> = addrs
             .into_iter()
-            .filter(crate::wire::usable)
+            .filter(crate::identity::usable)
             .take(MAX_PUNCH_ADDRS)
             .collect();
         let busy = self.upgrading.len() >= MAX_UPGRADES && !self.upgrading.contains(&peer);

@@ -47,6 +47,7 @@
 
 mod autonat;
 mod dcutr;
+pub(crate) mod message;
 pub mod natpmp;
 mod paths;
 mod portmap;
@@ -68,6 +69,8 @@ use autonat::{Contact, Probe};
 use paths::Path;
 use portmap::PortMap;
 use relay_client::{Candidate, ResState, Reservation};
+
+pub use message::Message;
 
 /// Settings of NAT traversal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -341,110 +344,6 @@ const DIALBACK_WINDOW: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_secs(1);
 /// A circuit request, or a DCUtR CONNECT, unanswered this long is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// NAT traversal and relay messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Message {
-    /// "I see you at `observed`; reach me through `relay`; my reachability."
-    Hello {
-        observed: SocketAddr,
-        relay: Option<SocketAddr>,
-        reach: Reach,
-    },
-    /// AutoNAT: please have my address dialled back.
-    DialRequest {
-        nonce: u64,
-    },
-    /// AutoNAT: how many third peers were asked for a dial-back (0: the
-    /// request was declined; at most [`MAX_DIAL_HELPERS`]), and the address
-    /// the server sees.
-    DialResponse {
-        nonce: u64,
-        helpers: u8,
-        observed: SocketAddr,
-    },
-    /// AutoNAT, server to helper: send a dial-back to `peer` at `target`
-    /// (the id lets the helper open a session with it there).
-    DialBackRequest {
-        nonce: u64,
-        peer: PeerId,
-        target: SocketAddr,
-    },
-    /// AutoNAT, helper to client.
-    DialBack {
-        nonce: u64,
-    },
-    /// Relay: reserve (or refresh) a slot.
-    Reserve,
-    ReserveStatus {
-        status: Status,
-        ttl_s: u32,
-        limit_duration_s: u32,
-        limit_bytes: u32,
-        observed: SocketAddr,
-    },
-    /// Relay: open a circuit to `target`.
-    Connect {
-        target: PeerId,
-    },
-    ConnectStatus {
-        target: PeerId,
-        status: Status,
-    },
-    /// Relay to target: `source` wants a circuit.
-    Stop {
-        source: PeerId,
-        source_addr: SocketAddr,
-    },
-    StopStatus {
-        source: PeerId,
-        status: Status,
-    },
-    /// Client to relay: forward `data` (an encoded datagram) to `target`.
-    RelayTo {
-        target: PeerId,
-        data: Bytes,
-    },
-    /// Relay to client: `data` from `source`.
-    RelayFrom {
-        source: PeerId,
-        source_addr: SocketAddr,
-        data: Bytes,
-    },
-    /// Relay to client: the circuit with `peer` is gone.
-    CircuitClosed {
-        peer: PeerId,
-        status: Status,
-    },
-    /// DCUtR CONNECT (and its answer, `reply`).
-    PunchConnect {
-        attempt: u8,
-        reply: bool,
-        reach: Reach,
-        addrs: Vec<SocketAddr>,
-    },
-    /// DCUtR SYNC.
-    PunchSync {
-        attempt: u8,
-    },
-    /// A direct probe (and its acknowledgement).
-    Punch {
-        nonce: u64,
-        ack: bool,
-    },
-    /// Keeps NAT mappings open on an idle path.
-    KeepAlive,
-}
-
-impl Message {
-    /// Reachability codes on the wire.
-    pub(crate) fn reach_code(r: Reach) -> u8 {
-        r.code()
-    }
-    pub(crate) fn reach_from_code(c: u8) -> Option<Reach> {
-        Reach::from_code(c)
-    }
-}
 
 /// How a path to a peer came about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -315,7 +315,7 @@ impl Traversal {
     // ---- address discovery ----
 
     pub(super) fn observe(&mut self, now: Time, observer: IpAddr, addr: SocketAddr) {
-        if observer == self.local.ip() || !crate::wire::usable(&addr) {
+        if observer == self.local.ip() || !crate::identity::usable(&addr) {
             return;
         }
         if let Some(o) = self.observations.iter_mut().find(|o| o.0 == observer) {

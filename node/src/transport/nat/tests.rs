@@ -25,11 +25,11 @@ use rand_chacha::ChaCha8Rng;
 use super::{
     natpmp, Event, Message, Method, PathKind, Reach, RelayEvent, ReservationOutcome, Status,
 };
+use crate::message::{self, Datagram};
 use crate::node::{self, Node};
 use crate::proto::plumtree::{self, MsgId};
 use crate::transport::session::{self, Dest, Incoming as SessionIn, Sessions, Via};
 use crate::transport::DropReason;
-use crate::wire::{self, Datagram};
 use crate::{Identity, Peer, PeerId, Time};
 
 const HOP: Duration = Duration::from_millis(10);
@@ -96,18 +96,18 @@ struct Arrival {
 impl Arrival {
     /// What the datagram carries: the harness runs sessions in Null mode,
     /// whose data datagrams hold their plaintext in clear.
-    fn decode(&self) -> Option<wire::Message> {
+    fn decode(&self) -> Option<message::Message> {
         open_null(&self.bytes)
     }
 }
 
 /// The message in a Null-mode data datagram (header 13 bytes, zero tag
 /// 16 bytes).
-fn open_null(bytes: &[u8]) -> Option<wire::Message> {
+fn open_null(bytes: &[u8]) -> Option<message::Message> {
     if !matches!(bytes.first(), Some(0x13 | 0x14)) || bytes.len() < 29 {
         return None;
     }
-    wire::decode(&bytes[13..bytes.len() - 16])
+    message::decode(&bytes[13..bytes.len() - 16])
         .ok()
         .map(|d| d.message)
 }
@@ -124,7 +124,7 @@ struct Fake {
     /// Where the peers it speaks to directly are.
     peers: BTreeMap<PeerId, SocketAddr>,
     /// Every message received: when, and from which session's peer.
-    inbox: Vec<(Time, PeerId, wire::Message)>,
+    inbox: Vec<(Time, PeerId, message::Message)>,
 }
 
 impl Fake {
@@ -141,7 +141,7 @@ impl Fake {
 
     /// Seal `message` for `peer` (after a handshake, if there is no
     /// session yet) for the next [`Fake::poll_transmit`].
-    fn send(&mut self, now: Time, peer: PeerId, message: wire::Message) {
+    fn send(&mut self, now: Time, peer: PeerId, message: message::Message) {
         let path = self.peers.get(&peer).map(|a| Via::Direct(*a));
         let plain = datagram(self.id, message);
         self.sessions.send(now, peer, path, &plain, true);
@@ -158,7 +158,7 @@ impl Fake {
         let Some(message) = decode_from(peer, &plain) else {
             return; // an ack
         };
-        if let wire::Message::Nat(Message::RelayFrom { source, data, .. }) = &message {
+        if let message::Message::Nat(Message::RelayFrom { source, data, .. }) = &message {
             let via = Via::Relayed {
                 relay: peer,
                 source: *source,
@@ -194,7 +194,7 @@ impl Fake {
                         target: source,
                         data: Bytes::from(out.clone()),
                     };
-                    self.send(now, relay, wire::Message::Nat(frame));
+                    self.send(now, relay, message::Message::Nat(frame));
                 }
                 None => {}
             }
@@ -208,7 +208,7 @@ impl Fake {
             .iter()
             .filter(|(t, _, _)| *t >= since)
             .filter_map(|(_, _, m)| match m {
-                wire::Message::Nat(
+                message::Message::Nat(
                     Message::ReserveStatus { status, .. } | Message::ConnectStatus { status, .. },
                 ) => Some(*status),
                 _ => None,
@@ -218,8 +218,8 @@ impl Fake {
 }
 
 /// The message in a plaintext sealed by `peer`, if it names `peer`.
-fn decode_from(peer: PeerId, plain: &[u8]) -> Option<wire::Message> {
-    wire::decode(plain)
+fn decode_from(peer: PeerId, plain: &[u8]) -> Option<message::Message> {
+    message::decode(plain)
         .ok()
         .filter(|d| d.from == peer)
         .map(|d| d.message)
@@ -403,7 +403,7 @@ impl World {
 
     /// Fake `i` seals `message` for the host at the public address `to`
     /// and sends it there (after a handshake, if need be).
-    fn fake_send(&mut self, i: u8, to: SocketAddr, message: wire::Message) {
+    fn fake_send(&mut self, i: u8, to: SocketAddr, message: message::Message) {
         let (now, peer) = (self.now, self.id(to));
         let fake = self.fakes.get_mut(&i).expect("fake");
         fake.peers.insert(peer, to);
@@ -413,7 +413,7 @@ impl World {
 
     /// Fake `i` seals `message` for `peer`, over a session it has, and
     /// hands the datagram back instead of sending it.
-    fn fake_seal(&mut self, i: u8, peer: PeerId, message: wire::Message) -> Vec<u8> {
+    fn fake_seal(&mut self, i: u8, peer: PeerId, message: message::Message) -> Vec<u8> {
         let now = self.now;
         let fake = self.fakes.get_mut(&i).expect("fake");
         assert!(
@@ -755,7 +755,7 @@ impl World {
             .iter()
             .filter(|a| a.at >= since && a.sender == from)
             .filter(|a| {
-                matches!(a.decode(), Some(wire::Message::Nat(Message::RelayTo { target: t, .. })) if t == target)
+                matches!(a.decode(), Some(message::Message::Nat(Message::RelayTo { target: t, .. })) if t == target)
             })
             .collect()
     }
@@ -812,7 +812,7 @@ fn kinds(paths: &[(Time, PathKind, Method, u8)]) -> Vec<(PathKind, Method, u8)> 
 fn is_punch(a: &Arrival) -> bool {
     matches!(
         a.decode(),
-        Some(wire::Message::Nat(Message::Punch { ack: false, .. }))
+        Some(message::Message::Nat(Message::Punch { ack: false, .. }))
     )
 }
 
@@ -828,9 +828,9 @@ fn relay_events(w: &World, host: SocketAddr, since: Time) -> Vec<RelayEvent> {
 }
 
 /// A Grove datagram from `from`.
-fn datagram(from: PeerId, message: wire::Message) -> Vec<u8> {
+fn datagram(from: PeerId, message: message::Message) -> Vec<u8> {
     let mut bytes = Vec::new();
-    wire::encode(&Datagram { from, message }, &mut bytes).expect("encodable");
+    message::encode(&Datagram { from, message }, &mut bytes).expect("encodable");
     bytes
 }
 
@@ -954,13 +954,13 @@ fn symmetric_to_port_restricted_stays_relayed_after_three_attempts() {
             .iter()
             .filter(|x| x.sender == leader)
             .filter_map(|x| match x.decode() {
-                Some(wire::Message::Nat(Message::RelayTo { data, .. })) => open_null(&data),
+                Some(message::Message::Nat(Message::RelayTo { data, .. })) => open_null(&data),
                 _ => None,
             })
             .filter(|d| {
                 matches!(
                     d,
-                    wire::Message::Nat(Message::PunchConnect { reply: false, .. })
+                    message::Message::Nat(Message::PunchConnect { reply: false, .. })
                 )
             })
             .count()
@@ -1008,14 +1008,14 @@ fn symmetric_to_port_restricted_stays_relayed_after_three_attempts() {
         .iter()
         .filter(|x| x.at >= t1 && x.receiver == Some(b))
         .any(|x| {
-            let Some(wire::Message::Nat(Message::RelayFrom { source, data, .. })) = x.decode()
+            let Some(message::Message::Nat(Message::RelayFrom { source, data, .. })) = x.decode()
             else {
                 return false;
             };
             source == ia
                 && matches!(
                     open_null(&data),
-                    Some(wire::Message::Plumtree(plumtree::Message::Gossip { id: g, .. })) if g == id
+                    Some(message::Message::Plumtree(plumtree::Message::Gossip { id: g, .. })) if g == id
                 )
         });
     assert!(
@@ -1257,7 +1257,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     for i in 0..100u8 {
         let src = SocketAddr::new(flooder, 10_000 + u16::from(i));
         w.add_fake(i, src, &config.transport);
-        w.fake_send(i, r, wire::Message::Nat(Message::Reserve));
+        w.fake_send(i, r, message::Message::Nat(Message::Reserve));
     }
     w.run_for(Duration::from_secs(1));
     let statuses: Vec<Status> = (0..100u8).flat_map(|i| w.relay_answers(i, t0)).collect();
@@ -1292,7 +1292,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
         );
     }
     for i in [0u8, 200, 201] {
-        w.fake_send(i, r, wire::Message::Nat(Message::Reserve));
+        w.fake_send(i, r, message::Message::Nat(Message::Reserve));
     }
     w.run_for(Duration::from_secs(1));
     let refreshed: Vec<Status> = [0u8, 200, 201]
@@ -1317,7 +1317,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
         w.fake_send(
             100 + i,
             r,
-            wire::Message::Nat(Message::Connect { target: ib }),
+            message::Message::Nat(Message::Connect { target: ib }),
         );
     }
     // One peer asks for circuits to the flooder's eight reserved ids.
@@ -1331,7 +1331,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
         w.fake_send(
             greedy,
             r,
-            wire::Message::Nat(Message::Connect { target: fake(i) }),
+            message::Message::Nat(Message::Connect { target: fake(i) }),
         );
     }
     w.run_for(Duration::from_secs(1));
@@ -1356,7 +1356,12 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     let stops = w
         .direct(r, b, t2)
         .into_iter()
-        .filter(|x| matches!(x.decode(), Some(wire::Message::Nat(Message::Stop { .. }))))
+        .filter(|x| {
+            matches!(
+                x.decode(),
+                Some(message::Message::Nat(Message::Stop { .. }))
+            )
+        })
         .count();
     assert_eq!(stops, per_peer);
     // The greedy peer: STOPs to the first four targets (unanswered), the
@@ -1372,7 +1377,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     // source's.
     let (liar, sealer) = (opened[0], opened[1]);
     let gossip = |id: u8| {
-        wire::Message::Plumtree(plumtree::Message::Gossip {
+        message::Message::Plumtree(plumtree::Message::Gossip {
             id: MsgId([id; 32]),
             hops: 1,
             payload: Bytes::from_static(b"forged"),
@@ -1380,7 +1385,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     };
     let sealed = Bytes::from(w.fake_seal(sealer, ib, gossip(1)));
     let relay_to = |data: &Bytes| {
-        wire::Message::Nat(Message::RelayTo {
+        message::Message::Nat(Message::RelayTo {
             target: ib,
             data: data.clone(),
         })
@@ -1418,7 +1423,7 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
     // without keys would forge it: no answer, no state.
     let forged = datagram(
         ir,
-        wire::Message::Nat(Message::RelayFrom {
+        message::Message::Nat(Message::RelayFrom {
             source: fake(sealer),
             source_addr: SocketAddr::from(([203, 0, 113, 77], 7000)),
             data: Bytes::from(datagram(fake(sealer), gossip(2))),
@@ -1464,7 +1469,7 @@ fn a_plaintext_reserve_gets_no_answer_and_costs_the_relay_no_diffie_hellman() {
         src,
         src,
         r,
-        datagram(fake(9), wire::Message::Nat(Message::Reserve)),
+        datagram(fake(9), message::Message::Nat(Message::Reserve)),
     );
     w.run_for(Duration::from_secs(1));
     assert!(
@@ -1486,7 +1491,7 @@ fn a_plaintext_reserve_gets_no_answer_and_costs_the_relay_no_diffie_hellman() {
     w.fake_send(
         10,
         r,
-        wire::Message::Nat(Message::Connect { target: fake(9) }),
+        message::Message::Nat(Message::Connect { target: fake(9) }),
     );
     w.run_for(Duration::from_secs(1));
     assert_eq!(w.relay_answers(10, t1), [Status::NoReservation]);

@@ -1,6 +1,6 @@
-//! Knowledge commons messages (tags `0x60..=0x63`): every message is one
-//! chunk of a blob (a Loro update, a version vector or a snapshot) for one
-//! topic's document.
+//! Knowledge commons messages and their encoding (tags `0x60..=0x63`,
+//! framing in [`crate::wire`]): every message is one chunk of a blob (a
+//! Loro update, a version vector or a snapshot) for one topic's document.
 //!
 //! | tag    | message          | blob carried                                             |
 //! |-------:|------------------|----------------------------------------------------------|
@@ -28,7 +28,10 @@
 
 use bytes::Bytes;
 
-use super::{DecodeError, Reader, HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_RELAYED_BYTES};
+use crate::wire::tag::knowledge as tag;
+use crate::wire::{
+    Codec, DecodeError, EncodeError, Reader, HEADER_BYTES, MAX_DATAGRAM_BYTES, MAX_RELAYED_BYTES,
+};
 
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 32;
@@ -42,11 +45,6 @@ pub const MAX_BLOB_BYTES: usize = MAX_CHUNKS * MAX_CHUNK_BYTES;
 const _: () =
     assert!(HEADER_BYTES + 1 + MAX_TOPIC_BYTES + 10 + MAX_CHUNK_BYTES <= MAX_RELAYED_BYTES);
 const _: () = assert!(MAX_RELAYED_BYTES <= MAX_DATAGRAM_BYTES);
-
-pub(super) const DELTA: u8 = 0x60;
-pub(super) const SUMMARY: u8 = 0x61;
-pub(super) const SUMMARY_REPLY: u8 = 0x62;
-pub(super) const SNAPSHOT: u8 = 0x63;
 
 /// What a blob is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, PartialOrd, Ord)]
@@ -99,21 +97,8 @@ pub fn valid_topic(topic: &str) -> bool {
     (1..=MAX_TOPIC_BYTES).contains(&topic.len())
 }
 
-pub(super) fn tag(chunk: &Chunk) -> u8 {
-    match chunk.kind {
-        BlobKind::Delta => DELTA,
-        BlobKind::Summary => SUMMARY,
-        BlobKind::SummaryReply => SUMMARY_REPLY,
-        BlobKind::Snapshot => SNAPSHOT,
-    }
-}
-
-pub(super) fn is_known_tag(tag: u8) -> bool {
-    (DELTA..=SNAPSHOT).contains(&tag)
-}
-
 /// `(what, value, max)` of the first cap `chunk` breaks.
-pub(super) fn over_limit(chunk: &Chunk) -> Option<(&'static str, usize, usize)> {
+fn over_limit(chunk: &Chunk) -> Option<(&'static str, usize, usize)> {
     let count = usize::from(chunk.count);
     let index = usize::from(chunk.index);
     if !valid_topic(&chunk.topic) {
@@ -132,71 +117,133 @@ pub(super) fn over_limit(chunk: &Chunk) -> Option<(&'static str, usize, usize)> 
     }
 }
 
-pub(super) fn encode(chunk: &Chunk, out: &mut Vec<u8>) {
-    out.push(chunk.topic.len() as u8);
-    out.extend_from_slice(chunk.topic.as_bytes());
-    out.extend_from_slice(&chunk.blob.to_be_bytes());
-    out.extend_from_slice(&chunk.index.to_be_bytes());
-    out.extend_from_slice(&chunk.count.to_be_bytes());
-    out.extend_from_slice(&(chunk.data.len() as u16).to_be_bytes());
-    out.extend_from_slice(&chunk.data);
+impl Codec for Chunk {
+    fn tag(&self) -> u8 {
+        match self.kind {
+            BlobKind::Delta => tag::DELTA,
+            BlobKind::Summary => tag::SUMMARY,
+            BlobKind::SummaryReply => tag::SUMMARY_REPLY,
+            BlobKind::Snapshot => tag::SNAPSHOT,
+        }
+    }
+
+    fn check_limits(&self) -> Result<(), EncodeError> {
+        match over_limit(self) {
+            Some((what, value, max)) if value > max => {
+                Err(EncodeError::OverLimit { what, value, max })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.topic.len() as u8);
+        out.extend_from_slice(self.topic.as_bytes());
+        out.extend_from_slice(&self.blob.to_be_bytes());
+        out.extend_from_slice(&self.index.to_be_bytes());
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&(self.data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&self.data);
+    }
+
+    fn decode(tag: u8, r: &mut Reader<'_>) -> Result<Chunk, DecodeError> {
+        let kind = match tag {
+            tag::DELTA => BlobKind::Delta,
+            tag::SUMMARY => BlobKind::Summary,
+            tag::SUMMARY_REPLY => BlobKind::SummaryReply,
+            _ => BlobKind::Snapshot,
+        };
+        let offset = r.offset();
+        let len = usize::from(r.u8("topic length")?);
+        if len == 0 || len > MAX_TOPIC_BYTES {
+            return Err(DecodeError::OverLimit {
+                what: "topic bytes",
+                value: len,
+                max: MAX_TOPIC_BYTES,
+            });
+        }
+        let raw = r.take(len, "topic")?;
+        let topic = std::str::from_utf8(raw)
+            .map_err(|_| DecodeError::Invalid {
+                what: "topic (not UTF-8)",
+                offset,
+            })?
+            .to_owned();
+        let blob = u32::from_be_bytes(r.array("blob id")?);
+        let index = u16::from_be_bytes(r.array("chunk index")?);
+        let count = u16::from_be_bytes(r.array("chunk count")?);
+        let data_offset = r.offset();
+        let len = usize::from(u16::from_be_bytes(r.array("chunk length")?));
+        if len > MAX_CHUNK_BYTES {
+            return Err(DecodeError::OverLimit {
+                what: "chunk bytes",
+                value: len,
+                max: MAX_CHUNK_BYTES,
+            });
+        }
+        let data = Bytes::copy_from_slice(r.take(len, "chunk data")?);
+        let chunk = Chunk {
+            kind,
+            topic,
+            blob,
+            index,
+            count,
+            data,
+        };
+        if let Some((what, value, max)) = over_limit(&chunk) {
+            return Err(if what == "chunk index" || what == "inner chunk bytes" {
+                DecodeError::Invalid {
+                    what,
+                    offset: data_offset,
+                }
+            } else {
+                DecodeError::OverLimit { what, value, max }
+            });
+        }
+        Ok(chunk)
+    }
 }
 
-pub(super) fn decode(tag: u8, r: &mut Reader<'_>) -> Result<Chunk, DecodeError> {
-    let kind = match tag {
-        DELTA => BlobKind::Delta,
-        SUMMARY => BlobKind::Summary,
-        SUMMARY_REPLY => BlobKind::SummaryReply,
-        _ => BlobKind::Snapshot,
-    };
-    let offset = r.offset();
-    let len = usize::from(r.u8("topic length")?);
-    if len == 0 || len > MAX_TOPIC_BYTES {
-        return Err(DecodeError::OverLimit {
-            what: "topic bytes",
-            value: len,
-            max: MAX_TOPIC_BYTES,
-        });
+#[cfg(test)]
+pub(crate) mod strategy {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    pub(crate) fn chunk() -> impl Strategy<Value = Chunk> {
+        let kind = proptest::sample::select(
+            &[
+                BlobKind::Delta,
+                BlobKind::Summary,
+                BlobKind::SummaryReply,
+                BlobKind::Snapshot,
+            ][..],
+        );
+        (
+            kind,
+            "[a-z0-9/-]{1,32}",
+            any::<u32>(),
+            1u16..=250,
+            any::<u16>(),
+            vec(any::<u8>(), 1..=MAX_CHUNK_BYTES),
+        )
+            .prop_map(|(kind, topic, blob, count, index, data)| {
+                let index = index % count;
+                let mut data = data;
+                if index + 1 < count {
+                    data.resize(MAX_CHUNK_BYTES, 0);
+                }
+                Chunk {
+                    kind,
+                    topic,
+                    blob,
+                    index,
+                    count,
+                    data: Bytes::from(data),
+                }
+            })
     }
-    let raw = r.take(len, "topic")?;
-    let topic = std::str::from_utf8(raw)
-        .map_err(|_| DecodeError::Invalid {
-            what: "topic (not UTF-8)",
-            offset,
-        })?
-        .to_owned();
-    let blob = u32::from_be_bytes(r.array("blob id")?);
-    let index = u16::from_be_bytes(r.array("chunk index")?);
-    let count = u16::from_be_bytes(r.array("chunk count")?);
-    let data_offset = r.offset();
-    let len = usize::from(u16::from_be_bytes(r.array("chunk length")?));
-    if len > MAX_CHUNK_BYTES {
-        return Err(DecodeError::OverLimit {
-            what: "chunk bytes",
-            value: len,
-            max: MAX_CHUNK_BYTES,
-        });
-    }
-    let data = Bytes::copy_from_slice(r.take(len, "chunk data")?);
-    let chunk = Chunk {
-        kind,
-        topic,
-        blob,
-        index,
-        count,
-        data,
-    };
-    if let Some((what, value, max)) = over_limit(&chunk) {
-        return Err(if what == "chunk index" || what == "inner chunk bytes" {
-            DecodeError::Invalid {
-                what,
-                offset: data_offset,
-            }
-        } else {
-            DecodeError::OverLimit { what, value, max }
-        });
-    }
-    Ok(chunk)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
-//! The DHT's messages on the wire (tags `0x50..=0x5a`, inside the range
-//! reserved for Kademlia). Same rules as the rest of the codec: canonical,
-//! bounded, and decoding never panics.
+//! The DHT's messages and their encoding (tags `0x50..=0x5a`, inside the
+//! range reserved for Kademlia; framing in [`crate::wire`]). Same rules as
+//! every codec: canonical, bounded, and decoding never panics.
 //!
 //! | tag    | message        | body                                                             |
 //! |-------:|----------------|------------------------------------------------------------------|
@@ -25,23 +25,12 @@
 
 use bytes::Bytes;
 
-use super::{put_addr, DecodeError, EncodeError, Reader, HEADER_BYTES, MAX_DATAGRAM_BYTES};
-use crate::proto::kad::{
-    Key, Message, Record, MAX_BATCH_KEYS, MAX_PEERS, MAX_PROVIDERS, MAX_VALUE_BYTES,
+use super::{Key, Record, MAX_BATCH_KEYS, MAX_PEERS, MAX_PROVIDERS, MAX_VALUE_BYTES};
+use crate::wire::tag::dht as tag;
+use crate::wire::{
+    put_addr, Codec, DecodeError, EncodeError, Reader, HEADER_BYTES, MAX_DATAGRAM_BYTES,
 };
 use crate::{Peer, PeerId};
-
-pub(super) const PING: u8 = 0x50;
-pub(super) const PONG: u8 = 0x51;
-pub(super) const FIND_NODE: u8 = 0x52;
-pub(super) const NODES: u8 = 0x53;
-pub(super) const GET_PROVIDERS: u8 = 0x54;
-pub(super) const PROVIDERS: u8 = 0x55;
-pub(super) const ADD_PROVIDER: u8 = 0x56;
-pub(super) const PUT_VALUE: u8 = 0x57;
-pub(super) const PUT_VALUE_ACK: u8 = 0x58;
-pub(super) const GET_VALUE: u8 = 0x59;
-pub(super) const VALUE: u8 = 0x5a;
 
 /// Smallest dht peer (IPv4).
 const DHT_PEER_MIN_BYTES: usize = 32 + 7;
@@ -59,56 +48,240 @@ const _: () = assert!(
         <= MAX_DATAGRAM_BYTES
 );
 
-// Inside the range the codec reserves for Kademlia.
-const _: () = assert!(super::tag::DHT_FIRST <= PING && VALUE <= super::tag::DHT_LAST);
-
-pub(super) fn is_tag(tag: u8) -> bool {
-    (PING..=VALUE).contains(&tag)
+/// DHT wire messages (tags `0x50..=0x5a`, layouts above). `id` is the
+/// requester's random request id, echoed by the response; `server` says
+/// whether the requester is a DHT server.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Message {
+    Ping {
+        id: u64,
+        server: bool,
+    },
+    Pong {
+        id: u64,
+        server: bool,
+    },
+    FindNode {
+        id: u64,
+        server: bool,
+        target: Key,
+    },
+    Nodes {
+        id: u64,
+        peers: Vec<Peer>,
+    },
+    GetProviders {
+        id: u64,
+        server: bool,
+        key: Key,
+    },
+    Providers {
+        id: u64,
+        providers: Vec<Peer>,
+        closer: Vec<Peer>,
+    },
+    AddProvider {
+        server: bool,
+        keys: Vec<Key>,
+    },
+    PutValue {
+        id: u64,
+        server: bool,
+        record: Box<Record>,
+    },
+    PutValueAck {
+        id: u64,
+        stored: bool,
+    },
+    GetValue {
+        id: u64,
+        server: bool,
+        key: Key,
+    },
+    Value {
+        id: u64,
+        record: Option<Box<Record>>,
+        closer: Vec<Peer>,
+    },
 }
 
-pub(super) fn tag(m: &Message) -> u8 {
-    match m {
-        Message::Ping { .. } => PING,
-        Message::Pong { .. } => PONG,
-        Message::FindNode { .. } => FIND_NODE,
-        Message::Nodes { .. } => NODES,
-        Message::GetProviders { .. } => GET_PROVIDERS,
-        Message::Providers { .. } => PROVIDERS,
-        Message::AddProvider { .. } => ADD_PROVIDER,
-        Message::PutValue { .. } => PUT_VALUE,
-        Message::PutValueAck { .. } => PUT_VALUE_ACK,
-        Message::GetValue { .. } => GET_VALUE,
-        Message::Value { .. } => VALUE,
+impl Message {
+    /// The node records this message carries (NODES' peers, PROVIDERS'
+    /// providers and closer peers, VALUE's closer peers): what the node
+    /// hands the transport's address book, so that the ids the core sends
+    /// to can be reached.
+    pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
+        let (a, b): (&[Peer], &[Peer]) = match self {
+            Message::Nodes { peers, .. } => (peers, &[]),
+            Message::Providers {
+                providers, closer, ..
+            } => (providers, closer),
+            Message::Value { closer, .. } => (closer, &[]),
+            _ => (&[], &[]),
+        };
+        a.iter().chain(b)
     }
 }
 
-pub(super) fn check_limits(m: &Message) -> Result<(), EncodeError> {
-    let over = |what, value: usize, max| {
-        if value > max {
-            Err(EncodeError::OverLimit { what, value, max })
-        } else {
-            Ok(())
+impl Codec for Message {
+    fn tag(&self) -> u8 {
+        match self {
+            Message::Ping { .. } => tag::PING,
+            Message::Pong { .. } => tag::PONG,
+            Message::FindNode { .. } => tag::FIND_NODE,
+            Message::Nodes { .. } => tag::NODES,
+            Message::GetProviders { .. } => tag::GET_PROVIDERS,
+            Message::Providers { .. } => tag::PROVIDERS,
+            Message::AddProvider { .. } => tag::ADD_PROVIDER,
+            Message::PutValue { .. } => tag::PUT_VALUE,
+            Message::PutValueAck { .. } => tag::PUT_VALUE_ACK,
+            Message::GetValue { .. } => tag::GET_VALUE,
+            Message::Value { .. } => tag::VALUE,
         }
-    };
-    match m {
-        Message::Nodes { peers, .. } => over("dht peers", peers.len(), MAX_PEERS),
-        Message::Providers {
-            providers, closer, ..
-        } => {
-            over("dht providers", providers.len(), MAX_PROVIDERS)?;
-            over("dht peers", closer.len(), MAX_PEERS)
-        }
-        Message::AddProvider { keys, .. } => over("provided keys", keys.len(), MAX_BATCH_KEYS),
-        Message::PutValue { record, .. } => {
-            over("value bytes", record.value.len(), MAX_VALUE_BYTES)
-        }
-        Message::Value { record, closer, .. } => {
-            if let Some(r) = record {
-                over("value bytes", r.value.len(), MAX_VALUE_BYTES)?;
+    }
+
+    fn check_limits(&self) -> Result<(), EncodeError> {
+        let over = |what, value: usize, max| {
+            if value > max {
+                Err(EncodeError::OverLimit { what, value, max })
+            } else {
+                Ok(())
             }
-            over("dht peers", closer.len(), MAX_PEERS)
+        };
+        match self {
+            Message::Nodes { peers, .. } => over("dht peers", peers.len(), MAX_PEERS),
+            Message::Providers {
+                providers, closer, ..
+            } => {
+                over("dht providers", providers.len(), MAX_PROVIDERS)?;
+                over("dht peers", closer.len(), MAX_PEERS)
+            }
+            Message::AddProvider { keys, .. } => over("provided keys", keys.len(), MAX_BATCH_KEYS),
+            Message::PutValue { record, .. } => {
+                over("value bytes", record.value.len(), MAX_VALUE_BYTES)
+            }
+            Message::Value { record, closer, .. } => {
+                if let Some(r) = record {
+                    over("value bytes", r.value.len(), MAX_VALUE_BYTES)?;
+                }
+                over("dht peers", closer.len(), MAX_PEERS)
+            }
+            _ => Ok(()),
         }
-        _ => Ok(()),
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Ping { id, server } | Message::Pong { id, server } => {
+                put_head(out, *id, *server)
+            }
+            Message::FindNode { id, server, target } => {
+                put_head(out, *id, *server);
+                out.extend_from_slice(&target.0);
+            }
+            Message::GetProviders { id, server, key } | Message::GetValue { id, server, key } => {
+                put_head(out, *id, *server);
+                out.extend_from_slice(&key.0);
+            }
+            Message::Nodes { id, peers } => {
+                out.extend_from_slice(&id.to_be_bytes());
+                put_peers(out, peers);
+            }
+            Message::Providers {
+                id,
+                providers,
+                closer,
+            } => {
+                out.extend_from_slice(&id.to_be_bytes());
+                put_peers(out, providers);
+                put_peers(out, closer);
+            }
+            Message::AddProvider { server, keys } => {
+                out.push(u8::from(*server));
+                out.push(u8::try_from(keys.len()).expect("key count checked"));
+                for k in keys {
+                    out.extend_from_slice(&k.0);
+                }
+            }
+            Message::PutValue { id, server, record } => {
+                put_head(out, *id, *server);
+                put_record(out, record);
+            }
+            Message::PutValueAck { id, stored } => put_head(out, *id, *stored),
+            Message::Value { id, record, closer } => {
+                put_head(out, *id, record.is_some());
+                if let Some(r) = record {
+                    put_record(out, r);
+                }
+                put_peers(out, closer);
+            }
+        }
+    }
+
+    fn decode(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+        Ok(match tag {
+            tag::PING => Message::Ping {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+            },
+            tag::PONG => Message::Pong {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+            },
+            tag::FIND_NODE => Message::FindNode {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+                target: key(r, "target")?,
+            },
+            tag::NODES => Message::Nodes {
+                id: r.u64("request id")?,
+                peers: peers(r, "dht peers", MAX_PEERS)?,
+            },
+            tag::GET_PROVIDERS => Message::GetProviders {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+                key: key(r, "key")?,
+            },
+            tag::PROVIDERS => Message::Providers {
+                id: r.u64("request id")?,
+                providers: peers(r, "dht providers", MAX_PROVIDERS)?,
+                closer: peers(r, "dht peers", MAX_PEERS)?,
+            },
+            tag::ADD_PROVIDER => {
+                let server = r.bool("server")?;
+                let count = r.count("provided keys", MAX_BATCH_KEYS, 32)?;
+                let mut keys = Vec::with_capacity(count);
+                for _ in 0..count {
+                    keys.push(key(r, "provided key")?);
+                }
+                Message::AddProvider { server, keys }
+            }
+            tag::PUT_VALUE => Message::PutValue {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+                record: record(r)?,
+            },
+            tag::PUT_VALUE_ACK => Message::PutValueAck {
+                id: r.u64("request id")?,
+                stored: r.bool("stored")?,
+            },
+            tag::GET_VALUE => Message::GetValue {
+                id: r.u64("request id")?,
+                server: r.bool("server")?,
+                key: key(r, "key")?,
+            },
+            tag::VALUE => {
+                let id = r.u64("request id")?;
+                let found = r.bool("found")?;
+                let record = if found { Some(record(r)?) } else { None };
+                Message::Value {
+                    id,
+                    record,
+                    closer: peers(r, "dht peers", MAX_PEERS)?,
+                }
+            }
+            _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
+        })
     }
 }
 
@@ -133,52 +306,6 @@ fn put_record(out: &mut Vec<u8>, r: &Record) {
 fn put_head(out: &mut Vec<u8>, id: u64, flag: bool) {
     out.extend_from_slice(&id.to_be_bytes());
     out.push(u8::from(flag));
-}
-
-pub(super) fn encode(m: &Message, out: &mut Vec<u8>) {
-    match m {
-        Message::Ping { id, server } | Message::Pong { id, server } => put_head(out, *id, *server),
-        Message::FindNode { id, server, target } => {
-            put_head(out, *id, *server);
-            out.extend_from_slice(&target.0);
-        }
-        Message::GetProviders { id, server, key } | Message::GetValue { id, server, key } => {
-            put_head(out, *id, *server);
-            out.extend_from_slice(&key.0);
-        }
-        Message::Nodes { id, peers } => {
-            out.extend_from_slice(&id.to_be_bytes());
-            put_peers(out, peers);
-        }
-        Message::Providers {
-            id,
-            providers,
-            closer,
-        } => {
-            out.extend_from_slice(&id.to_be_bytes());
-            put_peers(out, providers);
-            put_peers(out, closer);
-        }
-        Message::AddProvider { server, keys } => {
-            out.push(u8::from(*server));
-            out.push(u8::try_from(keys.len()).expect("key count checked"));
-            for k in keys {
-                out.extend_from_slice(&k.0);
-            }
-        }
-        Message::PutValue { id, server, record } => {
-            put_head(out, *id, *server);
-            put_record(out, record);
-        }
-        Message::PutValueAck { id, stored } => put_head(out, *id, *stored),
-        Message::Value { id, record, closer } => {
-            put_head(out, *id, record.is_some());
-            if let Some(r) = record {
-                put_record(out, r);
-            }
-            put_peers(out, closer);
-        }
-    }
 }
 
 fn peers(r: &mut Reader<'_>, what: &'static str, max: usize) -> Result<Vec<Peer>, DecodeError> {
@@ -219,95 +346,14 @@ fn record(r: &mut Reader<'_>) -> Result<Box<Record>, DecodeError> {
     }))
 }
 
-pub(super) fn decode(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
-    Ok(match tag {
-        PING => Message::Ping {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-        },
-        PONG => Message::Pong {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-        },
-        FIND_NODE => Message::FindNode {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-            target: key(r, "target")?,
-        },
-        NODES => Message::Nodes {
-            id: r.u64("request id")?,
-            peers: peers(r, "dht peers", MAX_PEERS)?,
-        },
-        GET_PROVIDERS => Message::GetProviders {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-            key: key(r, "key")?,
-        },
-        PROVIDERS => Message::Providers {
-            id: r.u64("request id")?,
-            providers: peers(r, "dht providers", MAX_PROVIDERS)?,
-            closer: peers(r, "dht peers", MAX_PEERS)?,
-        },
-        ADD_PROVIDER => {
-            let server = r.bool("server")?;
-            let count = r.count("provided keys", MAX_BATCH_KEYS, 32)?;
-            let mut keys = Vec::with_capacity(count);
-            for _ in 0..count {
-                keys.push(key(r, "provided key")?);
-            }
-            Message::AddProvider { server, keys }
-        }
-        PUT_VALUE => Message::PutValue {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-            record: record(r)?,
-        },
-        PUT_VALUE_ACK => Message::PutValueAck {
-            id: r.u64("request id")?,
-            stored: r.bool("stored")?,
-        },
-        GET_VALUE => Message::GetValue {
-            id: r.u64("request id")?,
-            server: r.bool("server")?,
-            key: key(r, "key")?,
-        },
-        VALUE => {
-            let id = r.u64("request id")?;
-            let found = r.bool("found")?;
-            let record = if found { Some(record(r)?) } else { None };
-            Message::Value {
-                id,
-                record,
-                closer: peers(r, "dht peers", MAX_PEERS)?,
-            }
-        }
-        _ => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
-    })
-}
-
 #[cfg(test)]
-pub(super) mod strategy {
+pub(crate) mod strategy {
     //! Proptest strategies for the codec's property tests.
     use proptest::collection::vec;
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::tests::addr;
-
-    /// Every DHT tag.
-    pub const TAGS: [u8; 11] = [
-        PING,
-        PONG,
-        FIND_NODE,
-        NODES,
-        GET_PROVIDERS,
-        PROVIDERS,
-        ADD_PROVIDER,
-        PUT_VALUE,
-        PUT_VALUE_ACK,
-        GET_VALUE,
-        VALUE,
-    ];
+    use crate::wire::strategy::addr;
 
     fn key() -> impl Strategy<Value = Key> {
         any::<[u8; 32]>().prop_map(Key)
@@ -339,7 +385,7 @@ pub(super) mod strategy {
             })
     }
 
-    pub fn message() -> impl Strategy<Value = Message> {
+    pub(crate) fn message() -> impl Strategy<Value = Message> {
         prop_oneof![
             (any::<u64>(), any::<bool>()).prop_map(|(id, server)| Message::Ping { id, server }),
             (any::<u64>(), any::<bool>()).prop_map(|(id, server)| Message::Pong { id, server }),
@@ -381,7 +427,7 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::wire::{self, Datagram, Message as W};
+    use crate::message::{self, Datagram, Message as W};
 
     fn v6_peer(i: u8) -> Peer {
         Peer::new(
@@ -392,7 +438,7 @@ mod tests {
 
     fn encode(m: Message) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::new();
-        wire::encode(
+        message::encode(
             &Datagram {
                 from: PeerId([9; 32]),
                 message: W::Dht(m),
@@ -419,7 +465,7 @@ mod tests {
         };
         let bytes = encode(value).unwrap();
         assert_eq!(bytes.len(), 1394);
-        assert!(wire::decode(&bytes).is_ok());
+        assert!(message::decode(&bytes).is_ok());
         let providers = Message::Providers {
             id: 1,
             providers: peers[..MAX_PROVIDERS].to_vec(),
@@ -463,7 +509,7 @@ mod tests {
         let mut over = bytes.clone();
         over[34 + 8] = (MAX_PEERS + 1) as u8;
         assert!(matches!(
-            wire::decode(&over),
+            message::decode(&over),
             Err(DecodeError::OverLimit {
                 what: "dht peers",
                 ..
@@ -473,7 +519,7 @@ mod tests {
         let mut flagged = bytes.clone();
         flagged[34 + 8 + 1 + 32] |= 0x80;
         assert!(matches!(
-            wire::decode(&flagged),
+            message::decode(&flagged),
             Err(DecodeError::Invalid {
                 what: "address family",
                 ..
@@ -496,7 +542,7 @@ mod tests {
         let len_at = 34 + 9 + 32 + 8 + 32 + 64;
         put[len_at..len_at + 2].copy_from_slice(&((MAX_VALUE_BYTES + 1) as u16).to_be_bytes());
         assert!(matches!(
-            wire::decode(&put),
+            message::decode(&put),
             Err(DecodeError::OverLimit {
                 what: "value bytes",
                 ..
