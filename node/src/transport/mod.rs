@@ -46,9 +46,16 @@ use session::{Dest, Incoming as SessionIn, Sessions, Via};
 /// The largest datagram on the wire: a plaintext of
 /// [`wire::MAX_DATAGRAM_BYTES`] sealed.
 pub const MAX_WIRE_BYTES: usize = wire::MAX_DATAGRAM_BYTES + session::DATA_OVERHEAD;
-/// Authenticated peers the address book holds (each forgotten after the
-/// sessions' idle timeout); hearsay is [`addrbook::HEARSAY_CAPACITY`].
+/// Authenticated peers the address book holds (each forgotten after
+/// [`ADDRESS_BOOK_MAX_AGE`]); hearsay is [`addrbook::HEARSAY_CAPACITY`].
 pub const ADDRESS_BOOK_CAPACITY: usize = 256;
+
+/// How long an address seen on an authenticated datagram is kept after
+/// the last one, at least (longer if sessions idle longer). It outlives
+/// the session: an address a peer's own datagrams came from (its NAT
+/// mapping, its roamed address) is better than any record a core holds
+/// when the next exchange with it starts a new session.
+pub const ADDRESS_BOOK_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(180);
 /// Messages waiting for an identify answer (oldest dropped first).
 const MAX_AWAITING: usize = 64;
 /// How long a message waits for its address's identify answer.
@@ -149,7 +156,10 @@ impl Transport {
         session_seed: u64,
     ) -> Self {
         let me = identity.peer_id();
-        let book = AddressBook::new(ADDRESS_BOOK_CAPACITY, sessions.idle_timeout);
+        let book = AddressBook::new(
+            ADDRESS_BOOK_CAPACITY,
+            sessions.idle_timeout.max(ADDRESS_BOOK_MAX_AGE),
+        );
         Transport {
             me,
             sessions: Sessions::new(identity, sessions, session_seed),

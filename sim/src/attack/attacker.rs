@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
+use grove_node::message::{self, Datagram, Message};
 use grove_node::proto::hyparview;
 use grove_node::transport::nat::Message as Nat;
 use grove_node::transport::session::{self, kind, Sessions, Via};
-use grove_node::message::{self, Datagram, Message};
 use grove_node::wire::Label;
 use grove_node::{Identity, Peer, PeerId, Time};
 use rand::seq::SliceRandom;
@@ -375,7 +375,8 @@ impl Attacker {
     /// Encode `message` with `from` in its header into `self.plain`.
     fn encode(&mut self, from: PeerId, message: Message) {
         self.plain.clear();
-        message::encode(&Datagram { from, message }, &mut self.plain).expect("small messages encode");
+        message::encode(&Datagram { from, message }, &mut self.plain)
+            .expect("small messages encode");
     }
 
     /// Seal `message` from Sybil `s` to `peer` at `addr`, its header naming

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use grove_node::transport::session::{self, kind, Dest, Incoming, Sessions, Via};
 use grove_node::message::{self, Message};
+use grove_node::transport::session::{self, kind, Dest, Incoming, Sessions, Via};
 use grove_node::{Identity, PeerId, Time};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
