@@ -456,15 +456,25 @@ fn with_overrides(
         *line = format!("duration_s = {seconds}");
     }
     if let Some(crypto) = crypto {
-        if lines.iter().any(|l| l.trim() == "[node.transport]") {
-            bail!(
-                "{} has a [node.transport] table: set its crypto there",
-                scenario.display()
-            );
+        let setting = format!("crypto = \"{}\"", crypto.name());
+        match lines.iter().position(|l| l.trim() == "[node.transport]") {
+            // The table is there: its crypto key replaced, or added first.
+            Some(header) => {
+                let end = lines[header + 1..]
+                    .iter()
+                    .position(|l| l.trim_start().starts_with('['))
+                    .map_or(lines.len(), |i| header + 1 + i);
+                match (header + 1..end).find(|&i| lines[i].trim_start().starts_with("crypto")) {
+                    Some(i) => lines[i] = setting,
+                    None => lines.insert(header + 1, setting),
+                }
+            }
+            None => {
+                lines.push(String::new());
+                lines.push("[node.transport]".into());
+                lines.push(setting);
+            }
         }
-        lines.push(String::new());
-        lines.push("[node.transport]".into());
-        lines.push(format!("crypto = \"{}\"", crypto.name()));
     }
     let file = PathBuf::from(format!("reports/bench/overrides/{name}.toml"));
     std::fs::write(&file, lines.join("\n") + "\n")?;
