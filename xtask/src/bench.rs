@@ -454,6 +454,7 @@ fn with_overrides(
             .find(|l| l.trim_start().starts_with("duration_s"))
             .with_context(|| format!("no duration_s in {}", scenario.display()))?;
         *line = format!("duration_s = {seconds}");
+        cap_workloads(&mut lines, seconds as f64);
     }
     if let Some(crypto) = crypto {
         let setting = format!("crypto = \"{}\"", crypto.name());
@@ -479,6 +480,36 @@ fn with_overrides(
     let file = PathBuf::from(format!("reports/bench/overrides/{name}.toml"));
     std::fs::write(&file, lines.join("\n") + "\n")?;
     Ok(file)
+}
+
+/// Cut each `[[workload]]`'s `count` to the broadcasts that start before
+/// `end_s` (the scenario check refuses a workload that outlasts the run).
+fn cap_workloads(lines: &mut [String], end_s: f64) {
+    let value = |line: &str, key: &str| -> Option<f64> {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.split('#').next()?.trim().parse().ok())?
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        if lines[i].trim() != "[[workload]]" {
+            i += 1;
+            continue;
+        }
+        let end = lines[i + 1..]
+            .iter()
+            .position(|l| l.trim_start().starts_with('['))
+            .map_or(lines.len(), |j| i + 1 + j);
+        let block = &lines[i + 1..end];
+        let start = block.iter().find_map(|l| value(l, "start_s"));
+        let interval = block.iter().find_map(|l| value(l, "interval_ms"));
+        let count = (i + 1..end).find(|&j| value(&lines[j], "count").is_some());
+        if let (Some(start), Some(interval), Some(j)) = (start, interval, count) {
+            let fits = ((end_s - start) * 1000.0 / interval).ceil().max(1.0) as u64;
+            let n = value(&lines[j], "count").unwrap_or(0.0) as u64;
+            lines[j] = format!("count = {}", n.min(fits));
+        }
+        i = end;
+    }
 }
 
 /// Memory at the start and end of a long run: the live heap and the
@@ -610,4 +641,19 @@ fn idle_node_bytes(bin: &Path, crypto: Crypto, small: usize, large: usize) -> Re
         idle.end_heap_bytes
     );
     Ok(idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_workloads;
+
+    #[test]
+    fn a_shortened_run_keeps_only_the_broadcasts_that_start_in_it() {
+        let text = "duration_s = 3600\n\n[[workload]]\nstart_s = 150\ncount = 715 # one every 30 s\ninterval_ms = 30000\n\n[[workload]]\nstart_s = 10\ncount = 3\ninterval_ms = 1000\n\n[measure]\nwindow_s = 20\n";
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        cap_workloads(&mut lines, 3600.0);
+        assert_eq!(lines[4], "count = 115", "150 s + 114 x 30 s = 3,570 s");
+        assert_eq!(lines[9], "count = 3", "short enough already");
+        assert_eq!(lines[13], "window_s = 20");
+    }
 }
