@@ -81,11 +81,12 @@ fn lookups_providers_and_probes_show_in_the_report() {
     assert!(dht_traffic > 1000, "{dht_traffic}");
 }
 
-/// Known regression since sessions carry the DHT (issue 14's note): in
-/// this session's runs 40% of handshake initiations went unanswered,
-/// lookups waited out 2 s request timeouts (mean 3.8-4.3 s) and found the
-/// closest running server 58-68% of the time (over 90% before), and 4
-/// provide lookups failed. Run with `--ignored` while it is being fixed.
+/// Known regression since sessions carry the DHT (issue 14's note): 40%
+/// of handshake initiations go unanswered, lookups wait out 2 s request
+/// timeouts (mean 3.3-4.3 s) and find the closest running server 58-72%
+/// of the time (72% with 30 s session idle timeout; over 90% before
+/// sessions), and 4 provide lookups fail. Run with `--ignored` while it is
+/// being fixed.
 #[test]
 #[ignore = "regression: lookups miss the closest server a third of the time since sessions (issue 14)"]
 fn lookups_find_the_closest_running_server() {
