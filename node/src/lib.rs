@@ -22,6 +22,7 @@ pub mod message;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod scratch;
 pub mod transport;
 pub mod wire;
 

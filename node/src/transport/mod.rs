@@ -37,6 +37,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::message::{self, Message};
+use crate::scratch;
 use crate::wire::{self, DecodeError, Label};
 use crate::{Identity, Peer, PeerId, Time};
 use addrbook::AddressBook;
@@ -135,11 +136,6 @@ pub struct Transport {
     /// Non-Grove datagrams (NAT-PMP requests).
     foreign: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<Event>,
-    /// Plaintext of the message being sealed.
-    plain: Vec<u8>,
-    /// Plaintext of a datagram being opened (outer, then inner).
-    opened: Vec<u8>,
-    opened_inner: Vec<u8>,
     now: Time,
     stats: Stats,
 }
@@ -168,9 +164,6 @@ impl Transport {
             awaiting: VecDeque::new(),
             foreign: VecDeque::new(),
             events: VecDeque::new(),
-            plain: Vec::new(),
-            opened: Vec::new(),
-            opened_inner: Vec::new(),
             now: Time::ZERO,
             stats: Stats::default(),
         }
@@ -252,12 +245,13 @@ impl Transport {
         if peer == self.me {
             return;
         }
-        if !self.encode(message) {
+        let Some(plain) = self.encode(message) else {
             return;
-        }
-        let label = Label::of(&self.plain);
+        };
+        let label = Label::of(&plain);
         self.sessions
-            .send_labeled(now, peer, None, &self.plain, true, label.0);
+            .send_labeled(now, peer, None, &plain, true, label.0);
+        scratch::give(plain);
     }
 
     /// One datagram in from `from`; the message it carries, if any.
@@ -274,9 +268,9 @@ impl Transport {
             self.drain_nat();
             return None;
         }
-        let mut plain = std::mem::take(&mut self.opened);
+        let mut plain = scratch::take();
         let incoming = self.open_direct(now, from, bytes, &mut plain);
-        self.opened = plain;
+        scratch::give(plain);
         self.drain();
         incoming
     }
@@ -355,7 +349,7 @@ impl Transport {
         source_addr: SocketAddr,
         data: &[u8],
     ) -> Option<Incoming> {
-        let mut plain = std::mem::take(&mut self.opened_inner);
+        let mut plain = scratch::take();
         let via = Via::Relayed { relay, source };
         let result = match self.sessions.handle(now, via, data, &mut plain) {
             SessionIn::Data { peer, .. } => {
@@ -397,7 +391,7 @@ impl Transport {
                 None
             }
         };
-        self.opened_inner = plain;
+        scratch::give(plain);
         incoming
     }
 
@@ -546,20 +540,22 @@ impl Transport {
         self.send(now, relay, &frame);
     }
 
-    /// Encode `message` from us into `self.plain`; false if it cannot be.
-    fn encode(&mut self, message: &Message) -> bool {
-        self.plain.clear();
+    /// `message` from us, encoded in a scratch buffer (to give back); None
+    /// if it cannot be.
+    fn encode(&mut self, message: &Message) -> Option<Vec<u8>> {
+        let mut plain = scratch::take();
         let datagram = message::Datagram {
             from: self.me,
             message: message.clone(),
         };
-        if let Err(e) = message::encode(&datagram, &mut self.plain) {
+        if let Err(e) = message::encode(&datagram, &mut plain) {
             // The cores bound what they put in a message: a bug.
             debug_assert!(false, "unencodable message {message:?}: {e}");
             tracing::error!("dropping unencodable message: {e}");
-            return false;
+            scratch::give(plain);
+            return None;
         }
-        true
+        Some(plain)
     }
 
     /// Move the sessions' and NAT traversal's outputs along.
@@ -605,18 +601,16 @@ impl Transport {
 
     /// Seal `message` for `peer` and send it straight to `addr`.
     fn send_to(&mut self, now: Time, peer: PeerId, addr: SocketAddr, message: &Message) {
-        if peer == self.me || !self.encode(message) {
+        if peer == self.me {
             return;
         }
-        let label = Label::of(&self.plain);
-        self.sessions.send_labeled(
-            now,
-            peer,
-            Some(Via::Direct(addr)),
-            &self.plain,
-            true,
-            label.0,
-        );
+        let Some(plain) = self.encode(message) else {
+            return;
+        };
+        let label = Label::of(&plain);
+        self.sessions
+            .send_labeled(now, peer, Some(Via::Direct(addr)), &plain, true, label.0);
+        scratch::give(plain);
     }
 
     /// Move NAT traversal's outputs along; whether there were any.

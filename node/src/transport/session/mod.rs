@@ -149,6 +149,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{self, KeyError};
+use crate::scratch;
 use crate::{Identity, PeerId, Time};
 
 pub use cookie::SECRET_LIFETIME as COOKIE_SECRET_LIFETIME;
@@ -166,9 +167,6 @@ use wire::{
 pub const MAX_TRANSMITS: usize = 2048;
 /// Events waiting in [`Sessions::poll_event`] at most.
 pub const MAX_EVENTS: usize = 1024;
-/// Spare datagram buffers kept for reuse (a caller draining into one
-/// buffer needs one; more would cost every simulated node kilobytes).
-const MAX_SPARE_BUFFERS: usize = 2;
 
 /// Whether sessions do the real arithmetic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -449,8 +447,8 @@ pub struct Sessions {
     sweep_at: Option<Time>,
     cookies: cookie::CookieJar,
     identify: identify::Identify,
+    /// Queued datagrams, in buffers from the thread's [`scratch`] pool.
     transmits: VecDeque<(Dest, Vec<u8>, u64)>,
-    spare: Vec<Vec<u8>>,
     events: VecDeque<Event>,
     stats: Stats,
 }
@@ -482,7 +480,6 @@ impl Sessions {
             cookies,
             identify: identify::Identify::new(),
             transmits: VecDeque::new(),
-            spare: Vec::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
         }
@@ -618,10 +615,7 @@ impl Sessions {
             return None;
         };
         std::mem::swap(out, &mut bytes);
-        if self.spare.len() < MAX_SPARE_BUFFERS {
-            bytes.clear();
-            self.spare.push(bytes);
-        }
+        scratch::give(bytes);
         Some(Transmit { dest, label })
     }
 
@@ -694,8 +688,7 @@ impl Sessions {
         };
         let counter = keys.next_counter;
         keys.next_counter += 1;
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
+        let mut buf = scratch::take();
         buf.extend_from_slice(&wire::data_header(
             ack_eliciting,
             keys.remote_index,
@@ -1357,14 +1350,14 @@ impl Sessions {
     fn push(&mut self, dest: Dest, bytes: Vec<u8>, label: u64) {
         if self.transmits.len() >= MAX_TRANSMITS {
             self.stats.dropped_send += 1;
+            scratch::give(bytes);
             return;
         }
         self.transmits.push_back((dest, bytes, label));
     }
 
     fn push_copy(&mut self, dest: Dest, bytes: &[u8]) {
-        let mut buf = self.spare.pop().unwrap_or_default();
-        buf.clear();
+        let mut buf = scratch::take();
         buf.extend_from_slice(bytes);
         self.push(dest, buf, 0);
     }
