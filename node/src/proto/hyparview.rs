@@ -383,6 +383,8 @@ impl HyParView {
             .chain(&self.passive)
             .chain(&self.shuffle_sent)
             .chain(self.lost.iter().map(|l| &l.peer))
+            .chain(self.pending.iter().map(|p| &p.peer))
+            .chain(self.join.iter().map(|j| &j.contact))
             .find(|p| p.id == *peer)
     }
 
@@ -1199,6 +1201,28 @@ mod tests {
 
     fn drain(hv: &mut HyParView) -> Vec<Output> {
         std::iter::from_fn(|| hv.poll_output()).collect()
+    }
+
+    /// The node hands a core's record to the transport when the address
+    /// book has forgotten the peer. Without the contact's, a joiner whose
+    /// book forgot its contact sent its JOIN retries nowhere: 10,000 nodes
+    /// joining 0.3 ms apart left 1,388 isolated.
+    #[test]
+    fn the_contact_has_a_record_for_every_join_retry() {
+        let mut hv = node(0, 1);
+        hv.join(Time::ZERO, peer(9));
+        assert_eq!(hv.record_of(&peer(9).id), Some(&peer(9)));
+        let out = drain(&mut hv);
+        assert_eq!(sends_to(&out, &peer(9)), vec![Message::Join]);
+        // Its JOIN unanswered, the node asks again; the record stays.
+        let mut joins = 0;
+        while let Some(at) = hv.poll_timeout().filter(|&t| t < secs(60)) {
+            hv.handle_timeout(at);
+            joins += sends_to(&drain(&mut hv), &peer(9)).len();
+            assert_eq!(hv.record_of(&peer(9).id), Some(&peer(9)));
+        }
+        assert!(joins >= 2, "{joins} JOIN retries in a minute alone");
+        assert_eq!(hv.record_of(&peer(7).id), None);
     }
 
     #[test]
