@@ -122,7 +122,7 @@ impl fmt::Debug for Identity {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -135,17 +135,21 @@ mod tests {
         assert_eq!(format!("{a}").len(), 10);
     }
 
+    /// Addresses a peer record may never name (broadcast, unspecified,
+    /// multicast, port 0): the codecs' tests use them too.
+    pub(crate) const UNUSABLE: [&str; 6] = [
+        "255.255.255.255:9",
+        "0.0.0.0:7000",
+        "224.0.0.1:7000",
+        "10.0.0.1:0",
+        "[::]:7000",
+        "[ff02::1]:7000",
+    ];
+
     #[test]
     fn reflection_targets_are_unusable() {
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
-        for bad in [
-            "255.255.255.255:9",
-            "0.0.0.0:7000",
-            "224.0.0.1:7000",
-            "10.0.0.1:0",
-            "[::]:7000",
-            "[ff02::1]:7000",
-        ] {
+        for bad in UNUSABLE {
             assert!(!usable(&sa(bad)), "{bad}");
         }
         assert!(usable(&sa("10.0.0.1:7000")));

@@ -620,14 +620,7 @@ mod tests {
     #[test]
     fn unusable_addresses_are_refused() {
         let good = sa("10.0.0.1:7000");
-        for bad in [
-            "255.255.255.255:9",
-            "0.0.0.0:7000",
-            "224.0.0.1:7000",
-            "10.0.0.1:0",
-            "[::]:7000",
-            "[ff02::1]:7000",
-        ] {
+        for bad in crate::identity::tests::UNUSABLE {
             let bad = sa(bad);
             let messages = [
                 W::HyParView(H::ForwardJoin {

@@ -424,16 +424,7 @@ pub(crate) mod strategy {
     use crate::message::testing::payload;
     use crate::wire::strategy::{addr, peer_id};
 
-    pub(crate) const ALL_STATUSES: [Status; 8] = [
-        Status::Ok,
-        Status::ReservationRefused,
-        Status::ResourceLimitExceeded,
-        Status::PermissionDenied,
-        Status::ConnectionFailed,
-        Status::NoReservation,
-        Status::MalformedMessage,
-        Status::UnexpectedMessage,
-    ];
+    pub(crate) const ALL_STATUSES: [Status; 8] = Status::ALL;
 
     pub(crate) const ALL_REACHES: [Reach; 4] = [
         Reach::Unknown,

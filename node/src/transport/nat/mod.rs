@@ -272,7 +272,8 @@ pub enum Status {
 }
 
 impl Status {
-    const ALL: [Status; 8] = [
+    /// Every status, in code order.
+    pub(crate) const ALL: [Status; 8] = [
         Status::Ok,
         Status::ReservationRefused,
         Status::ResourceLimitExceeded,
