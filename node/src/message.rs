@@ -12,18 +12,73 @@ use crate::transport::nat;
 use crate::wire::{self, tag, Codec, DecodeError, EncodeError, Protocol, Reader};
 use crate::{Peer, PeerId};
 
-/// Every wire message of the node.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Message {
-    HyParView(hyparview::Message),
-    Plumtree(plumtree::Message),
-    Nat(nat::Message),
-    /// GossipSub (tags `0x40..=0x46`).
-    PubSub(gossipsub::Message),
-    Dht(kad::Message),
-    /// Knowledge commons: one chunk of a CRDT blob.
-    Knowledge(knowledge::Chunk),
+/// The union's one table: each variant, the protocol's message type and
+/// the protocol (its tag range). It declares [`Message`], its `From` and
+/// `TryFrom` for each protocol's message, [`Message::protocol`], the codec
+/// each variant encodes with, and the decoder each tag range decodes with.
+macro_rules! messages {
+    ($($(#[$doc:meta])* $variant:ident($message:ty) = $protocol:ident),* $(,)?) => {
+        /// Every wire message of the node.
+        #[derive(Clone, PartialEq, Eq, Debug)]
+        pub enum Message {
+            $($(#[$doc])* $variant($message),)*
+        }
+
+        $(
+            impl From<$message> for Message {
+                fn from(message: $message) -> Message {
+                    Message::$variant(message)
+                }
+            }
+            impl TryFrom<Message> for $message {
+                type Error = Message;
+                fn try_from(message: Message) -> Result<$message, Message> {
+                    match message {
+                        Message::$variant(m) => Ok(m),
+                        other => Err(other),
+                    }
+                }
+            }
+        )*
+
+        impl Message {
+            /// The protocol the message belongs to.
+            #[must_use]
+            pub fn protocol(&self) -> Protocol {
+                match self {
+                    $(Message::$variant(_) => Protocol::$protocol,)*
+                }
+            }
+
+            /// The protocol's codec.
+            fn codec(&self) -> &dyn CodecRef {
+                match self {
+                    $(Message::$variant(m) => m,)*
+                }
+            }
+        }
+
+        /// The body of a message with `tag` (known to the tag table), by
+        /// the codec of the protocol whose range holds it.
+        fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
+            match tag::protocol_of(tag) {
+                $(Some(Protocol::$protocol) => Ok(Message::$variant(Codec::decode(tag, r)?)),)*
+                None => Err(DecodeError::UnknownTag { tag, offset: 1 }),
+            }
+        }
+    };
 }
+
+messages!(
+    HyParView(hyparview::Message) = Membership,
+    Plumtree(plumtree::Message) = Broadcast,
+    Nat(nat::Message) = Traversal,
+    /// GossipSub (tags `0x40..=0x46`).
+    PubSub(gossipsub::Message) = PubSub,
+    Dht(kad::Message) = Dht,
+    /// Knowledge commons: one chunk of a CRDT blob.
+    Knowledge(knowledge::Chunk) = Knowledge,
+);
 
 impl Message {
     /// The peer records the message carries (HyParView walks and shuffles,
@@ -54,64 +109,7 @@ impl Message {
     pub fn tag(&self) -> u8 {
         self.codec().tag()
     }
-
-    /// The protocol's codec.
-    fn codec(&self) -> &dyn CodecRef {
-        match self {
-            Message::HyParView(m) => m,
-            Message::Plumtree(m) => m,
-            Message::Nat(m) => m,
-            Message::PubSub(m) => m,
-            Message::Dht(m) => m,
-            Message::Knowledge(c) => c,
-        }
-    }
 }
-
-impl Message {
-    /// The protocol the message belongs to.
-    #[must_use]
-    pub fn protocol(&self) -> Protocol {
-        match self {
-            Message::HyParView(_) => Protocol::Membership,
-            Message::Plumtree(_) => Protocol::Broadcast,
-            Message::Nat(_) => Protocol::Traversal,
-            Message::PubSub(_) => Protocol::PubSub,
-            Message::Dht(_) => Protocol::Dht,
-            Message::Knowledge(_) => Protocol::Knowledge,
-        }
-    }
-}
-
-/// `From` a protocol's message into the union, and `TryFrom` back (the
-/// union itself when it is another protocol's).
-macro_rules! variants {
-    ($($variant:ident($message:ty)),* $(,)?) => {$(
-        impl From<$message> for Message {
-            fn from(message: $message) -> Message {
-                Message::$variant(message)
-            }
-        }
-        impl TryFrom<Message> for $message {
-            type Error = Message;
-            fn try_from(message: Message) -> Result<$message, Message> {
-                match message {
-                    Message::$variant(m) => Ok(m),
-                    other => Err(other),
-                }
-            }
-        }
-    )*};
-}
-
-variants!(
-    HyParView(hyparview::Message),
-    Plumtree(plumtree::Message),
-    Nat(nat::Message),
-    PubSub(gossipsub::Message),
-    Dht(kad::Message),
-    Knowledge(knowledge::Chunk),
-);
 
 /// The encoding half of [`Codec`], object-safe, so that one match picks
 /// the protocol for [`encode`].
@@ -148,9 +146,19 @@ pub struct Datagram {
 /// or the encoding would exceed [`wire::MAX_DATAGRAM_BYTES`]; `out` is then
 /// left as it was.
 pub fn encode(datagram: &Datagram, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let codec = datagram.message.codec();
+    encode_from(&datagram.from, &datagram.message, out)
+}
+
+/// [`encode`] for a message not held in a [`Datagram`] (a sender encoding
+/// its own messages, without copying each into one).
+///
+/// # Errors
+///
+/// As [`encode`].
+pub fn encode_from(from: &PeerId, message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let codec = message.codec();
     codec.check_limits()?;
-    wire::encode_frame(&datagram.from, codec.tag(), out, |out| codec.encode(out))
+    wire::encode_frame(from, codec.tag(), out, |out| codec.encode(out))
 }
 
 /// Decode one datagram.
@@ -162,20 +170,6 @@ pub fn encode(datagram: &Datagram, out: &mut Vec<u8>) -> Result<(), EncodeError>
 pub fn decode(bytes: &[u8]) -> Result<Datagram, DecodeError> {
     let (from, message) = wire::decode_frame(bytes, decode_body)?;
     Ok(Datagram { from, message })
-}
-
-/// The body of a message with `tag` (known to the tag table), by the codec
-/// of the protocol whose range holds it.
-fn decode_body(tag: u8, r: &mut Reader<'_>) -> Result<Message, DecodeError> {
-    Ok(match tag::protocol_of(tag) {
-        Some(Protocol::Membership) => Message::HyParView(Codec::decode(tag, r)?),
-        Some(Protocol::Broadcast) => Message::Plumtree(Codec::decode(tag, r)?),
-        Some(Protocol::Traversal) => Message::Nat(Codec::decode(tag, r)?),
-        Some(Protocol::PubSub) => Message::PubSub(Codec::decode(tag, r)?),
-        Some(Protocol::Dht) => Message::Dht(Codec::decode(tag, r)?),
-        Some(Protocol::Knowledge) => Message::Knowledge(Codec::decode(tag, r)?),
-        None => return Err(DecodeError::UnknownTag { tag, offset: 1 }),
-    })
 }
 
 /// Helpers the codecs' tests share.

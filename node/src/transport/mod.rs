@@ -544,11 +544,7 @@ impl Transport {
     /// if it cannot be.
     fn encode(&mut self, message: &Message) -> Option<Vec<u8>> {
         let mut plain = scratch::take();
-        let datagram = message::Datagram {
-            from: self.me,
-            message: message.clone(),
-        };
-        if let Err(e) = message::encode(&datagram, &mut plain) {
+        if let Err(e) = message::encode_from(&self.me, message, &mut plain) {
             // The cores bound what they put in a message: a bug.
             debug_assert!(false, "unencodable message {message:?}: {e}");
             tracing::error!("dropping unencodable message: {e}");
