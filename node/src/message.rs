@@ -558,9 +558,10 @@ mod tests {
                 ),
                 (
                     W::HyParView(H::ShuffleReply {
+                        origin: id(5),
                         peers: vec![Peer::new(id(4), a), relayed],
                     }),
-                    34 + 1 + (32 + n) + 32 + n,
+                    34 + 32 + 1 + (32 + n) + 32 + n,
                 ),
             ];
             for (message, offset) in cases {

@@ -668,7 +668,7 @@ impl Node {
                 refresh(origin);
                 peers.iter_mut().for_each(refresh);
             }
-            hyparview::Message::ShuffleReply { peers } => {
+            hyparview::Message::ShuffleReply { peers, .. } => {
                 peers.iter_mut().for_each(refresh);
             }
             _ => {}

@@ -20,7 +20,8 @@
 //! Everything is bounded: the views by their capacities, outstanding
 //! NEIGHBOR requests by the active capacity, NEIGHBOR requests sent per
 //! keepalive period by the free active slots plus one, peers taken from one
-//! shuffle by [`MAX_SHUFFLE_PEERS`], random walks by the configured lengths,
+//! shuffle by [`MAX_SHUFFLE_PEERS`], shuffles passed on and remembered by
+//! [`MAX_RELAYED_SHUFFLES`], random walks by the configured lengths,
 //! and the output queue by what one input can produce. A hostile peer (unknown
 //! sender, messages naming us, duplicates, unsolicited replies, oversized
 //! lists) changes nothing it should not and never causes a panic.
@@ -72,6 +73,18 @@
 //!   cuts, leaving an island that nothing reconnects. It passes the JOIN
 //!   (and any walk that reaches it) on to its own contact as a FORWARDJOIN,
 //!   so the joiner's walk starts inside the overlay.
+//! - SHUFFLEREPLY retraces the walk. The paper answers over a new TCP
+//!   connection to the origin; here that is a new session: a handshake (a
+//!   few Diffie-Hellman operations on each side) and a session kept until
+//!   it idles out, for every shuffle, which was half the handshakes of an
+//!   idle overlay. The node that ends the walk answers the hop the SHUFFLE
+//!   came from, and each node that passed it on passes the reply back to
+//!   its own previous hop, over links that already have sessions. A relay
+//!   remembers each SHUFFLE it passed on for one `shuffle_interval`, at
+//!   most [`MAX_RELAYED_SHUFFLES`] of them, and passes back one reply, and
+//!   only from the hop it forwarded to. The cost: the reply takes the
+//!   walk's hops instead of one, and a link that fails meanwhile loses it
+//!   (a shuffle is periodic; the next one makes up for it).
 //! - Optionally ([`Config::evict_newest`]), a contact drops its newest
 //!   active peer rather than a random one, so that a flash crowd through
 //!   one contact still yields a well-mixed overlay.
@@ -196,6 +209,9 @@ pub type Output = super::Output<Message, Event>;
 /// JOIN requests sent per round before the round is given up.
 const JOIN_ATTEMPTS_MAX: u8 = 3;
 
+/// SHUFFLEs passed on that a node remembers, to pass their replies back.
+pub const MAX_RELAYED_SHUFFLES: usize = 16;
+
 /// Active peers lost to a failure that are remembered and probed.
 pub const MAX_LOST: usize = 8;
 /// Probes of a lost peer (1, 2, 4, ... shuffle intervals apart) before it
@@ -239,6 +255,9 @@ pub struct HyParView {
     join: Option<JoinState>,
     /// Peers sent in our last SHUFFLE: evicted first when its reply arrives.
     shuffle_sent: Vec<Peer>,
+    /// SHUFFLEs passed on and awaiting their replies, oldest first, at most
+    /// [`MAX_RELAYED_SHUFFLES`].
+    relayed: Vec<Relayed>,
     /// Active peers lost to failures, oldest first, at most [`MAX_LOST`].
     /// A partition makes each side drop the other and refill its active
     /// view from its own side; once both sides are full, nothing in the
@@ -252,6 +271,16 @@ pub struct HyParView {
     next_keepalive: Option<Time>,
     next_shuffle: Option<Time>,
     outputs: VecDeque<Output>,
+}
+
+/// A SHUFFLE this node passed on: its SHUFFLEREPLY, from `to`, goes back
+/// to `from`.
+#[derive(Clone, Copy, Debug)]
+struct Relayed {
+    origin: PeerId,
+    from: PeerId,
+    to: PeerId,
+    until: Time,
 }
 
 /// A NEIGHBOR request waiting for its NEIGHBORREPLY.
@@ -353,6 +382,7 @@ impl HyParView {
             rng,
             join: None,
             shuffle_sent: Vec::new(),
+            relayed: Vec::new(),
             lost: Vec::new(),
             next_keepalive: None,
             next_shuffle: None,
@@ -437,6 +467,7 @@ impl HyParView {
         self.pending.clear();
         self.refused.clear();
         self.shuffle_sent.clear();
+        self.relayed.clear();
         self.lost.clear();
         self.join = None;
         self.next_keepalive = None;
@@ -469,8 +500,12 @@ impl HyParView {
             Message::Neighbor { priority } => self.on_neighbor(now, from, priority),
             Message::NeighborReply { accepted } => self.on_neighbor_reply(now, from, accepted),
             Message::Disconnect { alive } => self.on_disconnect(now, from, alive),
-            Message::Shuffle { origin, ttl, peers } => self.on_shuffle(from, origin, ttl, peers),
-            Message::ShuffleReply { peers } => self.on_shuffle_reply(&peers),
+            Message::Shuffle { origin, ttl, peers } => {
+                self.on_shuffle(now, from, origin, ttl, peers);
+            }
+            Message::ShuffleReply { origin, peers } => {
+                self.on_shuffle_reply(now, from, origin, peers);
+            }
             Message::Ping { nonce } => self.on_ping(from, nonce),
             Message::Pong { .. } => {}
         }
@@ -737,8 +772,9 @@ impl HyParView {
         }
     }
 
-    /// SHUFFLE (§4.4): forward the walk, or answer it and integrate.
-    fn on_shuffle(&mut self, from: Peer, origin: Peer, ttl: u8, mut peers: Vec<Peer>) {
+    /// SHUFFLE (§4.4): forward the walk (remembering the hop it came
+    /// from), or answer it to that hop and integrate.
+    fn on_shuffle(&mut self, now: Time, from: Peer, origin: Peer, ttl: u8, mut peers: Vec<Peer>) {
         if origin.id == self.me.id {
             return;
         }
@@ -746,6 +782,7 @@ impl HyParView {
         let ttl = ttl.min(self.config.shuffle_random_walk_length);
         if ttl > 0 && self.active.len() > 1 {
             if let Some(next) = self.random_active_except(from.id, origin.id) {
+                self.remember_relayed(now, origin.id, from.id, next.id);
                 let message = Message::Shuffle {
                     origin,
                     ttl: ttl - 1,
@@ -761,12 +798,46 @@ impl HyParView {
             .copied()
             .collect();
         self.integrate(&peers, &reply);
-        self.send(origin.id, Message::ShuffleReply { peers: reply });
+        let message = Message::ShuffleReply {
+            origin: origin.id,
+            peers: reply,
+        };
+        self.send(from.id, message);
     }
 
-    fn on_shuffle_reply(&mut self, peers: &[Peer]) {
-        let sent = std::mem::take(&mut self.shuffle_sent);
-        self.integrate(&peers[..peers.len().min(MAX_SHUFFLE_PEERS)], &sent);
+    /// SHUFFLEREPLY: integrate our own shuffle's answer, or pass another's
+    /// back one hop (once, and only from the hop its SHUFFLE went to).
+    fn on_shuffle_reply(&mut self, now: Time, from: Peer, origin: PeerId, mut peers: Vec<Peer>) {
+        peers.truncate(MAX_SHUFFLE_PEERS);
+        if origin == self.me.id {
+            let sent = std::mem::take(&mut self.shuffle_sent);
+            self.integrate(&peers, &sent);
+            return;
+        }
+        let Some(i) = self
+            .relayed
+            .iter()
+            .rposition(|r| r.origin == origin && r.to == from.id && r.until > now)
+        else {
+            return;
+        };
+        let hop = self.relayed.remove(i);
+        self.send(hop.from, Message::ShuffleReply { origin, peers });
+    }
+
+    /// Remember a SHUFFLE passed on, dropping the expired and, when full,
+    /// the oldest.
+    fn remember_relayed(&mut self, now: Time, origin: PeerId, from: PeerId, to: PeerId) {
+        self.relayed.retain(|r| r.until > now);
+        if self.relayed.len() >= MAX_RELAYED_SHUFFLES {
+            self.relayed.remove(0);
+        }
+        self.relayed.push(Relayed {
+            origin,
+            from,
+            to,
+            until: now + self.config.shuffle_interval,
+        });
     }
 
     /// PING: always answered. From a peer that we do not hold active (and
@@ -1298,7 +1369,9 @@ mod tests {
         alive: bool,
         up: BTreeSet<PeerId>,
         ups: usize,
-        downs: Vec<(Time, PeerId)>,
+        /// When each peer left the active view, and whether the passive
+        /// view kept it then.
+        downs: Vec<(Time, PeerId, bool)>,
         timer: Option<Time>,
     }
 
@@ -1385,7 +1458,8 @@ mod tests {
                     }
                     Output::Event(Event::NeighborDown(gone)) => {
                         assert!(host.up.remove(&gone), "{me:?}: NeighborDown without Up");
-                        host.downs.push((now, gone));
+                        let kept = host.hv.passive_view().iter().any(|p| p.id == gone);
+                        host.downs.push((now, gone, kept));
                     }
                 }
             }
@@ -1558,12 +1632,14 @@ mod tests {
         for a in &neighbours {
             let host = &net.hosts[a];
             assert!(!host.hv.is_active(&victim_id));
-            assert!(!host.hv.passive_view().iter().any(|p| p.id == victim_id));
-            let (at, _) = host
+            // Not kept as a backup (a shuffle may bring its record back
+            // later: other nodes still hold it).
+            let (at, _, kept) = host
                 .downs
                 .iter()
-                .find(|(at, id)| *id == victim_id && *at >= killed_at)
+                .find(|(at, id, _)| *id == victim_id && *at >= killed_at)
                 .unwrap();
+            assert!(!kept);
             assert!(*at <= killed_at + c.failure_timeout + c.keepalive_interval);
             assert!(*at >= killed_at + c.failure_timeout - c.keepalive_interval);
         }
@@ -2093,6 +2169,7 @@ mod tests {
             ms(1),
             peer(8),
             Message::ShuffleReply {
+                origin: peer(0).id,
                 peers: vec![peer(4), peer(5)],
             },
         );
@@ -2128,6 +2205,7 @@ mod tests {
             Time::ZERO,
             peer(8),
             Message::ShuffleReply {
+                origin: peer(0).id,
                 peers: vec![peer(1), peer(2)],
             },
         );
@@ -2234,6 +2312,7 @@ mod tests {
             Time::ZERO,
             peer(50),
             Message::ShuffleReply {
+                origin: peer(0).id,
                 peers: (20..25).map(peer).collect(),
             },
         );
@@ -2272,10 +2351,17 @@ mod tests {
             },
         );
         let out = drain(&mut hv);
-        let replies = sends_to(&out, &origin);
-        let [Message::ShuffleReply { peers: reply }] = replies.as_slice() else {
+        // The reply goes back to the hop the walk came from.
+        assert!(sends_to(&out, &origin).is_empty(), "{out:?}");
+        let replies = sends_to(&out, &peer(1));
+        let [Message::ShuffleReply {
+            origin: named,
+            peers: reply,
+        }] = replies.as_slice()
+        else {
             panic!("{out:?}")
         };
+        assert_eq!(*named, origin.id);
         assert_eq!(reply.len(), 5);
         for p in reply {
             assert!((20..25).map(peer).any(|q| q == *p));
@@ -2285,6 +2371,72 @@ mod tests {
         }
         assert!(!hv.passive_view().contains(&peer(1)));
         assert_views(&hv);
+    }
+
+    #[test]
+    fn shuffle_reply_retraces_the_walk_once_from_the_next_hop() {
+        let mut hv = node(0, 21);
+        befriend(&mut hv, &[1, 2]);
+        drain(&mut hv);
+        let origin = peer(40);
+        let shuffle = |ttl| Message::Shuffle {
+            origin,
+            ttl,
+            peers: vec![origin, peer(41)],
+        };
+        hv.handle_message(ms(1), peer(1), shuffle(3));
+        let out = drain(&mut hv);
+        assert_eq!(sends_to(&out, &peer(2)).len(), 1, "{out:?}");
+        let reply = || Message::ShuffleReply {
+            origin: origin.id,
+            peers: vec![peer(42)],
+        };
+        // Not from the hop the walk went to: dropped.
+        hv.handle_message(ms(2), peer(1), reply());
+        hv.handle_message(ms(2), peer(9), reply());
+        assert!(drain(&mut hv).is_empty());
+        // From it: passed back to the hop the walk came from, once.
+        hv.handle_message(ms(3), peer(2), reply());
+        assert_eq!(
+            drain(&mut hv),
+            vec![Output::Send {
+                to: peer(1).id,
+                message: reply()
+            }]
+        );
+        hv.handle_message(ms(4), peer(2), reply());
+        assert!(drain(&mut hv).is_empty(), "one reply per walk");
+        // Not integrated by a relay.
+        assert!(!hv.passive_view().contains(&peer(42)));
+        // Remembered for one shuffle interval only.
+        hv.handle_message(ms(5), peer(1), shuffle(3));
+        drain(&mut hv);
+        let late = ms(5) + Config::default().shuffle_interval;
+        hv.handle_message(late, peer(2), reply());
+        assert!(!sends_to(&drain(&mut hv), &peer(1))
+            .iter()
+            .any(|m| *m == reply()));
+    }
+
+    #[test]
+    fn relayed_shuffles_are_bounded() {
+        let mut hv = node(0, 22);
+        befriend(&mut hv, &[1, 2]);
+        drain(&mut hv);
+        for i in 0..3 * MAX_RELAYED_SHUFFLES {
+            let origin = peer(100 + i);
+            let shuffle = Message::Shuffle {
+                origin,
+                ttl: 3,
+                peers: vec![origin],
+            };
+            hv.handle_message(ms(1), peer(1), shuffle);
+        }
+        drain(&mut hv);
+        assert_eq!(hv.relayed.len(), MAX_RELAYED_SHUFFLES);
+        // The newest are kept.
+        let newest = peer(100 + 3 * MAX_RELAYED_SHUFFLES - 1).id;
+        assert!(hv.relayed.iter().any(|r| r.origin == newest));
     }
 
     #[test]
@@ -2300,6 +2452,7 @@ mod tests {
             Time::ZERO,
             peer(50),
             Message::ShuffleReply {
+                origin: peer(0).id,
                 peers: (10..14).map(peer).collect(),
             },
         );
@@ -2320,6 +2473,7 @@ mod tests {
             shuffle_at,
             peer(30),
             Message::ShuffleReply {
+                origin: peer(0).id,
                 peers: vec![peer(30), peer(31)],
             },
         );
@@ -2397,14 +2551,21 @@ mod tests {
         let out = drain(&mut hv);
         for o in &out {
             if let Output::Send {
-                message: Message::ShuffleReply { peers },
+                message: Message::ShuffleReply { peers, .. },
                 ..
             } = o
             {
                 assert!(peers.len() <= MAX_SHUFFLE_PEERS);
             }
         }
-        hv.handle_message(t, peer(9), Message::ShuffleReply { peers: huge });
+        hv.handle_message(
+            t,
+            peer(9),
+            Message::ShuffleReply {
+                origin: peer(0).id,
+                peers: huge,
+            },
+        );
         hv.handle_message(
             t,
             peer(9),
@@ -2459,6 +2620,7 @@ mod tests {
         };
         assert_eq!(records(&shuffle), vec![peer(2), peer(2), peer(3), peer(4)]);
         let reply = Message::ShuffleReply {
+            origin: peer(0).id,
             peers: vec![peer(5), peer(6)],
         };
         assert_eq!(records(&reply), vec![peer(5), peer(6)]);

@@ -29,11 +29,12 @@ use std::time::Duration;
 
 use crate::{Peer, PeerId, Time};
 
-/// Hearsay records kept (the most recent). At least one message's worth:
-/// the node hints every record a message carries before its core answers
-/// (a SHUFFLEREPLY goes to the first record of a SHUFFLE that carries up to
-/// 9), and 8 broke that at 10,000 nodes (residential-95's reliability
-/// before the crash fell from 0.96 to 0.88).
+/// Hearsay records kept (the most recent). The node hints every record
+/// a message carries (up to 16 in a SHUFFLE), and a record given to
+/// [`crate::node::Node::connect`], which no core keeps, must outlive the
+/// messages that arrive while its handshake and hole punch run: 8 lost a
+/// direct path in the NAT matrix test (`sim/tests/traversal.rs`), 8 also
+/// broke residential-95 while a SHUFFLEREPLY went to its SHUFFLE's origin.
 pub const HEARSAY_CAPACITY: usize = 32;
 
 /// What the book knows of one peer.

@@ -10,7 +10,7 @@
 //! | `0x05` | `NeighborReply` | `accepted`: bool                                        |
 //! | `0x06` | `Disconnect`    | `alive`: bool                                           |
 //! | `0x07` | `Shuffle`       | `origin`: peer, `ttl`: u8, count: u8, count x peer      |
-//! | `0x08` | `ShuffleReply`  | count: u8, count x peer                                 |
+//! | `0x08` | `ShuffleReply`  | `origin`: id, count: u8, count x peer                   |
 //! | `0x09` | `Ping`          | `nonce`: u32                                            |
 //! | `0x0a` | `Pong`          | `nonce`: u32                                            |
 //!
@@ -18,14 +18,16 @@
 //! SHUFFLE-REPLY carry at most [`MAX_SHUFFLE_PEERS`] (16) peers, so that a
 //! SHUFFLE at its cap, with IPv6 addresses and relays throughout (70 bytes
 //! a peer, 34 + 70 + 2 + 16 x 70 = 1226 bytes), fits inside a relay frame
-//! ([`MAX_RELAYED_BYTES`]) and can reach a peer behind a NAT.
+//! ([`MAX_RELAYED_BYTES`]) and can reach a peer behind a NAT. A
+//! SHUFFLEREPLY names its shuffle's origin by id (32 bytes): it retraces
+//! the walk hop by hop (see [`super`]).
 
 use crate::wire::tag::hyparview as tag;
 use crate::wire::{
     put_peer, within, Codec, DecodeError, EncodeError, Reader, HEADER_BYTES, MAX_RELAYED_BYTES,
     PEER_MAX_BYTES, PEER_V4_BYTES,
 };
-use crate::Peer;
+use crate::{Peer, PeerId};
 
 /// Upper bound on the peers in one SHUFFLE or SHUFFLE-REPLY on the wire.
 pub const MAX_SHUFFLE_PEERS: usize = 16;
@@ -71,8 +73,9 @@ pub enum Message {
         ttl: u8,
         peers: Vec<Peer>,
     },
-    /// Answer to a shuffle with a sample of the receiver's passive view.
-    ShuffleReply { peers: Vec<Peer> },
+    /// Answer to `origin`'s shuffle with a sample of the receiver's passive
+    /// view, passed back along the walk.
+    ShuffleReply { origin: PeerId, peers: Vec<Peer> },
     /// Liveness probe of an active peer.
     Ping { nonce: u32 },
     /// Answer to PING.
@@ -88,7 +91,7 @@ impl Message {
         let (first, rest): (Option<&Peer>, &[Peer]) = match self {
             Message::ForwardJoin { joiner, .. } => (Some(joiner), &[]),
             Message::Shuffle { origin, peers, .. } => (Some(origin), peers),
-            Message::ShuffleReply { peers } => (None, peers),
+            Message::ShuffleReply { peers, .. } => (None, peers),
             _ => (None, &[]),
         };
         first.into_iter().chain(rest)
@@ -113,7 +116,7 @@ impl Codec for Message {
 
     fn check_limits(&self) -> Result<(), EncodeError> {
         match self {
-            Message::Shuffle { peers, .. } | Message::ShuffleReply { peers } => {
+            Message::Shuffle { peers, .. } | Message::ShuffleReply { peers, .. } => {
                 within("shuffle peers", peers.len(), MAX_SHUFFLE_PEERS)
             }
             _ => Ok(()),
@@ -138,7 +141,10 @@ impl Codec for Message {
                 out.push(*ttl);
                 put_peers(out, peers);
             }
-            Message::ShuffleReply { peers } => put_peers(out, peers),
+            Message::ShuffleReply { origin, peers } => {
+                out.extend_from_slice(origin.as_bytes());
+                put_peers(out, peers);
+            }
             Message::Ping { nonce } | Message::Pong { nonce } => {
                 out.extend_from_slice(&nonce.to_be_bytes());
             }
@@ -178,7 +184,10 @@ impl Codec for Message {
                 ttl: r.u8("ttl")?,
                 peers: peers(r)?,
             },
-            tag::SHUFFLE_REPLY => Message::ShuffleReply { peers: peers(r)? },
+            tag::SHUFFLE_REPLY => Message::ShuffleReply {
+                origin: r.peer_id("shuffle origin")?,
+                peers: peers(r)?,
+            },
             tag::PING => Message::Ping {
                 nonce: r.u32("nonce")?,
             },
@@ -212,7 +221,7 @@ pub(crate) mod strategy {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::strategy::peer;
+    use crate::wire::strategy::{peer, peer_id};
 
     fn priority() -> impl Strategy<Value = Priority> {
         prop_oneof![Just(Priority::Low), Just(Priority::High)]
@@ -228,7 +237,8 @@ pub(crate) mod strategy {
             any::<bool>().prop_map(|alive| Message::Disconnect { alive }),
             (peer(), any::<u8>(), vec(peer(), 0..=MAX_SHUFFLE_PEERS))
                 .prop_map(|(origin, ttl, peers)| Message::Shuffle { origin, ttl, peers }),
-            vec(peer(), 0..=MAX_SHUFFLE_PEERS).prop_map(|peers| Message::ShuffleReply { peers }),
+            (peer_id(), vec(peer(), 0..=MAX_SHUFFLE_PEERS))
+                .prop_map(|(origin, peers)| Message::ShuffleReply { origin, peers }),
             any::<u32>().prop_map(|nonce| Message::Ping { nonce }),
             any::<u32>().prop_map(|nonce| Message::Pong { nonce }),
         ]
@@ -287,6 +297,7 @@ mod tests {
             peers: vec![v4_peer(3); MAX_SHUFFLE_PEERS + 1],
         };
         let reply = H::ShuffleReply {
+            origin: id(2),
             peers: vec![v4_peer(3); MAX_SHUFFLE_PEERS + 1],
         };
         for message in [shuffle, reply] {
@@ -330,11 +341,14 @@ mod tests {
         };
         let reply = Datagram {
             from: id(0xaa),
-            message: W::HyParView(H::ShuffleReply { peers }),
+            message: W::HyParView(H::ShuffleReply {
+                origin: id(0),
+                peers,
+            }),
         };
         for (datagram, len) in [
             (shuffle, HEADER_BYTES + 70 + 2 + MAX_SHUFFLE_PEERS * 70),
-            (reply, HEADER_BYTES + 1 + MAX_SHUFFLE_PEERS * 70),
+            (reply, HEADER_BYTES + 32 + 1 + MAX_SHUFFLE_PEERS * 70),
         ] {
             let bytes = encoded(&datagram);
             assert_eq!(bytes.len(), len);
@@ -420,11 +434,13 @@ mod tests {
         let datagram = Datagram {
             from: id(0xaa),
             message: W::HyParView(H::ShuffleReply {
+                origin: id(0xdd),
                 peers: vec![Peer::new(id(0xcc), sa("[2001:db8::1]:443"))],
             }),
         };
         let mut expected = vec![0x01, 0x08];
         expected.extend([0xaa; 32]);
+        expected.extend([0xdd; 32]);
         expected.push(1);
         expected.extend([0xcc; 32]);
         expected.push(6);
@@ -454,8 +470,13 @@ mod tests {
                 "{family:#04x}"
             );
         }
+        let reply = |count: u8| {
+            let mut body = vec![0xdd; 32];
+            body.push(count);
+            body
+        };
         assert_eq!(
-            decode_body(tag::SHUFFLE_REPLY, &[17]),
+            decode_body(tag::SHUFFLE_REPLY, &reply(17)),
             Err(DecodeError::OverLimit {
                 what: "shuffle peers",
                 value: 17,
@@ -463,8 +484,12 @@ mod tests {
             })
         );
         assert_eq!(
-            decode_body(tag::SHUFFLE_REPLY, &[16]),
-            truncated("shuffle peers", 35)
+            decode_body(tag::SHUFFLE_REPLY, &reply(16)),
+            truncated("shuffle peers", 67)
+        );
+        assert_eq!(
+            decode_body(tag::SHUFFLE_REPLY, &[0xdd; 31]),
+            truncated("shuffle origin", 34)
         );
     }
 }

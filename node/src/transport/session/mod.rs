@@ -423,9 +423,42 @@ pub fn static_secret(identity: &Identity) -> [u8; 32] {
 
 /// The Noise static public key of `peer`, if its id is a valid ed25519
 /// point.
+///
+/// The conversion (a point decompression, which takes a square root, and
+/// an inversion) costs about as much as the rest of a null-crypto
+/// handshake, and a node asks for the same peers' keys again and again
+/// (every handshake, rekey and retry): the last [`STATIC_KEY_SLOTS`]
+/// answers are kept in a per-thread table, one slot per id prefix. It is a
+/// pure function's cache, shared by every node on the thread; what it
+/// holds never changes an answer.
 pub fn static_public(peer: &PeerId) -> Option<[u8; 32]> {
-    let key = ed25519_dalek::VerifyingKey::from_bytes(peer.as_bytes()).ok()?;
-    Some(key.to_montgomery().to_bytes())
+    let slot = usize::from(u16::from_le_bytes([peer.0[0], peer.0[1]])) % STATIC_KEY_SLOTS;
+    STATIC_KEYS.with(|table| {
+        let mut table = table.borrow_mut();
+        if table.is_empty() {
+            table.resize(STATIC_KEY_SLOTS, None);
+        }
+        match table[slot] {
+            Some((id, key)) if id == *peer => key,
+            _ => {
+                let key = ed25519_dalek::VerifyingKey::from_bytes(peer.as_bytes())
+                    .ok()
+                    .map(|k| k.to_montgomery().to_bytes());
+                table[slot] = Some((*peer, key));
+                key
+            }
+        }
+    })
+}
+
+/// Slots of the per-thread table of converted static keys (72 KB).
+pub const STATIC_KEY_SLOTS: usize = 1024;
+
+type StaticKeySlot = Option<(PeerId, Option<[u8; 32]>)>;
+
+thread_local! {
+    static STATIC_KEYS: std::cell::RefCell<Vec<StaticKeySlot>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Every session of one node.

@@ -1153,3 +1153,39 @@ fn size_of_session_state() {
         size_of::<Via>(),
     );
 }
+
+/// The per-thread table of converted keys answers as the conversion does,
+/// for ids that share a slot and for ids that are no key.
+#[test]
+fn static_keys_are_cached_without_changing_an_answer() {
+    let convert = |peer: &PeerId| {
+        ed25519_dalek::VerifyingKey::from_bytes(peer.as_bytes())
+            .ok()
+            .map(|k| k.to_montgomery().to_bytes())
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+    let mut ids: Vec<PeerId> = (0..64)
+        .map(|_| {
+            let mut seed = [0; 32];
+            rng.fill_bytes(&mut seed);
+            crate::Identity::from_seed(seed).peer_id()
+        })
+        .collect();
+    // Same slot, different ids; and ids that are not points.
+    for i in 0..8 {
+        let mut id = ids[i].0;
+        id[2] ^= 0xff;
+        ids.push(PeerId(id));
+        ids.push(PeerId([i as u8; 32]));
+    }
+    ids.push(PeerId([0xff; 32]));
+    for round in 0..3 {
+        for id in &ids {
+            assert_eq!(static_public(id), convert(id), "round {round}: {id:?}");
+        }
+    }
+    assert!(
+        ids.iter().any(|id| convert(id).is_none()),
+        "some ids are no key"
+    );
+}
