@@ -10,8 +10,9 @@
 //! transport's job. Peer records ([`Peer`](crate::Peer): id, address, relay)
 //! are data where a protocol carries them (HyParView's views and shuffles,
 //! Kademlia's routing table and responses, GossipSub's peer exchange); the
-//! messages that carry them list them with `peer_records()`, for the node
-//! to hand the transport's address book.
+//! messages that carry them list with `peer_records()` those the node must
+//! hand the transport's address book before the core answers; a core hands
+//! over the records it keeps when it sends (`record_of`).
 
 pub mod flood;
 pub mod gossipsub;

@@ -83,18 +83,20 @@ pub enum Message {
 }
 
 impl Message {
-    /// The third parties' records this message carries (FORWARDJOIN's
-    /// joiner, SHUFFLE's origin and sample, SHUFFLEREPLY's sample): what the
-    /// node hands the transport's address book, so that the ids the core
-    /// sends to can be reached.
+    /// The third parties' records the node must hand the transport's
+    /// address book before the core sees this message: FORWARDJOIN's joiner
+    /// (the walk may end here, and its end sends the joiner NEIGHBOR at
+    /// once). A SHUFFLE's or SHUFFLEREPLY's sample is not listed: the core
+    /// keeps what it takes of it in its passive view and hands a record
+    /// over when it sends ([`super::HyParView::record_of`]); hinting every
+    /// sample at every hop of a walk only churned the book's hearsay (3.8 KB
+    /// a node, full at all times).
     pub fn peer_records(&self) -> impl Iterator<Item = &Peer> {
-        let (first, rest): (Option<&Peer>, &[Peer]) = match self {
-            Message::ForwardJoin { joiner, .. } => (Some(joiner), &[]),
-            Message::Shuffle { origin, peers, .. } => (Some(origin), peers),
-            Message::ShuffleReply { peers, .. } => (None, peers),
-            _ => (None, &[]),
-        };
-        first.into_iter().chain(rest)
+        match self {
+            Message::ForwardJoin { joiner, .. } => Some(joiner),
+            _ => None,
+        }
+        .into_iter()
     }
 }
 
