@@ -30,9 +30,28 @@ pub fn pop_front_releasing<T>(q: &mut VecDeque<T>) -> Option<T> {
     item
 }
 
+/// Give back the capacity of a list found empty: a short-lived table (a
+/// request awaiting its answer, a record heard a moment ago) would
+/// otherwise hold its largest size for the node's life.
+pub fn release_if_empty<T>(v: &mut Vec<T>) {
+    if v.is_empty() && v.capacity() > 0 {
+        *v = Vec::new();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_emptied_list_gives_its_capacity_back() {
+        let mut v: Vec<u64> = (0..10).collect();
+        release_if_empty(&mut v);
+        assert_eq!(v.len(), 10, "a list in use is untouched");
+        v.clear();
+        release_if_empty(&mut v);
+        assert_eq!(v.capacity(), 0);
+    }
 
     #[test]
     fn an_exact_push_grows_by_one() {

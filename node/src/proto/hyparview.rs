@@ -822,6 +822,7 @@ impl HyParView {
             return;
         };
         let hop = self.relayed.remove(i);
+        crate::compact::release_if_empty(&mut self.relayed);
         self.send(hop.from, Message::ShuffleReply { origin, peers });
     }
 

@@ -19,7 +19,7 @@
 //! node hands the transport a core's record when it sends to a peer the
 //! book has forgotten ([`crate::node::Node`]). So both halves are small:
 //! hearsay holds the last [`HEARSAY_CAPACITY`] records heard (what a reply
-//! or a lookup step is about to use), authenticated entries at most
+//! or a lookup step is about to use) for [`HEARSAY_MAX_AGE`], authenticated entries at most
 //! `capacity` peers, each forgotten `max_age` after it was last seen (the
 //! sessions' idle timeout). Eviction is least recently seen first.
 
@@ -36,6 +36,10 @@ use crate::{Peer, PeerId, Time};
 /// direct path in the NAT matrix test (`sim/tests/traversal.rs`), 8 also
 /// broke residential-95 while a SHUFFLEREPLY went to its SHUFFLE's origin.
 pub const HEARSAY_CAPACITY: usize = 32;
+
+/// How long a hearsay record is kept: it bridges a moment (a handshake, a
+/// hole punch), and an idle node then holds none.
+pub const HEARSAY_MAX_AGE: Duration = Duration::from_secs(30);
 
 /// What the book knows of one peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,7 +91,9 @@ impl AddressBook {
 
     fn take_heard(&mut self, peer: &PeerId) -> Option<Entry> {
         let i = self.heard.iter().position(|(id, _)| id == peer)?;
-        Some(self.heard.remove(i).1)
+        let (_, entry) = self.heard.remove(i);
+        crate::compact::release_if_empty(&mut self.heard);
+        Some(entry)
     }
 
     /// The peer last seen at `addr` (authenticated first, then the most
@@ -181,16 +187,21 @@ impl AddressBook {
         self.take_heard(peer);
     }
 
-    /// Forget authenticated entries not seen for `max_age`; a scan at most
-    /// every quarter of it.
+    /// Forget authenticated entries not seen for `max_age` and hearsay
+    /// older than [`HEARSAY_MAX_AGE`]; a scan at most every quarter of the
+    /// shorter.
     fn sweep(&mut self, now: Time) {
         if now < self.next_sweep {
             return;
         }
-        self.next_sweep = now + (self.max_age / 4).max(Duration::from_millis(1));
+        let every = self.max_age.min(HEARSAY_MAX_AGE) / 4;
+        self.next_sweep = now + every.max(Duration::from_millis(1));
         let max_age = self.max_age;
         self.known
             .retain(|_, e| now.saturating_sub(e.last_seen) < max_age);
+        self.heard
+            .retain(|(_, e)| now.saturating_sub(e.last_seen) < HEARSAY_MAX_AGE);
+        crate::compact::release_if_empty(&mut self.heard);
     }
 }
 
@@ -273,6 +284,26 @@ mod tests {
         book.confirm(secs(200), id(6), addr(6));
         assert!(book.get(&id(4)).is_none() && book.get(&id(5)).is_none());
         assert!(book.get(&id(3)).is_some() && book.get(&id(6)).is_some());
+    }
+
+    #[test]
+    fn hearsay_ages_out_and_gives_its_memory_back() {
+        let mut book = book(8);
+        for i in 1..=10u8 {
+            book.hint(Time::ZERO, &Peer::new(id(i), addr(i)));
+        }
+        book.hint(secs(20), &Peer::new(id(11), addr(11)));
+        // Sweeps ride on authenticated datagrams, at most every 7.5 s.
+        book.confirm(secs(29), id(0), addr(0));
+        assert_eq!(book.len(), 12, "younger than 30 s");
+        book.confirm(secs(31), id(0), addr(0));
+        assert_eq!(book.len(), 12, "no sweep due yet");
+        book.confirm(secs(37), id(0), addr(0));
+        assert_eq!(book.len(), 2, "the ten from time 0 are gone");
+        assert!(book.get(&id(11)).is_some());
+        book.confirm(secs(60), id(0), addr(0));
+        assert!(book.get(&id(11)).is_none());
+        assert_eq!(book.heard.capacity(), 0);
     }
 
     #[test]

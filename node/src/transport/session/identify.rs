@@ -83,6 +83,7 @@ impl Identify {
         attempts: u8,
     ) -> Vec<(SocketAddr, [u8; IDENTIFY_LEN])> {
         self.asked.retain(|a| now < a.retry_at || a.sent < attempts);
+        crate::compact::release_if_empty(&mut self.asked);
         let mut again = Vec::new();
         for a in self.asked.iter_mut().filter(|a| now >= a.retry_at) {
             a.sent += 1;
@@ -105,6 +106,7 @@ impl Identify {
             .iter()
             .position(|a| a.addr == addr && a.nonce[..] == *nonce)?;
         self.asked.remove(at);
+        crate::compact::release_if_empty(&mut self.asked);
         Some(PeerId(
             d[1 + IDENTIFY_NONCE_LEN..].try_into().expect("32 bytes"),
         ))
