@@ -3,8 +3,18 @@
 //!
 //! **Determinism.** snow draws ephemerals from its resolver's RNG; the
 //! [`SeededResolver`] here gives it a ChaCha20 stream seeded with 32 bytes
-//! the caller drew from the node's stream, and delegates every primitive
-//! to snow's `DefaultResolver`. Nothing reads OS entropy.
+//! the caller drew from the node's stream. Nothing reads OS entropy.
+//!
+//! **Primitives.** Hashes and ciphers are snow's `DefaultResolver`'s.
+//! X25519 is [`X25519`]: curve25519-dalek's arithmetic, as in snow's own,
+//! with two savings that change no result (a property test compares every
+//! answer with the Montgomery ladder's). The node's static key pair is
+//! known, so setting it costs no base-point multiplication (snow derives
+//! the public key again for every handshake). And a Diffie-Hellman runs on
+//! the Edwards form of the peer's point, where curve25519-dalek's
+//! constant-time variable-base multiplication uses AVX2 when the CPU has
+//! it, instead of the serial Montgomery ladder: about 35 us against 75 us
+//! here. A handshake makes eight of them (four on each side).
 //!
 //! **Who the initiator is.** IK authenticates the initiator's X25519 key,
 //! which is its ed25519 key in Montgomery form: that form drops the sign
@@ -24,6 +34,7 @@ use snow::params::{CipherChoice, DHChoice, HashChoice, NoiseParams};
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use snow::types::{Cipher, Dh, Hash, Random};
 use snow::{Builder, HandshakeState, StatelessTransportState};
+use zeroize::Zeroize;
 
 use super::wire::{KEY_LEN, MSG1_LEN, MSG2_LEN, TAG_LEN};
 use super::Crypto;
@@ -39,13 +50,85 @@ pub(super) const SIGN_BIT: u32 = 1 << 31;
 /// This node's keys, as the handshake needs them.
 pub(super) struct Local {
     pub(super) id: PeerId,
+    /// The Noise static key pair (X25519).
     pub(super) secret: [u8; 32],
+    pub(super) public: [u8; 32],
     pub(super) params: NoiseParams,
 }
 
-/// snow's primitives, with a seeded RNG.
+/// snow's primitives, with a seeded RNG and [`X25519`].
 struct SeededResolver {
     seed: [u8; 32],
+    /// The node's static key pair (secret, public).
+    local: ([u8; 32], [u8; 32]),
+}
+
+/// X25519 for snow (see the module's doc).
+struct X25519 {
+    secret: [u8; 32],
+    public: [u8; 32],
+    /// The node's static key pair: setting its secret takes its public key
+    /// from here.
+    local: ([u8; 32], [u8; 32]),
+}
+
+impl Drop for X25519 {
+    fn drop(&mut self) {
+        self.secret.zeroize();
+    }
+}
+
+impl Dh for X25519 {
+    fn name(&self) -> &'static str {
+        "25519"
+    }
+    fn pub_len(&self) -> usize {
+        32
+    }
+    fn priv_len(&self) -> usize {
+        32
+    }
+    fn set(&mut self, secret: &[u8]) {
+        self.secret.copy_from_slice(&secret[..32]);
+        self.public = if self.secret == self.local.0 {
+            self.local.1
+        } else {
+            MontgomeryPoint::mul_base_clamped(self.secret).to_bytes()
+        };
+    }
+    fn generate(&mut self, rng: &mut dyn Random) {
+        rng.fill_bytes(&mut self.secret);
+        self.public = MontgomeryPoint::mul_base_clamped(self.secret).to_bytes();
+    }
+    fn pubkey(&self) -> &[u8] {
+        &self.public
+    }
+    fn privkey(&self) -> &[u8] {
+        &self.secret
+    }
+    fn dh(&self, public: &[u8], out: &mut [u8]) -> Result<(), snow::Error> {
+        let point: [u8; 32] = public
+            .get(..32)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(snow::Error::Dh)?;
+        out.get_mut(..32)
+            .ok_or(snow::Error::Dh)?
+            .copy_from_slice(&x25519(self.secret, MontgomeryPoint(point)));
+        Ok(())
+    }
+}
+
+/// X25519 (RFC 7748) of `secret` and `point`: on the Edwards form when
+/// `point` is on the curve, by the Montgomery ladder when it is on the
+/// twist (which has no Edwards form). Both compute the u-coordinate of
+/// `[clamp(secret)] point`; a point and its negation share it, so the sign
+/// chosen for the Edwards point does not matter. Constant time in
+/// `secret`; the branch depends on the public point only.
+pub(super) fn x25519(secret: [u8; 32], point: MontgomeryPoint) -> [u8; 32] {
+    match point.to_edwards(0) {
+        Some(edwards) => edwards.mul_clamped(secret).to_montgomery().to_bytes(),
+        None => point.mul_clamped(secret).to_bytes(),
+    }
 }
 
 /// A ChaCha20 stream, as snow's `Random`.
@@ -74,7 +157,14 @@ impl CryptoResolver for SeededResolver {
         Some(Box::new(SeededRng(ChaCha20Rng::from_seed(self.seed))))
     }
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-        DefaultResolver.resolve_dh(choice)
+        match choice {
+            DHChoice::Curve25519 => Some(Box::new(X25519 {
+                secret: [0; 32],
+                public: [0; 32],
+                local: self.local,
+            })),
+            _ => None,
+        }
     }
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {
         DefaultResolver.resolve_hash(choice)
@@ -85,9 +175,36 @@ impl CryptoResolver for SeededResolver {
 }
 
 fn builder<'a>(local: &'a Local, seed: [u8; 32], prologue: &'a [u8]) -> Builder<'a> {
-    Builder::with_resolver(local.params.clone(), Box::new(SeededResolver { seed }))
+    let resolver = SeededResolver {
+        seed,
+        local: (local.secret, local.public),
+    };
+    Builder::with_resolver(local.params.clone(), Box::new(resolver))
         .local_private_key(&local.secret)
         .prologue(prologue)
+}
+
+/// A handshake state on this module's primitives, for tests that pit them
+/// against snow's own.
+#[cfg(test)]
+pub(super) fn test_builder(
+    secret: &[u8; 32],
+    public: &[u8; 32],
+    remote: Option<&[u8; 32]>,
+    seed: [u8; 32],
+) -> HandshakeState {
+    let local = Local {
+        id: PeerId([0; 32]),
+        secret: *secret,
+        public: *public,
+        params: PROTOCOL.parse().expect("a valid Noise protocol name"),
+    };
+    let builder = builder(&local, seed, b"");
+    match remote {
+        Some(r) => builder.remote_public_key(r).build_initiator(),
+        None => builder.build_responder(),
+    }
+    .expect("IK with the keys it needs")
 }
 
 /// The keys of one session, in one direction each.

@@ -499,6 +499,7 @@ impl Sessions {
             local: Local {
                 id,
                 secret: static_secret(identity),
+                public,
                 params: handshake::PROTOCOL
                     .parse()
                     .expect("a valid Noise protocol name"),

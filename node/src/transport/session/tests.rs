@@ -1189,3 +1189,117 @@ fn static_keys_are_cached_without_changing_an_answer() {
         "some ids are no key"
     );
 }
+
+/// X25519 on the Edwards form (or the ladder, on the twist) answers as the
+/// Montgomery ladder does: random points (half of them on the twist), the
+/// small-order points, and u-coordinates at and past the field's edge.
+#[test]
+fn x25519_agrees_with_the_montgomery_ladder() {
+    use curve25519_dalek::montgomery::MontgomeryPoint;
+    let ladder = |secret: [u8; 32], u: [u8; 32]| MontgomeryPoint(u).mul_clamped(secret).to_bytes();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(25519);
+    let mut points: Vec<[u8; 32]> = Vec::new();
+    for _ in 0..200 {
+        let mut u = [0; 32];
+        rng.fill_bytes(&mut u);
+        points.push(u);
+    }
+    // u = 0, 1, p - 1 (= -1), p, p + 1, 2^255 - 1, and the order-8 points
+    // (RFC 7748's test vectors' low-order list).
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    let plus = |mut x: [u8; 32], k: u8| {
+        let (v, carry) = x[0].overflowing_add(k);
+        x[0] = v;
+        if carry {
+            x[1] = x[1].wrapping_add(1);
+        }
+        x
+    };
+    let mut minus_one = p;
+    minus_one[0] = 0xec;
+    let mut one = [0; 32];
+    one[0] = 1;
+    let low_order_1 = hex32("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800");
+    let low_order_2 = hex32("5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157");
+    points.extend([
+        [0; 32],
+        one,
+        minus_one,
+        p,
+        plus(p, 1),
+        [0xff; 32],
+        low_order_1,
+        low_order_2,
+    ]);
+    let mut on_curve = 0;
+    for (i, u) in points.iter().enumerate() {
+        let mut secret = [0; 32];
+        rng.fill_bytes(&mut secret);
+        let fast = super::handshake::x25519(secret, MontgomeryPoint(*u));
+        assert_eq!(fast, ladder(secret, *u), "point {i}: {u:02x?}");
+        on_curve += usize::from(MontgomeryPoint(*u).to_edwards(0).is_some());
+    }
+    assert!(
+        (50..150).contains(&on_curve),
+        "both paths taken: {on_curve} on the curve"
+    );
+}
+
+fn hex32(s: &str) -> [u8; 32] {
+    let mut out = [0; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+/// A handshake between this resolver and snow's own completes, both ways:
+/// the savings change no byte of the protocol.
+#[test]
+fn handshakes_interoperate_with_snows_own_primitives() {
+    let params: snow::params::NoiseParams = super::handshake::PROTOCOL.parse().unwrap();
+    let keys = |seed: u8| {
+        let identity = crate::Identity::from_seed([seed; 32]);
+        let secret = static_secret(&identity);
+        let public = static_public(&identity.peer_id()).unwrap();
+        (secret, public)
+    };
+    let (a_secret, a_public) = keys(1);
+    let (b_secret, b_public) = keys(2);
+    for ours_initiates in [true, false] {
+        let ours = |secret: &[u8; 32], public: &[u8; 32], remote: Option<&[u8; 32]>| {
+            super::handshake::test_builder(secret, public, remote, [9; 32])
+        };
+        let theirs = |secret: &[u8; 32], remote: Option<&[u8; 32]>| {
+            let b = snow::Builder::new(params.clone()).local_private_key(secret);
+            match remote {
+                Some(r) => b.remote_public_key(r).build_initiator().unwrap(),
+                None => b.build_responder().unwrap(),
+            }
+        };
+        let (mut init, mut resp) = if ours_initiates {
+            (
+                ours(&a_secret, &a_public, Some(&b_public)),
+                theirs(&b_secret, None),
+            )
+        } else {
+            (
+                theirs(&a_secret, Some(&b_public)),
+                ours(&b_secret, &b_public, None),
+            )
+        };
+        let mut m1 = [0; 256];
+        let mut m2 = [0; 256];
+        let mut scratch = [0; 256];
+        let n1 = init.write_message(b"hello", &mut m1).unwrap();
+        let r1 = resp.read_message(&m1[..n1], &mut scratch).unwrap();
+        assert_eq!(&scratch[..r1], b"hello");
+        assert_eq!(resp.get_remote_static().unwrap(), a_public);
+        let n2 = resp.write_message(b"back", &mut m2).unwrap();
+        let r2 = init.read_message(&m2[..n2], &mut scratch).unwrap();
+        assert_eq!(&scratch[..r2], b"back");
+        assert_eq!(init.get_handshake_hash(), resp.get_handshake_hash());
+    }
+}
