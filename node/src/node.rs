@@ -505,6 +505,12 @@ impl Node {
 
     /// Open a path to `peer` (known by its advertised record): directly,
     /// or through its relay, upgraded to a direct path where possible.
+    ///
+    /// A record without a relay is dialled at its address even when the
+    /// peer's path still names a relay: that relay came from an older
+    /// record (a host that found itself public drops its reservations), and
+    /// routing by id would send the HELLO to a relay that no longer serves
+    /// the peer.
     pub fn connect(&mut self, now: Time, peer: Peer) {
         self.now = now;
         self.transport.begin(now);
@@ -513,7 +519,10 @@ impl Node {
         }
         self.transport.hint(now, &peer);
         let hello = Message::Nat(self.transport.nat().hello(peer.addr));
-        self.transport.send(now, peer.id, &hello);
+        match peer.relay {
+            None => self.transport.send_to(now, peer.id, peer.addr, &hello),
+            Some(_) => self.transport.send(now, peer.id, &hello),
+        }
         self.process(now);
     }
 

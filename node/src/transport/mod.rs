@@ -595,8 +595,9 @@ impl Transport {
         self.events.push_back(Event::Identified { addr, peer });
     }
 
-    /// Seal `message` for `peer` and send it straight to `addr`.
-    fn send_to(&mut self, now: Time, peer: PeerId, addr: SocketAddr, message: &Message) {
+    /// Seal `message` for `peer` and send it straight to `addr` (whatever
+    /// path the peer has).
+    pub fn send_to(&mut self, now: Time, peer: PeerId, addr: SocketAddr, message: &Message) {
         if peer == self.me {
             return;
         }

@@ -1008,8 +1008,11 @@ impl Kademlia {
         if !self.config.enabled {
             return;
         }
-        // With no server known yet, a query waits for the bootstrap.
-        let no_server = self.table.is_empty() && !self.candidates.is_empty();
+        // With no server known yet, a query waits (in the bounded backlog)
+        // for the first: a node that provides its keys as it starts, before
+        // it has joined or heard of any server, would otherwise fail them
+        // at once with no request sent.
+        let no_server = self.table.is_empty();
         if no_server || self.queries.len() >= self.config.max_concurrent_queries {
             if self.backlog.len() >= self.config.max_provided_keys {
                 self.stats.queries_queued_dropped += 1;

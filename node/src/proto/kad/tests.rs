@@ -514,6 +514,41 @@ fn providers_are_found_and_expire_after_the_ttl_without_republish() {
 }
 
 #[test]
+fn a_provide_before_any_server_is_known_waits_for_the_bootstrap() {
+    let mut net = Net::new(30, &on(), 0);
+    let late = addr(29);
+    // Everyone but the last node bootstraps; the last one is told to
+    // provide before it knows anybody.
+    let addrs: Vec<SocketAddr> = net.nodes.keys().copied().collect();
+    for a in addrs.into_iter().skip(1).filter(|a| *a != late) {
+        let now = net.now;
+        net.nodes.get_mut(&a).unwrap().bootstrap(now, peer(0));
+        net.drain(a);
+        let t = net.now + ms(300);
+        net.run_until(t);
+    }
+    let key = Key::of_content(b"early");
+    net.command(late, Command::Provide(vec![key]));
+    let t = net.now + ms(5_000);
+    net.run_until(t);
+    assert!(
+        !net.done.iter().any(|(a, _)| *a == late),
+        "nothing to ask yet: the query waits"
+    );
+    let now = net.now;
+    net.nodes.get_mut(&late).unwrap().bootstrap(now, peer(0));
+    net.drain(late);
+    let t = net.now + ms(10_000);
+    net.run_until(t);
+    let p = net.last_done(late, QueryKind::Provide);
+    assert!(p.success && p.requests > 5, "{p:?}");
+    net.command(addr(3), Command::GetProviders(key));
+    let t = net.now + ms(10_000);
+    net.run_until(t);
+    assert!(net.last_done(addr(3), QueryKind::GetProviders).success);
+}
+
+#[test]
 fn provide_sweep_covers_every_key_with_one_lookup_per_region() {
     let config = Config {
         sweep: true,
