@@ -797,6 +797,20 @@ impl Node {
     /// table and lookups), as a hint that never overrides an authenticated
     /// address.
     fn send(&mut self, now: Time, to: PeerId, message: &Message) {
+        // A DHT server is publicly reachable at the address its record in
+        // the DHT holds: dial it there. The transport's route may name a
+        // relay from an older record of the peer (a home that got a port
+        // mapping, or found itself behind a full cone, drops its
+        // reservations), and a request sent that way went nowhere: in a
+        // small NAT network a third of the DHT's handshakes, and most
+        // lookups waited out a 2 s request timeout.
+        if let Message::Dht(_) = message {
+            let direct = self.cores.dht.as_deref().and_then(|d| d.record_of(&to));
+            if let Some(addr) = direct.filter(|r| r.relay.is_none()).map(|r| r.addr) {
+                self.transport.send_to(now, to, addr, message);
+                return;
+            }
+        }
         if !self.transport.knows(&to) {
             if let Some(record) = self.record_of(&to) {
                 self.transport.hint(now, &record);

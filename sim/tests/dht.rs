@@ -81,10 +81,14 @@ fn lookups_providers_and_probes_show_in_the_report() {
     assert!(dht_traffic > 1000, "{dht_traffic}");
 }
 
-/// Lookups find the closest running server, and every provide reaches
-/// servers. A provider that restarts provides again at once, before it
-/// knows any server: its provides failed with no request sent (4 of 28
-/// here) until a query waited for the first server.
+/// Lookups find the closest running server, quickly, and every provide
+/// reaches servers. Two regressions since sessions are guarded here:
+/// a provider that restarts provides again at once, before it knows any
+/// server, and its provides failed with no request sent (4 of 28 here)
+/// until a query waited for the first server; and requests to servers
+/// behind a port mapping or a full cone went to a relay an older record
+/// had named, so most lookups waited out a 2 s request timeout (p50 2.1
+/// s, 0.34-0.41 s once requests went to the servers' addresses).
 #[test]
 fn lookups_find_the_closest_running_server() {
     let report = common::run(&common::scenario(SCENARIO));
@@ -92,7 +96,9 @@ fn lookups_find_the_closest_running_server() {
     let d = &v["dht"];
     let lookup = &d["lookup"];
     let success = lookup["success_rate"].as_f64().unwrap();
-    assert!(success >= 0.9, "{lookup}");
+    assert!(success >= 0.95, "{lookup}");
+    let p50 = lookup["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50 < 1000.0, "{lookup}");
     assert_eq!(d["provide"]["failed"], 0, "{}", d["provide"]);
 }
 
