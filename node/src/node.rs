@@ -505,12 +505,6 @@ impl Node {
 
     /// Open a path to `peer` (known by its advertised record): directly,
     /// or through its relay, upgraded to a direct path where possible.
-    ///
-    /// A record without a relay is dialled at its address even when the
-    /// peer's path still names a relay: that relay came from an older
-    /// record (a host that found itself public drops its reservations), and
-    /// routing by id would send the HELLO to a relay that no longer serves
-    /// the peer.
     pub fn connect(&mut self, now: Time, peer: Peer) {
         self.now = now;
         self.transport.begin(now);
@@ -519,10 +513,7 @@ impl Node {
         }
         self.transport.hint(now, &peer);
         let hello = Message::Nat(self.transport.nat().hello(peer.addr));
-        match peer.relay {
-            None => self.transport.send_to(now, peer.id, peer.addr, &hello),
-            Some(_) => self.transport.send(now, peer.id, &hello),
-        }
+        self.transport.send_vouched(now, &peer, &hello);
         self.process(now);
     }
 
@@ -797,17 +788,12 @@ impl Node {
     /// table and lookups), as a hint that never overrides an authenticated
     /// address.
     fn send(&mut self, now: Time, to: PeerId, message: &Message) {
-        // A DHT server is publicly reachable at the address its record in
-        // the DHT holds: dial it there. The transport's route may name a
-        // relay from an older record of the peer (a home that got a port
-        // mapping, or found itself behind a full cone, drops its
-        // reservations), and a request sent that way went nowhere: in a
-        // small NAT network a third of the DHT's handshakes, and most
-        // lookups waited out a 2 s request timeout.
+        // The DHT vouches for its servers' records: a server is publicly
+        // reachable at the address its table holds.
         if let Message::Dht(_) = message {
-            let direct = self.cores.dht.as_deref().and_then(|d| d.record_of(&to));
-            if let Some(addr) = direct.filter(|r| r.relay.is_none()).map(|r| r.addr) {
-                self.transport.send_to(now, to, addr, message);
+            let record = self.cores.dht.as_deref().and_then(|d| d.record_of(&to));
+            if let Some(record) = record.filter(|r| r.relay.is_none()).copied() {
+                self.transport.send_vouched(now, &record, message);
                 return;
             }
         }

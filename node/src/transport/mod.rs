@@ -595,9 +595,26 @@ impl Transport {
         self.events.push_back(Event::Identified { addr, peer });
     }
 
+    /// Send `message` to the peer of `record`, a record its holder vouches
+    /// for (the application's, or the DHT's for a server, which is publicly
+    /// reachable), not hearsay. One without a relay is dialled at its
+    /// address, whatever the peer's path says: the path may name a relay
+    /// from an older record (a host that got a port mapping, or found
+    /// itself public behind a full cone, drops its reservations), and a
+    /// datagram routed there went nowhere (pairs without a path in the NAT
+    /// matrix; a third of the DHT's handshakes, lookups waiting out 2 s
+    /// timeouts). One with a relay goes by the peer's path (the caller
+    /// hints it first, as for any record).
+    pub fn send_vouched(&mut self, now: Time, record: &Peer, message: &Message) {
+        match record.relay {
+            None => self.send_to(now, record.id, record.addr, message),
+            Some(_) => self.send(now, record.id, message),
+        }
+    }
+
     /// Seal `message` for `peer` and send it straight to `addr` (whatever
     /// path the peer has).
-    pub fn send_to(&mut self, now: Time, peer: PeerId, addr: SocketAddr, message: &Message) {
+    fn send_to(&mut self, now: Time, peer: PeerId, addr: SocketAddr, message: &Message) {
         if peer == self.me {
             return;
         }
