@@ -124,6 +124,7 @@ fn main() -> ExitCode {
         eprintln!("error: cannot enter {}: {e}", root.display());
         return ExitCode::from(2);
     }
+    huge_pages_for_children();
     let result = match cli.command {
         Cmd::Simulate {
             scenario,
@@ -211,6 +212,33 @@ fn relative_to_root(cwd: &Path, root: &Path, path: &Path) -> PathBuf {
     let abs = abs.canonicalize().unwrap_or(abs);
     let root = root.canonicalize().unwrap_or_else(|_| root.to_owned());
     abs.strip_prefix(&root).map(Path::to_owned).unwrap_or(abs)
+}
+
+/// Let the processes this starts (the simulator, and the test binaries
+/// that run it in-process) back glibc's heap with transparent huge pages.
+///
+/// A large run is hundreds of MB of node state touched at random: each
+/// datagram wakes a different node, whose state is cold. With 4 KiB pages
+/// nearly every cold line also misses the TLB, and the page-table walk
+/// misses the cache too. `glibc.malloc.hugetlb=1` makes malloc `madvise`
+/// its heap for huge pages (the kernel still decides): measured on
+/// 10,000 idle nodes, 17-24% less wall time, the same peak RSS within 1%,
+/// and byte-identical reports (nothing in a run depends on addresses).
+/// The tunable is read when a process starts, so it is set here for the
+/// children; a value the user already set for it is kept.
+fn huge_pages_for_children() {
+    const TUNABLE: &str = "glibc.malloc.hugetlb";
+    let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+    if current.contains(TUNABLE) {
+        return;
+    }
+    let value = if current.is_empty() {
+        format!("{TUNABLE}=1")
+    } else {
+        format!("{current}:{TUNABLE}=1")
+    };
+    // Single-threaded here: nothing else reads the environment yet.
+    std::env::set_var("GLIBC_TUNABLES", value);
 }
 
 fn run(cmd: &mut Command) -> Result<std::process::ExitStatus> {
