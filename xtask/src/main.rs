@@ -222,8 +222,9 @@ fn relative_to_root(cwd: &Path, root: &Path, path: &Path) -> PathBuf {
 /// nearly every cold line also misses the TLB, and the page-table walk
 /// misses the cache too. `glibc.malloc.hugetlb=1` makes malloc `madvise`
 /// its heap for huge pages (the kernel still decides): measured on
-/// 10,000 idle nodes, 17-24% less wall time, the same peak RSS within 1%,
-/// and byte-identical reports (nothing in a run depends on addresses).
+/// `residential-95.toml` and 10,000 idle nodes, 10-20% less wall time,
+/// the same peak RSS within 1%, and byte-identical reports (nothing in a
+/// run depends on addresses).
 /// The tunable is read when a process starts, so it is set here for the
 /// children; a value the user already set for it is kept.
 fn huge_pages_for_children() {
