@@ -222,7 +222,7 @@ fn relative_to_root(cwd: &Path, root: &Path, path: &Path) -> PathBuf {
 /// nearly every cold line also misses the TLB, and the page-table walk
 /// misses the cache too. `glibc.malloc.hugetlb=1` makes malloc `madvise`
 /// its heap for huge pages (the kernel still decides): measured on
-/// `residential-95.toml` and 10,000 idle nodes, 10-20% less wall time,
+/// `residential-95.toml` and 10,000 idle nodes, 8-24% less wall time,
 /// the same peak RSS within 1%, and byte-identical reports (nothing in a
 /// run depends on addresses).
 /// The tunable is read when a process starts, so it is set here for the
