@@ -14,18 +14,9 @@ use ed25519_dalek::SigningKey;
 pub struct PeerId(pub [u8; 32]);
 
 impl Ord for PeerId {
-    /// Byte order (as the derived impl), as four big-endian 8-byte words:
-    /// every table keyed by peer (sessions, the address book, the views'
-    /// maps) compares ids on every datagram, and this stays inline where a
-    /// 32-byte `memcmp` call would not.
+    /// Byte order, as the derived impl (see [`PeerId::words`]).
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        let word = |b: &[u8; 32], i: usize| {
-            u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-        };
-        (0..4)
-            .map(|i| word(&self.0, i).cmp(&word(&other.0, i)))
-            .find(|o| o.is_ne())
-            .unwrap_or(std::cmp::Ordering::Equal)
+        self.words().cmp(&other.words())
     }
 }
 
@@ -36,14 +27,9 @@ impl PartialOrd for PeerId {
 }
 
 impl PartialEq for PeerId {
-    /// Byte equality, as four 8-byte words: views are scanned linearly
-    /// for ids on every message, and this stays inline where a 32-byte
-    /// `memcmp` call would not.
+    /// Byte equality (see [`PeerId::words`]).
     fn eq(&self, other: &Self) -> bool {
-        let word = |b: &[u8; 32], i: usize| {
-            u64::from_ne_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
-        };
-        (0..4).all(|i| word(&self.0, i) == word(&other.0, i))
+        self.words() == other.words()
     }
 }
 
@@ -58,6 +44,16 @@ impl PeerId {
     /// The id as bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// The id as four big-endian 8-byte words. Every table keyed by peer
+    /// (sessions, the address book, the views) compares ids on every
+    /// datagram, and word comparisons stay inline where a 32-byte
+    /// `memcmp` call would not; big-endian keeps the bytes' order.
+    fn words(&self) -> [u64; 4] {
+        std::array::from_fn(|i| {
+            u64::from_be_bytes(self.0[i * 8..i * 8 + 8].try_into().expect("8 bytes"))
+        })
     }
 }
 

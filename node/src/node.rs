@@ -228,6 +228,7 @@ trait Composed {
     fn poll(&mut self) -> Option<Output<Message, Event>>;
     fn deadline(&self) -> Option<Time>;
     fn record(&self, peer: &PeerId) -> Option<&Peer>;
+    fn vouched(&self, peer: &PeerId) -> Option<&Peer>;
 }
 
 impl<C> Composed for C
@@ -269,6 +270,9 @@ where
     }
     fn record(&self, peer: &PeerId) -> Option<&Peer> {
         self.record_of(peer)
+    }
+    fn vouched(&self, peer: &PeerId) -> Option<&Peer> {
+        self.vouched_record(peer)
     }
 }
 
@@ -736,12 +740,20 @@ impl Node {
             self.try_join(now);
             while let Some(out) = Composed::poll(&mut self.membership) {
                 progressed = true;
-                self.apply(now, out);
+                self.apply(now, out, None);
             }
             for protocol in Cores::ORDER {
                 while let Some(out) = self.cores.get_mut(protocol).and_then(|c| c.poll()) {
                     progressed = true;
-                    self.apply(now, out);
+                    let vouched = match &out {
+                        Output::Send { to, .. } => self
+                            .cores
+                            .get(protocol)
+                            .and_then(|c| c.vouched(to))
+                            .copied(),
+                        Output::Event(_) => None,
+                    };
+                    self.apply(now, out, vouched);
                 }
             }
             if !progressed {
@@ -750,16 +762,20 @@ impl Node {
         }
     }
 
-    /// One output of a core: a message leaves through the transport; a
-    /// neighbour change reaches every other core, then the application,
-    /// like every other event.
-    fn apply(&mut self, now: Time, out: Output<Message, Event>) {
+    /// One output of a core: a message leaves through the transport (to
+    /// the record the core vouches for, if any); a neighbour change
+    /// reaches every other core, then the application, like every other
+    /// event.
+    fn apply(&mut self, now: Time, out: Output<Message, Event>, vouched: Option<Peer>) {
         match out {
             Output::Send { to, mut message } => {
                 if let Message::HyParView(m) = &mut message {
                     self.refresh_records(m);
                 }
-                self.send(now, to, &message);
+                match vouched {
+                    Some(record) => self.transport.send_vouched(now, &record, &message),
+                    None => self.send(now, to, &message),
+                }
             }
             Output::Event(Event::NeighborUp(peer)) => {
                 self.transport.hint(now, &peer);
@@ -788,15 +804,6 @@ impl Node {
     /// table and lookups), as a hint that never overrides an authenticated
     /// address.
     fn send(&mut self, now: Time, to: PeerId, message: &Message) {
-        // The DHT vouches for its servers' records: a server is publicly
-        // reachable at the address its table holds.
-        if let Message::Dht(_) = message {
-            let record = self.cores.dht.as_deref().and_then(|d| d.record_of(&to));
-            if let Some(record) = record.filter(|r| r.relay.is_none()).copied() {
-                self.transport.send_vouched(now, &record, message);
-                return;
-            }
-        }
         if !self.transport.knows(&to) {
             if let Some(record) = self.record_of(&to) {
                 self.transport.hint(now, &record);

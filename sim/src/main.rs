@@ -171,8 +171,8 @@ fn run(
         Some(c) => format!("cargo xtask simulate {file} --seed {seed} --cell {c}"),
         None => format!("cargo xtask simulate {file} --seed {seed}"),
     };
-    // Wall time of the harness, for the terminal and --stats only: it never
-    // enters a report.
+    // Harness wall time (real clock, outside the simulation): printed and
+    // written to --stats, never into a report.
     let started = std::time::Instant::now();
     // Memory over virtual time: (virtual s, live heap MB, RSS MB).
     let memory: std::rc::Rc<std::cell::RefCell<Vec<MemorySample>>> = Default::default();

@@ -73,4 +73,11 @@ pub trait Core {
     fn record_of(&self, _peer: &PeerId) -> Option<&Peer> {
         None
     }
+    /// The record of `peer` this core vouches for when it sends to it: the
+    /// peer is reachable at its address without a relay, whatever older
+    /// path the transport holds for it (see `Transport::send_vouched`).
+    /// `None` (the default): the message is routed by id.
+    fn vouched_record(&self, _peer: &PeerId) -> Option<&Peer> {
+        None
+    }
 }

@@ -1282,4 +1282,9 @@ impl crate::proto::Core for Kademlia {
     fn record_of(&self, peer: &PeerId) -> Option<&Peer> {
         Kademlia::record_of(self, peer)
     }
+    /// A server without a relay is publicly reachable at the address the
+    /// DHT holds for it.
+    fn vouched_record(&self, peer: &PeerId) -> Option<&Peer> {
+        Kademlia::record_of(self, peer).filter(|r| r.relay.is_none())
+    }
 }
