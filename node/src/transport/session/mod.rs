@@ -135,12 +135,13 @@ mod handshake;
 mod identify;
 mod peer;
 mod replay;
+mod table;
 mod wire;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -254,6 +255,7 @@ impl Default for Config {
 pub const MAX_HANDSHAKE_ATTEMPTS: u8 = 20;
 /// Most sessions a node may be set to keep.
 pub const MAX_SESSIONS: usize = 65_536;
+const _: () = assert!(MAX_SESSIONS <= table::MAX_SLOTS, "a slot per session");
 /// Most plaintexts a node may be set to queue per peer during a handshake.
 pub const MAX_QUEUED_PER_PEER: usize = 1024;
 /// Highest handshake rate a node may be set to serve before cookies.
@@ -475,9 +477,8 @@ pub struct Sessions {
     rng: ChaCha20Rng,
     /// The latest time passed in (for the queries that take none).
     now: Time,
-    sessions: BTreeMap<PeerId, Box<Session>>,
-    /// Local index -> the session holding it.
-    indices: BTreeMap<u32, PeerId>,
+    /// Every session, by peer and by local index.
+    sessions: table::Table,
     /// Each session's earliest deadline, if any.
     timers: BTreeSet<(Time, PeerId)>,
     /// The next idle sweep (while there are sessions).
@@ -511,8 +512,7 @@ impl Sessions {
             mac1_key: cookie::mac1_key(&public),
             rng,
             now: Time::ZERO,
-            sessions: BTreeMap::new(),
-            indices: BTreeMap::new(),
+            sessions: table::Table::default(),
             timers: BTreeSet::new(),
             sweep_at: None,
             cookies,
@@ -799,6 +799,7 @@ impl Sessions {
 
     /// Send an initiation to `peer` (Noise static key `remote`).
     fn start_handshake(&mut self, now: Time, peer: PeerId, path: Option<Via>, remote: [u8; 32]) {
+        self.session(now, peer);
         let local_index = self.new_index(peer, Some(handshake::sign_bit(&self.local.id)));
         let mut initiation = [0; INITIATION_LEN];
         initiation[0] = kind::INITIATION;
@@ -954,6 +955,7 @@ impl Sessions {
         remote_index: u32,
         origin: u64,
     ) {
+        self.session(now, peer);
         let local_index = self.new_index(peer, None);
         let mut response = [0; RESPONSE_LEN];
         response[0] = kind::RESPONSE;
@@ -973,14 +975,8 @@ impl Sessions {
         };
         let session = self.session(now, peer);
         session.last_active = now;
-        let stale = [
-            session.handshake.take().map(|h| h.local_index),
-            session.next.take().map(|n| n.keys.local_index),
-        ];
+        session.handshake = None;
         session.next = Some(Box::new(Unconfirmed { keys, response }));
-        for index in stale.into_iter().flatten() {
-            self.indices.remove(&index);
-        }
         self.push_copy(Dest::Reply(via), &response);
         self.reschedule(peer);
     }
@@ -993,11 +989,11 @@ impl Sessions {
             return Err(Drop::BadMac);
         }
         let receiver = u32_at(d, 5);
-        let peer = *self.indices.get(&receiver).ok_or(Drop::UnknownSession)?;
         let session = self
             .sessions
-            .get_mut(&peer)
-            .expect("every index names a session");
+            .by_index_mut(receiver)
+            .ok_or(Drop::UnknownSession)?;
+        let peer = session.peer;
         let hs = session
             .handshake
             .as_deref_mut()
@@ -1033,11 +1029,11 @@ impl Sessions {
             return Err(Drop::Malformed);
         }
         let receiver = u32_at(d, 1);
-        let peer = *self.indices.get(&receiver).ok_or(Drop::UnknownSession)?;
         let session = self
             .sessions
-            .get_mut(&peer)
-            .expect("every index names a session");
+            .by_index_mut(receiver)
+            .ok_or(Drop::UnknownSession)?;
+        let peer = session.peer;
         let hs = session
             .handshake
             .as_deref_mut()
@@ -1066,11 +1062,11 @@ impl Sessions {
             return Err(Drop::Malformed);
         }
         let (index, counter) = (u32_at(d, 1), u64_at(d, 5));
-        let peer = *self.indices.get(&index).ok_or(Drop::UnknownSession)?;
         let session = self
             .sessions
-            .get_mut(&peer)
-            .expect("every index names a session");
+            .by_index_mut(index)
+            .ok_or(Drop::UnknownSession)?;
+        let peer = session.peer;
         let slot = session.slot_of(index).ok_or(Drop::UnknownSession)?;
         let keys = session.keys_mut(slot).expect("the slot holds keys");
         if !keys.openable(now, &self.config) {
@@ -1132,12 +1128,8 @@ impl Sessions {
             .get_mut(&peer)
             .expect("installing into a session");
         let was_up = session.is_established(now, &self.config);
-        let old = session.previous.take().map(|k| k.local_index);
         session.previous = session.current.take().map(Box::new);
         session.current = Some(keys);
-        if let Some(index) = old {
-            self.indices.remove(&index);
-        }
         self.stats.handshakes_completed += 1;
         if !was_up {
             self.event(Event::Established { peer });
@@ -1150,9 +1142,7 @@ impl Sessions {
     fn confirm(&mut self, now: Time, peer: PeerId) {
         let session = self.sessions.get_mut(&peer).expect("confirming a session");
         let next = session.next.take().expect("confirming the next keys");
-        if let Some(hs) = session.handshake.take() {
-            self.indices.remove(&hs.local_index);
-        }
+        session.handshake = None;
         self.install(now, peer, next.keys);
         self.flush(now, peer, None);
     }
@@ -1192,7 +1182,7 @@ impl Sessions {
         if retry && !self.retry_handshake(now, peer) {
             return;
         }
-        let s = &self.sessions[&peer];
+        let s = self.sessions.get(&peer).expect("checked above");
         if s.confirmation_due(now, &self.config) {
             let path = s.queue.front().and_then(|q| q.path);
             match static_public(&peer) {
@@ -1203,7 +1193,7 @@ impl Sessions {
                 }
             }
         }
-        let s = &self.sessions[&peer];
+        let s = self.sessions.get(&peer).expect("checked above");
         let probe = !s.probe_sent && s.liveness_deadline(&self.config).is_some_and(|t| now >= t);
         if probe {
             self.session(now, peer).probe_sent = true;
@@ -1229,8 +1219,7 @@ impl Sessions {
             return true;
         }
         if session.is_established(now, &self.config) {
-            let hs = session.handshake.take().expect("retrying a handshake");
-            self.indices.remove(&hs.local_index);
+            session.handshake = None;
             return true;
         }
         self.kill(peer);
@@ -1260,29 +1249,26 @@ impl Sessions {
         let config = &self.config;
         let unconfirmed_for = config.handshake_timeout * u32::from(config.handshake_attempts);
         let mut idle = Vec::new();
-        for (peer, s) in self.sessions.iter_mut() {
+        for slot in self.sessions.slots_in_peer_order() {
+            let s = self.sessions.at_mut(slot);
             if now >= s.last_active + config.idle_timeout {
-                idle.push(*peer);
+                idle.push(s.peer);
                 continue;
             }
-            let mut stale = Vec::new();
             if s.previous
                 .as_ref()
                 .is_some_and(|k| !k.openable(now, config))
             {
-                stale.extend(s.previous.take().map(|k| k.local_index));
+                s.previous = None;
             }
             if s.current.as_ref().is_some_and(|k| !k.openable(now, config)) {
-                stale.extend(s.current.take().map(|k| k.local_index));
+                s.current = None;
             }
             if s.next
                 .as_ref()
                 .is_some_and(|n| now >= n.keys.created + unconfirmed_for)
             {
-                stale.extend(s.next.take().map(|n| n.keys.local_index));
-            }
-            for index in stale {
-                self.indices.remove(&index);
+                s.next = None;
             }
         }
         for peer in idle {
@@ -1300,7 +1286,7 @@ impl Sessions {
     /// `peer`'s session, made (forgetting the least recently active one
     /// when full) if there is none.
     fn session(&mut self, now: Time, peer: PeerId) -> &mut Session {
-        if !self.sessions.contains_key(&peer) {
+        if !self.sessions.contains(&peer) {
             if self.sessions.len() >= self.config.max_sessions {
                 // The least recently active: a handshake in progress is
                 // recent, so a crowd of newcomers cannot push each other's
@@ -1308,17 +1294,17 @@ impl Sessions {
                 let victim = self
                     .sessions
                     .iter()
-                    .min_by_key(|(_, s)| s.last_active)
-                    .map(|(p, _)| *p)
+                    .min_by_key(|s| s.last_active)
+                    .map(|s| s.peer)
                     .expect("max_sessions is at least 1");
                 self.remove(&victim);
             }
-            self.sessions.insert(peer, Box::new(Session::new(now)));
             if self.sweep_at.is_none() {
                 self.sweep_at = Some(now + self.sweep_every());
             }
+            return self.sessions.insert(Box::new(Session::new(now, peer)));
         }
-        self.sessions.get_mut(&peer).expect("just made")
+        self.sessions.get_mut(&peer).expect("checked above")
     }
 
     /// Forget `peer`'s session, its indices, timer and queue.
@@ -1326,9 +1312,6 @@ impl Sessions {
         let Some(s) = self.sessions.remove(peer) else {
             return;
         };
-        for index in s.indices() {
-            self.indices.remove(&index);
-        }
         if let Some(at) = s.scheduled {
             self.timers.remove(&(at, *peer));
         }
@@ -1358,21 +1341,23 @@ impl Sessions {
         self.event(Event::Dead { peer });
     }
 
-    /// A fresh local index for `peer`'s session, with bit 31 as `sign`
-    /// says (an initiation's) or random.
+    /// A fresh local index for `peer`'s session (which exists): its slot,
+    /// random bits, and bit 31 as `sign` says (an initiation's) or random;
+    /// never one the session holds already.
     fn new_index(&mut self, peer: PeerId, sign: Option<u32>) -> u32 {
-        let (mask, bit) = match sign {
+        let (keep, bits) = match sign {
             Some(bit) => (!handshake::SIGN_BIT, bit),
             None => (u32::MAX, 0),
         };
+        let slot = self.sessions.slot(&peer).expect("the session exists");
         for _ in 0..64 {
-            let index = (self.rng.next_u32() & mask) | bit;
-            if let std::collections::btree_map::Entry::Vacant(e) = self.indices.entry(index) {
-                e.insert(peer);
+            let index = table::index(slot, self.rng.next_u32(), keep, bits);
+            let session = self.sessions.get(&peer).expect("the session exists");
+            if session.indices().all(|i| i != index) {
                 return index;
             }
         }
-        panic!("no free session index in 64 draws: the index map is broken");
+        panic!("no free session index in 64 draws: the random source is broken");
     }
 
     fn draw_seed(&mut self) -> [u8; 32] {

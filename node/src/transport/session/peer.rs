@@ -9,7 +9,7 @@ use super::handshake::{Initiating, Transport};
 use super::replay::ReplayWindow;
 use super::wire::{INITIATION_LEN, RESPONSE_LEN};
 use super::{Config, Via};
-use crate::Time;
+use crate::{PeerId, Time};
 
 /// Datagrams one key pair may seal (WireGuard's REJECT_AFTER_MESSAGES is
 /// 2^64 - 2^13; the nonce here spends a bit on the datagram type).
@@ -88,6 +88,7 @@ pub(super) enum Slot {
 
 /// Everything this node keeps about one peer.
 pub(super) struct Session {
+    pub(super) peer: PeerId,
     /// The keys datagrams are sealed with (inline: an idle session is
     /// mostly these).
     pub(super) current: Option<KeyPair>,
@@ -122,8 +123,9 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(now: Time) -> Self {
+    pub(super) fn new(now: Time, peer: PeerId) -> Self {
         Session {
+            peer,
             current: None,
             previous: None,
             next: None,

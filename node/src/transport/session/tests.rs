@@ -249,7 +249,8 @@ fn fingerprint(s: &Sessions) -> String {
         })
     };
     let mut out = String::new();
-    for (peer, x) in &s.sessions {
+    for x in s.sessions.iter() {
+        let peer = x.peer;
         out += &format!(
             "{peer}: cur {:?} prev {:?} next {:?} hs {:?} q{} ep {:?} act {:?} un {:?} {} ack {:?} sch {:?}\n",
             keys(x.current.as_ref()),
@@ -266,8 +267,7 @@ fn fingerprint(s: &Sessions) -> String {
         );
     }
     out += &format!(
-        "indices {:?} timers {:?} identify {} tx {} ev {}",
-        s.indices,
+        "timers {:?} identify {} tx {} ev {}",
         s.timers,
         s.identify.pending(),
         s.transmits.len(),
@@ -991,11 +991,7 @@ fn idle_sessions_are_forgotten_and_the_least_recent_evicted() {
     net.connect(0, 3);
     let s = net.s(0);
     assert_eq!(s.len(), 2);
-    assert!(
-        !s.sessions.contains_key(&net.id(1)),
-        "the least recent went"
-    );
-    assert_eq!(s.indices.len(), 2, "and its index");
+    assert!(!s.sessions.contains(&net.id(1)), "the least recent went");
     let idle = net.s(0).config.idle_timeout;
     net.run(idle - Duration::from_secs(1));
     assert_eq!(net.s(0).len(), 2, "not yet idle for idle_timeout");
@@ -1005,7 +1001,7 @@ fn idle_sessions_are_forgotten_and_the_least_recent_evicted() {
         0,
         "idle for idle_timeout: forgotten by the next sweep"
     );
-    assert!(net.s(0).indices.is_empty() && net.s(0).timers.is_empty());
+    assert!(net.s(0).sessions.is_empty() && net.s(0).timers.is_empty());
     assert_eq!(net.s(0).poll_timeout(), None, "nothing left to wake for");
 }
 
@@ -1080,12 +1076,16 @@ fn every_bound_holds_under_a_handshake_flood() {
     net.run(Duration::from_secs(1));
     let s = net.s(0);
     assert_eq!(s.len(), 4);
-    assert_eq!(
-        s.indices.len(),
-        s.sessions
-            .values()
-            .map(|x| x.indices().count())
-            .sum::<usize>()
+    for x in s.sessions.iter() {
+        for index in x.indices() {
+            let found = s.sessions.by_index(index).map(|y| y.peer);
+            assert_eq!(found, Some(x.peer), "index {index:#x} leads to its session");
+        }
+    }
+    let slots = s.sessions.slots_in_peer_order();
+    assert!(
+        slots.iter().all(|&slot| slot < 4),
+        "slots reused: {slots:?}"
     );
     assert!(s.timers.len() <= 4);
 }
