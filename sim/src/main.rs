@@ -193,8 +193,11 @@ fn run(
         let bar = progress_bar(quiet, scenario.duration_s, label.clone());
         let tick = bar.clone();
         // Resident memory over virtual time, for --stats (48 samples a run):
-        // a long run must keep it flat.
+        // a long run must keep it flat. Only then: a sample hands the
+        // allocator's free pages back to the system, and the run faults
+        // them in again (zeroed by the kernel) as it allocates.
         let rss_every = (scenario.duration_s / 48.0).ceil().max(1.0) as u64;
+        let sample_memory = stats.is_some();
         let memory_log = memory.clone();
         let info = RunInfo {
             scenario: ScenarioInfo {
@@ -215,7 +218,7 @@ fn run(
             info,
             Box::new(move |sec| {
                 tick.set_position(sec);
-                if sec % rss_every == 0 {
+                if sample_memory && sec % rss_every == 0 {
                     let sample = (sec, heap_in_use_mb(), current_rss_mb());
                     memory_log.borrow_mut().push(sample);
                 }
