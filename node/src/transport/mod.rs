@@ -130,6 +130,10 @@ pub struct Transport {
     me: PeerId,
     sessions: Sessions,
     nat: Traversal,
+    /// NAT traversal is on (its configuration never changes). Off, the
+    /// traversal core does nothing and is never asked, so a datagram does
+    /// not touch its state (a kilobyte, cold on every datagram).
+    nat_on: bool,
     book: AddressBook,
     /// Messages for addresses whose peer we are asking about.
     awaiting: VecDeque<(SocketAddr, Time, Message)>,
@@ -159,6 +163,7 @@ impl Transport {
         Transport {
             me,
             sessions: Sessions::new(identity, sessions, session_seed),
+            nat_on: nat.enabled,
             nat: Traversal::new(me, local, nat, nat_seed),
             book,
             awaiting: VecDeque::new(),
@@ -191,12 +196,10 @@ impl Transport {
     /// What the transport knows of `peer`, as a record for the cores.
     pub fn record(&self, peer: &PeerId) -> Option<Peer> {
         let addr = self
-            .nat
-            .addr_of(peer)
+            .nat_addr_of(peer)
             .or_else(|| self.book.get(peer).map(|e| e.addr))?;
         let relay = self
-            .nat
-            .relay_of(peer)
+            .nat_relay_of(peer)
             .or_else(|| self.book.get(peer).and_then(|e| e.relay));
         Some(Peer {
             id: *peer,
@@ -210,7 +213,9 @@ impl Transport {
     /// Start working (the node's first input); later calls do nothing.
     pub fn begin(&mut self, now: Time) {
         self.now = now;
-        self.nat.begin(now);
+        if self.nat_on {
+            self.nat.begin(now);
+        }
     }
 
     /// A contact given by address (bootstrap): ask who it is, and take it
@@ -227,7 +232,7 @@ impl Transport {
     /// Whether a datagram for `peer` has an address to go to (its path, or
     /// an address book entry).
     pub fn knows(&self, peer: &PeerId) -> bool {
-        self.nat.addr_of(peer).is_some() || self.book.get(peer).is_some()
+        self.nat_addr_of(peer).is_some() || self.book.get(peer).is_some()
     }
 
     /// A peer record heard from a third party or given by the application.
@@ -263,7 +268,7 @@ impl Transport {
     ) -> Option<Incoming> {
         self.begin(now);
         self.stats.datagrams_in += 1;
-        if self.nat.is_gateway(from) {
+        if self.nat_on && self.nat.is_gateway(from) {
             self.nat.handle_gateway(now, bytes);
             self.drain_nat();
             return None;
@@ -297,7 +302,7 @@ impl Transport {
             // direct datagram also keeps a path we have fresh. It makes
             // none: the ack of a dial-back we sent as an AutoNAT helper
             // comes from a stranger, not from a peer we use.
-            if self.nat.addr_of(&peer).is_some() {
+            if self.nat_addr_of(&peer).is_some() {
                 self.nat.on_direct(now, peer, from, None);
             }
             return None;
@@ -314,7 +319,7 @@ impl Transport {
             _ => None,
         };
         // A dial-back is a probe from a stranger, not a path we use.
-        if !matches!(message, Message::Nat(nat::Message::DialBack { .. })) {
+        if self.nat_on && !matches!(message, Message::Nat(nat::Message::DialBack { .. })) {
             self.nat.on_direct(now, peer, from, hello);
         }
         if let Message::Nat(nat::Message::Hello { relay, .. }) = &message {
@@ -323,7 +328,7 @@ impl Transport {
         let record = Peer {
             id: peer,
             addr: from,
-            relay: self.nat.relay_of(&peer),
+            relay: self.nat_relay_of(&peer),
         };
         match message {
             Message::Nat(m) => {
@@ -407,7 +412,9 @@ impl Transport {
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.begin(now);
-        self.nat.handle_timeout(now);
+        if self.nat_on {
+            self.nat.handle_timeout(now);
+        }
         self.sessions.handle_timeout(now);
         while self
             .awaiting
@@ -429,7 +436,7 @@ impl Transport {
             .front()
             .map(|(_, since, _)| *since + AWAIT_TIMEOUT);
         [
-            self.nat.poll_timeout(),
+            self.nat_on.then(|| self.nat.poll_timeout()).flatten(),
             self.sessions.poll_timeout(),
             awaiting,
         ]
@@ -492,7 +499,9 @@ impl Transport {
                 out.first(),
                 Some(&(session::kind::RESPONSE | session::kind::COOKIE_REPLY))
             );
-            self.nat.on_sent(now, dst, answering);
+            if self.nat_on {
+                self.nat.on_sent(now, dst, answering);
+            }
             self.stats.datagrams_out += 1;
             return Some(Transmit { dst, label });
         }
@@ -501,10 +510,21 @@ impl Transport {
 
     // ---- internals ----
 
+    /// NAT traversal's address for `peer` (none while traversal is off).
+    fn nat_addr_of(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.nat_on.then(|| self.nat.addr_of(peer)).flatten()
+    }
+
+    /// The relay NAT traversal knows `peer` by (none while traversal is
+    /// off: no path, no reservation).
+    fn nat_relay_of(&self, peer: &PeerId) -> Option<SocketAddr> {
+        self.nat_on.then(|| self.nat.relay_of(peer)).flatten()
+    }
+
     /// Where a datagram for `peer` goes: NAT traversal's path, or the
     /// address book's address.
     fn route(&mut self, now: Time, peer: PeerId) -> Route {
-        if self.nat.enabled() {
+        if self.nat_on {
             if self.nat.addr_of(&peer).is_none() {
                 match self.book.get(&peer) {
                     Some(e) if e.relay.is_some() => {
@@ -563,7 +583,9 @@ impl Transport {
                 match e {
                     session::Event::Established { peer } => {
                         // What waited for the handshake leaves now.
-                        self.nat.on_session_up(self.now, peer);
+                        if self.nat_on {
+                            self.nat.on_session_up(self.now, peer);
+                        }
                         self.events.push_back(Event::Connected { peer });
                     }
                     session::Event::Dead { peer } => self.events.push_back(Event::Dead { peer }),
