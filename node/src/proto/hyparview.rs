@@ -271,7 +271,8 @@ pub struct HyParView {
     /// The passive view; never contains `me`, disjoint from `active`.
     passive: Vec<Peer>,
     /// Outstanding NEIGHBOR requests, at most one per candidate and at most
-    /// `active_view_capacity` in all.
+    /// `active_view_capacity` in all, plus at most one reconnection (a lost
+    /// peer asked back).
     pending: Vec<PendingNeighbor>,
     /// NEIGHBOR requests that may still be sent before the next keepalive
     /// tick: one per free active slot plus one. In a saturated overlay full
@@ -1181,6 +1182,7 @@ impl HyParView {
     fn reconnect(&mut self, now: Time, i: usize, from: Peer) {
         if self.is_active(&from.id) {
             self.lost.remove(i);
+            crate::compact::release_if_empty(&mut self.lost);
             return;
         }
         if self.pending.iter().any(|p| p.reconnect.is_some()) {
