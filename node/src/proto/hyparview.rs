@@ -517,18 +517,22 @@ impl HyParView {
         }
         self.handle_heard(now, &from.id);
         if let Some(i) = self.lost.iter().position(|l| l.peer.id == from.id) {
+            let probed = self.lost[i].probes > 0;
             match message {
                 // The answer to our probe: reachable again (a healed
                 // partition, most often), asked back at high priority.
-                Message::Pong { .. } if self.lost[i].probes > 0 => {
+                Message::Pong { .. } if probed => {
                     self.reconnect(now, i, from);
                     return;
                 }
-                // Its own probe of us (we answer; its PONG handler asks
-                // us back), or a keep-alive from before it lost us: the
-                // entry stays, our next probe finds out.
-                Message::Ping { .. } | Message::Pong { .. } => {}
-                // It talks protocol to us: no longer lost.
+                // We are probing each other: we answer, and the entry
+                // stays in case our PONG is lost or its own entry went
+                // the same way (its PONG handler asks us back).
+                Message::Ping { .. } if probed => {}
+                // Anything else, and a PING or PONG before our first
+                // probe (it still holds us: a keep-alive, answered with
+                // DISCONNECT; we were wrong to find it dead, and both
+                // sides repair as after a DISCONNECT): no longer lost.
                 _ => {
                     self.lost.remove(i);
                     crate::compact::release_if_empty(&mut self.lost);
@@ -1502,8 +1506,10 @@ mod tests {
         let mut hv = node(0, 2);
         befriend(&mut hv, &[1, 2, 3, 4, 5]);
         hv.handle_peer_dead(secs(1), &peer(1).id);
-        hv.handle_peer_dead(secs(1), &peer(2).id);
-        for i in [6, 7] {
+        for i in 2..=4 {
+            hv.handle_peer_dead(secs(1), &peer(i).id);
+        }
+        for i in 6..=9 {
             let low = Message::Neighbor {
                 priority: Priority::Low,
             };
@@ -1511,20 +1517,32 @@ mod tests {
         }
         drain(&mut hv);
         assert_eq!(hv.active_view().len(), 5);
-        // A late PONG to a keep-alive, before any probe: no request.
-        hv.handle_message(secs(2), peer(1), Message::Pong { nonce: 1 });
-        assert!(sends_to(&drain(&mut hv), &peer(1)).is_empty());
-        // Its PING (it probes us, or still holds us): answered, no request,
+        // Before our first probe, a PONG (late, to a keep-alive) or a PING
+        // (it still holds us) shows that we were wrong to find it dead: no
+        // request, and it is forgotten (its PING gets DISCONNECT).
+        hv.handle_message(secs(2), peer(3), Message::Pong { nonce: 1 });
+        hv.handle_message(secs(2), peer(4), Message::Ping { nonce: 2 });
+        let out = drain(&mut hv);
+        assert!(sends_to(&out, &peer(3)).is_empty());
+        assert_eq!(
+            sends_to(&out, &peer(4)),
+            vec![
+                Message::Pong { nonce: 2 },
+                Message::Disconnect { alive: true }
+            ]
+        );
+        assert_eq!(hv.record_of(&peer(3).id), None);
+        assert_eq!(hv.record_of(&peer(4).id), None);
+        // Probed once, its PING (it probes us too): answered, no request,
         // and it stays remembered.
-        hv.handle_message(secs(3), peer(1), Message::Ping { nonce: 2 });
+        timers_until(&mut hv, secs(16), &peer(1));
+        drain(&mut hv);
+        hv.handle_message(secs(16), peer(1), Message::Ping { nonce: 2 });
         let out = sends_to(&drain(&mut hv), &peer(1));
         assert_eq!(out[0], Message::Pong { nonce: 2 });
         assert!(!out.contains(&HIGH));
         assert_eq!(hv.record_of(&peer(1).id), Some(&peer(1)));
-        // Both probed once; both answer: one high-priority request at a
-        // time.
-        timers_until(&mut hv, secs(17), &peer(1));
-        drain(&mut hv);
+        // Both answer: one high-priority request at a time.
         hv.handle_message(secs(17), peer(1), Message::Pong { nonce: 3 });
         hv.handle_message(secs(17), peer(2), Message::Pong { nonce: 4 });
         let out = drain(&mut hv);
