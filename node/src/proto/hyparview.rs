@@ -105,9 +105,11 @@
 //!   is enough for the overlay to be one component again (shuffles then
 //!   mix the passive views). Partisan's HyParView promotes random passive
 //!   peers periodically for the same reason, but only into free slots; a
-//!   crashed peer costs only its unanswered probes, and in a healthy
-//!   overlay the mechanism acts only on peers wrongly found dead (a
-//!   replacement each). Measured in `sim/tests/end_to_end.rs` and the
+//!   crashed peer costs only its unanswered probes. In a healthy overlay
+//!   the mechanism acts only on peers wrongly found dead: one that still
+//!   holds us pings us before our first probe and is forgotten (it gets
+//!   DISCONNECT, as in the paper's repair); one that dropped us too is
+//!   asked back (a replacement on each side). Measured in `sim/tests/end_to_end.rs` and the
 //!   README. A partition longer than the probes (minutes) is not re-linked
 //!   this way.
 //! - Optionally ([`Config::evict_newest`]), a contact drops its newest
