@@ -991,7 +991,7 @@ impl Sessions {
         let receiver = u32_at(d, 5);
         let session = self
             .sessions
-            .by_index_mut(receiver)
+            .in_slot_of_mut(receiver)
             .ok_or(Drop::UnknownSession)?;
         let peer = session.peer;
         let hs = session
@@ -1031,7 +1031,7 @@ impl Sessions {
         let receiver = u32_at(d, 1);
         let session = self
             .sessions
-            .by_index_mut(receiver)
+            .in_slot_of_mut(receiver)
             .ok_or(Drop::UnknownSession)?;
         let peer = session.peer;
         let hs = session
@@ -1064,7 +1064,7 @@ impl Sessions {
         let (index, counter) = (u32_at(d, 1), u64_at(d, 5));
         let session = self
             .sessions
-            .by_index_mut(index)
+            .in_slot_of_mut(index)
             .ok_or(Drop::UnknownSession)?;
         let peer = session.peer;
         let slot = session.slot_of(index).ok_or(Drop::UnknownSession)?;
@@ -1350,9 +1350,9 @@ impl Sessions {
             None => (u32::MAX, 0),
         };
         let slot = self.sessions.slot(&peer).expect("the session exists");
+        let session = self.sessions.get(&peer).expect("the session exists");
         for _ in 0..64 {
             let index = table::index(slot, self.rng.next_u32(), keep, bits);
-            let session = self.sessions.get(&peer).expect("the session exists");
             if session.indices().all(|i| i != index) {
                 return index;
             }

@@ -58,22 +58,20 @@ impl Table {
         self.slots[usize::from(slot)].as_deref_mut()
     }
 
-    /// The session whose slot `index` names, if it holds `index` (the
-    /// caller checks which of its key pairs).
-    pub(super) fn by_index_mut(&mut self, index: u32) -> Option<&mut Session> {
-        let slot = (index & SLOT_MASK) as usize;
+    /// The session in the slot `index` names. It may not hold `index` (a
+    /// stale or forged one): the caller checks which of its key pairs or
+    /// its handshake does, as it must anyway.
+    pub(super) fn in_slot_of_mut(&mut self, index: u32) -> Option<&mut Session> {
         self.slots
-            .get_mut(slot)?
+            .get_mut((index & SLOT_MASK) as usize)?
             .as_deref_mut()
-            .filter(|s| s.indices().any(|i| i == index))
     }
 
-    /// [`Table::by_index_mut`], to look.
+    /// The session holding `index`, to look.
     #[cfg(test)]
     pub(super) fn by_index(&self, index: u32) -> Option<&Session> {
-        let slot = (index & SLOT_MASK) as usize;
         self.slots
-            .get(slot)?
+            .get((index & SLOT_MASK) as usize)?
             .as_deref()
             .filter(|s| s.indices().any(|i| i == index))
     }
