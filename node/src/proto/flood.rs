@@ -136,7 +136,8 @@ impl Flood {
         if !fresh {
             return id;
         }
-        self.forward(id, 1, &payload, None);
+        let me = self.me;
+        self.forward(id, 1, me, &payload, None);
         id
     }
 
@@ -154,7 +155,14 @@ impl Flood {
 
     /// A broadcast message from `from`; only `Gossip` means anything here.
     pub fn handle_message(&mut self, now: Time, from: PeerId, message: Message) {
-        let Message::Gossip { id, hops, payload } = message else {
+        let Message::Gossip {
+            id,
+            hops,
+            origin,
+            payload,
+            ..
+        } = message
+        else {
             return;
         };
         if payload.len() > MAX_PAYLOAD_BYTES || self.seen.contains(&id) {
@@ -167,7 +175,7 @@ impl Flood {
             from: Some(from),
             payload: payload.clone(),
         }));
-        self.forward(id, hops.saturating_add(1), &payload, Some(from));
+        self.forward(id, hops.saturating_add(1), origin, &payload, Some(from));
     }
 
     /// Expire seen ids older than `seen_ttl`.
@@ -190,13 +198,22 @@ impl Flood {
         self.seen.next_expiry().map(round_up_to_second)
     }
 
-    fn forward(&mut self, id: MsgId, hops: u16, payload: &Bytes, except: Option<PeerId>) {
+    fn forward(
+        &mut self,
+        id: MsgId,
+        hops: u16,
+        origin: PeerId,
+        payload: &Bytes,
+        except: Option<PeerId>,
+    ) {
         for &peer in self.neighbors.iter().filter(|p| Some(**p) != except) {
             self.outbox.send(
                 peer,
                 Message::Gossip {
                     id,
                     hops,
+                    origin,
+                    template: None,
                     payload: payload.clone(),
                 },
             );
@@ -289,6 +306,8 @@ mod tests {
         Message::Gossip {
             id: id(k),
             hops,
+            origin: peer(50),
+            template: None,
             payload: payload(k as usize),
         }
     }
@@ -317,6 +336,8 @@ mod tests {
         let gossip = Message::Gossip {
             id,
             hops: 1,
+            origin: peer(0),
+            template: None,
             payload: payload(4),
         };
         let local = Output::Event(Event::Delivered {
@@ -363,7 +384,7 @@ mod tests {
         };
         node.handle_message(NOW, peer(1), announce);
         node.handle_message(NOW, peer(1), Message::Graft { id: id(1) });
-        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), Message::Prune { origin: peer(1) });
         assert!(drain(&mut node).is_empty());
         assert_eq!(node.neighbors(), &[peer(1), peer(2)]);
     }
@@ -426,6 +447,8 @@ mod tests {
         let big = Message::Gossip {
             id: id(3),
             hops: 1,
+            origin: peer(50),
+            template: None,
             payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
         };
         node.handle_message(NOW, peer(1), big);

@@ -23,29 +23,46 @@
 //!
 //! # What is implemented
 //!
-//! - **Algorithm 1 (tree construction).** Each neighbour is in exactly one of
-//!   two sets: *eager* (receives payloads, `GOSSIP`) or *lazy* (receives
-//!   announcements, `IHAVE`). A new neighbour starts eager. On the first
-//!   receipt of a message the node delivers it, forwards the payload to its
-//!   eager peers and queues an announcement for its lazy peers (never to the
-//!   sender), and makes the sender eager. A duplicate payload makes the
-//!   sender lazy and is answered with `PRUNE`; `PRUNE` makes its sender lazy.
+//! - **One tree per origin** (the paper's per-source trees, §3.6). Every
+//!   `GOSSIP` names its origin, and each node keeps, per origin, which of
+//!   its neighbours are *eager* (receive payloads, `GOSSIP`); the others
+//!   are *lazy* (receive announcements, `IHAVE`). Tree state is a bit mask
+//!   over the node's neighbour slots, about 80 bytes per origin, for at
+//!   most `max_trees` origins (least recently used dropped first).
+//! - **Algorithm 1 (tree construction), per origin.** A new neighbour
+//!   starts eager in every tree. On the first receipt of a message the
+//!   node delivers it, forwards the payload to the eager peers of the
+//!   origin's tree and queues an announcement for its lazy ones (never to
+//!   the sender), and makes the sender eager in that tree. A duplicate
+//!   payload makes the sender lazy in that tree and is answered with
+//!   `PRUNE(origin)`; `PRUNE(origin)` makes its sender lazy there.
+//! - **Templates: a new origin's first message travels an existing tree.**
+//!   A node broadcasting for the first time starts its tree as a copy of
+//!   the tree it used last, and names that tree's origin in the message
+//!   (`template`). Every node without a tree for the new origin copies its
+//!   own tree of the template, so the first message crosses a spanning
+//!   tree (n − 1 payloads) instead of flooding; a node that holds no tree
+//!   of the template starts with every link eager, and the duplicates
+//!   that causes prune the new tree only. Trees then diverge: each is
+//!   shaped by its own origin's messages (the §3.8 optimisation below).
 //! - **Algorithm 2 (tree repair).** An `IHAVE` for a message not yet
 //!   received records the announcer in a *missing* table and, if none is
 //!   running, starts a timer of `graft_timeout_1`. When the timer fires, the
-//!   first announcer (in arrival order) is made eager and sent
-//!   `GRAFT(id)`, and a timer of `graft_timeout_2` is started for the next
-//!   announcer. `GRAFT` makes its sender eager and is answered with the
-//!   payload when it is still cached. The payload arriving cancels the timer.
-//!   `NeighborDown` removes the peer from both sets and from every announcer
-//!   list; `NeighborUp` adds it to the eager set.
+//!   first announcer (in arrival order) is sent `GRAFT(id)`, and a timer of
+//!   `graft_timeout_2` is started for the next announcer. `GRAFT(id)` makes
+//!   its sender eager in the tree of `id`'s origin and is answered with the
+//!   payload when it is still cached; the payload arriving makes the
+//!   announcer eager at the grafting end (only then is the origin known)
+//!   and cancels the timer. `NeighborDown` frees the peer's slot and
+//!   removes it from every announcer list.
 //! - **Lazy-push policy.** Announcements are queued and flushed
 //!   `ihave_delay` after the first one was queued, grouped per peer in
 //!   messages of at most [`MAX_IHAVE_ENTRIES`] entries.
-//! - **§3.8 optimisation.** When a payload arrives with `hops` = r and a
-//!   lazy peer had announced it with r' < r and r − r' ≥
-//!   `optimization_threshold`, the best such announcer is grafted and the
-//!   sender pruned, so the tree follows the shorter path.
+//! - **§3.8 optimisation, per origin.** When a payload arrives with `hops`
+//!   = r and a lazy peer had announced it with r' < r and r − r' ≥
+//!   `optimization_threshold`, the best such announcer is sent
+//!   `LINK(origin)` (the paper's `GRAFT(null)`) and made eager, and the
+//!   sender pruned, so that origin's tree follows the shorter path.
 //!
 //! Hop counts are the paper's rounds, counted so that a `GOSSIP` carries the
 //! number of links its payload crossed: the origin sends `hops = 1`, a node
@@ -54,10 +71,10 @@
 //!
 //! # Departures from the paper, and why
 //!
-//! - **The null id is the all-zero [`MsgId`].** The optimisation sends the
-//!   paper's `GRAFT(null)`, which only makes the link eager, as
-//!   `Graft { id: MsgId([0; 32]) }` (no payload is cached under it, so none
-//!   is sent back), so the wire format needs no optional id.
+//! - **`LINK(origin)` instead of `GRAFT(null)`.** The optimisation's
+//!   graft must name the tree; a `GRAFT` names a message, and one for an id
+//!   that is not cached (the all-zero id among them) changes nothing, since
+//!   its tree is unknown.
 //! - **Announcers of a message are not sent an `IHAVE` for it**: they have
 //!   it, and would ignore the announcement.
 //! - **Only neighbours shape the tree.** A `GOSSIP` from a peer in neither
@@ -89,26 +106,22 @@
 //!   deadline (and on insert), so that thousands of nodes share wake-ups; an
 //!   idle node with nothing to expire has no timer at all.
 //!
-//! # Known behaviour of a shared tree
+//! # Why one tree per origin
 //!
-//! The wire carries no origin, so one tree is shared by all origins (the
-//! paper's shared-tree mode). Measured with this module's test network (48
-//! nodes, degree 5, links of 5–60 ms, a broadcast reaching everyone in about
-//! 150 ms):
-//! - with the optimisation off, once one broadcast has run alone the tree
-//!   stays: overlapping broadcasts from any origins then cost exactly n − 1
-//!   payloads each and no GRAFT;
-//! - while broadcasts overlap without pause (one every 10–40 ms), duplicates
-//!   of different messages prune inconsistent links, GRAFTs repair the cuts,
-//!   and the tree keeps changing (RMR 0.5–0.8, every message still
-//!   delivered); it settles once a broadcast can finish alone;
-//! - the §3.8 optimisation shortens paths for the current origin only, so
-//!   with random origins it keeps swapping links (about 7 swaps per
-//!   broadcast of 48 nodes, one broadcast at a time), and it raised the
-//!   median time to reach everyone from 144 ms to 220–240 ms one at a
-//!   time, and to about 850 ms when broadcasts overlap. Per-origin trees
-//!   (an origin field on the wire) would avoid both effects; meanwhile
-//!   `optimization_threshold` is a setting to sweep in the simulator.
+//! Until this version the wire carried no origin and one tree was shared by
+//! all origins (the paper's shared-tree mode). With many senders and
+//! overlapping broadcasts it never settled: duplicates of different
+//! messages pruned different links of the same cycle, cutting the tree;
+//! GRAFTs repaired the cuts, adding cycles again. In `quickstart.toml`
+//! (1,000 nodes, a broadcast every 200 ms from a random node, each taking
+//! about 2 s) 28% of deliveries came through a GRAFT, RMR was 0.62, the
+//! last delivery hop 21.6 and the median latency 1.34 s; turning the
+//! optimisation off left RMR at 0.52, and a longer `graft_timeout_1` made
+//! it slower still (p50 2.9 s), so the cuts were real, not impatience. Per
+//! origin, concurrent messages of other origins cannot prune a tree, and
+//! the optimisation no longer swaps links back and forth between origins.
+//! The template rule keeps a new origin's first message from flooding.
+//! Measured figures are in the README ("Plumtree with many senders").
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
@@ -134,6 +147,8 @@ const OUTPUT_QUEUE_CAPACITY: usize = 16_384;
 pub const MAX_MESSAGE_CACHE: usize = 65_536;
 /// Largest seen-id set a configuration may ask for (about 100 MB of ids).
 pub const MAX_SEEN: usize = 1 << 20;
+/// Most origin trees a configuration may ask for.
+pub const MAX_TREES: usize = 4096;
 /// Shortest time an id is remembered as seen.
 pub const MIN_SEEN_TTL: Duration = Duration::from_secs(1);
 
@@ -174,6 +189,10 @@ pub struct Config {
     /// Most ids remembered as seen (bounded; oldest dropped first); 1 to
     /// [`MAX_SEEN`] (0 would forward every message again on every arrival).
     pub seen_capacity: usize,
+    /// Most origins whose tree a node keeps (Grove: 64; the least recently
+    /// used is dropped first, and rebuilt from a template if its origin
+    /// broadcasts again); 1 to [`MAX_TREES`]. Each costs about 80 bytes.
+    pub max_trees: usize,
 }
 
 impl Default for Config {
@@ -187,6 +206,7 @@ impl Default for Config {
             message_cache_capacity: 4096,
             seen_ttl: Duration::from_secs(120),
             seen_capacity: 16384,
+            max_trees: 64,
         }
     }
 }
@@ -204,6 +224,7 @@ impl Config {
         config::delay(self.ihave_delay).map_err(KeyError::at("ihave_delay"))?;
         config::range(self.message_cache_capacity, 1, MAX_MESSAGE_CACHE)
             .map_err(KeyError::at("message_cache_capacity"))?;
+        config::range(self.max_trees, 1, MAX_TREES).map_err(KeyError::at("max_trees"))?;
         validate_seen(self.seen_ttl, self.seen_capacity)
     }
 }
@@ -245,12 +266,14 @@ pub fn message_id(origin: &PeerId, seq: u64, payload: &[u8]) -> MsgId {
 /// SHA-256 output is all zeros in practice, so no payload answers to it.
 const NULL_ID: MsgId = MsgId([0; 32]);
 
-/// A payload kept to answer GRAFTs, with the hops it arrived with (0 at the
-/// origin).
+/// A payload kept to answer GRAFTs: the hops it arrived with (0 at the
+/// origin), and the tree it travels.
 #[derive(Debug)]
 struct Cached {
     payload: Bytes,
     hops: u16,
+    origin: PeerId,
+    template: Option<PeerId>,
 }
 
 /// A lazy peer that announced a message we have not received.
@@ -271,16 +294,41 @@ struct Missing {
     announcers: Vec<Announcer>,
 }
 
+/// The most neighbours a node tracks (one bit each in a tree's mask); the
+/// active view holds at most [`super::hyparview::MAX_ACTIVE_VIEW`] (64),
+/// and briefly one more while a high-priority request displaces a member.
+pub const MAX_NEIGHBORS: usize = 128;
+
+/// One origin's tree at this node: which neighbour slots are eager (bit
+/// `i` for `slots[i]`); every other neighbour is lazy.
+#[derive(Clone, Copy, Debug)]
+struct Tree {
+    eager: u128,
+    /// When a message of this origin last went through (least recently
+    /// used trees are dropped first).
+    used: Time,
+    /// The hops its last message reached us in (0 for our own tree): how
+    /// far up this tree its origin is.
+    hops: u16,
+}
+
+/// A tree is a template only once no message of its origin has gone
+/// through it for this long: a tree still carrying a message is being
+/// pruned and optimised, and copies of it taken at different moments
+/// would not fit together.
+pub const TEMPLATE_SETTLE: Duration = Duration::from_secs(5);
+
 /// The Plumtree state machine of one node.
 #[derive(Debug)]
 pub struct Plumtree {
     me: PeerId,
     config: Config,
     next_seq: u64,
-    /// Neighbours that receive payloads, in the order they became eager.
-    eager: Vec<PeerId>,
-    /// Neighbours that receive announcements; disjoint from `eager`.
-    lazy: Vec<PeerId>,
+    /// Neighbours by slot, in the order they came up; a freed slot is
+    /// reused by the next neighbour.
+    slots: Vec<Option<PeerId>>,
+    /// One tree per origin, at most `config.max_trees`.
+    trees: BTreeMap<PeerId, Tree>,
     seen: ExpiringMap<()>,
     cache: ExpiringMap<Cached>,
     missing: BTreeMap<MsgId, Missing>,
@@ -312,8 +360,8 @@ impl Plumtree {
         Plumtree {
             me,
             next_seq: 0,
-            eager: Vec::new(),
-            lazy: Vec::new(),
+            slots: Vec::new(),
+            trees: BTreeMap::new(),
             seen: ExpiringMap::new(config.seen_capacity, config.seen_ttl),
             cache: ExpiringMap::new(config.message_cache_capacity, config.message_cache_ttl),
             missing: BTreeMap::new(),
@@ -328,13 +376,20 @@ impl Plumtree {
 
     // ---- getters ----
 
-    /// Neighbours that receive payloads, in the order they became eager.
-    pub fn eager_peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
-        self.eager.iter()
+    /// Neighbours that receive `origin`'s payloads, in slot order (every
+    /// neighbour for an origin without a tree here).
+    pub fn eager_peers(&self, origin: &PeerId) -> impl Iterator<Item = &PeerId> + '_ {
+        let mask = self.mask_of(origin);
+        self.neighbors_where(move |bit| mask & bit != 0)
     }
-    /// Neighbours that receive announcements only.
-    pub fn lazy_peers(&self) -> impl Iterator<Item = &PeerId> + '_ {
-        self.lazy.iter()
+    /// Neighbours that receive announcements only for `origin`.
+    pub fn lazy_peers(&self, origin: &PeerId) -> impl Iterator<Item = &PeerId> + '_ {
+        let mask = self.mask_of(origin);
+        self.neighbors_where(move |bit| mask & bit == 0)
+    }
+    /// How many origins have a tree here (at most `max_trees`).
+    pub fn trees(&self) -> usize {
+        self.trees.len()
     }
     /// Outputs dropped because the output queue was full (0 when the driver
     /// drains after every input).
@@ -347,7 +402,10 @@ impl Plumtree {
     /// Broadcast `payload` (at most [`MAX_PAYLOAD_BYTES`]); returns its id.
     ///
     /// The payload is delivered locally first (`hops == 0`, `from == None`),
-    /// then pushed to the eager peers and announced to the lazy ones.
+    /// then pushed to the eager peers of our own tree and announced to the
+    /// lazy ones. A node broadcasting for the first time starts its tree
+    /// from the tree it used last, and names that tree as the message's
+    /// template so that every other node does the same.
     pub fn broadcast(&mut self, now: Time, payload: Bytes) -> MsgId {
         let (id, fresh) = originate(
             &self.me,
@@ -360,34 +418,54 @@ impl Plumtree {
         if !fresh {
             return id;
         }
+        let me = self.me;
+        let template = self.template_for(now);
         self.cache.insert(
             now,
             id,
             Cached {
                 payload: payload.clone(),
                 hops: 0,
+                origin: me,
+                template,
             },
         );
-        if self.eager.is_empty() && self.lazy.is_empty() {
+        if self.slots.iter().all(Option::is_none) {
             if self.orphans.len() >= MAX_ORPHANS {
                 self.orphans.remove(0);
             }
             self.orphans.push(id);
         }
-        self.eager_push(id, 1, &payload, None);
-        self.lazy_push(now, id, 1, None, &[]);
+        let tree = self.tree(now, me, template);
+        tree.hops = 0;
+        let mask = tree.eager;
+        self.eager_push(mask, id, 1, me, template, &payload, None);
+        self.lazy_push(now, mask, id, 1, None, &[]);
         id
     }
 
-    /// A new active-view neighbour: it starts in the eager set. A neighbour
-    /// already known is made eager (and keeps one entry).
+    /// A new active-view neighbour: it starts eager in every tree (the
+    /// paper's rule: a link is eager until a duplicate shows it
+    /// redundant). A neighbour already known keeps its slot, and is made
+    /// eager again.
     pub fn handle_neighbor_up(&mut self, _now: Time, peer: PeerId) {
         if peer == self.me {
             return;
         }
-        self.lazy.retain(|p| *p != peer);
-        if !self.eager.contains(&peer) {
-            crate::compact::push_exact(&mut self.eager, peer);
+        let slot = match self.slots.iter().position(Option::is_none) {
+            _ if let Some(known) = self.slot_of(&peer) => known,
+            Some(free) => free,
+            None if self.slots.len() < MAX_NEIGHBORS => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+            // More neighbours than HyParView ever holds: not tracked.
+            None => return,
+        };
+        self.slots[slot] = Some(peer);
+        let bit = 1u128 << slot;
+        for tree in self.trees.values_mut() {
+            tree.eager |= bit;
         }
         // Broadcasts made alone go out now, through this first neighbour
         // (those the cache has let go of are lost).
@@ -398,6 +476,8 @@ impl Plumtree {
                     Message::Gossip {
                         id,
                         hops: 1,
+                        origin: cached.origin,
+                        template: cached.template,
                         payload: cached.payload.clone(),
                     },
                 );
@@ -405,11 +485,15 @@ impl Plumtree {
         }
     }
 
-    /// A neighbour left the active view: it leaves both sets, every
-    /// announcer list and the IHAVE queue.
+    /// A neighbour left the active view: its slot is freed, and it leaves
+    /// every announcer list and the IHAVE queue.
     pub fn handle_neighbor_down(&mut self, _now: Time, peer: &PeerId) {
-        self.eager.retain(|p| p != peer);
-        self.lazy.retain(|p| p != peer);
+        if let Some(slot) = self.slot_of(peer) {
+            self.slots[slot] = None;
+            while self.slots.last().is_some_and(Option::is_none) {
+                self.slots.pop();
+            }
+        }
         for missing in self.missing.values_mut() {
             missing.announcers.retain(|a| a.peer != *peer);
         }
@@ -423,10 +507,25 @@ impl Plumtree {
     /// authenticated).
     pub fn handle_message(&mut self, now: Time, from: PeerId, message: Message) {
         match message {
-            Message::Gossip { id, hops, payload } => self.on_gossip(now, from, id, hops, payload),
+            Message::Gossip {
+                id,
+                hops,
+                origin,
+                template,
+                payload,
+            } => self.on_gossip(now, from, id, hops, origin, template, payload),
             Message::IHave { entries } => self.on_ihave(now, from, &entries),
-            Message::Graft { id } => self.on_graft(from, id),
-            Message::Prune => self.on_prune(from),
+            Message::Graft { id } => self.on_graft(now, from, id),
+            Message::Prune { origin } => {
+                // Remembered even for an origin we hold no tree for (we
+                // dropped it, or never saw its messages): its next message
+                // then skips this link.
+                if self.slot_of(&from).is_some() {
+                    self.tree(now, origin, None);
+                    self.set_eager(&origin, &from, false);
+                }
+            }
+            Message::Link { origin } => self.set_eager(&origin, &from, true),
         }
     }
 
@@ -467,16 +566,28 @@ impl Plumtree {
 
     // ---- message handlers ----
 
-    fn on_gossip(&mut self, now: Time, from: PeerId, id: MsgId, hops: u16, payload: Bytes) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_gossip(
+        &mut self,
+        now: Time,
+        from: PeerId,
+        id: MsgId,
+        hops: u16,
+        origin: PeerId,
+        template: Option<PeerId>,
+        payload: Bytes,
+    ) {
         if payload.len() > MAX_PAYLOAD_BYTES || id == NULL_ID {
             return;
         }
-        let neighbor = self.is_neighbor(&from);
+        let neighbor = self.slot_of(&from).is_some();
         if self.seen.contains(&id) {
-            // A duplicate: the link is redundant (Algorithm 1).
+            // A duplicate: the link is redundant in this origin's tree
+            // (Algorithm 1).
             if neighbor {
-                self.make_lazy(&from);
-                self.outbox.send(from, Message::Prune);
+                self.tree(now, origin, template);
+                self.set_eager(&origin, &from, false);
+                self.outbox.send(from, Message::Prune { origin });
             }
             return;
         }
@@ -497,41 +608,46 @@ impl Plumtree {
             Cached {
                 payload: payload.clone(),
                 hops,
+                origin,
+                template,
             },
         );
+        let tree = self.tree(now, origin, template);
+        tree.hops = hops;
+        let mask = tree.eager;
         let announcers = missing.as_ref().map_or(&[][..], |m| &m.announcers[..]);
         let next_hops = hops.saturating_add(1);
-        self.eager_push(id, next_hops, &payload, Some(from));
-        self.lazy_push(now, id, next_hops, Some(from), announcers);
+        self.eager_push(mask, id, next_hops, origin, template, &payload, Some(from));
+        self.lazy_push(now, mask, id, next_hops, Some(from), announcers);
         if neighbor {
-            self.make_eager(&from);
+            self.set_eager(&origin, &from, true);
             if let Some(missing) = &missing {
-                self.optimize(hops, from, &missing.announcers);
+                self.optimize(origin, hops, from, &missing.announcers);
             }
         }
     }
 
-    /// §3.8: the payload came `hops` hops, a lazy announcer offered it in
-    /// at least `optimization_threshold` fewer. Graft the best announcer and
-    /// prune the sender.
-    fn optimize(&mut self, hops: u16, sender: PeerId, announcers: &[Announcer]) {
+    /// §3.8, in `origin`'s tree: the payload came `hops` hops, a lazy
+    /// announcer offered it in at least `optimization_threshold` fewer.
+    /// Link the best announcer and prune the sender.
+    fn optimize(&mut self, origin: PeerId, hops: u16, sender: PeerId, announcers: &[Announcer]) {
         let threshold = self.config.optimization_threshold;
         let best = announcers
             .iter()
             .filter(|a| a.peer != sender && a.hops < hops && hops - a.hops >= threshold)
             .min_by_key(|a| a.hops);
         let Some(best) = best else { return };
-        if !self.is_neighbor(&best.peer) {
+        if self.slot_of(&best.peer).is_none() {
             return;
         }
-        self.make_eager(&best.peer);
-        self.outbox.send(best.peer, Message::Graft { id: NULL_ID });
-        self.make_lazy(&sender);
-        self.outbox.send(sender, Message::Prune);
+        self.set_eager(&origin, &best.peer, true);
+        self.outbox.send(best.peer, Message::Link { origin });
+        self.set_eager(&origin, &sender, false);
+        self.outbox.send(sender, Message::Prune { origin });
     }
 
     fn on_ihave(&mut self, now: Time, from: PeerId, entries: &[(MsgId, u16)]) {
-        if !self.is_neighbor(&from) {
+        if self.slot_of(&from).is_none() {
             return;
         }
         let announcer_of = |hops| Announcer { peer: from, hops };
@@ -558,35 +674,36 @@ impl Plumtree {
         }
     }
 
-    fn on_graft(&mut self, from: PeerId, id: MsgId) {
-        if !self.is_neighbor(&from) {
+    /// A GRAFT for a payload we still hold makes its sender eager in the
+    /// payload's tree, and is answered with the payload. A GRAFT for
+    /// anything else is ignored: we cannot tell which tree it means.
+    fn on_graft(&mut self, now: Time, from: PeerId, id: MsgId) {
+        if self.slot_of(&from).is_none() || id == NULL_ID {
             return;
         }
-        self.make_eager(&from);
-        if id == NULL_ID {
+        let Some(cached) = self.cache.get(&id) else {
             return;
-        }
-        if let Some(cached) = self.cache.get(&id) {
-            self.outbox.send(
-                from,
-                Message::Gossip {
-                    id,
-                    hops: cached.hops.saturating_add(1),
-                    payload: cached.payload.clone(),
-                },
-            );
-        }
-    }
-
-    fn on_prune(&mut self, from: PeerId) {
-        self.make_lazy(&from);
+        };
+        let (origin, template) = (cached.origin, cached.template);
+        let message = Message::Gossip {
+            id,
+            hops: cached.hops.saturating_add(1),
+            origin,
+            template,
+            payload: cached.payload.clone(),
+        };
+        self.tree(now, origin, template);
+        self.set_eager(&origin, &from, true);
+        self.outbox.send(from, message);
     }
 
     // ---- timers ----
 
     /// Algorithm 2: for every missing message whose timer is due, graft its
     /// next announcer and give it `graft_timeout_2`; an entry with no
-    /// announcer left is dropped when its timer fires.
+    /// announcer left is dropped when its timer fires. (The announcer
+    /// becomes eager here when its payload arrives: until then we do not
+    /// know the message's origin.)
     fn fire_graft_timers(&mut self, now: Time) {
         while let Some(&(deadline, id)) = self.graft_timers.first() {
             if deadline > now {
@@ -603,8 +720,7 @@ impl Plumtree {
             let announcer = missing.announcers.remove(0);
             missing.deadline = now.saturating_add(self.config.graft_timeout_2);
             self.graft_timers.insert((missing.deadline, id));
-            if self.is_neighbor(&announcer.peer) {
-                self.make_eager(&announcer.peer);
+            if self.slot_of(&announcer.peer).is_some() {
                 self.outbox.send(announcer.peer, Message::Graft { id });
             }
         }
@@ -625,7 +741,7 @@ impl Plumtree {
                 }
                 !take
             });
-            if self.is_neighbor(&peer) {
+            if self.slot_of(&peer).is_some() {
                 self.outbox.send(peer, Message::IHave { entries });
             }
         }
@@ -633,33 +749,54 @@ impl Plumtree {
         self.ihave_queue = pending;
     }
 
-    // ---- peer sets ----
+    // ---- trees and peer sets ----
 
-    fn eager_push(&mut self, id: MsgId, hops: u16, payload: &Bytes, except: Option<PeerId>) {
-        for &peer in self.eager.iter().filter(|p| Some(**p) != except) {
+    #[allow(clippy::too_many_arguments)]
+    fn eager_push(
+        &mut self,
+        mask: u128,
+        id: MsgId,
+        hops: u16,
+        origin: PeerId,
+        template: Option<PeerId>,
+        payload: &Bytes,
+        except: Option<PeerId>,
+    ) {
+        for (slot, peer) in self.slots.iter().enumerate() {
+            let Some(peer) = *peer else { continue };
+            if mask & (1 << slot) == 0 || Some(peer) == except {
+                continue;
+            }
             self.outbox.send(
                 peer,
                 Message::Gossip {
                     id,
                     hops,
+                    origin,
+                    template,
                     payload: payload.clone(),
                 },
             );
         }
     }
 
-    /// Queue `(id, hops)` for every lazy peer but `except` and the peers
-    /// that announced it to us.
+    /// Queue `(id, hops)` for every lazy peer of `mask` but `except` and
+    /// the peers that announced it to us.
     fn lazy_push(
         &mut self,
         now: Time,
+        mask: u128,
         id: MsgId,
         hops: u16,
         except: Option<PeerId>,
         announcers: &[Announcer],
     ) {
-        for &peer in &self.lazy {
-            if Some(peer) == except || announcers.iter().any(|a| a.peer == peer) {
+        for (slot, peer) in self.slots.iter().enumerate() {
+            let Some(peer) = *peer else { continue };
+            if mask & (1 << slot) != 0
+                || Some(peer) == except
+                || announcers.iter().any(|a| a.peer == peer)
+            {
                 continue;
             }
             if self.ihave_queue.len() >= IHAVE_QUEUE_CAPACITY {
@@ -672,23 +809,82 @@ impl Plumtree {
         }
     }
 
-    fn is_neighbor(&self, peer: &PeerId) -> bool {
-        self.eager.contains(peer) || self.lazy.contains(peer)
+    fn slot_of(&self, peer: &PeerId) -> Option<usize> {
+        self.slots.iter().position(|p| p.as_ref() == Some(peer))
     }
 
-    /// Move a lazy neighbour to the eager set (no-op for anyone else).
-    fn make_eager(&mut self, peer: &PeerId) {
-        if let Some(index) = self.lazy.iter().position(|p| p == peer) {
-            let peer = self.lazy.remove(index);
-            crate::compact::push_exact(&mut self.eager, peer);
+    fn neighbors_where(&self, keep: impl Fn(u128) -> bool) -> impl Iterator<Item = &PeerId> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(move |(slot, p)| p.as_ref().filter(|_| keep(1 << slot)))
+    }
+
+    /// `origin`'s eager mask; every neighbour when it has no tree here.
+    fn mask_of(&self, origin: &PeerId) -> u128 {
+        self.trees.get(origin).map_or(u128::MAX, |t| t.eager)
+    }
+
+    /// The tree our first broadcast starts from: among the other
+    /// origins' trees that have settled ([`TEMPLATE_SETTLE`]), the one
+    /// whose origin is fewest hops up it (our message climbs to near its
+    /// root, then spreads down a tree shaped for that root), the most
+    /// recently used of those; when none has settled, the one used last.
+    fn template_for(&self, now: Time) -> Option<PeerId> {
+        let me = self.me;
+        let others = || self.trees.iter().filter(move |(origin, _)| **origin != me);
+        let settled = others()
+            .filter(|(_, tree)| now.saturating_sub(tree.used) >= TEMPLATE_SETTLE)
+            .min_by_key(|(origin, tree)| (tree.hops, std::cmp::Reverse((tree.used, **origin))));
+        settled
+            .or_else(|| others().max_by_key(|(origin, tree)| (tree.used, **origin)))
+            .map(|(origin, _)| *origin)
+    }
+
+    /// `origin`'s tree, marked used at `now`. A new one starts as a copy of
+    /// `template`'s tree when we have it, and with every link eager
+    /// otherwise (the paper's start, which a first message prunes into a
+    /// tree); the least recently used tree makes room for it.
+    fn tree(&mut self, now: Time, origin: PeerId, template: Option<PeerId>) -> &mut Tree {
+        if !self.trees.contains_key(&origin) {
+            let eager = template
+                .filter(|t| *t != origin)
+                .and_then(|t| self.trees.get(&t))
+                .map_or(u128::MAX, |t| t.eager);
+            if self.trees.len() >= self.config.max_trees {
+                let oldest = self
+                    .trees
+                    .iter()
+                    .min_by_key(|(origin, tree)| (tree.used, **origin))
+                    .map(|(origin, _)| *origin);
+                if let Some(oldest) = oldest {
+                    self.trees.remove(&oldest);
+                }
+            }
+            let tree = Tree {
+                eager,
+                used: now,
+                hops: u16::MAX,
+            };
+            self.trees.insert(origin, tree);
         }
+        let tree = self.trees.get_mut(&origin).expect("inserted above");
+        tree.used = tree.used.max(now);
+        tree
     }
 
-    /// Move an eager neighbour to the lazy set (no-op for anyone else).
-    fn make_lazy(&mut self, peer: &PeerId) {
-        if let Some(index) = self.eager.iter().position(|p| p == peer) {
-            let peer = self.eager.remove(index);
-            crate::compact::push_exact(&mut self.lazy, peer);
+    /// Make `peer` eager or lazy in `origin`'s tree; nothing for a peer that
+    /// is not a neighbour or an origin without a tree here.
+    fn set_eager(&mut self, origin: &PeerId, peer: &PeerId, eager: bool) {
+        let Some(slot) = self.slot_of(peer) else {
+            return;
+        };
+        if let Some(tree) = self.trees.get_mut(origin) {
+            if eager {
+                tree.eager |= 1 << slot;
+            } else {
+                tree.eager &= !(1 << slot);
+            }
         }
     }
 }
@@ -942,6 +1138,7 @@ pub(super) mod tests {
         pub ihave: usize,
         pub graft: usize,
         pub prune: usize,
+        pub link: usize,
     }
 
     /// Nodes on a fixed topology, routed by id; datagrams arrive after a
@@ -1060,7 +1257,8 @@ pub(super) mod tests {
                             Message::Gossip { .. } => self.sent.gossip += 1,
                             Message::IHave { .. } => self.sent.ihave += 1,
                             Message::Graft { .. } => self.sent.graft += 1,
-                            Message::Prune => self.sent.prune += 1,
+                            Message::Prune { .. } => self.sent.prune += 1,
+                            Message::Link { .. } => self.sent.link += 1,
                         }
                         self.trace.push((self.now, i, j, message.clone()));
                         if self.cut.contains(&(i, j)) {
@@ -1178,12 +1376,23 @@ pub(super) mod tests {
         MsgId(bytes)
     }
 
+    /// The origin of the test messages (not a neighbour).
+    fn origin() -> PeerId {
+        peer(50)
+    }
+
     fn gossip(k: u8, hops: u16) -> Message {
         Message::Gossip {
             id: id(k),
             hops,
+            origin: origin(),
+            template: None,
             payload: payload(k as usize),
         }
+    }
+
+    fn prune() -> Message {
+        Message::Prune { origin: origin() }
     }
 
     /// Node 0 with neighbours `neighbors`, all eager, outputs drained.
@@ -1220,12 +1429,13 @@ pub(super) mod tests {
         })
     }
 
+    /// The eager peers in the test origin's tree.
     fn eager_ids(node: &Plumtree) -> Vec<PeerId> {
-        node.eager_peers().copied().collect()
+        node.eager_peers(&origin()).copied().collect()
     }
 
     fn lazy_ids(node: &Plumtree) -> Vec<PeerId> {
-        node.lazy_peers().copied().collect()
+        node.lazy_peers(&origin()).copied().collect()
     }
 
     fn ids(indices: &[usize]) -> Vec<PeerId> {
@@ -1237,13 +1447,16 @@ pub(super) mod tests {
     #[test]
     fn broadcast_delivers_locally_then_pushes_to_eager_and_announces_to_lazy() {
         let mut node = node(&[1, 2, 3]);
-        node.handle_message(NOW, peer(3), Message::Prune);
+        let me = peer(0);
+        node.handle_message(NOW, peer(3), Message::Prune { origin: me });
         let payload = payload(7);
         let id = node.broadcast(NOW, payload.clone());
-        assert_eq!(id, message_id(&peer(0), 0, &payload));
+        assert_eq!(id, message_id(&me, 0, &payload));
         let gossip = Message::Gossip {
             id,
             hops: 1,
+            origin: me,
+            template: None,
             payload: payload.clone(),
         };
         assert_eq!(
@@ -1284,6 +1497,8 @@ pub(super) mod tests {
         let gossip = Message::Gossip {
             id,
             hops: 1,
+            origin: peer(0),
+            template: None,
             payload,
         };
         assert_eq!(out, vec![send(2, gossip)]);
@@ -1295,8 +1510,8 @@ pub(super) mod tests {
     #[test]
     fn first_gossip_is_delivered_forwarded_and_its_sender_made_eager() {
         let mut node = node(&[1, 2, 3, 4]);
-        node.handle_message(NOW, peer(1), Message::Prune);
-        node.handle_message(NOW, peer(4), Message::Prune);
+        node.handle_message(NOW, peer(1), prune());
+        node.handle_message(NOW, peer(4), prune());
         assert_eq!(eager_ids(&node), ids(&[2, 3]));
         node.handle_message(NOW, peer(1), gossip(9, 2));
         assert_eq!(
@@ -1307,7 +1522,7 @@ pub(super) mod tests {
                 send(3, gossip(9, 3)),
             ]
         );
-        assert_eq!(eager_ids(&node), ids(&[2, 3, 1]));
+        assert_eq!(eager_ids(&node), ids(&[1, 2, 3]));
         assert_eq!(lazy_ids(&node), ids(&[4]));
         node.handle_timeout(NOW + Config::default().ihave_delay);
         let announce = Message::IHave {
@@ -1322,32 +1537,54 @@ pub(super) mod tests {
         node.handle_message(NOW, peer(1), gossip(1, 1));
         drain(&mut node);
         node.handle_message(NOW, peer(2), gossip(1, 4));
-        assert_eq!(drain(&mut node), vec![send(2, Message::Prune)]);
+        assert_eq!(drain(&mut node), vec![send(2, prune())]);
         assert_eq!(eager_ids(&node), ids(&[1, 3]));
         assert_eq!(lazy_ids(&node), ids(&[2]));
-        // Our own broadcast coming back is a duplicate too.
+        // Our own broadcast coming back is a duplicate too, in our tree.
+        let me = peer(0);
         let mine = node.broadcast(NOW, payload(5));
         drain(&mut node);
         let echo = Message::Gossip {
             id: mine,
             hops: 3,
+            origin: me,
+            template: Some(origin()),
             payload: payload(5),
         };
         node.handle_message(NOW, peer(3), echo);
-        assert_eq!(drain(&mut node), vec![send(3, Message::Prune)]);
+        assert_eq!(
+            drain(&mut node),
+            vec![send(3, Message::Prune { origin: me })]
+        );
+        // Our tree started as a copy of the test origin's, and each
+        // changes alone.
+        assert_eq!(node.eager_peers(&me).count(), 1);
+        assert_eq!(eager_ids(&node), ids(&[1, 3]));
     }
 
     #[test]
     fn prune_makes_the_sender_lazy_and_graft_makes_it_eager_again() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), prune());
         assert_eq!(eager_ids(&node), ids(&[2]));
         assert_eq!(lazy_ids(&node), ids(&[1]));
-        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), prune());
         assert_eq!(lazy_ids(&node), ids(&[1]));
+        node.handle_message(NOW, peer(1), gossip(1, 3));
+        drain(&mut node);
         node.handle_message(NOW, peer(1), Message::Graft { id: id(1) });
-        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        assert_eq!(drain(&mut node), vec![send(1, gossip(1, 4))]);
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
         assert!(lazy_ids(&node).is_empty());
+        // A LINK makes the link eager without a payload; a PRUNE or LINK
+        // for another origin leaves this tree alone.
+        node.handle_message(NOW, peer(2), prune());
+        node.handle_message(NOW, peer(2), Message::Link { origin: peer(9) });
+        node.handle_message(NOW, peer(2), Message::Prune { origin: peer(9) });
+        assert_eq!(eager_ids(&node), ids(&[1]));
+        node.handle_message(NOW, peer(2), Message::Link { origin: origin() });
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
+        assert!(drain(&mut node).is_empty());
     }
 
     #[test]
@@ -1355,7 +1592,7 @@ pub(super) mod tests {
         let mut node = node(&[1, 2]);
         node.handle_message(NOW, peer(1), gossip(3, 4));
         drain(&mut node);
-        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
         node.handle_message(NOW, peer(2), Message::Graft { id: id(3) });
         assert_eq!(drain(&mut node), vec![send(2, gossip(3, 5))]);
         assert_eq!(eager_ids(&node), ids(&[1, 2]));
@@ -1366,6 +1603,8 @@ pub(super) mod tests {
         let answer = Message::Gossip {
             id: mine,
             hops: 1,
+            origin: peer(0),
+            template: Some(origin()),
             payload: payload(8),
         };
         assert_eq!(drain(&mut node), vec![send(2, answer)]);
@@ -1374,12 +1613,12 @@ pub(super) mod tests {
     #[test]
     fn graft_for_an_unknown_id_sends_nothing() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), prune());
         node.handle_message(NOW, peer(1), Message::Graft { id: id(42) });
         assert!(drain(&mut node).is_empty());
         assert_eq!(node.poll_timeout(), None);
-        // Paper Algorithm 2: the link is made eager all the same.
-        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        // Nor does it change a tree: we cannot tell which origin it means.
+        assert_eq!(eager_ids(&node), ids(&[2]));
     }
 
     #[test]
@@ -1387,7 +1626,7 @@ pub(super) mod tests {
         let config = Config::default();
         let mut node = node(&[1, 2, 3]);
         for i in [1, 2, 3] {
-            node.handle_message(NOW, peer(i), Message::Prune);
+            node.handle_message(NOW, peer(i), prune());
         }
         let announce = |hops| Message::IHave {
             entries: vec![(id(5), hops)],
@@ -1406,7 +1645,6 @@ pub(super) mod tests {
             drain(&mut node),
             vec![send(2, Message::Graft { id: id(5) })]
         );
-        assert_eq!(eager_ids(&node), ids(&[2]));
         let second = first + config.graft_timeout_2;
         assert_eq!(node.poll_timeout(), Some(second));
         node.handle_timeout(second);
@@ -1414,7 +1652,6 @@ pub(super) mod tests {
             drain(&mut node),
             vec![send(1, Message::Graft { id: id(5) })]
         );
-        assert_eq!(eager_ids(&node), ids(&[2, 1]));
         // No announcer left: the entry goes when its timer fires.
         let third = second + config.graft_timeout_2;
         assert_eq!(node.poll_timeout(), Some(third));
@@ -1422,12 +1659,16 @@ pub(super) mod tests {
         assert!(drain(&mut node).is_empty());
         assert!(node.missing.is_empty());
         assert_eq!(node.poll_timeout(), None);
+        // The answer makes its sender eager in the message's tree.
+        node.handle_message(third, peer(1), gossip(5, 3));
+        assert_eq!(drain(&mut node)[0], delivered(5, 3, Some(1)));
+        assert_eq!(eager_ids(&node), ids(&[1]));
     }
 
     #[test]
     fn payload_arrival_cancels_the_graft_timer() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
         let announce = Message::IHave {
             entries: vec![(id(5), 2)],
         };
@@ -1459,7 +1700,7 @@ pub(super) mod tests {
     fn optimization_grafts_a_much_closer_announcer_and_prunes_the_sender() {
         let mut node = node(&[1, 2, 3]);
         for i in [2, 3] {
-            node.handle_message(NOW, peer(i), Message::Prune);
+            node.handle_message(NOW, peer(i), prune());
         }
         let announce = |hops| Message::IHave {
             entries: vec![(id(6), hops)],
@@ -1472,29 +1713,25 @@ pub(super) mod tests {
             drain(&mut node),
             vec![
                 delivered(6, 5, Some(1)),
-                send(2, Message::Graft { id: NULL_ID }),
-                send(1, Message::Prune),
+                send(2, Message::Link { origin: origin() }),
+                send(1, prune()),
             ]
         );
         assert_eq!(eager_ids(&node), ids(&[2]));
-        assert_eq!(lazy_ids(&node), ids(&[3, 1]));
+        assert_eq!(lazy_ids(&node), ids(&[1, 3]));
         assert!(node.missing.is_empty() && node.graft_timers.is_empty());
-        // The other end of a null GRAFT makes the link eager and sends
-        // nothing back, whatever it holds.
+        // A GRAFT for the null id is ignored.
         let mut other = node_with(Config::default(), &[5]);
-        other.handle_message(NOW, peer(5), Message::Prune);
-        let cached = other.broadcast(NOW, payload(1));
-        drain(&mut other);
-        assert_ne!(cached, NULL_ID);
+        other.handle_message(NOW, peer(5), prune());
         other.handle_message(NOW, peer(5), Message::Graft { id: NULL_ID });
         assert!(drain(&mut other).is_empty());
-        assert_eq!(eager_ids(&other), ids(&[5]));
+        assert!(eager_ids(&other).is_empty());
     }
 
     #[test]
     fn optimization_needs_the_threshold() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
         let announce = Message::IHave {
             entries: vec![(id(6), 3)],
         };
@@ -1510,8 +1747,8 @@ pub(super) mod tests {
     fn ihaves_are_batched_per_peer_in_messages_of_bounded_size() {
         let config = Config::default();
         let mut node = node(&[1, 2, 3]);
-        node.handle_message(NOW, peer(2), Message::Prune);
-        node.handle_message(NOW, peer(3), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
+        node.handle_message(NOW, peer(3), prune());
         for k in 0..40 {
             node.handle_message(NOW + ms(k as u64), peer(1), gossip(k, 1));
         }
@@ -1538,7 +1775,7 @@ pub(super) mod tests {
     #[test]
     fn ihave_queue_is_bounded_and_drops_the_oldest() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(2), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
         let n = IHAVE_QUEUE_CAPACITY + 100;
         for k in 0..n {
             let payload = payload(k);
@@ -1546,6 +1783,8 @@ pub(super) mod tests {
             let gossip = Message::Gossip {
                 id,
                 hops: 1,
+                origin: origin(),
+                template: None,
                 payload,
             };
             node.handle_message(NOW, peer(1), gossip);
@@ -1660,8 +1899,8 @@ pub(super) mod tests {
     #[test]
     fn neighbor_down_removes_the_peer_everywhere() {
         let mut node = node(&[1, 2, 3]);
-        node.handle_message(NOW, peer(2), Message::Prune);
-        node.handle_message(NOW, peer(3), Message::Prune);
+        node.handle_message(NOW, peer(2), prune());
+        node.handle_message(NOW, peer(3), prune());
         let announce = Message::IHave {
             entries: vec![(id(1), 2)],
         };
@@ -1689,14 +1928,14 @@ pub(super) mod tests {
     #[test]
     fn neighbor_up_twice_keeps_one_entry() {
         let mut node = node(&[1, 2]);
-        node.handle_message(NOW, peer(1), Message::Prune);
+        node.handle_message(NOW, peer(1), prune());
         node.handle_neighbor_up(NOW, peer(1));
         node.handle_neighbor_up(NOW, peer(1));
-        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
         assert!(lazy_ids(&node).is_empty());
         // Not our own id.
         node.handle_neighbor_up(NOW, peer(0));
-        assert_eq!(eager_ids(&node), ids(&[2, 1]));
+        assert_eq!(eager_ids(&node), ids(&[1, 2]));
     }
 
     #[test]
@@ -1727,6 +1966,8 @@ pub(super) mod tests {
         let big = Message::Gossip {
             id: id(2),
             hops: 1,
+            origin: origin(),
+            template: None,
             payload: Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1]),
         };
         node.handle_message(NOW, peer(1), big);
@@ -1746,7 +1987,7 @@ pub(super) mod tests {
         );
         node.handle_message(NOW, stranger, gossip(3, 2));
         node.handle_message(NOW, stranger, Message::Graft { id: id(3) });
-        node.handle_message(NOW, stranger, Message::Prune);
+        node.handle_message(NOW, stranger, prune());
         let announce = Message::IHave {
             entries: vec![(id(77), 1)],
         };
@@ -1759,7 +2000,7 @@ pub(super) mod tests {
         assert!(drain(&mut node).is_empty());
         // Time at the end of its range: deadlines saturate.
         let end = Duration::MAX;
-        node.handle_message(end, peer(2), Message::Prune);
+        node.handle_message(end, peer(2), prune());
         let announce = Message::IHave {
             entries: vec![(id(90), 1)],
         };
@@ -1799,13 +2040,13 @@ pub(super) mod tests {
 
     /// Undirected eager links, each seen from both ends (panics if one end
     /// is eager and the other not).
-    fn eager_links(sim: &Sim<Plumtree>) -> Vec<(usize, usize)> {
+    fn eager_links(sim: &Sim<Plumtree>, tree: PeerId) -> Vec<(usize, usize)> {
         let index = |id: &PeerId| (0..sim.nodes.len()).find(|&i| peer(i) == *id).unwrap();
         let mut links = BTreeSet::new();
         for (i, node) in sim.nodes.iter().enumerate() {
-            for p in node.eager_peers() {
+            for p in node.eager_peers(&tree) {
                 let j = index(p);
-                let back = sim.nodes[j].eager_peers().any(|q| *q == peer(i));
+                let back = sim.nodes[j].eager_peers(&tree).any(|q| *q == peer(i));
                 assert!(back, "link {i}-{j} is eager at {i} only");
                 links.insert((i.min(j), i.max(j)));
             }
@@ -1850,14 +2091,17 @@ pub(super) mod tests {
         }
         assert_eq!(sim.sent.gossip, 2 * edges.len() - (n - 1));
         assert_eq!(sim.sent.ihave + sim.sent.graft, 0);
-        // The duplicates pruned every link but a spanning tree.
-        let tree = eager_links(&sim);
+        // The duplicates pruned every link of node 0's tree but a spanning
+        // tree.
+        let tree = eager_links(&sim, peer(0));
         assert_eq!(tree.len(), n - 1);
         assert!(distances(n, &tree, 0).iter().all(|&d| d != usize::MAX));
         // From now on a payload crosses each tree link once (RMR = 0) and
-        // the other links carry one IHAVE each way at most. From the root,
-        // nothing changes; from elsewhere the §3.8 optimisation may swap
-        // tree links (one null GRAFT and one PRUNE each), keeping a tree.
+        // the other links carry one IHAVE each way at most. A new origin's
+        // first message travels a copy of the tree its origin used last
+        // (node 0's); the §3.8 optimisation then swaps links of that
+        // origin's tree only (one LINK and one PRUNE each), keeping a tree,
+        // and node 0's tree never changes.
         for (k, origin) in [0, 0, 17, 40, 63, 17].into_iter().enumerate() {
             let before = sim.sent;
             let id = sim.broadcast(origin, payload(k + 1));
@@ -1865,27 +2109,98 @@ pub(super) mod tests {
             sim.deliveries(id);
             let gossip = sim.sent.gossip - before.gossip;
             let ihave = sim.sent.ihave - before.ihave;
-            let swaps = sim.sent.graft - before.graft;
+            let swaps = sim.sent.link - before.link;
             assert_eq!(gossip, n - 1, "broadcast {k} from {origin}");
             assert!(ihave > 0 && ihave <= 2 * (edges.len() - (n - 1)));
             assert_eq!(sim.sent.prune - before.prune, swaps);
+            assert_eq!(sim.sent.graft, before.graft);
             if origin == 0 {
                 assert_eq!(swaps, 0);
-                assert_eq!(eager_links(&sim), tree);
             }
-            let now_tree = eager_links(&sim);
-            assert_eq!(now_tree.len(), n - 1);
-            assert!(distances(n, &now_tree, 0).iter().all(|&d| d != usize::MAX));
+            assert_eq!(eager_links(&sim, peer(0)), tree);
+            let own = eager_links(&sim, peer(origin));
+            assert_eq!(own.len(), n - 1);
+            assert!(distances(n, &own, origin).iter().all(|&d| d != usize::MAX));
         }
-        let mut swap_grafts = sim
-            .trace
-            .iter()
-            .filter(|t| matches!(t.3, Message::Graft { .. }));
-        assert!(
-            swap_grafts.clone().count() > 0,
-            "the test wants the optimisation to run"
-        );
-        assert!(swap_grafts.all(|t| t.3 == Message::Graft { id: NULL_ID }));
+        assert!(sim.sent.link > 0, "the test wants the optimisation to run");
+        // Node 17's second broadcast went through its optimised tree: no
+        // node is further from it than through node 0's.
+        let last = sim.delivered[0].last().unwrap().id;
+        let through_0 = |i: usize| {
+            let d = distances(n, &tree, 17);
+            d[i]
+        };
+        for (i, d) in sim.deliveries(last).into_iter().enumerate() {
+            assert!(d.hops as usize <= through_0(i), "node {i}");
+        }
+    }
+
+    #[test]
+    fn a_node_without_the_template_floods_and_only_that_origin_prunes() {
+        let n = 32;
+        let edges = random_graph(n, 5, 3);
+        let mut sim = Sim::new(plumtrees(n), &edges, LATENCY);
+        sim.broadcast(0, payload(0));
+        sim.run_for(Duration::from_secs(2));
+        let tree = eager_links(&sim, peer(0));
+        // A leaf of node 0's tree with other links forgets every tree (as a
+        // restart would); the others keep node 0's, which node 20's first
+        // broadcast names as its template.
+        let degree = |i: usize, links: &[(usize, usize)]| {
+            links.iter().filter(|&&(a, b)| a == i || b == i).count()
+        };
+        let leaf = (1..n)
+            .find(|&i| i != 20 && degree(i, &tree) == 1 && degree(i, &edges) >= 3)
+            .expect("a leaf with other links");
+        sim.nodes[leaf].trees.clear();
+        let others_0 = |sim: &Sim<Plumtree>| -> Vec<Vec<PeerId>> {
+            (0..n)
+                .filter(|&i| i != leaf)
+                .map(|i| sim.nodes[i].eager_peers(&peer(0)).copied().collect())
+                .collect()
+        };
+        let trees_0 = others_0(&sim);
+        let before = sim.sent;
+        let id = sim.broadcast(20, payload(1));
+        sim.run_for(Duration::from_secs(2));
+        sim.deliveries(id);
+        // It floods its other links; each copy there is a duplicate
+        // somewhere, answered by a PRUNE in node 20's tree.
+        let extra = sim.sent.gossip - before.gossip - (n - 1);
+        assert!(extra >= degree(leaf, &edges) - 1, "{extra} extra payloads");
+        assert_eq!(sim.sent.prune - before.prune, extra);
+        assert_eq!(eager_links(&sim, peer(20)).len(), n - 1);
+        assert_eq!(others_0(&sim), trees_0, "node 0's tree is untouched");
+    }
+
+    #[test]
+    fn trees_are_bounded_and_the_least_recently_used_goes_first() {
+        let config = Config {
+            max_trees: 3,
+            ..Config::default()
+        };
+        let mut node = node_with(config, &[1, 2]);
+        for (k, o) in [(1u8, 40), (2, 41), (3, 42), (4, 40), (5, 43)] {
+            let message = Message::Gossip {
+                id: id(k),
+                hops: 2,
+                origin: peer(o),
+                template: None,
+                payload: payload(k as usize),
+            };
+            node.handle_message(NOW + ms(u64::from(k)), peer(1), message);
+        }
+        assert_eq!(node.trees(), 3);
+        // 41 was used least recently (40 came back after it).
+        let kept: Vec<_> = node.trees.keys().copied().collect();
+        assert_eq!(kept, vec![peer(40), peer(42), peer(43)]);
+        // Our own first broadcast names the tree used last as template.
+        let mine = node.broadcast(NOW + ms(10), payload(9));
+        let sent = drain(&mut node);
+        assert!(sent.iter().any(|o| matches!(o,
+            Output::Send { message: Message::Gossip { id, template, .. }, .. }
+                if *id == mine && *template == Some(peer(43)))));
+        assert_eq!(node.trees(), 3);
     }
 
     #[test]
@@ -1930,7 +2245,7 @@ pub(super) mod tests {
             assert_eq!(cut_off, late, "node {i} (cut off: {cut_off})");
         }
         // The repaired tree is a spanning tree again: RMR back to 0.
-        let tree = eager_links(&sim);
+        let tree = eager_links(&sim, peer(0));
         assert_eq!(tree.len(), n - 1);
         assert!(!tree.contains(&(0, child)));
         let before = sim.sent;

@@ -14,7 +14,7 @@
 //! | tags           | protocol      | bodies                             |
 //! |---------------:|---------------|------------------------------------|
 //! | `0x01..=0x0a`  | HyParView     | `proto/hyparview/message.rs`       |
-//! | `0x10..=0x13`  | Plumtree      | `proto/plumtree/message.rs`        |
+//! | `0x10..=0x14`  | Plumtree      | `proto/plumtree/message.rs`        |
 //! | `0x20..=0x31`  | NAT traversal | `transport/nat/message.rs`         |
 //! | `0x40..=0x46`  | GossipSub     | `proto/gossipsub/message.rs`       |
 //! | `0x50..=0x5a`  | Kademlia DHT  | `proto/kad/message.rs`             |

@@ -9,7 +9,7 @@
 //! | range          | protocol                                   |
 //! |---------------:|--------------------------------------------|
 //! | `0x01..=0x0a`  | HyParView membership                       |
-//! | `0x10..=0x13`  | Plumtree broadcast (and flooding)          |
+//! | `0x10..=0x14`  | Plumtree broadcast (and flooding)          |
 //! | `0x20..=0x31`  | NAT traversal: AutoNAT, Circuit Relay v2, DCUtR |
 //! | `0x40..=0x4f`  | GossipSub (`0x40..=0x46` in use)           |
 //! | `0x50..=0x5f`  | Kademlia DHT (`0x50..=0x5a` in use)        |
@@ -39,6 +39,7 @@ pub mod plumtree {
     pub const IHAVE: u8 = 0x11;
     pub const GRAFT: u8 = 0x12;
     pub const PRUNE: u8 = 0x13;
+    pub const LINK: u8 = 0x14;
 }
 
 /// NAT traversal: AutoNAT, Circuit Relay v2, DCUtR, keep-alives.
@@ -114,7 +115,7 @@ pub fn is_known(tag: u8) -> bool {
     matches!(
         tag,
         hyparview::JOIN..=hyparview::PONG
-            | plumtree::GOSSIP..=plumtree::PRUNE
+            | plumtree::GOSSIP..=plumtree::LINK
             | nat::HELLO..=nat::KEEP_ALIVE
             | pubsub::SUBSCRIPTIONS..=pubsub::IDONTWANT
             | dht::PING..=dht::VALUE
@@ -126,7 +127,7 @@ pub fn is_known(tag: u8) -> bool {
 pub fn protocol_of(tag: u8) -> Option<Protocol> {
     Some(match tag {
         hyparview::JOIN..=hyparview::PONG => Protocol::Membership,
-        plumtree::GOSSIP..=plumtree::PRUNE => Protocol::Broadcast,
+        plumtree::GOSSIP..=plumtree::LINK => Protocol::Broadcast,
         nat::HELLO..=nat::KEEP_ALIVE => Protocol::Traversal,
         pubsub::FIRST..=pubsub::LAST => Protocol::PubSub,
         dht::FIRST..=dht::LAST => Protocol::Dht,

@@ -1380,6 +1380,8 @@ fn relays_hold_their_limits_and_forged_frames_are_rejected() {
         message::Message::Plumtree(plumtree::Message::Gossip {
             id: MsgId([id; 32]),
             hops: 1,
+            origin: PeerId([id; 32]),
+            template: None,
             payload: Bytes::from_static(b"forged"),
         })
     };
