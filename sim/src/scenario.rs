@@ -508,7 +508,16 @@ pub struct Workload {
     /// (host 0, or a random live host if it is down), or a group name.
     #[serde(default = "default_from")]
     pub from: String,
+    /// A fixed set of senders (agents that publish again and again): the
+    /// first broadcast draws this many hosts from `from`, every broadcast
+    /// draws its origin among them, and a sender found down is replaced by
+    /// a random live one. Unset: every broadcast draws from all of `from`.
+    #[serde(default)]
+    pub senders: Option<usize>,
 }
+
+/// Most senders a workload may name.
+pub const MAX_SENDERS: usize = 100_000;
 
 fn default_payload() -> usize {
     256
@@ -1162,6 +1171,20 @@ impl Source {
                         w.payload_bytes
                     ),
                 );
+            }
+            if let Some(senders) = w.senders {
+                if !(1..=MAX_SENDERS).contains(&senders) {
+                    return err(
+                        key("senders"),
+                        format!("must be 1 to {MAX_SENDERS}, got {senders}"),
+                    );
+                }
+                if w.from == "first" {
+                    return err(
+                        key("senders"),
+                        "needs `from` to be `random` or a group, not `first`".into(),
+                    );
+                }
             }
             if !["random", "first"].contains(&w.from.as_str())
                 && !s.groups.iter().any(|g| g.name == w.from)

@@ -282,6 +282,8 @@ struct World {
     dht_published: Vec<Key>,
     /// Draws the knowledge workload's edits.
     knowledge_rng: ChaCha8Rng,
+    /// Each broadcast workload's current senders (with `senders` set).
+    senders: Vec<Vec<usize>>,
 }
 
 struct SimSink {
@@ -533,6 +535,7 @@ impl World {
             dht_keys: BTreeMap::new(),
             dht_published: Vec::new(),
             knowledge_rng: stream(seed, STREAM_KNOWLEDGE + 1),
+            senders: vec![Vec::new(); s.workload.len()],
             hosts,
         }
     }
@@ -1393,15 +1396,38 @@ impl World {
         let from = load.from.clone();
         let bytes = load.payload_bytes;
         let running = self.running();
+        let senders = load.senders;
         let origin = match from.as_str() {
             "first" if self.hosts[0].running => Some(0),
-            "random" | "first" => running.choose(&mut self.rng).copied(),
+            "first" => running.choose(&mut self.rng).copied(),
             group => {
-                let in_group: Vec<usize> = running
-                    .into_iter()
-                    .filter(|&i| self.scenario.groups[self.hosts[i].group].name == group)
-                    .collect();
-                in_group.choose(&mut self.rng).copied()
+                let pool: Vec<usize> = if group == "random" {
+                    running
+                } else {
+                    running
+                        .into_iter()
+                        .filter(|&i| self.scenario.groups[self.hosts[i].group].name == group)
+                        .collect()
+                };
+                match senders {
+                    None => pool.choose(&mut self.rng).copied(),
+                    Some(wanted) => {
+                        let current = &mut self.senders[workload];
+                        current.retain(|i| pool.binary_search(i).is_ok());
+                        let need = wanted.saturating_sub(current.len());
+                        if need > 0 {
+                            let mut kept = current.clone();
+                            kept.sort_unstable();
+                            let fresh: Vec<usize> = pool
+                                .iter()
+                                .copied()
+                                .filter(|i| kept.binary_search(i).is_err())
+                                .collect();
+                            current.extend(fresh.choose_multiple(&mut self.rng, need));
+                        }
+                        current.choose(&mut self.rng).copied()
+                    }
+                }
             }
         };
         let Some(origin) = origin else { return };
