@@ -317,6 +317,9 @@ struct Tree {
 /// pruned and optimised, and copies of it taken at different moments
 /// would not fit together.
 pub const TEMPLATE_SETTLE: Duration = Duration::from_secs(2);
+/// How many of the most recently used settled trees a template is chosen
+/// from (the one whose origin is fewest hops up it).
+pub const TEMPLATE_CANDIDATES: usize = 8;
 
 /// The Plumtree state machine of one node.
 #[derive(Debug)]
@@ -832,19 +835,28 @@ impl Plumtree {
         self.trees.get(origin).map_or(u128::MAX, |t| t.eager)
     }
 
-    /// The tree our first broadcast starts from: among the other
-    /// origins' trees that have settled ([`TEMPLATE_SETTLE`]), the one
-    /// whose origin is fewest hops up it (our message climbs to near its
-    /// root, then spreads down a tree shaped for that root), the most
-    /// recently used of those; when none has settled, the one left alone
-    /// longest.
+    /// The tree our first broadcast starts from: among the
+    /// [`TEMPLATE_CANDIDATES`] most recently used of the other origins'
+    /// trees that have settled ([`TEMPLATE_SETTLE`]), the one whose origin
+    /// is fewest hops up it (our message climbs to near its root, then
+    /// spreads down a tree shaped for that root), the most recently used
+    /// of those; when none has settled, the one left alone longest.
     fn template_for(&self, now: Time) -> Option<PeerId> {
         let me = self.me;
         let others = || self.trees.iter().filter(move |(origin, _)| **origin != me);
-        let settled = others()
+        let mut settled: Vec<_> = others()
             .filter(|(_, tree)| now.saturating_sub(tree.used) >= TEMPLATE_SETTLE)
+            .collect();
+        // The most recently used first: other nodes still hold those trees
+        // (an old one may be gone from their tables, and they would then
+        // flood), and recent traffic has pruned them (a link that came up
+        // since starts eager in every tree).
+        settled.sort_unstable_by_key(|(origin, tree)| std::cmp::Reverse((tree.used, **origin)));
+        settled.truncate(TEMPLATE_CANDIDATES);
+        let closest = settled
+            .into_iter()
             .min_by_key(|(origin, tree)| (tree.hops, std::cmp::Reverse((tree.used, **origin))));
-        settled
+        closest
             .or_else(|| others().min_by_key(|(origin, tree)| (tree.used, **origin)))
             .map(|(origin, _)| *origin)
     }
@@ -1565,7 +1577,10 @@ pub(super) mod tests {
             vec![send(3, Message::Prune { origin: me })]
         );
         // Our first message left on every link; each tree changes alone.
-        assert_eq!(node.eager_peers(&me).copied().collect::<Vec<_>>(), ids(&[1, 2]));
+        assert_eq!(
+            node.eager_peers(&me).copied().collect::<Vec<_>>(),
+            ids(&[1, 2])
+        );
         assert_eq!(eager_ids(&node), ids(&[1, 3]));
     }
 
@@ -2094,7 +2109,9 @@ pub(super) mod tests {
             ihave_delay: Duration::ZERO,
             ..Config::default()
         };
-        let nodes = (0..n).map(|i| Plumtree::new(peer(i), config.clone())).collect();
+        let nodes = (0..n)
+            .map(|i| Plumtree::new(peer(i), config.clone()))
+            .collect();
         let mut sim = Sim::new(nodes, &edges, LATENCY);
         // First broadcast: every link is eager, so it floods, along
         // shortest paths.
@@ -2389,7 +2406,11 @@ pub(super) mod tests {
         let mut origins = BTreeSet::new();
         for &id in &ids {
             let origin = (0..n)
-                .find(|&i| sim.delivered[i].iter().any(|d| d.id == id && d.from.is_none()))
+                .find(|&i| {
+                    sim.delivered[i]
+                        .iter()
+                        .any(|d| d.id == id && d.from.is_none())
+                })
                 .unwrap();
             let first = origins.insert(origin);
             let degree = sim.nodes[origin].slots.iter().flatten().count();

@@ -319,8 +319,18 @@ mod tests {
     #[test]
     fn prune_and_link_name_the_origin_and_a_template_flag_is_0_or_1() {
         for (message, tag) in [
-            (P::Prune { origin: PeerId([7; 32]) }, 0x13),
-            (P::Link { origin: PeerId([7; 32]) }, 0x14),
+            (
+                P::Prune {
+                    origin: PeerId([7; 32]),
+                },
+                0x13,
+            ),
+            (
+                P::Link {
+                    origin: PeerId([7; 32]),
+                },
+                0x14,
+            ),
         ] {
             let datagram = Datagram {
                 from: id(1),
