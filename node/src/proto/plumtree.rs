@@ -319,7 +319,7 @@ struct Tree {
 pub const TEMPLATE_SETTLE: Duration = Duration::from_secs(2);
 /// How many of the most recently used settled trees a template is chosen
 /// from (the one whose origin is fewest hops up it).
-pub const TEMPLATE_CANDIDATES: usize = 8;
+pub const TEMPLATE_CANDIDATES: usize = 24;
 
 /// The Plumtree state machine of one node.
 #[derive(Debug)]
@@ -2213,6 +2213,42 @@ pub(super) mod tests {
         assert_eq!(sim.sent.prune - before.prune, extra + swaps);
         assert_eq!(eager_links(&sim, peer(20)).len(), n - 1);
         assert_eq!(others_0(&sim), trees_0, "node 0's tree is untouched");
+    }
+
+    #[test]
+    fn a_template_is_the_closest_of_the_most_recent_settled_trees() {
+        let mut node = node(&[1, 2]);
+        // Origins 40.. send in turn; the two oldest are 1 hop up their
+        // trees, the others further, 43 the closest of the recent ones.
+        let count = TEMPLATE_CANDIDATES + 2;
+        for k in 0..count {
+            let hops = match k {
+                0 | 1 => 1,
+                3 => 2,
+                _ => 5,
+            };
+            let message = Message::Gossip {
+                id: id(k as u8),
+                hops,
+                origin: peer(40 + k),
+                template: None,
+                payload: payload(k),
+            };
+            node.handle_message(NOW + ms(k as u64), peer(1), message);
+        }
+        drain(&mut node);
+        let at = NOW + TEMPLATE_SETTLE + ms(100);
+        let mine = node.broadcast(at, payload(99));
+        let template = drain(&mut node).into_iter().find_map(|o| match o {
+            Output::Send {
+                message: Message::Gossip { id, template, .. },
+                ..
+            } if id == mine => template,
+            _ => None,
+        });
+        // 40 and 41 are too old to be candidates (other nodes may have
+        // dropped their trees); 43 is the closest of the rest.
+        assert_eq!(template, Some(peer(43)));
     }
 
     #[test]
