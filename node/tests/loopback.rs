@@ -286,6 +286,8 @@ impl Forgeries {
         let gossip = Message::Plumtree(plumtree::Message::Gossip {
             id: plumtree::MsgId([0xf0; 32]),
             hops: 1,
+            origin: stranger,
+            template: None,
             payload: Bytes::from_static(payload.as_bytes()),
         });
         Forgeries {
