@@ -284,6 +284,137 @@ pub struct Phase {
     pub start_s: f64,
     pub end_s: f64,
     pub broadcast: BroadcastSummary,
+    /// For a phase that begins with a crash and has broadcasts: when
+    /// broadcast reliability was back at its level before the crash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// How far below the level before a crash a broadcast may stay and still
+/// count as back (reliability is a fraction of the live hosts).
+pub const RECOVERY_TOLERANCE: f64 = 0.01;
+
+/// A recovered phase has, from the recovery on, at most
+/// `RECOVERY_WINDOW_LAPSES` broadcasts below the threshold in any
+/// `RECOVERY_WINDOW` consecutive ones, and at least `RECOVERY_WINDOW`
+/// broadcasts to its end.
+pub const RECOVERY_WINDOW: usize = 10;
+pub const RECOVERY_WINDOW_LAPSES: usize = 1;
+
+/// Broadcast reliability's return to its level before a crash, observed
+/// from the per-broadcast reliabilities alone (see [`recovery`]).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Recovery {
+    /// The level to return to: the mean reliability of the broadcasts of
+    /// the phase before the crash, or 1.0 when it had none.
+    pub level: f64,
+    /// `"before"` (the previous phase's mean) or `"none: 1.0 assumed"`.
+    pub level_from: &'static str,
+    /// `level - RECOVERY_TOLERANCE`: a broadcast at or above it is back.
+    pub threshold: f64,
+    /// Broadcasts in the phase.
+    pub broadcasts: usize,
+    /// Some broadcast of the phase is below the threshold.
+    pub dipped: bool,
+    /// There is a broadcast, back itself, from which at most 1 in every
+    /// 10 consecutive broadcasts to the end of the phase is below the
+    /// threshold, with at least 10 of them.
+    pub recovered: bool,
+    /// Seconds from the crash to that broadcast (0 when it is the phase's
+    /// first); null when not recovered.
+    pub after_s: Option<f64>,
+    /// `after_s` in shuffle intervals, rounded up (membership cycles, as
+    /// the HyParView paper counts healing time); null when not recovered.
+    pub cycles: Option<u64>,
+    pub shuffle_interval_s: f64,
+    /// Broadcasts from the recovery to the end of the phase (0 when not
+    /// recovered), and how many of them are below the threshold.
+    pub tail_broadcasts: usize,
+    pub lapses: usize,
+    /// Seconds from the crash to the first broadcast at or above the
+    /// threshold; null when none is.
+    pub first_reached_s: Option<f64>,
+    /// Mean reliability of the phase's last `last_count` broadcasts (its
+    /// last 100, or all if fewer).
+    pub last_mean: f64,
+    pub last_count: usize,
+}
+
+/// When reliability came back after a crash at `crash_s`. The level is the
+/// mean reliability of `before` (the previous phase's broadcasts), or 1.0
+/// when there are none; a broadcast is back at `level - RECOVERY_TOLERANCE`
+/// or more. The phase `after` (in send order) has recovered at the first
+/// broadcast that is back and from which every run of `RECOVERY_WINDOW`
+/// consecutive broadcasts to the end of the phase has at most
+/// `RECOVERY_WINDOW_LAPSES` below the threshold (a rare outlier, such as a
+/// broadcast from an isolated origin, is a lapse, not a relapse), with at
+/// least `RECOVERY_WINDOW` broadcasts from it. A series that ends below
+/// the threshold, flaps, or comes back only for its last few broadcasts is
+/// not recovered. None when the phase has no broadcasts.
+pub fn recovery(
+    before: &[&BroadcastEntry],
+    after: &[&BroadcastEntry],
+    crash_s: f64,
+    shuffle_interval_s: f64,
+) -> Option<Recovery> {
+    if after.is_empty() {
+        return None;
+    }
+    let (level, level_from) = if before.is_empty() {
+        (1.0, "none: 1.0 assumed")
+    } else {
+        let sum: f64 = before.iter().map(|e| e.reliability).sum();
+        (round6(sum / before.len() as f64), "before")
+    };
+    let threshold = round6(level - RECOVERY_TOLERANCE);
+    let back: Vec<bool> = after.iter().map(|e| e.reliability >= threshold).collect();
+    let n = back.len();
+    // below[i]: broadcasts below the threshold among the first i.
+    let mut below = vec![0usize; n + 1];
+    for (i, &b) in back.iter().enumerate() {
+        below[i + 1] = below[i] + usize::from(!b);
+    }
+    // windows_ok_from[j]: every window starting at j or later is fine.
+    let w = RECOVERY_WINDOW;
+    let mut windows_ok_from = vec![true; n + 1];
+    for j in (0..n).rev() {
+        let fine = j + w > n || below[j + w] - below[j] <= RECOVERY_WINDOW_LAPSES;
+        windows_ok_from[j] = fine && windows_ok_from[j + 1];
+    }
+    let start = (0..n).find(|&k| back[k] && n - k >= w && windows_ok_from[k]);
+    let after_s = start.map(|k| {
+        if k == 0 {
+            0.0
+        } else {
+            round6((after[k].at_s - crash_s).max(0.0))
+        }
+    });
+    let cycles = after_s.map(|t| {
+        if shuffle_interval_s > 0.0 {
+            // Rounded to 6 decimals first so that 2.000000001 is 2.
+            round6(t / shuffle_interval_s).ceil() as u64
+        } else {
+            0
+        }
+    });
+    let first_back = back.iter().position(|&b| b);
+    let last = &after[n.saturating_sub(100)..];
+    Some(Recovery {
+        level,
+        level_from,
+        threshold,
+        broadcasts: n,
+        dipped: below[n] > 0,
+        recovered: start.is_some(),
+        after_s,
+        cycles,
+        shuffle_interval_s: round6(shuffle_interval_s),
+        tail_broadcasts: start.map_or(0, |k| n - k),
+        lapses: start.map_or(0, |k| below[n] - below[k]),
+        first_reached_s: first_back.map(|g| round6((after[g].at_s - crash_s).max(0.0))),
+        last_mean: round6(last.iter().map(|e| e.reliability).sum::<f64>() / last.len() as f64),
+        last_count: last.len(),
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -623,6 +754,18 @@ impl Report {
                 b.count, b.reliability.mean, b.reliability.min, b.latency_ms.p50,
                 b.latency_ms.p99, b.rmr.mean, b.ldh.mean,
             );
+            if let Some(r) = &p.recovery {
+                s += &match (r.after_s, r.cycles) {
+                    (Some(t), Some(c)) => format!(
+                        "    recovered to >= {:.4} ({}) {t} s after the crash ({c} shuffle cycles)\n",
+                        r.threshold, r.level_from,
+                    ),
+                    _ => format!(
+                        "    NOT recovered to >= {:.4} ({}); last {} broadcasts mean {:.4}\n",
+                        r.threshold, r.level_from, r.last_count, r.last_mean,
+                    ),
+                };
+            }
         }
         s += &format!(
             "  all: {} broadcasts, reliability mean {:.4}; overlay: {} components, {} isolated, avg path {:.2}, clustering {:.3}\n",
@@ -664,5 +807,172 @@ impl Report {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Broadcasts 125 ms apart from `t0` with these reliabilities.
+    fn series(t0: f64, rel: &[f64]) -> Vec<BroadcastEntry> {
+        rel.iter()
+            .enumerate()
+            .map(|(index, &reliability)| BroadcastEntry {
+                index,
+                at_s: round6(t0 + 0.125 * index as f64),
+                origin: 0,
+                expected: 1000,
+                delivered: (reliability * 1000.0).round() as u32,
+                reliability,
+                ldh: 0,
+                rmr: None,
+                payload_msgs: 0,
+                latency_ms_mean: 0.0,
+                latency_ms_max: 0.0,
+            })
+            .collect()
+    }
+
+    /// The recovery of `after` (sent from 260.05 s, crash at 260 s, 1 s
+    /// shuffles) against `before`.
+    fn run(before: &[f64], after: &[f64]) -> Recovery {
+        let b = series(100.0, before);
+        let a = series(260.05, after);
+        let b: Vec<&BroadcastEntry> = b.iter().collect();
+        let a: Vec<&BroadcastEntry> = a.iter().collect();
+        recovery(&b, &a, 260.0, 1.0).expect("broadcasts after")
+    }
+
+    fn concat(parts: &[(f64, usize)]) -> Vec<f64> {
+        parts
+            .iter()
+            .flat_map(|&(r, n)| std::iter::repeat_n(r, n))
+            .collect()
+    }
+
+    #[test]
+    fn no_dip_is_zero_cycles() {
+        let r = run(&[], &[1.0; 50]);
+        assert_eq!(r.level, 1.0);
+        assert_eq!(r.level_from, "none: 1.0 assumed");
+        assert_eq!(r.threshold, 0.99);
+        assert!(!r.dipped && r.recovered);
+        assert_eq!((r.after_s, r.cycles), (Some(0.0), Some(0)));
+        assert_eq!((r.tail_broadcasts, r.lapses), (50, 0));
+        assert_eq!(r.first_reached_s, Some(0.05));
+    }
+
+    #[test]
+    fn dip_then_back() {
+        // 20 broadcasts (2.5 s) reach 30%, then every one 99.5%: back at
+        // the 21st, sent at 260.05 + 20 x 0.125 = 262.55, 2.55 s after the
+        // crash, in the third shuffle cycle.
+        let r = run(&[], &concat(&[(0.3, 20), (0.995, 40)]));
+        assert!(r.dipped && r.recovered);
+        assert_eq!(r.after_s, Some(2.55));
+        assert_eq!(r.cycles, Some(3));
+        assert_eq!((r.tail_broadcasts, r.lapses), (40, 0));
+        assert_eq!(r.first_reached_s, Some(2.55));
+    }
+
+    #[test]
+    fn good_broadcasts_inside_the_dip_do_not_count() {
+        // Back at 2, 5 and 6, below again from 7 to 9: recovered at 10.
+        let mut rel = vec![0.0, 0.1, 1.0, 0.2, 0.5, 1.0, 1.0, 0.6, 0.7, 0.8];
+        rel.extend([1.0; 30]);
+        let r = run(&[], &rel);
+        assert!(r.recovered);
+        assert_eq!(r.after_s, Some(1.3)); // 260.05 + 10 x 0.125 - 260
+        assert_eq!(r.cycles, Some(2));
+        assert_eq!(r.first_reached_s, Some(0.3));
+        assert_eq!(r.lapses, 0);
+    }
+
+    #[test]
+    fn never_recovers_is_not_recovered() {
+        // Settles at 0.97 of the live hosts: close, but never back.
+        let r = run(&[], &concat(&[(0.0, 10), (0.97, 500)]));
+        assert!(r.dipped && !r.recovered);
+        assert_eq!((r.after_s, r.cycles), (None, None));
+        assert_eq!((r.tail_broadcasts, r.lapses), (0, 0));
+        assert_eq!(r.first_reached_s, None);
+        assert_eq!((r.last_mean, r.last_count), (0.97, 100));
+        // Flapping between back and not back is not recovered either.
+        let flap: Vec<f64> = (0..400).map(|i| [1.0, 0.5][i % 2]).collect();
+        let r = run(&[], &flap);
+        assert!(!r.recovered);
+        assert_eq!(r.cycles, None);
+        assert_eq!(r.first_reached_s, Some(0.05));
+        // Nor is a relapse: back for 200 broadcasts, then down for good.
+        let r = run(&[], &concat(&[(0.1, 10), (1.0, 200), (0.6, 50)]));
+        assert!(!r.recovered);
+        assert_eq!((r.after_s, r.cycles), (None, None));
+    }
+
+    #[test]
+    fn rare_outliers_are_lapses_not_relapses() {
+        // Back from the 5th; every 20th after that comes from an isolated
+        // origin and reaches only itself.
+        let mut rel = vec![0.2; 4];
+        rel.extend((0..200).map(|i| if i % 20 == 19 { 0.001 } else { 1.0 }));
+        let r = run(&[], &rel);
+        assert!(r.recovered);
+        assert_eq!(r.after_s, Some(0.55)); // 260.05 + 4 x 0.125 - 260
+        assert_eq!(r.cycles, Some(1));
+        assert_eq!((r.tail_broadcasts, r.lapses), (200, 10));
+        // Two in ten is a relapse: recovered only after the first of the two.
+        let mut rel = vec![0.2; 4];
+        rel.extend([1.0; 50]);
+        rel.extend([0.001, 1.0, 1.0, 0.001]);
+        rel.extend([1.0; 30]);
+        let r = run(&[], &rel);
+        assert!(r.recovered);
+        assert_eq!(r.after_s, Some(6.925)); // index 55, after the first of them
+        assert_eq!(r.cycles, Some(7));
+        assert_eq!(r.lapses, 1);
+        // ... and with fewer than 10 broadcasts after them, not recovered.
+        let mut rel = vec![1.0; 90];
+        rel.extend([0.001, 0.001]);
+        rel.extend([1.0; 9]);
+        let r = run(&[], &rel);
+        assert!(!r.recovered);
+        assert_eq!(r.cycles, None);
+    }
+
+    #[test]
+    fn back_only_for_the_last_few_is_too_few() {
+        let mut rel = vec![0.4; 100];
+        rel.extend([1.0; RECOVERY_WINDOW - 1]);
+        let r = run(&[], &rel);
+        assert!(!r.recovered);
+        assert_eq!(r.after_s, None);
+        rel.push(1.0);
+        let r = run(&[], &rel);
+        assert!(r.recovered);
+        assert_eq!(r.tail_broadcasts, RECOVERY_WINDOW);
+        assert_eq!(r.after_s, Some(12.55));
+        assert_eq!(r.cycles, Some(13));
+    }
+
+    #[test]
+    fn level_from_the_broadcasts_before() {
+        // Before: mean 0.95, so 0.94 and up is back.
+        let after = [
+            0.5, 0.93, 0.94, 0.96, 0.941, 0.95, 0.94, 0.97, 0.99, 1.0, 0.94, 0.95,
+        ];
+        let r = run(&[0.9, 1.0, 0.95, 0.95], &after);
+        assert_eq!((r.level, r.level_from, r.threshold), (0.95, "before", 0.94));
+        assert!(r.recovered);
+        assert_eq!(r.after_s, Some(0.3));
+        assert_eq!(r.cycles, Some(1));
+        assert_eq!(r.tail_broadcasts, 10);
+    }
+
+    #[test]
+    fn no_broadcasts_after_is_none() {
+        let b = series(100.0, &[1.0]);
+        let b: Vec<&BroadcastEntry> = b.iter().collect();
+        assert_eq!(recovery(&b, &[], 260.0, 1.0), None);
     }
 }

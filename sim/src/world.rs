@@ -1487,12 +1487,27 @@ impl World {
         bounds.extend(&rec.phase_starts);
         bounds.push(end);
         let mut phases = Vec::new();
+        let mut in_previous: Vec<&BroadcastEntry> = Vec::new();
         for p in 0..bounds.len() - 1 {
             let (start, stop) = (bounds[p], bounds[p + 1]);
             let in_phase: Vec<&BroadcastEntry> = entries
                 .iter()
                 .filter(|e| rec.phase_of(secs_ns(e.at_s)) == p)
                 .collect();
+            let crash = p > 0
+                && s.timeline.iter().any(|e| {
+                    matches!(e, TimelineEvent::Crash { .. }) && secs_ns(e.at_s()) == start
+                });
+            let recovery = if crash {
+                report::recovery(
+                    &in_previous,
+                    &in_phase,
+                    start as f64 / 1e9,
+                    s.node.hyparview.shuffle_interval.as_secs_f64(),
+                )
+            } else {
+                None
+            };
             let name = if p == 0 {
                 "start".to_owned()
             } else {
@@ -1519,7 +1534,9 @@ impl World {
                     rec.payload_msgs[p],
                     rec.control_msgs[p],
                 ),
+                recovery,
             });
+            in_previous = in_phase;
         }
         let mut all_latency = rec.latency_us[0].clone();
         for h in &rec.latency_us[1..] {
