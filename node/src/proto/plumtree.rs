@@ -37,11 +37,15 @@
 //!   payload makes the sender lazy in that tree and is answered with
 //!   `PRUNE(origin)`; `PRUNE(origin)` makes its sender lazy there.
 //! - **Templates: a new origin's first message travels an existing tree.**
-//!   A node broadcasting for the first time starts its tree as a copy of
-//!   the tree it used last, and names that tree's origin in the message
-//!   (`template`). Every node without a tree for the new origin copies its
-//!   own tree of the template, so the first message crosses a spanning
-//!   tree (n − 1 payloads) instead of flooding; a node that holds no tree
+//!   A node broadcasting for the first time sends on every link, and
+//!   names a *template* in the message: among the 24 most recently used
+//!   trees of other origins that have settled (no message for 2 s), the
+//!   one whose origin is fewest hops up it. Its own tree starts with
+//!   every link eager (the duplicates of that first message prune it).
+//!   Every other node without a tree for the new origin
+//!   copies its own tree of the template, so the message crosses a
+//!   spanning tree (n − 1 payloads, plus one or two for each of the
+//!   origin's extra links) instead of flooding; a node that holds no tree
 //!   of the template starts with every link eager, and the duplicates
 //!   that causes prune the new tree only. Trees then diverge: each is
 //!   shaped by its own origin's messages (the §3.8 optimisation below).
@@ -406,9 +410,9 @@ impl Plumtree {
     ///
     /// The payload is delivered locally first (`hops == 0`, `from == None`),
     /// then pushed to the eager peers of our own tree and announced to the
-    /// lazy ones. A node broadcasting for the first time starts its tree
-    /// from the tree it used last, and names that tree as the message's
-    /// template so that every other node does the same.
+    /// lazy ones. Our first broadcast goes to every neighbour and names a
+    /// template tree (see the module doc), so that the other nodes start
+    /// our tree from a copy of theirs.
     pub fn broadcast(&mut self, now: Time, payload: Bytes) -> MsgId {
         let (id, fresh) = originate(
             &self.me,
