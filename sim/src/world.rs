@@ -1391,6 +1391,26 @@ impl World {
         }
     }
 
+    /// A broadcast workload's origin among its `wanted` senders: those no
+    /// longer in `pool` (sorted: the live hosts it may draw from) are
+    /// replaced by random ones from it, then one is drawn.
+    fn pick_sender(&mut self, workload: usize, wanted: usize, pool: &[usize]) -> Option<usize> {
+        let current = &mut self.senders[workload];
+        current.retain(|i| pool.binary_search(i).is_ok());
+        let need = wanted.saturating_sub(current.len());
+        if need > 0 {
+            let mut kept = current.clone();
+            kept.sort_unstable();
+            let fresh: Vec<usize> = pool
+                .iter()
+                .copied()
+                .filter(|i| kept.binary_search(i).is_err())
+                .collect();
+            current.extend(fresh.choose_multiple(&mut self.rng, need));
+        }
+        current.choose(&mut self.rng).copied()
+    }
+
     fn broadcast(&mut self, workload: usize) {
         let load = &self.scenario.workload[workload];
         let from = load.from.clone();
@@ -1411,22 +1431,7 @@ impl World {
                 };
                 match senders {
                     None => pool.choose(&mut self.rng).copied(),
-                    Some(wanted) => {
-                        let current = &mut self.senders[workload];
-                        current.retain(|i| pool.binary_search(i).is_ok());
-                        let need = wanted.saturating_sub(current.len());
-                        if need > 0 {
-                            let mut kept = current.clone();
-                            kept.sort_unstable();
-                            let fresh: Vec<usize> = pool
-                                .iter()
-                                .copied()
-                                .filter(|i| kept.binary_search(i).is_err())
-                                .collect();
-                            current.extend(fresh.choose_multiple(&mut self.rng, need));
-                        }
-                        current.choose(&mut self.rng).copied()
-                    }
+                    Some(wanted) => self.pick_sender(workload, wanted, &pool),
                 }
             }
         };

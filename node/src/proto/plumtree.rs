@@ -266,8 +266,10 @@ pub fn message_id(origin: &PeerId, seq: u64, payload: &[u8]) -> MsgId {
     MsgId(h.finalize().into())
 }
 
-/// The paper's null id: a GRAFT for it only makes the link eager. No
-/// SHA-256 output is all zeros in practice, so no payload answers to it.
+/// The all-zero id, the paper's null id: payloads and announcements under
+/// it are dropped, so it is never cached and a GRAFT for it changes
+/// nothing (LINK does what the paper's GRAFT(null) did). No SHA-256
+/// output is all zeros in practice.
 const NULL_ID: MsgId = MsgId([0; 32]);
 
 /// A payload kept to answer GRAFTs: the hops it arrived with (0 at the
@@ -443,15 +445,11 @@ impl Plumtree {
             }
             self.orphans.push(id);
         }
-        let first = !self.trees.contains_key(&me);
-        let tree = self.tree(now, me, template);
+        // Our own tree starts with every link eager (no template): our
+        // first message enters the template tree at each neighbour at once,
+        // and its duplicates prune our tree back to the links it needs.
+        let tree = self.tree(now, me, None);
         tree.hops = 0;
-        if first {
-            // Our first message leaves on every link: it enters the
-            // template tree at each neighbour at once, and the duplicates
-            // prune our tree back to one link per neighbour that needs it.
-            tree.eager = u128::MAX;
-        }
         let mask = tree.eager;
         self.eager_push(mask, id, 1, me, template, &payload, None);
         self.lazy_push(now, mask, id, 1, None, &[]);
@@ -466,9 +464,9 @@ impl Plumtree {
         if peer == self.me {
             return;
         }
-        let slot = match self.slots.iter().position(Option::is_none) {
-            _ if let Some(known) = self.slot_of(&peer) => known,
-            Some(free) => free,
+        let free = || self.slots.iter().position(Option::is_none);
+        let slot = match self.slot_of(&peer).or_else(free) {
+            Some(slot) => slot,
             None if self.slots.len() < MAX_NEIGHBORS => {
                 self.slots.push(None);
                 self.slots.len() - 1
@@ -534,12 +532,16 @@ impl Plumtree {
                 // Remembered even for an origin we hold no tree for (we
                 // dropped it, or never saw its messages): its next message
                 // then skips this link.
-                if self.slot_of(&from).is_some() {
+                if let Some(slot) = self.slot_of(&from) {
                     self.tree(now, origin, None);
-                    self.set_eager(&origin, &from, false);
+                    self.set_eager(&origin, slot, false);
                 }
             }
-            Message::Link { origin } => self.set_eager(&origin, &from, true),
+            Message::Link { origin } => {
+                if let Some(slot) = self.slot_of(&from) {
+                    self.set_eager(&origin, slot, true);
+                }
+            }
         }
     }
 
@@ -594,13 +596,13 @@ impl Plumtree {
         if payload.len() > MAX_PAYLOAD_BYTES || id == NULL_ID {
             return;
         }
-        let neighbor = self.slot_of(&from).is_some();
+        let slot = self.slot_of(&from);
         if self.seen.contains(&id) {
             // A duplicate: the link is redundant in this origin's tree
             // (Algorithm 1).
-            if neighbor {
+            if let Some(slot) = slot {
                 self.tree(now, origin, template);
-                self.set_eager(&origin, &from, false);
+                self.set_eager(&origin, slot, false);
                 self.outbox.send(from, Message::Prune { origin });
             }
             return;
@@ -633,30 +635,37 @@ impl Plumtree {
         let next_hops = hops.saturating_add(1);
         self.eager_push(mask, id, next_hops, origin, template, &payload, Some(from));
         self.lazy_push(now, mask, id, next_hops, Some(from), announcers);
-        if neighbor {
-            self.set_eager(&origin, &from, true);
+        if let Some(slot) = slot {
+            self.set_eager(&origin, slot, true);
             if let Some(missing) = &missing {
-                self.optimize(origin, hops, from, &missing.announcers);
+                self.optimize(origin, hops, (from, slot), &missing.announcers);
             }
         }
     }
 
     /// §3.8, in `origin`'s tree: the payload came `hops` hops, a lazy
     /// announcer offered it in at least `optimization_threshold` fewer.
-    /// Link the best announcer and prune the sender.
-    fn optimize(&mut self, origin: PeerId, hops: u16, sender: PeerId, announcers: &[Announcer]) {
+    /// Link the best announcer and prune the sender (a neighbour, with its
+    /// slot).
+    fn optimize(
+        &mut self,
+        origin: PeerId,
+        hops: u16,
+        (sender, sender_slot): (PeerId, usize),
+        announcers: &[Announcer],
+    ) {
         let threshold = self.config.optimization_threshold;
         let best = announcers
             .iter()
             .filter(|a| a.peer != sender && a.hops < hops && hops - a.hops >= threshold)
             .min_by_key(|a| a.hops);
         let Some(best) = best else { return };
-        if self.slot_of(&best.peer).is_none() {
+        let Some(best_slot) = self.slot_of(&best.peer) else {
             return;
-        }
-        self.set_eager(&origin, &best.peer, true);
+        };
+        self.set_eager(&origin, best_slot, true);
         self.outbox.send(best.peer, Message::Link { origin });
-        self.set_eager(&origin, &sender, false);
+        self.set_eager(&origin, sender_slot, false);
         self.outbox.send(sender, Message::Prune { origin });
     }
 
@@ -692,9 +701,9 @@ impl Plumtree {
     /// payload's tree, and is answered with the payload. A GRAFT for
     /// anything else is ignored: we cannot tell which tree it means.
     fn on_graft(&mut self, now: Time, from: PeerId, id: MsgId) {
-        if self.slot_of(&from).is_none() || id == NULL_ID {
+        let Some(slot) = self.slot_of(&from) else {
             return;
-        }
+        };
         let Some(cached) = self.cache.get(&id) else {
             return;
         };
@@ -707,7 +716,7 @@ impl Plumtree {
             payload: cached.payload.clone(),
         };
         self.tree(now, origin, template);
-        self.set_eager(&origin, &from, true);
+        self.set_eager(&origin, slot, true);
         self.outbox.send(from, message);
     }
 
@@ -897,12 +906,9 @@ impl Plumtree {
         tree
     }
 
-    /// Make `peer` eager or lazy in `origin`'s tree; nothing for a peer that
-    /// is not a neighbour or an origin without a tree here.
-    fn set_eager(&mut self, origin: &PeerId, peer: &PeerId, eager: bool) {
-        let Some(slot) = self.slot_of(peer) else {
-            return;
-        };
+    /// Make the neighbour in `slot` eager or lazy in `origin`'s tree;
+    /// nothing for an origin without a tree here.
+    fn set_eager(&mut self, origin: &PeerId, slot: usize, eager: bool) {
         if let Some(tree) = self.trees.get_mut(origin) {
             if eager {
                 tree.eager |= 1 << slot;
