@@ -7,6 +7,7 @@
 //! the same chart, page and merge bytes (no clock, no hash-map order).
 
 pub mod charts;
+pub mod contrast;
 pub mod figures;
 pub mod gate;
 pub mod hdr;

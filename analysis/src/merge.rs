@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::contrast::{self, ContrastResult};
 use crate::hdr::{self, HdrError};
 use crate::view::{CellParam, Latency};
 
@@ -26,9 +27,11 @@ const SUMMARY_METRICS: [(&str, &str); 7] = [
     ("control_msgs", "control_msgs"),
 ];
 
-/// Whole-run metrics: merged name and path in the report. The `nat.*` ones
-/// are merged when every run has them.
-const RUN_METRICS: [(&str, &str); 9] = [
+/// Whole-run metrics: merged name and path in the report. Each is merged
+/// when every run of the cell has it (a boolean counts as 1 or 0), so a
+/// scenario's merge holds the headline figures of the protocols it runs:
+/// what the regression gate can hold each protocol to.
+const RUN_METRICS: [(&str, &str); 25] = [
     ("alive_at_end", "nodes.alive_at_end"),
     ("components", "overlay.components"),
     ("isolated", "overlay.isolated"),
@@ -39,8 +42,31 @@ const RUN_METRICS: [(&str, &str); 9] = [
     ("average_shortest_path", "overlay.average_shortest_path"),
     ("clustering_coefficient", "overlay.clustering_coefficient"),
     ("messages_per_node_mean", "messages_per_node.mean"),
+    ("duplicate_deliveries", "integrity.duplicate_deliveries"),
+    ("repeated_neighbor_up", "integrity.repeated_neighbor_up"),
+    // NAT traversal.
     ("holepunch_success_rate", "nat.holepunch.success_rate"),
     ("links_direct_fraction", "nat.links.direct_fraction"),
+    ("pairs_direct_fraction", "nat.pairs.direct_fraction"),
+    ("pairs_connected_fraction", "nat.pairs.connected_fraction"),
+    // GossipSub.
+    ("pubsub_honest_delivery_rate", "pubsub.honest.delivery_rate"),
+    ("pubsub_latency_p50_ms", "pubsub.latency_ms.p50"),
+    ("pubsub_latency_p99_ms", "pubsub.latency_ms.p99"),
+    (
+        "pubsub_attacker_mesh_share_end",
+        "pubsub.attack.mesh_attacker_share_end",
+    ),
+    // Kademlia.
+    ("dht_lookup_success_rate", "dht.lookup.success_rate"),
+    ("dht_lookup_latency_p50_ms", "dht.lookup.latency_ms.p50"),
+    ("dht_lookup_latency_p99_ms", "dht.lookup.latency_ms.p99"),
+    ("dht_lookup_hops_mean", "dht.lookup.hops.mean"),
+    ("dht_lookup_msgs_mean", "dht.lookup.msgs_mean"),
+    // The knowledge commons.
+    ("knowledge_converged", "knowledge.converged"),
+    ("knowledge_convergence_ms", "knowledge.convergence_ms"),
+    ("knowledge_writes_lost", "knowledge.writes_lost"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +91,13 @@ pub struct Merged {
     pub scenario: ScenarioRef,
     pub seeds: Vec<u64>,
     pub reproduce: String,
-    /// Every run passed its scenario's `[[checks]]`.
+    /// Every run passed its scenario's `[[checks]]`, and every contrast
+    /// held on every seed.
     pub passed: bool,
     pub cells: Vec<MergedCell>,
+    /// The scenario's `[[contrasts]]` between cells, seed by seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contrasts: Vec<ContrastResult>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,13 +206,32 @@ pub fn merge(runs: &[Run], reproduce: String) -> Result<Merged, MergeError> {
         }
         cells.push(merge_cell(cell, &group)?);
     }
+    let contrasts = contrast::of_report(&first.report)
+        .map_err(|what| MergeError::Mismatch {
+            cell: first.cell,
+            what,
+        })?
+        .iter()
+        .map(|c| {
+            let by_seed: Vec<Vec<&Value>> = seeds
+                .iter()
+                .map(|&seed| {
+                    let mut cells: Vec<&Run> = runs.iter().filter(|r| r.seed == seed).collect();
+                    cells.sort_by_key(|r| r.cell);
+                    cells.iter().map(|r| &r.report).collect()
+                })
+                .collect();
+            c.evaluate_seeds(&by_seed)
+        })
+        .collect::<Vec<_>>();
     Ok(Merged {
         schema_version: MERGED_SCHEMA_VERSION,
         scenario,
         seeds,
         reproduce,
-        passed: cells.iter().all(|c| c.runs_passed == c.runs),
+        passed: cells.iter().all(|c| c.runs_passed == c.runs) && contrasts.iter().all(|c| c.passed),
         cells,
+        contrasts,
     })
 }
 
@@ -216,7 +265,12 @@ fn merge_cell(cell: usize, runs: &[&Run]) -> Result<MergedCell, MergeError> {
     for (name, path) in RUN_METRICS {
         let values: Option<Vec<f64>> = reports
             .iter()
-            .map(|v| lookup(v, path).and_then(Value::as_f64))
+            .map(|v| {
+                lookup(v, path).and_then(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_bool().map(|b| f64::from(u8::from(b))))
+                })
+            })
             .collect();
         if let Some(values) = values {
             metrics.insert(name.to_owned(), Spread::of(values));

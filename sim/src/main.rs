@@ -206,6 +206,7 @@ fn run(
                 sha256: sha256.clone(),
                 description: scenario.description.clone(),
                 cell: param.clone(),
+                contrasts: scenario.contrasts.clone(),
             },
             reproduce: reproduce.clone(),
         };
@@ -256,6 +257,36 @@ fn run(
             reproduce: &'a str,
             passed: bool,
             cells: Vec<Cell<'a>>,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            contrasts: Vec<grove_analysis::contrast::ContrastResult>,
+        }
+        let values: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(_, r)| serde_json::to_value(r).expect("a report is JSON"))
+            .collect();
+        let by_cell: Vec<&serde_json::Value> = values.iter().collect();
+        let contrasts: Vec<_> = base
+            .contrasts
+            .iter()
+            .map(|c| c.evaluate_seeds(std::slice::from_ref(&by_cell)))
+            .collect();
+        for c in &contrasts {
+            let bound = match (c.contrast.min, c.contrast.max) {
+                (Some(lo), Some(hi)) => format!("in [{lo}, {hi}]"),
+                (Some(lo), None) => format!(">= {lo}"),
+                (None, Some(hi)) => format!("<= {hi}"),
+                (None, None) => unreachable!("validated: a contrast has a bound"),
+            };
+            eprintln!(
+                "  contrast {} {}: cell {} - cell {} = {} (want {bound})",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.contrast.metric,
+                c.contrast.cell,
+                c.contrast.minus,
+                c.per_seed[0]
+                    .map_or_else(|| c.error.clone().unwrap_or_default(), |d| d.to_string()),
+            );
+            all_passed &= c.passed;
         }
         let combined = Combined {
             schema_version: grove_sim::report::SCHEMA_VERSION,
@@ -269,17 +300,14 @@ fn run(
                 .iter()
                 .map(|(params, report)| Cell { params, report })
                 .collect(),
+            contrasts,
         };
         write_json(&out.join("report.json"), &combined)?;
         // The cells as a sweep of one seed: merged.json, charts, page.
-        let runs = reports
-            .iter()
+        let runs = values
+            .into_iter()
             .enumerate()
-            .map(|(cell, (_, report))| grove_analysis::merge::Run {
-                cell,
-                seed,
-                report: serde_json::to_value(report).expect("a report is JSON"),
-            })
+            .map(|(cell, report)| grove_analysis::merge::Run { cell, seed, report })
             .collect::<Vec<_>>();
         let merged = grove_analysis::merge::merge(&runs, reproduce.clone())?;
         grove_analysis::output::write_sweep(&out, &merged, Some(&source.text))?;

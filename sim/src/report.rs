@@ -139,6 +139,10 @@ pub struct ScenarioInfo {
     /// The swept parameter and its value in this cell, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cell: Option<CellParam>,
+    /// The scenario's `[[contrasts]]`: a cell cannot evaluate them alone,
+    /// the merge of its sweep does, with every cell's report.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contrasts: Vec<grove_analysis::contrast::Contrast>,
 }
 
 #[derive(Clone, Debug, Serialize)]

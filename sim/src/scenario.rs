@@ -51,6 +51,10 @@ pub struct Scenario {
     pub measure: Measure,
     #[serde(default)]
     pub checks: Vec<Check>,
+    /// Bounds on the difference of a report value between two cells of
+    /// the sweep (a feature on against off).
+    #[serde(default)]
+    pub contrasts: Vec<grove_analysis::contrast::Contrast>,
     #[serde(default)]
     pub sweep: Option<Sweep>,
     /// Hostile hosts: they run an attack instead of a node.
@@ -729,12 +733,23 @@ impl Source {
             message: e.message().to_owned(),
         })?;
         self.validate(&base, "")?;
+        if base.sweep.as_ref().is_some_and(|s| s.values.is_empty()) {
+            return Err(self.error("sweep.values", "a sweep needs at least one value"));
+        }
+        let cell_count = base.sweep.as_ref().map_or(1, |s| s.values.len());
+        for (i, c) in base.contrasts.iter().enumerate() {
+            if base.sweep.is_none() {
+                return Err(self.error(
+                    &format!("contrasts.{i}"),
+                    "a contrast compares two cells of a `[sweep]`, and the scenario has none",
+                ));
+            }
+            c.validate(cell_count)
+                .map_err(|e| self.error(&format!("contrasts.{i}"), e))?;
+        }
         let Some(sweep) = &base.sweep else {
             return Ok(vec![(None, base)]);
         };
-        if sweep.values.is_empty() {
-            return Err(self.error("sweep.values", "a sweep needs at least one value"));
-        }
         let mut value: toml::Value = toml::from_str(&self.text).expect("parsed above");
         if let Some(t) = value.as_table_mut() {
             t.remove("sweep");
@@ -1420,6 +1435,29 @@ interval_ms = 1000
         assert!(error(&bad).contains("sweep.values[1] = 2.0: must be in [0, 1]"));
         let unknown = text.replace("timeline.0.fraction", "timeline.4.fraction");
         assert!(error(&unknown).contains("names no value"));
+    }
+
+    #[test]
+    fn contrasts_need_a_sweep_with_both_cells() {
+        let contrast = "[[contrasts]]\nmetric = \"broadcast.reliability.mean\"\ncell = 0\nminus = 1\nmin = 0.01\n";
+        let sweep = "[sweep]\nparam = \"timeline.0.fraction\"\nvalues = [0.1, 0.9]\n";
+        let cells = load(&format!("{GOOD}\n{sweep}\n{contrast}")).unwrap();
+        assert_eq!(cells[1].1.contrasts.len(), 1, "every cell carries them");
+        let e = error(&format!("{GOOD}\n{contrast}"));
+        assert!(e.contains("`contrasts.0`") && e.contains("has none"), "{e}");
+        let e = error(&format!(
+            "{GOOD}\n{sweep}\n{}",
+            contrast.replace("minus = 1", "minus = 2")
+        ));
+        assert!(
+            e.contains("cell 2 does not exist: the sweep has 2 cell(s)"),
+            "{e}"
+        );
+        let e = error(&format!(
+            "{GOOD}\n{sweep}\n{}",
+            contrast.replace("min = 0.01\n", "")
+        ));
+        assert!(e.contains("neither `min` nor `max`"), "{e}");
     }
 
     const NAT_MIX: &str = r#"nat = [

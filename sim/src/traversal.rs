@@ -151,12 +151,28 @@ pub struct NatSection {
     pub reach: BTreeMap<String, ReachCounts>,
     /// Per `initiator/responder` label pair (the NAT matrix).
     pub matrix: BTreeMap<String, MatrixCell>,
+    /// The whole matrix in one line, when the scenario has `[pairs]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<PairsSummary>,
     pub holepunch: HolePunch,
     pub links: Links,
     pub relay: RelayReport,
     pub port_mappings: PortMappings,
     /// Traversal messages that made no sense, dropped.
     pub rejected: u64,
+}
+
+/// Every connection attempt of the NAT matrix, summed over its cells.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PairsSummary {
+    pub pairs: usize,
+    pub direct: usize,
+    pub relayed: usize,
+    /// Pairs with no path at all: relays exist so that this stays 0.
+    pub failed: usize,
+    pub direct_fraction: f64,
+    /// Pairs with a path of either kind.
+    pub connected_fraction: f64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -318,6 +334,18 @@ pub fn section(
             None => cell.failed += 1,
         }
     }
+    let pairs = (!cells.is_empty()).then(|| {
+        let mut sum = PairsSummary::default();
+        for (cell, _) in cells.values() {
+            sum.pairs += cell.pairs;
+            sum.direct += cell.direct;
+            sum.relayed += cell.relayed;
+            sum.failed += cell.failed;
+        }
+        sum.direct_fraction = fraction(sum.direct, sum.pairs);
+        sum.connected_fraction = fraction(sum.direct + sum.relayed, sum.pairs);
+        sum
+    });
     let matrix = cells
         .into_iter()
         .map(|(k, (mut cell, hist))| {
@@ -381,6 +409,7 @@ pub fn section(
     NatSection {
         reach,
         matrix,
+        pairs,
         holepunch,
         links,
         relay: RelayReport {

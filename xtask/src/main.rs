@@ -88,6 +88,10 @@ enum Cmd {
         update: bool,
         #[arg(long, default_value = "reports/baselines/gate.toml")]
         gate: PathBuf,
+        /// Gate only this scenario (its baseline's stem, e.g. `quickstart`);
+        /// repeatable.
+        #[arg(long)]
+        only: Vec<String>,
     },
     /// Run every test: native, then under --cfg madsim.
     Test,
@@ -171,9 +175,16 @@ fn main() -> ExitCode {
         }),
         Cmd::Merge { dirs, out } => {
             let dirs: Vec<PathBuf> = dirs.iter().map(|d| cwd.join(d)).collect();
-            sweep::merge(&dirs, out.map(|o| cwd.join(o))).map(|_| ExitCode::SUCCESS)
+            sweep::merge(&dirs, out.map(|o| cwd.join(o))).map(|(_, merged)| {
+                if merged.passed {
+                    ExitCode::SUCCESS
+                } else {
+                    eprintln!("some runs failed their checks, or a contrast did not hold");
+                    ExitCode::from(1)
+                }
+            })
         }
-        Cmd::Regress { update, gate } => regress::regress(&cwd.join(gate), update),
+        Cmd::Regress { update, gate, only } => regress::regress(&cwd.join(gate), update, &only),
         Cmd::Test => test(),
         Cmd::Bench {
             nodes,

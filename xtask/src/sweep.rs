@@ -24,7 +24,8 @@ pub struct SweepArgs {
     pub quiet: bool,
 }
 
-/// The outcome of the runs: did every run pass its checks.
+/// The outcome of the runs: did every run pass its checks, and (when the
+/// sweep ran whole) every contrast between its cells hold.
 pub struct Outcome {
     pub out: PathBuf,
     pub all_passed: bool,
@@ -72,9 +73,23 @@ pub fn sweep(bin: &Path, a: SweepArgs) -> Result<Outcome> {
         )),
         out.display()
     );
-    let all_passed = run_jobs(bin, &a.scenario, &out, &jobs, threads, a.quiet)?;
+    let mut all_passed = run_jobs(bin, &a.scenario, &out, &jobs, threads, a.quiet)?;
     if shard.is_none() {
-        merge(std::slice::from_ref(&out), None)?;
+        let (_, merged) = merge(std::slice::from_ref(&out), None)?;
+        for c in merged.contrasts.iter().filter(|c| !c.passed) {
+            eprintln!(
+                "contrast FAILED: {} cell {} - cell {}: {:?} on seeds {:?} (want min {:?}, max {:?}){}",
+                c.contrast.metric,
+                c.contrast.cell,
+                c.contrast.minus,
+                c.per_seed,
+                merged.seeds,
+                c.contrast.min,
+                c.contrast.max,
+                c.error.as_ref().map_or(String::new(), |e| format!(": {e}")),
+            );
+        }
+        all_passed &= merged.passed;
     } else {
         eprintln!(
             "shard done; when every shard is, run `cargo xtask merge DIR...` over their output directories"
@@ -166,7 +181,10 @@ fn run_one(bin: &Path, scenario: &Path, dir: &Path, job: Job) -> Result<bool> {
 }
 
 /// Merge the runs in `dirs` into `out` (default: the first directory).
-pub fn merge(dirs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
+pub fn merge(
+    dirs: &[PathBuf],
+    out: Option<PathBuf>,
+) -> Result<(PathBuf, grove_analysis::merge::Merged)> {
     let (plan, merged) = sweep::merge_dirs(dirs)?;
     let out = out.unwrap_or_else(|| dirs[0].clone());
     std::fs::create_dir_all(&out)?;
@@ -180,5 +198,5 @@ pub fn merge(dirs: &[PathBuf], out: Option<PathBuf>) -> Result<PathBuf> {
         plan.jobs().len(),
         out.join("merged.json").display()
     );
-    Ok(out)
+    Ok((out, merged))
 }

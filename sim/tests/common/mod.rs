@@ -28,6 +28,7 @@ pub fn run(s: &Scenario) -> Report {
             sha256: String::new(),
             description: String::new(),
             cell: None,
+            contrasts: Vec::new(),
         },
         reproduce: String::new(),
     };
