@@ -111,8 +111,11 @@ from = "left"
     let r = run(&scenario(text));
     let split = &r.phases[1].broadcast;
     let healed = &r.phases[2].broadcast;
-    // During the split only the left half (30 of 60) can deliver.
+    // During the split only the left half (30 of 60) can deliver, and
+    // inside it the broadcast still reaches everyone: every broadcast
+    // reached all 30 (0.5). At least 27 of 60 leaves room for three missed.
     assert!(split.reliability.mean <= 0.55, "{:?}", split.reliability);
+    assert!(split.reliability.min >= 0.45, "{:?}", split.reliability);
     assert!(r.faults_applied.datagrams.dropped_partition > 0);
     assert!(healed.reliability.mean >= 0.99, "{:?}", healed.reliability);
 }

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{run, runs, scenario};
+use common::{outcome, run, runs, scenario};
 
 const HOSTILE: &str = r#"
 name = "hostile-small"
@@ -146,10 +146,14 @@ fn nothing_gets_in() {
 
 #[test]
 fn hostile_runs_are_byte_identical() {
-    let reports = runs("hostile", HOSTILE, &[21, 21]);
+    let reports = runs("hostile", HOSTILE, &[21, 21, 22]);
     assert!(reports[0].len() > 1000);
     assert!(
         reports[0] == reports[1],
         "two runs with seed 21 wrote different reports"
+    );
+    assert!(
+        outcome(&reports[0]) != outcome(&reports[2]),
+        "seeds 21 and 22 ran the same"
     );
 }

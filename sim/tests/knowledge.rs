@@ -55,9 +55,14 @@ max = 0
 
 #[test]
 fn a_partitioned_commons_converges_with_no_lost_write_and_runs_are_byte_identical() {
-    let reports = common::runs("knowledge-tiny", SCENARIO, &[3, 3]);
-    let (a, b) = (&reports[0], &reports[1]);
+    let reports = common::runs("knowledge-tiny", SCENARIO, &[3, 3, 4]);
+    let (a, b, c) = (&reports[0], &reports[1], &reports[2]);
     assert!(a == b, "two runs with seed 3 wrote different reports");
+    let knowledge = |r: &[u8]| common::outcome(r)["knowledge"].clone();
+    assert!(
+        knowledge(a) != knowledge(c),
+        "seeds 3 and 4 gave the same knowledge section"
+    );
     let report: serde_json::Value = serde_json::from_slice(a).unwrap();
     let k = &report["knowledge"];
     assert_eq!(k["converged"], true, "{k}");

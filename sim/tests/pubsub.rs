@@ -58,9 +58,14 @@ eclipse_host = 4
 
 #[test]
 fn pubsub_runs_are_byte_identical_and_report_the_attack() {
-    let reports = common::runs("pubsub-det", SCENARIO, &[5, 5]);
-    let (a, b) = (&reports[0], &reports[1]);
+    let reports = common::runs("pubsub-det", SCENARIO, &[5, 5, 6]);
+    let (a, b, c) = (&reports[0], &reports[1], &reports[2]);
     assert!(a == b, "two runs with seed 5 wrote different reports");
+    let pubsub = |r: &[u8]| common::outcome(r)["pubsub"].clone();
+    assert!(
+        pubsub(a) != pubsub(c),
+        "seeds 5 and 6 gave the same pub/sub section"
+    );
     let r: serde_json::Value = serde_json::from_slice(a).unwrap();
     let p = &r["pubsub"];
     let rate = p["honest"]["delivery_rate"].as_f64().unwrap();

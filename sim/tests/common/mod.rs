@@ -66,3 +66,17 @@ pub fn runs(name: &str, text: &str, seeds: &[u64]) -> Vec<Vec<u8>> {
     std::fs::remove_dir_all(&dir).ok();
     reports
 }
+
+/// What a run did: its report (`bytes`) without the two fields that name
+/// the seed (`seed`, and the command that reproduces the run), which differ
+/// between seeds whatever the run did.
+pub fn outcome(bytes: &[u8]) -> serde_json::Value {
+    let mut report: serde_json::Value = serde_json::from_slice(bytes).expect("a JSON report");
+    let fields = report.as_object_mut().expect("a JSON object");
+    assert!(fields.remove("seed").is_some(), "a report names its seed");
+    assert!(
+        fields.remove("reproduce").is_some(),
+        "and how to reproduce it"
+    );
+    report
+}

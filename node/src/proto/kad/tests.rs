@@ -2,6 +2,7 @@
 //! networks of cores exchanging encoded datagrams.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -116,13 +117,14 @@ fn a_slow_peer_frees_its_slot_at_the_timeout_and_its_late_answer_still_counts() 
 fn dead_peers_are_skipped_and_an_unanswered_lookup_still_ends() {
     let target = Key([2; 32]);
     let seeds: Vec<Peer> = (0..6).map(peer).collect();
-    let mut it = ClosestPeersIter::new(target, seeds, 3, 2, ms(100));
+    // Every other peer is dead: the request fails for good.
+    let dead = |p: &Peer| Key::of_peer(&p.id).0[0].is_multiple_of(2);
+    let mut it = ClosestPeersIter::new(target, seeds.clone(), 3, 2, ms(100));
     let mut t = 0;
     loop {
         match it.next(ms(t)) {
             Next::Send(p) => {
-                // Every other peer is dead: the request fails for good.
-                if Key::of_peer(&p.id).0[0].is_multiple_of(2) {
+                if dead(&p) {
                     assert!(it.on_failure(&p.id));
                 } else {
                     assert!(it.on_success(&p.id, []));
@@ -133,7 +135,22 @@ fn dead_peers_are_skipped_and_an_unanswered_lookup_still_ends() {
         }
         assert!(t < 10_000);
     }
-    assert!(it.closest().len() <= 3);
+    // The result is the k = 3 closest live peers, closest first: the dead
+    // ones among the closest are passed over, not counted.
+    let by_distance = sorted_by_distance(&target, &seeds);
+    assert!(
+        by_distance[..3].iter().any(dead),
+        "the test wants a dead peer among the 3 closest"
+    );
+    let want: Vec<(PeerId, u8)> = by_distance
+        .iter()
+        .filter(|p| !dead(p))
+        .take(3)
+        .map(|p| (p.id, 1))
+        .collect();
+    assert_eq!(want.len(), 3, "the test wants 3 live peers");
+    let got: Vec<(PeerId, u8)> = it.closest().iter().map(|(p, h)| (p.id, *h)).collect();
+    assert_eq!(got, want);
     // Nothing answers at all: the lookup ends after the timeouts.
     let mut silent = ClosestPeersIter::new(target, (10..13).map(peer), 3, 3, ms(100));
     while let Next::Send(_) = silent.next(ms(0)) {}
@@ -286,10 +303,18 @@ struct Net {
     done: Vec<(SocketAddr, QueryDone)>,
     rejected: Vec<(SocketAddr, &'static str)>,
     datagrams: u64,
+    /// A hash of every datagram sent, in order: the run's traffic in one
+    /// number, to compare runs.
+    traffic: DefaultHasher,
 }
 
 impl Net {
     fn new(n: u32, config: &Config, clients: u32) -> Net {
+        Net::with_seed(n, config, clients, 0)
+    }
+
+    /// As [`Net::new`], with node `i`'s RNG seeded from `rng_seed` and `i`.
+    fn with_seed(n: u32, config: &Config, clients: u32, rng_seed: u64) -> Net {
         let mut net = Net {
             now: Time::ZERO,
             nodes: BTreeMap::new(),
@@ -302,6 +327,7 @@ impl Net {
             done: Vec::new(),
             rejected: Vec::new(),
             datagrams: 0,
+            traffic: DefaultHasher::new(),
         };
         let mut lat = ChaCha8Rng::seed_from_u64(99);
         for i in 0..n + clients {
@@ -310,7 +336,7 @@ impl Net {
                 identity.peer_id(),
                 identity.signing_key().clone(),
                 config.clone(),
-                ChaCha8Rng::seed_from_u64(u64::from(i)),
+                ChaCha8Rng::seed_from_u64(rng_seed.wrapping_mul(1_000_003) + u64::from(i)),
             );
             k.set_server(Time::ZERO, i < n);
             net.nodes.insert(addr(i), k);
@@ -341,6 +367,7 @@ impl Net {
                     .expect("encodable");
                     self.seq += 1;
                     self.datagrams += 1;
+                    bytes.hash(&mut self.traffic);
                     let l = self.latency_ms[&at] + self.latency_ms[&to];
                     self.in_flight
                         .insert((self.now + ms(l), self.seq), (at, to, bytes));
@@ -644,6 +671,14 @@ fn values_are_signed_and_need_a_quorum() {
         .any(|(a, w)| *a == addr(6) && w.contains("signature")));
 }
 
+/// `key` with bit `bit` (0 = the most significant) flipped: a key that
+/// shares exactly `bit` leading bits with `key`.
+fn flip_bit(key: &Key, bit: u32) -> Key {
+    let mut k = *key;
+    k.0[(bit / 8) as usize] ^= 0x80 >> (bit % 8);
+    k
+}
+
 #[test]
 fn unsolicited_and_far_responses_are_ignored_and_counted() {
     let mut net = Net::new(30, &on(), 0);
@@ -663,52 +698,103 @@ fn unsolicited_and_far_responses_are_ignored_and_counted() {
     );
     assert_eq!(node.stats().unsolicited, 1);
     assert_eq!(node.table().len(), before, "nothing learnt");
-    // A lookup whose first answer carries peers far from the target.
-    let target = Key([0x55; 32]);
+    // A lookup for a target that shares exactly 12 bits with a peer the
+    // victim knows: that peer is asked, and with far_slack_bits = 8 it may
+    // name peers sharing 4 or more bits with the target, not 3 or fewer.
+    let slack = on().far_slack_bits;
+    let responder = peer(7);
+    assert!(node.table().contains(&responder.id), "the victim knows it");
+    let responder_cpl = 12;
+    let target = flip_bit(&Key::of_peer(&responder.id), responder_cpl);
     node.command(now, Command::FindNode(target));
-    let mut first = None;
+    let (mut id, mut other) = (None, None);
     while let Some(out) = node.poll_output() {
         if let Output::Send {
             to,
-            message: Message::FindNode { id, .. },
+            message: Message::FindNode { id: i, .. },
         } = out
         {
-            first.get_or_insert((to, id));
+            if to == responder.id {
+                id = Some(i);
+            } else {
+                other = Some(i);
+            }
         }
     }
-    let (to, id) = first.expect("a request");
-    let responder = Peer::new(to, net.hosts[&to]);
-    let rcpl = Key::of_peer(&responder.id).common_prefix_len(&target);
-    let far: Vec<Peer> = (1000..3000)
-        .map(peer)
-        .filter(|p| Key::of_peer(&p.id).common_prefix_len(&target) + 8 < rcpl)
-        .take(20)
-        .collect();
+    let id = id.expect("a request to the peer closest to the target");
+    let other = other.expect("alpha requests out");
+    // Peers on either side of the rule's edge: the farthest still allowed,
+    // and the nearest refused.
+    let with_cpl = |cpl: u32| -> Vec<Peer> {
+        (1000..4000)
+            .map(peer)
+            .filter(|p| Key::of_peer(&p.id).common_prefix_len(&target) == cpl)
+            .take(10)
+            .collect()
+    };
+    let allowed = with_cpl(responder_cpl - slack);
+    let far = with_cpl(responder_cpl - slack - 1);
+    assert_eq!((allowed.len(), far.len()), (10, 10));
+    let answer: Vec<Peer> = allowed.iter().chain(&far).copied().collect();
     let node = net.nodes.get_mut(&victim).unwrap();
-    if rcpl >= 9 {
-        node.handle_message(now, responder, Message::Nodes { id, peers: far });
-        assert_eq!(node.stats().far_peers, 20);
+    node.handle_message(now, responder, Message::Nodes { id, peers: answer });
+    assert_eq!(node.stats().far_peers, 10, "only the 10 far peers count");
+    let mut rejected = 0;
+    let mut asked = Vec::new();
+    while let Some(out) = node.poll_output() {
+        match out {
+            Output::Event(Event::Rejected { what }) => {
+                assert_eq!(what, "peers far from the target in a response");
+                rejected += 1;
+            }
+            Output::Send {
+                to,
+                message: Message::FindNode { .. },
+            } => asked.push(to),
+            _ => {}
+        }
     }
-    // The same id again, or from another peer: unsolicited.
-    node.handle_message(now, peer(7), Message::Nodes { id, peers: vec![] });
-    assert!(node.stats().unsolicited >= 2);
+    assert_eq!(rejected, 1, "one rejection per response");
+    // The far peers never become candidates of the lookup.
+    assert!(
+        !far.iter().any(|p| asked.contains(&p.id)),
+        "a far peer was asked"
+    );
+    // The same id again, or another request's id from the wrong peer:
+    // unsolicited.
+    node.handle_message(now, responder, Message::Nodes { id, peers: vec![] });
+    assert_eq!(node.stats().unsolicited, 2);
+    node.handle_message(
+        now,
+        responder,
+        Message::Nodes {
+            id: other,
+            peers: vec![],
+        },
+    );
+    assert_eq!(node.stats().unsolicited, 3);
 }
 
 #[test]
 fn clients_do_not_answer_and_same_seed_same_traffic() {
-    let run = || {
-        let mut net = Net::new(30, &on(), 3);
+    let run = |seed| {
+        let mut net = Net::with_seed(30, &on(), 3, seed);
         net.bootstrap_all();
         net.command(addr(31), Command::FindNode(Key([9; 32])));
         let t = net.now + ms(5000);
         net.run_until(t);
         (
+            net.traffic.finish(),
             net.datagrams,
             net.done.len(),
             net.last_done(addr(31), QueryKind::FindNode).clone(),
         )
     };
-    assert_eq!(run(), run());
+    let a = run(1);
+    assert_eq!(a, run(1));
+    // Another seed, other traffic (request ids at least): the nodes draw
+    // from the RNG they are given.
+    assert_ne!(a.0, run(2).0, "seeds 1 and 2 sent the same datagrams");
     let mut net = Net::new(2, &on(), 1);
     let now = net.now;
     let client = net.nodes.get_mut(&addr(2)).unwrap();

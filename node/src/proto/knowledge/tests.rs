@@ -33,13 +33,21 @@ struct Net {
     cut: BTreeSet<(u8, u8)>,
     events: Vec<(u8, Event)>,
     chunks_sent: u64,
+    /// Every chunk sent: when, from, to, and its blob id.
+    sent: Vec<(Time, u8, u8, u32)>,
 }
 
 impl Net {
     fn new(n: u8, config: Config) -> Net {
+        Net::with_seed(n, config, 0)
+    }
+
+    /// As [`Net::new`], with node `i`'s RNG seeded from `seed` and `i`
+    /// (its life seed stays `i`).
+    fn with_seed(n: u8, config: Config, seed: u64) -> Net {
         let nodes = (1..=n)
             .map(|i| {
-                let rng = ChaCha8Rng::seed_from_u64(u64::from(i));
+                let rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003) + u64::from(i));
                 (
                     i,
                     Knowledge::new(peer(i), u64::from(i), config.clone(), rng),
@@ -54,6 +62,7 @@ impl Net {
             cut: BTreeSet::new(),
             events: Vec::new(),
             chunks_sent: 0,
+            sent: Vec::new(),
         }
     }
 
@@ -68,6 +77,7 @@ impl Net {
                 Output::Send { to, message: chunk } => {
                     let j = Self::index_of(&to);
                     self.chunks_sent += 1;
+                    self.sent.push((self.now, i, j, chunk.blob));
                     if self.cut.contains(&(i.min(j), i.max(j))) {
                         continue;
                     }
@@ -526,8 +536,8 @@ fn lives_get_distinct_loro_peers_and_runs_are_deterministic() {
     let b = Knowledge::new(id, 2, config(), ChaCha8Rng::seed_from_u64(1));
     assert_ne!(a.loro_peer(), b.loro_peer());
     assert_eq!(a.loro_peer(), loro_peer_id(&id, 1));
-    let run = || {
-        let mut net = Net::new(3, config());
+    let run = |seed| {
+        let mut net = Net::with_seed(3, config(), seed);
         net.link(1, 2);
         net.link(2, 3);
         for k in 0..10 {
@@ -535,9 +545,13 @@ fn lives_get_distinct_loro_peers_and_runs_are_deterministic() {
             net.run_for(Duration::from_millis(150));
         }
         net.run_for(Duration::from_secs(30));
-        (format!("{:?}", net.events), net.chunks_sent)
+        (format!("{:?}", net.events), net.sent)
     };
-    assert_eq!(run(), run());
+    let a = run(1);
+    assert_eq!(a, run(1));
+    // Same lives (life seeds), other RNG seeds: other blob ids and
+    // anti-entropy times on the wire.
+    assert!(a.1 != run(2).1, "seeds 1 and 2 sent the same chunks");
 }
 
 #[test]
