@@ -38,6 +38,14 @@ interval_ms = 300
 [sweep]
 param = "timeline.0.fraction"
 values = [0.2, 0.5]
+
+# 32 of 40 survive a crash of 20%, 20 one of 50%.
+[[contrasts]]
+metric = "nodes.alive_at_end"
+cell = 0
+minus = 1
+min = 12
+max = 12
 "#;
 
 fn xtask(args: &[&str], dir: &Path, env: &[(&str, &str)]) {
@@ -104,5 +112,10 @@ fn three_shards_merged_equal_the_whole_sweep() {
         serde_json::from_slice(&std::fs::read(root.join("merged/merged.json")).unwrap()).unwrap();
     assert_eq!(merged["cells"].as_array().unwrap().len(), 2);
     assert_eq!(merged["seeds"], serde_json::json!([5, 6]));
+    // The contrast between the cells, evaluated seed by seed across shards.
+    let contrast = &merged["contrasts"][0];
+    assert_eq!(contrast["per_seed"], serde_json::json!([12.0, 12.0]));
+    assert_eq!(contrast["passed_seeds"], 2);
+    assert_eq!(merged["passed"], true);
     let _ = std::fs::remove_dir_all(&root);
 }
