@@ -163,6 +163,7 @@ impl Recorder {
             last.1.get_or_insert(now);
         }
         self.active[host as usize].clear();
+        self.dht.host_stopped(host);
         if let Some(k) = &mut self.knowledge {
             k.host_down(host, now);
         }
