@@ -1613,6 +1613,7 @@ impl World {
             transport: rec
                 .transport
                 .section(s.node.transport.crypto, report::node_hours(&rec, end)),
+            integrity: report::Integrity::of(&rec),
             churn: s
                 .groups
                 .iter()
