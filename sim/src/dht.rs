@@ -739,8 +739,9 @@ pub struct LookupReport {
     pub hops: Hops,
     /// From the command to the end of the lookup, on the simulator's clock.
     pub latency_ms: LatencyMs,
-    /// Requests of a lookup seen on the wire, per completed lookup (a
-    /// request the node meant to send but could not route is not counted).
+    /// Requests of a lookup seen on the wire before it ended, per completed
+    /// lookup (a request the node made but that was not sent by then, for
+    /// want of a session or a route, is not counted).
     pub msgs_mean: f64,
     /// Answers to those requests seen on the wire before the lookup ended
     /// (sent by the peer asked), per completed lookup.
