@@ -9,7 +9,10 @@
 //! persists its commits would), each document change (its version hash) and
 //! each transfer. At the end the world asks every live node for its
 //! documents' states and checks, from outside, that every acknowledged edit
-//! is present in every live node's state.
+//! is present in every live node's state. The same final answer carries
+//! the nodes' own counters (updates held for missing dependencies, rate
+//! limiting); they are reported apart, under `reported_by_nodes`, as the
+//! nodes' figures rather than observations.
 //!
 //! # What "lost" means
 //!
@@ -586,6 +589,13 @@ impl KnowledgeRec {
         };
         let peak = |f: fn(&Stats) -> u64| self.final_stats.iter().map(f).max().unwrap_or(0);
         let sum = |f: fn(&Stats) -> u64| self.final_stats.iter().map(f).sum::<u64>();
+        let reported_by_nodes = ReportedByNodes {
+            pending_peak: peak(|s| s.pending_peak),
+            updates_held: sum(|s| s.held),
+            pending_dropped: sum(|s| s.pending_dropped),
+            rejected: sum(|s| s.rejected),
+            rate_limited: sum(|s| s.rate_limited),
+        };
         let acked = self.writes.iter().filter(|w| w.acked).count() as u64;
         let rejected = self.writes.iter().filter(|w| w.rejected).count() as u64;
         KnowledgeSection {
@@ -606,12 +616,10 @@ impl KnowledgeRec {
             bytes_snapshot_equivalent,
             transfers: self.transfers,
             snapshots_sent: self.snapshots_sent,
-            pending_peak: peak(|s| s.pending_peak),
-            updates_held: sum(|s| s.held),
-            pending_dropped: sum(|s| s.pending_dropped),
-            rejected: sum(|s| s.rejected),
-            rate_limited: sum(|s| s.rate_limited),
+            writes_unsent: self.writes_unsent,
+            rejected: self.rejected_events,
             mix: self.mix.clone(),
+            reported_by_nodes,
         }
     }
 }
@@ -707,12 +715,32 @@ pub struct KnowledgeSection {
     pub bytes_snapshot_equivalent: u64,
     pub transfers: u64,
     pub snapshots_sent: u64,
-    /// Most updates held for missing dependencies at once in one document,
-    /// over live nodes (from their final counters).
-    pub pending_peak: u64,
-    pub updates_held: u64,
-    pub pending_dropped: u64,
+    /// Writes that could not be handed to their host (its command queue
+    /// was full); counted in `writes_unacked` too.
+    pub writes_unsent: u64,
+    /// Blobs the nodes refused, one `Rejected` event each, over every life
+    /// of every node.
     pub rejected: u64,
-    pub rate_limited: u64,
     pub mix: Mix,
+    /// The nodes' own counters, fetched from the nodes live at the end
+    /// (not observations; a node's counters start again with each life).
+    pub reported_by_nodes: ReportedByNodes,
+}
+
+/// The knowledge counters live nodes report about themselves at the end
+/// (`knowledge.reported_by_nodes`): internal figures no observer sees.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReportedByNodes {
+    /// Most updates held for missing dependencies at once in one
+    /// document, over live nodes.
+    pub pending_peak: u64,
+    /// Updates held for missing dependencies, summed.
+    pub updates_held: u64,
+    /// Held updates dropped because the queue was full, summed.
+    pub pending_dropped: u64,
+    /// Blobs refused, summed (the nodes' count of what `rejected` counts
+    /// from events).
+    pub rejected: u64,
+    /// Datagrams dropped by the per-peer rate limit, summed.
+    pub rate_limited: u64,
 }

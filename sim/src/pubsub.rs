@@ -10,8 +10,10 @@
 //! ([`grove_node::proto::gossipsub::Adversary`]): honest until `from_s`,
 //! then misbehaving as configured.
 //!
-//! Metrics come from node events (deliveries, mesh changes, the score
-//! snapshots honest nodes emit every 10 s) and the traffic each host sends.
+//! Metrics come from node events (deliveries, mesh changes) and the
+//! traffic each host sends. The score snapshots honest nodes emit every
+//! 10 s are their internal score tables: reported apart, under
+//! `attack.reported_by_nodes`, as the nodes' own figures.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -480,9 +482,11 @@ impl PubSubRec {
                     .map(|s| (round6(s.0), round6(share(*s))))
                     .collect(),
                 attacker_datagrams: by_kind,
-                scores_of_honest_peers: Distribution::of(honest_scores),
-                scores_of_attackers: Distribution::of(attacker_scores),
                 eclipse_target_delivery_rate: self.eclipse.map(|_| mean(&eclipse)),
+                reported_by_nodes: ScoresReported {
+                    scores_of_honest_peers: Distribution::of(honest_scores),
+                    scores_of_attackers: Distribution::of(attacker_scores),
+                },
             }
         });
         PubSubReport {
@@ -587,11 +591,19 @@ pub struct AttackReport {
     pub mesh_attacker_share: Vec<(f64, f64)>,
     /// Datagrams the Sybils sent, by GossipSub kind.
     pub attacker_datagrams: BTreeMap<String, u64>,
-    /// Scores honest nodes gave honest peers and Sybils (last snapshot).
-    pub scores_of_honest_peers: Distribution,
-    pub scores_of_attackers: Distribution,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eclipse_target_delivery_rate: Option<f64>,
+    /// The honest nodes' own score tables (not observations).
+    pub reported_by_nodes: ScoresReported,
+}
+
+/// Scores honest nodes gave honest peers and Sybils, from the last score
+/// snapshot each honest node emitted: the nodes' internal peer scores, as
+/// they report them, not something an observer sees.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScoresReported {
+    pub scores_of_honest_peers: Distribution,
+    pub scores_of_attackers: Distribution,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]

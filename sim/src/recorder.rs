@@ -64,7 +64,12 @@ pub struct Recorder {
     pub peer_host: FxHashMap<PeerId, u32>,
     pub up: Vec<UpIntervals>,
     pub malformed: u64,
+    /// Deliveries of a workload broadcast by a host that had delivered it
+    /// already.
     pub duplicate_deliveries: u64,
+    /// `NeighborUp` events for a peer already in the host's active view
+    /// (no `NeighborDown` for it since, in the host's current life).
+    pub repeated_neighbor_up: u64,
     /// NAT traversal's events.
     pub nat: crate::traversal::NatRec,
     /// Datagrams and bytes sent, per [`Protocol`] (in `Protocol::ALL`
@@ -132,6 +137,7 @@ impl Recorder {
             up: vec![Vec::new(); hosts],
             malformed: 0,
             duplicate_deliveries: 0,
+            repeated_neighbor_up: 0,
             nat: crate::traversal::NatRec::new(hosts),
             traffic: [Traffic::default(); OTHER_ROW + 1],
             transport: crate::transport::TransportRec::default(),
@@ -163,6 +169,7 @@ impl Recorder {
             last.1.get_or_insert(now);
         }
         self.active[host as usize].clear();
+        self.dht.host_stopped(host);
         if let Some(k) = &mut self.knowledge {
             k.host_down(host, now);
         }
@@ -214,7 +221,9 @@ impl Recorder {
 
     pub fn neighbor_up(&mut self, host: u32, peer: PeerId) {
         let view = &mut self.active[host as usize];
-        if !view.contains(&peer) {
+        if view.contains(&peer) {
+            self.repeated_neighbor_up += 1;
+        } else {
             view.push(peer);
         }
     }
@@ -362,6 +371,34 @@ mod tests {
         assert!(b.has_delivered(2));
         // Payload not from the workload is ignored.
         r.delivered(2, 0, id, 1, b"short");
+        // The duplicate is what the report's integrity section says.
+        let integrity = serde_json::to_value(crate::report::Integrity::of(&r)).unwrap();
+        assert_eq!(integrity["duplicate_deliveries"], 1);
+        assert_eq!(integrity["repeated_neighbor_up"], 0);
+    }
+
+    #[test]
+    fn a_neighbor_up_for_a_peer_already_up_is_counted() {
+        let mut r = Recorder::new(2, vec![]);
+        let (me, p) = (PeerId([0; 32]), PeerId([1; 32]));
+        r.host_started(0, me, 0);
+        r.neighbor_up(0, p);
+        r.neighbor_up(0, p); // no NeighborDown between: repeated
+        r.neighbor_down(0, &p);
+        r.neighbor_up(0, p); // after a down: not repeated
+        r.host_crashed(0, 10);
+        r.host_started(0, me, 20);
+        r.neighbor_up(0, p); // a new life starts with an empty view
+        assert_eq!(r.repeated_neighbor_up, 1);
+        assert_eq!(r.active[0], [p]);
+        let integrity = crate::report::Integrity::of(&r);
+        assert_eq!(
+            (
+                integrity.duplicate_deliveries,
+                integrity.repeated_neighbor_up
+            ),
+            (0, 1)
+        );
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Report {
     pub traffic: TrafficReport,
     /// The session layer: crypto mode, handshakes and acks on the wire.
     pub transport: crate::transport::TransportSection,
+    /// Node events that must never happen (each should be 0).
+    pub integrity: Integrity,
     /// Sessions, departures and rejoins, when a group churns or arrives.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnCounts>,
@@ -149,6 +151,30 @@ pub struct ScenarioInfo {
 pub struct CellParam {
     pub param: String,
     pub value: serde_json::Value,
+}
+
+/// Node events that must never happen, counted by the observer from the
+/// events the nodes report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Integrity {
+    /// Deliveries of a workload broadcast by a host that had delivered it
+    /// already (in this life or an earlier one: a delivered message is
+    /// handed to the application once).
+    pub duplicate_deliveries: u64,
+    /// `NeighborUp` events for a peer already up on that host: no
+    /// `NeighborDown` for it since its last `NeighborUp` in the host's
+    /// current life.
+    pub repeated_neighbor_up: u64,
+}
+
+impl Integrity {
+    #[must_use]
+    pub fn of(rec: &Recorder) -> Integrity {
+        Integrity {
+            duplicate_deliveries: rec.duplicate_deliveries,
+            repeated_neighbor_up: rec.repeated_neighbor_up,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

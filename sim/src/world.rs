@@ -909,7 +909,8 @@ impl World {
         {
             let mut rec = self.rec.borrow_mut();
             let expected = rec.dht.closest_server(&target, &running, origin);
-            rec.dht.lookup_issued(origin as u32, target, expected);
+            let now = self.net.now_ns();
+            rec.dht.lookup_issued(now, origin as u32, target, expected);
         }
         self.dht_command(origin, kad::Command::FindNode(target));
     }
@@ -937,7 +938,7 @@ impl World {
             self.rec
                 .borrow_mut()
                 .dht
-                .provider_started(i as u32, keys.len(), now, cycle_ns);
+                .provider_started(i as u32, &keys, now, cycle_ns);
             self.dht_keys.insert(i, keys.clone());
             self.dht_command(i, kad::Command::Provide(keys));
         }
@@ -1612,6 +1613,7 @@ impl World {
             transport: rec
                 .transport
                 .section(s.node.transport.crypto, report::node_hours(&rec, end)),
+            integrity: report::Integrity::of(&rec),
             churn: s
                 .groups
                 .iter()

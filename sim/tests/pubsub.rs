@@ -81,7 +81,9 @@ fn pubsub_runs_are_byte_identical_and_report_the_attack() {
     );
     let attack = &p["attack"];
     assert!(attack["attacker_datagrams"]["publish"].as_u64().unwrap() > 0);
-    let worst = attack["scores_of_attackers"]["min"].as_f64().unwrap();
+    let worst = attack["reported_by_nodes"]["scores_of_attackers"]["min"]
+        .as_f64()
+        .unwrap();
     assert!(worst < -10.0, "Sybils are scored down: {worst}");
     assert!(r["pubsub"]["via"] == "gossipsub");
 }

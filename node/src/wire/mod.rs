@@ -79,7 +79,8 @@
 //!
 //! [`classify`], [`protocol`] and [`gossip_id`] read the header (and the
 //! GOSSIP id at offset 34) without decoding the body, for observers that
-//! account traffic.
+//! account traffic; a [`Label`] also carries a DHT message's request id
+//! (also at offset 34).
 
 mod primitives;
 pub mod tag;
@@ -293,9 +294,11 @@ pub fn protocol(bytes: &[u8]) -> Option<Protocol> {
 }
 
 /// What a datagram carries, read from its plaintext before it is sealed:
-/// the message tag and, for a GOSSIP, the first 6 bytes of its id. The
-/// transport hands it to whoever sends the datagram, for observers that
-/// account traffic (the simulator); it never travels.
+/// the message tag and, for a GOSSIP, the first 6 bytes of its id; for a
+/// DHT request or response, the first 6 bytes of its request id (what pairs
+/// a response with its request). The transport hands it to whoever sends
+/// the datagram, for observers that account traffic (the simulator); it
+/// never travels.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Label(pub u64);
 
@@ -310,7 +313,9 @@ impl Label {
         if classify(plaintext).is_none() {
             return Label::FOREIGN;
         }
-        let prefix = gossip_id(plaintext).map_or(0, |id| id_prefix(&id));
+        let prefix = gossip_id(plaintext)
+            .or_else(|| dht_request_id(plaintext))
+            .map_or(0, |id| id_prefix(&id));
         Label(0x100 | u64::from(plaintext[1]) | (prefix << 9))
     }
 
@@ -339,6 +344,15 @@ impl Label {
         (self.class()? == Class::Payload).then_some(self.0 >> 9)
     }
 
+    /// [`request_id_prefix`] of a DHT request's or response's request id
+    /// (every DHT message but ADD_PROVIDER carries one).
+    #[must_use]
+    pub fn dht_request_prefix(self) -> Option<u64> {
+        let tag = self.tag()?;
+        (tag::protocol_of(tag)? == Protocol::Dht && tag != tag::dht::ADD_PROVIDER)
+            .then_some(self.0 >> 9)
+    }
+
     /// The GossipSub kind.
     #[must_use]
     pub fn pubsub_kind(self) -> Option<PubSubKind> {
@@ -353,6 +367,27 @@ pub fn gossip_id(bytes: &[u8]) -> Option<[u8; 32]> {
         return None;
     }
     bytes.get(GOSSIP_ID_OFFSET..)?.first_chunk::<32>().copied()
+}
+
+/// The bytes that hold a DHT message's request id (and what follows it,
+/// padded), read without decoding the rest: `None` for ADD_PROVIDER and
+/// every other protocol's message.
+fn dht_request_id(bytes: &[u8]) -> Option<[u8; 32]> {
+    let tag = *bytes.get(1)?;
+    if tag::protocol_of(tag)? != Protocol::Dht || tag == tag::dht::ADD_PROVIDER {
+        return None;
+    }
+    let id = bytes.get(HEADER_BYTES..HEADER_BYTES + 8)?;
+    let mut padded = [0u8; 32];
+    padded[..8].copy_from_slice(id);
+    Some(padded)
+}
+
+/// What a [`Label`] carries of a DHT request id: its first 6 bytes (big
+/// endian on the wire) as a number, as [`id_prefix`] reads them.
+#[must_use]
+pub fn request_id_prefix(id: u64) -> u64 {
+    id >> 16
 }
 
 /// What a [`Label`] carries of a broadcast id: its first 6 bytes as a
@@ -417,5 +452,20 @@ mod tests {
         assert_eq!(publish.gossip_prefix(), None);
         assert_eq!(Label::of(&[0; 40]), Label::FOREIGN);
         assert_eq!(Label::FOREIGN.tag(), None);
+        // A DHT request carries its request id's prefix; ADD_PROVIDER none.
+        let mut find = header(tag::dht::FIND_NODE);
+        find.extend(0x0102_0304_0506_0708u64.to_be_bytes());
+        find.push(1);
+        find.extend([7; 32]);
+        let label = Label::of(&find);
+        assert_eq!(label.protocol(), Some(Protocol::Dht));
+        assert_eq!(
+            label.dht_request_prefix(),
+            Some(request_id_prefix(0x0102_0304_0506_0708))
+        );
+        assert_eq!(label.gossip_prefix(), None);
+        let add = Label::of(&header(tag::dht::ADD_PROVIDER));
+        assert_eq!(add.dht_request_prefix(), None);
+        assert_eq!(label.class(), Some(Class::Control));
     }
 }

@@ -18,6 +18,13 @@
 //! [`Kademlia::handle_timeout`]. Randomness (request ids, refresh targets)
 //! is a seeded ChaCha stream.
 //!
+//! Events: besides each query's outcome ([`QueryDone`], the node's own
+//! summary), the core reports each request a lookup sends, each answer a
+//! lookup takes and each routing-table change ([`Event::Request`],
+//! [`Event::Answer`], [`Event::Table`]), so that an observer can measure
+//! lookups and tables from what happened rather than from the node's
+//! counts (the simulator pairs them with the datagrams it carries).
+//!
 //! Hostile input: responses nobody asked for (unknown request id, or from
 //! another peer than asked), peers in a response far from the target (more
 //! than `far_slack_bits` bits farther than the responder itself), and
@@ -49,7 +56,7 @@ use lookup::{ClosestPeersIter, Next};
 pub use message::Message;
 use store::Store;
 pub use store::{Record, MAX_VALUE_BYTES};
-use table::{Insert, Limits, Table};
+use table::{Change, Insert, Limits, Table};
 
 use crate::{Peer, PeerId, Time};
 
@@ -321,6 +328,25 @@ pub enum Event {
     Rejected {
         what: &'static str,
     },
+    /// A lookup towards `target` asked `to` (FIND_NODE, GET_PROVIDERS or
+    /// GET_VALUE) with request id `id`: what lets an observer of the
+    /// network attribute the request, and the answer that echoes `id`, to
+    /// the lookup.
+    Request {
+        target: Key,
+        id: u64,
+        to: PeerId,
+    },
+    /// The answer to request `id` was taken by its lookup: the peers it
+    /// named that the lookup kept (ourselves and peers far from the target
+    /// left out) and the providers it carried, as they were on the wire.
+    Answer {
+        id: u64,
+        closer: Vec<PeerId>,
+        providers: Vec<PeerId>,
+    },
+    /// A peer entered or left the routing table.
+    Table(table::Change),
 }
 
 /// An output of the core.
@@ -727,7 +753,8 @@ impl Kademlia {
                 continue;
             };
             if !matches!(req.what, ReqWhat::Ping) {
-                self.table.remove(&req.peer);
+                let changes = self.table.remove(&req.peer);
+                self.table_changed(changes);
             }
             if let Some(qid) = req.query {
                 if let Some(q) = self.queries.get_mut(&qid) {
@@ -738,7 +765,8 @@ impl Kademlia {
                 }
             }
         }
-        self.table.apply_pending(now);
+        let changes = self.table.apply_pending(now);
+        self.table_changed(changes);
         let due: Vec<u64> = self
             .queries
             .iter()
@@ -827,6 +855,12 @@ impl Kademlia {
         self.event(Event::Rejected { what });
     }
 
+    fn table_changed(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            self.event(Event::Table(c));
+        }
+    }
+
     fn event(&mut self, e: Event) {
         if self.outputs.len() < OUTPUT_CAPACITY {
             self.outputs.push_back(Output::Event(e));
@@ -871,12 +905,13 @@ impl Kademlia {
             .table
             .insert(now, peer, now + self.config.request_timeout)
         {
+            Insert::Added => self.event(Event::Table(Change::Added(peer.id))),
             Insert::PingOldest(oldest) => self.ping(now, oldest.id),
             Insert::Rejected(what) => {
                 self.stats.table_rejected += 1;
                 self.reject(what);
             }
-            _ => {}
+            Insert::Updated | Insert::Full | Insert::Ourselves => {}
         }
         if self.next_refresh.is_none() {
             self.next_refresh = Some(now + self.config.refresh_interval);
@@ -970,7 +1005,9 @@ impl Kademlia {
             })
             .collect();
         let hops = q.iter.hops_of(&from.id).unwrap_or(1);
-        q.iter.on_success(&from.id, closer);
+        let named: Vec<PeerId> = closer.iter().map(|p| p.id).collect();
+        let taken = q.iter.on_success(&from.id, closer);
+        let provider_ids: Vec<PeerId> = providers.iter().map(|p| p.id).collect();
         let mut bad_record = false;
         match &q.what {
             Target::GetProviders if !providers.is_empty() => {
@@ -991,6 +1028,13 @@ impl Kademlia {
                 }
             }
             _ => {}
+        }
+        if taken {
+            self.event(Event::Answer {
+                id,
+                closer: named,
+                providers: provider_ids,
+            });
         }
         if far > 0 {
             self.stats.far_peers += far;
@@ -1087,6 +1131,11 @@ impl Kademlia {
                         _ => Message::FindNode { id, server, target },
                     };
                     self.send(peer.id, message);
+                    self.event(Event::Request {
+                        target,
+                        id,
+                        to: peer.id,
+                    });
                 }
             }
         }

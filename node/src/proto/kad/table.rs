@@ -47,6 +47,15 @@ pub enum Insert {
     Ourselves,
 }
 
+/// A change to the table's entries, as the core reports it
+/// ([`super::Event::Table`]): what lets an observer follow a table's size
+/// without looking inside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Added(PeerId),
+    Removed(PeerId),
+}
+
 /// Table limits.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -149,24 +158,24 @@ impl Table {
 
     /// Pending newcomers whose ping deadline passed replace the oldest
     /// entry (it did not answer; an answer would have moved it and dropped
-    /// the newcomer). Returns how many were swapped in.
-    pub fn apply_pending(&mut self, now: Time) -> usize {
-        let mut n = 0;
+    /// the newcomer). Returns what changed, in bucket order.
+    pub fn apply_pending(&mut self, now: Time) -> Vec<Change> {
+        let mut changes = Vec::new();
         if self.pending == 0 {
-            return 0;
+            return changes;
         }
         for bucket in &mut self.buckets {
             if bucket.pending.as_ref().is_some_and(|p| now >= p.1) {
                 let (entry, _) = *bucket.pending.take().expect("checked");
                 self.pending -= 1;
                 if !bucket.entries.is_empty() {
-                    bucket.entries.remove(0);
+                    changes.push(Change::Removed(bucket.entries.remove(0).peer.id));
                 }
+                changes.push(Change::Added(entry.peer.id));
                 bucket.entries.push(entry);
-                n += 1;
             }
         }
-        n
+        changes
     }
 
     /// The oldest entry answered its ping: it stays, the newcomer goes.
@@ -185,21 +194,25 @@ impl Table {
         }
     }
 
-    pub fn remove(&mut self, id: &PeerId) -> bool {
+    /// Take `id` out; a newcomer waiting in its bucket takes its place.
+    /// Returns what changed.
+    pub fn remove(&mut self, id: &PeerId) -> Vec<Change> {
         let key = Key::of_peer(id);
         let Some(bucket) = self.index(&key).and_then(|b| self.buckets.get_mut(b)) else {
-            return false;
+            return Vec::new();
         };
         let before = bucket.entries.len();
         bucket.entries.retain(|e| e.peer.id != *id);
-        let removed = bucket.entries.len() < before;
-        if removed {
-            if let Some(pending) = bucket.pending.take() {
-                bucket.entries.push(pending.0);
-                self.pending -= 1;
-            }
+        if bucket.entries.len() == before {
+            return Vec::new();
         }
-        removed
+        let mut changes = vec![Change::Removed(*id)];
+        if let Some(pending) = bucket.pending.take() {
+            changes.push(Change::Added(pending.0.peer.id));
+            bucket.entries.push(pending.0);
+            self.pending -= 1;
+        }
+        changes
     }
 
     /// Up to `count` entries closest to `target`, closest first.

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::lookup::{ClosestPeersIter, Next};
-use super::table::{Insert, Limits, Table};
+use super::table::{Change, Insert, Limits, Table};
 use super::*;
 use crate::message::{self, Datagram, Message as W};
 use crate::Identity;
@@ -274,16 +274,22 @@ fn a_full_bucket_keeps_a_live_oldest_entry_and_replaces_a_dead_one() {
     assert_eq!(t.insert(ms(3), bucket0[3], ms(103)), Insert::Full);
     // It answers: it stays, the newcomer is dropped.
     t.pong(ms(50), &bucket0[0].id);
-    assert_eq!(t.apply_pending(ms(200)), 0);
+    assert_eq!(t.apply_pending(ms(200)), []);
     assert!(t.contains(&bucket0[0].id) && !t.contains(&bucket0[2].id));
     // Now the oldest is bucket0[1]; it does not answer.
     assert_eq!(
         t.insert(ms(300), bucket0[2], ms(400)),
         Insert::PingOldest(bucket0[1])
     );
-    assert_eq!(t.apply_pending(ms(399)), 0);
-    assert_eq!(t.apply_pending(ms(400)), 1);
+    assert_eq!(t.apply_pending(ms(399)), []);
+    assert_eq!(
+        t.apply_pending(ms(400)),
+        [Change::Removed(bucket0[1].id), Change::Added(bucket0[2].id)]
+    );
     assert!(!t.contains(&bucket0[1].id) && t.contains(&bucket0[2].id));
+    // Removing an entry reports it; removing it again changes nothing.
+    assert_eq!(t.remove(&bucket0[2].id), [Change::Removed(bucket0[2].id)]);
+    assert_eq!(t.remove(&bucket0[2].id), []);
 }
 
 // ---- networks of cores ----
@@ -302,6 +308,8 @@ struct Net {
     seq: u64,
     done: Vec<(SocketAddr, QueryDone)>,
     rejected: Vec<(SocketAddr, &'static str)>,
+    /// Requests, answers and table changes, as an observer sees them.
+    observed: Vec<(SocketAddr, Event)>,
     datagrams: u64,
     /// A hash of every datagram sent, in order: the run's traffic in one
     /// number, to compare runs.
@@ -326,6 +334,7 @@ impl Net {
             seq: 0,
             done: Vec::new(),
             rejected: Vec::new(),
+            observed: Vec::new(),
             datagrams: 0,
             traffic: DefaultHasher::new(),
         };
@@ -374,6 +383,9 @@ impl Net {
                 }
                 Output::Event(Event::QueryDone(d)) => self.done.push((at, *d)),
                 Output::Event(Event::Rejected { what }) => self.rejected.push((at, what)),
+                Output::Event(
+                    e @ (Event::Request { .. } | Event::Answer { .. } | Event::Table(_)),
+                ) => self.observed.push((at, e)),
             }
         }
     }
@@ -500,6 +512,38 @@ fn lookups_find_the_closest_server_in_few_hops() {
     }
     let mean = hops.iter().map(|&h| f64::from(h)).sum::<f64>() / hops.len() as f64;
     assert!(mean <= 4.0, "mean hops {mean}");
+    // The table events replay to every table's size.
+    for (a, node) in &net.nodes {
+        let size: i64 = net
+            .observed
+            .iter()
+            .filter(|(at, _)| at == a)
+            .map(|(_, e)| match e {
+                Event::Table(Change::Added(_)) => 1,
+                Event::Table(Change::Removed(_)) => -1,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(size, node.table().len() as i64, "{a}");
+    }
+    // A lookup's request events are its requests, each answer names an
+    // asked request.
+    let (from, d) = net.done.last().cloned().unwrap();
+    let ids: BTreeSet<u64> = net
+        .observed
+        .iter()
+        .filter_map(|(at, e)| match e {
+            Event::Request { target, id, .. } if *at == from && *target == d.target => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len() as u32, d.requests);
+    let answered = net
+        .observed
+        .iter()
+        .filter(|(at, e)| *at == from && matches!(e, Event::Answer { id, .. } if ids.contains(id)))
+        .count();
+    assert!(answered >= 20 && answered <= ids.len(), "{answered}");
 }
 
 #[test]
