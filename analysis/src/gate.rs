@@ -62,8 +62,12 @@ pub enum GateError {
 pub enum Verdict {
     Pass,
     Better,
+    /// Moved the wrong way beyond the tolerance, or the baseline measured
+    /// it and the new run no longer has it (a convergence time where
+    /// nothing converged).
     Regressed,
-    /// The metric is missing from the baseline or the new run.
+    /// The metric is missing from the baseline: the gate file asks for
+    /// something that was never measured (an error, not a regression).
     Missing,
 }
 
@@ -126,7 +130,8 @@ pub fn compare(metrics: &[Metric], baseline: &Value, now: &Value) -> Vec<Row> {
             let n = lookup(now, &m.path).and_then(Value::as_f64);
             let verdict = match (b, n) {
                 (Some(b), Some(n)) => judge(m, b, n),
-                _ => Verdict::Missing,
+                (Some(_), None) => Verdict::Regressed,
+                (None, _) => Verdict::Missing,
             };
             Row {
                 metric: m.path.clone(),
@@ -234,7 +239,11 @@ better = "equal"
         assert_eq!(worse[2].verdict, Verdict::Pass);
         let better = compare(m, &base, &merged(0.999, 1000.0));
         assert_eq!(better[1].verdict, Verdict::Better);
-        let missing = compare(m, &base, &serde_json::json!({}));
+        // What the run lost (no convergence time: nothing converged) is a
+        // regression; what the baseline never had is the gate file's error.
+        let lost = compare(m, &base, &serde_json::json!({}));
+        assert!(lost.iter().all(|r| r.verdict == Verdict::Regressed));
+        let missing = compare(m, &serde_json::json!({}), &base);
         assert!(missing.iter().all(|r| r.verdict == Verdict::Missing));
         assert!(table("quickstart", &worse).contains("REGRESSED"));
     }

@@ -2,7 +2,8 @@
 //! gate file (`reports/baselines/gate.toml`) it runs the sweep over the
 //! listed seeds, and compares the merged metrics with the committed
 //! baseline (`grove_analysis::gate`): exit 0 when nothing regressed, 1 when
-//! something did, 2 on an error (a missing metric or baseline included).
+//! something did (a metric the run no longer has included), 2 on an error
+//! (a metric the baseline lacks, a missing baseline).
 //! `--update` rewrites the baselines from this run instead.
 //!
 //! A gated scenario file whose SHA-256 differs from the one its baseline
@@ -125,7 +126,7 @@ pub fn regress(gate_file: &Path, update: bool, only: &[String]) -> Result<ExitCo
         started.elapsed().as_secs_f64()
     );
     if missing > 0 {
-        bail!("{missing} metric(s) missing from a baseline or this run");
+        bail!("{missing} metric(s) missing from a baseline (run `cargo xtask regress --update`)");
     }
     Ok(if regressed > 0 {
         println!("gate: {regressed} metric(s) REGRESSED");
