@@ -113,6 +113,38 @@ impl Contrast {
     }
 }
 
+/// One line: `PASS pubsub.honest.delivery_rate: cell 0 - cell 1 = 0.0109,
+/// 0.0243 (want >= 0.005)`, the bound worded as a check's.
+impl std::fmt::Display for ContrastResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = &self.contrast;
+        let values: Vec<String> = self
+            .per_seed
+            .iter()
+            .map(|d| d.map_or("-".to_owned(), |d| d.to_string()))
+            .collect();
+        write!(
+            f,
+            "{} {}: cell {} - cell {} = {}",
+            if self.passed { "PASS" } else { "FAIL" },
+            c.metric,
+            c.cell,
+            c.minus,
+            values.join(", ")
+        )?;
+        match (c.min, c.max) {
+            (Some(a), Some(b)) => write!(f, " (want {a}..={b})")?,
+            (Some(a), None) => write!(f, " (want >= {a})")?,
+            (None, Some(b)) => write!(f, " (want <= {b})")?,
+            (None, None) => {}
+        }
+        match &self.error {
+            Some(e) => write!(f, ": {e}"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The contrasts a run's report carries (`scenario.contrasts`), if any.
 pub fn of_report(report: &Value) -> Result<Vec<Contrast>, String> {
     match lookup(report, "scenario.contrasts") {
@@ -155,6 +187,10 @@ mod tests {
         assert_eq!(r.mean, 0.011);
         let r = scoring_gain(0.002).evaluate_seeds(&seeds);
         assert!(r.passed && r.passed_seeds == 2 && r.error.is_none());
+        assert_eq!(
+            r.to_string(),
+            "PASS pubsub.honest.delivery_rate: cell 0 - cell 1 = 0.019, 0.003 (want >= 0.002)"
+        );
     }
 
     #[test]

@@ -206,23 +206,22 @@ pub fn merge(runs: &[Run], reproduce: String) -> Result<Merged, MergeError> {
         }
         cells.push(merge_cell(cell, &group)?);
     }
+    // Each seed's reports in cell order, for the contrasts between cells.
+    let by_seed: Vec<Vec<&Value>> = seeds
+        .iter()
+        .map(|&seed| {
+            let mut cells: Vec<&Run> = runs.iter().filter(|r| r.seed == seed).collect();
+            cells.sort_by_key(|r| r.cell);
+            cells.iter().map(|r| &r.report).collect()
+        })
+        .collect();
     let contrasts = contrast::of_report(&first.report)
         .map_err(|what| MergeError::Mismatch {
             cell: first.cell,
             what,
         })?
         .iter()
-        .map(|c| {
-            let by_seed: Vec<Vec<&Value>> = seeds
-                .iter()
-                .map(|&seed| {
-                    let mut cells: Vec<&Run> = runs.iter().filter(|r| r.seed == seed).collect();
-                    cells.sort_by_key(|r| r.cell);
-                    cells.iter().map(|r| &r.report).collect()
-                })
-                .collect();
-            c.evaluate_seeds(&by_seed)
-        })
+        .map(|c| c.evaluate_seeds(&by_seed))
         .collect::<Vec<_>>();
     Ok(Merged {
         schema_version: MERGED_SCHEMA_VERSION,

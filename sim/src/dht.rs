@@ -581,12 +581,12 @@ impl DhtRec {
             .iter()
             .filter_map(|l| l.done.as_ref())
             .collect();
+        let per = |f: fn(&LookupDone) -> u32| -> Vec<f64> {
+            done.iter().map(|d| f64::from(f(d))).collect()
+        };
         let lookup = (!self.lookups.is_empty()).then(|| {
             let mut lat: Vec<f64> = done.iter().map(|d| d.latency_ns as f64 / 1e6).collect();
             lat.sort_by(f64::total_cmp);
-            let per = |f: fn(&LookupDone) -> u32| -> Vec<f64> {
-                done.iter().map(|d| f64::from(f(d))).collect()
-            };
             let n = self.lookups.len() as f64;
             LookupReport {
                 issued: self.lookups.len(),
@@ -618,12 +618,7 @@ impl DhtRec {
                         / self.lookups.len() as f64,
                 ),
                 hops: Hops::of(done.iter().map(|d| d.reported.hops)),
-                msgs_mean: round6(mean(
-                    &done
-                        .iter()
-                        .map(|d| f64::from(d.reported.requests))
-                        .collect::<Vec<_>>(),
-                )),
+                msgs_mean: round6(mean(&per(|d| d.reported.requests))),
             }),
             routing_table: TableReport::of(done.iter().map(|d| u32::from(d.reported.table_size))),
             available_fraction_mean: (self.published > 0)
