@@ -14,8 +14,12 @@ use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
-use crate::proto::knowledge::{DocState, Stats, Write};
+use crate::proto::knowledge::{self, DocState, Stats, Write};
+use crate::store::{Store, StoreError};
 use crate::Time;
+
+/// How often, at most, a changed peer cache is saved.
+pub const PEER_CACHE_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Commands the application sends to a running node.
 ///
@@ -51,8 +55,6 @@ pub enum Command {
 pub enum KnowledgeCommand {
     /// Edit `topic`'s document.
     Write { topic: String, write: Write },
-    /// Re-import an update this node committed in an earlier life.
-    Restore { topic: String, update: Bytes },
     /// Read `topic`'s document as JSON.
     Read { topic: String },
     /// Report every document's state (for checks from outside).
@@ -111,6 +113,14 @@ pub trait EventSink {
 /// (in the simulator: the host crashed). A closed command channel is
 /// not an end: the node keeps serving the overlay.
 ///
+/// First the node gets what `store` kept (its knowledge updates, its peer
+/// cache) and [`Node::start`]s: it joins through its cached peers, then its
+/// bootstrap contacts. Each knowledge commit is made durable in `store`
+/// before the write is acknowledged ([`KnowledgeReply::Written`]); a write
+/// that could not be made durable is answered with an error instead. The
+/// peer cache is saved when it changes, at most every
+/// [`PEER_CACHE_SAVE_INTERVAL`].
+///
 /// The node's state is on the heap (given boxed, or boxed here) before the
 /// future is built: a task's future is stored by value (madsim's spawn
 /// wraps it in one more future that holds it twice), and an `async fn`
@@ -122,8 +132,9 @@ pub fn run<'a, S: EventSink>(
     socket: Socket,
     commands: impl Commands + 'a,
     sink: &'a mut S,
+    store: impl Store + 'a,
 ) -> impl Future<Output = io::Result<()>> + 'a {
-    drive(node.into(), socket, commands, sink)
+    drive(node.into(), socket, commands, sink, store)
 }
 
 thread_local! {
@@ -140,6 +151,7 @@ async fn drive(
     socket: Socket,
     mut commands: impl Commands,
     sink: &mut impl EventSink,
+    store: impl Store,
 ) -> io::Result<()> {
     // Sized by the socket: natively to the largest datagram, in the
     // simulator to each datagram received.
@@ -147,6 +159,13 @@ async fn drive(
     let mut commands_open = true;
     let mut leaving = false;
     let mut now = socket.now();
+    let mut keeper = Keeper {
+        store,
+        peers_saved: None,
+        peers_dirty: false,
+    };
+    keeper.restore(&mut node, now, sink)?;
+    node.start(now);
     loop {
         if node.poll_timeout().is_some_and(|t| t <= now) {
             node.handle_timeout(now);
@@ -165,8 +184,8 @@ async fn drive(
             }
         }
         SEND_BUF.set(out);
-        while let Some(event) = node.poll_event() {
-            sink.on_event(now, event);
+        if let Err(e) = keeper.flush(&mut node, now, sink) {
+            sink.on_command_error(now, format!("knowledge update not made durable: {e}"));
         }
         if leaving {
             return Ok(()); // the goodbyes are sent
@@ -208,7 +227,7 @@ async fn drive(
                 }
             }
             Input::Command(Some(Command::Knowledge(cmd))) => {
-                knowledge_command(&mut node, now, *cmd, sink);
+                knowledge_command(&mut node, now, *cmd, sink, &mut keeper);
             }
             Input::Socket(Ok(Recv::Datagram { len, from })) => {
                 // A datagram larger than the limit arrives truncated to
@@ -222,18 +241,99 @@ async fn drive(
     }
 }
 
-fn knowledge_command(node: &mut Node, now: Time, cmd: KnowledgeCommand, sink: &mut impl EventSink) {
+/// The driver's side of the store: what the node kept, loaded once; its
+/// commits made durable; its peer cache saved.
+struct Keeper<St> {
+    store: St,
+    /// When the peer cache was last saved.
+    peers_saved: Option<Time>,
+    /// The cache changed since.
+    peers_dirty: bool,
+}
+
+impl<St: Store> Keeper<St> {
+    /// Load what the store kept into `node`. An update that does not import
+    /// is reported and skipped (it stays in the store); a store that cannot
+    /// be read ends the driver.
+    fn restore(&mut self, node: &mut Node, now: Time, sink: &mut impl EventSink) -> io::Result<()> {
+        let stored = self
+            .store
+            .load()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        node.load_peer_cache(&stored.peers);
+        for doc in &stored.documents {
+            for update in &doc.updates {
+                if let Err(e) = node.knowledge_restore(now, &doc.topic, update) {
+                    sink.on_command_error(
+                        now,
+                        format!("a stored update of {} was not restored: {e}", doc.topic),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand the node's events to `sink`, making its knowledge commits
+    /// durable first (all of them, in one `append`), and save the peer
+    /// cache if it is due.
+    fn flush(
+        &mut self,
+        node: &mut Node,
+        now: Time,
+        sink: &mut impl EventSink,
+    ) -> Result<(), StoreError> {
+        let mut committed = Vec::new();
+        let mut events = Vec::new();
+        while let Some(event) = node.poll_event() {
+            if let Event::Knowledge(knowledge::Event::Committed { topic, update }) = &event {
+                committed.push((topic.clone(), update.clone()));
+            }
+            events.push(event);
+        }
+        let durable = if committed.is_empty() {
+            Ok(())
+        } else {
+            self.store.append(&committed)
+        };
+        for event in events {
+            sink.on_event(now, event);
+        }
+        self.peers_dirty |= node.take_peer_cache_changed();
+        let due = self
+            .peers_saved
+            .is_none_or(|t| now.saturating_sub(t) >= PEER_CACHE_SAVE_INTERVAL);
+        if self.peers_dirty && due {
+            self.peers_dirty = false;
+            self.peers_saved = Some(now);
+            if let Err(e) = self.store.save_peers(node.peer_cache()) {
+                tracing::warn!("peer cache not saved: {e}");
+            }
+        }
+        durable
+    }
+}
+
+fn knowledge_command<St: Store>(
+    node: &mut Node,
+    now: Time,
+    cmd: KnowledgeCommand,
+    sink: &mut impl EventSink,
+    keeper: &mut Keeper<St>,
+) {
     match cmd {
         KnowledgeCommand::Write { topic, write } => match node.knowledge_write(now, &topic, &write)
         {
-            Ok(created) => sink.on_knowledge_reply(now, KnowledgeReply::Written { topic, created }),
+            // Acknowledged once durable: the commit is in the events.
+            Ok(created) => match keeper.flush(node, now, sink) {
+                Ok(()) => sink.on_knowledge_reply(now, KnowledgeReply::Written { topic, created }),
+                Err(e) => sink.on_command_error(
+                    now,
+                    format!("write to {topic} applied but not made durable: {e}"),
+                ),
+            },
             Err(e) => sink.on_command_error(now, e.to_string()),
         },
-        KnowledgeCommand::Restore { topic, update } => {
-            if let Err(e) = node.knowledge_restore(now, &topic, &update) {
-                sink.on_command_error(now, e.to_string());
-            }
-        }
         KnowledgeCommand::Read { topic } => {
             let json = node.knowledge().and_then(|k| k.read(&topic));
             sink.on_knowledge_reply(now, KnowledgeReply::Document { topic, json });

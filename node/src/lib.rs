@@ -22,7 +22,9 @@ pub mod message;
 pub mod net;
 pub mod node;
 pub mod proto;
+pub mod rejoin;
 pub mod scratch;
+pub mod store;
 pub mod transport;
 pub mod wire;
 

@@ -37,6 +37,7 @@ use crate::proto::gossipsub::{self, GossipSub, Topic};
 use crate::proto::knowledge::{self, Knowledge};
 use crate::proto::plumtree::{self, MsgId, MAX_PAYLOAD_BYTES};
 use crate::proto::{flood, hyparview, kad, Core, Output};
+use crate::rejoin::{self, Candidate, Rejoin};
 use crate::transport::{self, nat, session, DropReason, Transmit, Transport};
 use crate::wire::Protocol;
 use crate::{Identity, Peer, PeerId, Time};
@@ -70,6 +71,8 @@ pub struct Config {
     pub knowledge: knowledge::Config,
     /// Sessions: crypto, rekeying, cookies, liveness.
     pub transport: crate::transport::session::Config,
+    /// The peer cache and how the node gets back into the overlay.
+    pub rejoin: rejoin::Config,
 }
 
 impl Config {
@@ -100,7 +103,8 @@ impl Config {
         self.knowledge
             .validate()
             .map_err(|e| ConfigError::new("knowledge", e.field(), e.rule()))?;
-        self.transport.validate().map_err(keyed("transport"))
+        self.transport.validate().map_err(keyed("transport"))?;
+        self.rejoin.validate().map_err(keyed("rejoin"))
     }
 }
 
@@ -169,6 +173,9 @@ pub struct Stats {
     /// Datagrams that arrived inside relay frames.
     pub relayed_in: u64,
     pub event_overflow: u64,
+    /// Rejoin rounds: candidates tried because the active view stayed
+    /// empty (or at start).
+    pub rejoin_rounds: u64,
 }
 
 /// How a node's cores' events become its own (the parent's view of each
@@ -361,6 +368,8 @@ pub struct Node {
     pending_join: Option<SocketAddr>,
     /// The contact's record, once identified.
     contact: Option<Peer>,
+    /// The peer cache, the bootstrap contacts, and when to try them.
+    rejoin: Box<Rejoin>,
     now: Time,
     events: VecDeque<Event>,
     stats: Stats,
@@ -437,6 +446,7 @@ impl Node {
         });
         Node {
             me,
+            rejoin: Box::new(Rejoin::new(config.rejoin.clone())),
             membership: hyparview::HyParView::new(me, config.hyparview, rng),
             cores: Cores {
                 broadcast,
@@ -471,6 +481,7 @@ impl Node {
             datagrams_out: t.datagrams_out,
             malformed_in: t.dropped_in,
             relayed_in: t.relayed_in,
+            rejoin_rounds: self.rejoin.rounds,
             ..self.stats
         }
     }
@@ -491,7 +502,41 @@ impl Node {
         self.cores.knowledge.as_deref()
     }
 
+    /// The peer cache: recent distinct neighbours, most recent first.
+    pub fn peer_cache(&self) -> &[Peer] {
+        self.rejoin.cache.peers()
+    }
+
+    /// Whether the peer cache changed since the last call (the driver then
+    /// saves it).
+    pub fn take_peer_cache_changed(&mut self) -> bool {
+        self.rejoin.cache.take_changed()
+    }
+
     // ---- inputs ----
+
+    /// Fill the peer cache from the store (most recent first); before
+    /// [`Node::start`].
+    pub fn load_peer_cache(&mut self, peers: &[Peer]) {
+        self.rejoin.cache.load(peers, &self.me.id);
+    }
+
+    /// The contacts to join through when the peer cache gives no way in.
+    pub fn set_bootstrap(&mut self, contacts: &[SocketAddr]) {
+        self.rejoin.set_bootstrap(contacts);
+    }
+
+    /// Get into the overlay: the first rejoin round at once (cached peers,
+    /// then a bootstrap contact), then another every `rejoin.retry` while
+    /// the active view is empty. The driver calls it when it starts.
+    pub fn start(&mut self, now: Time) {
+        self.now = now;
+        if self.membership.active_view().is_empty() {
+            self.rejoin.restart(now);
+            self.rejoin_round(now);
+            self.process(now);
+        }
+    }
 
     /// Join the overlay through a contact known by address. The transport
     /// first asks the contact who it is (its key, which the session then
@@ -615,6 +660,7 @@ impl Node {
     pub fn leave(&mut self, now: Time) {
         self.now = now;
         self.pending_join = None;
+        self.rejoin.stop();
         self.membership.leave();
         self.process(now);
     }
@@ -682,6 +728,7 @@ impl Node {
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.now = now;
+        self.rejoin_round(now);
         self.transport.handle_timeout(now);
         self.membership.handle_timeout(now);
         for protocol in Cores::ORDER {
@@ -721,6 +768,7 @@ impl Node {
             self.membership.poll_timeout(),
             self.transport.poll_timeout(),
             join,
+            self.rejoin.deadline(),
         ]
         .into_iter()
         .flatten()
@@ -778,6 +826,8 @@ impl Node {
                 }
             }
             Output::Event(Event::NeighborUp(peer)) => {
+                self.rejoin.cache.seen(peer);
+                self.rejoin.view(now, false);
                 self.transport.hint(now, &peer);
                 for protocol in Cores::ORDER {
                     if let Some(core) = self.cores.get_mut(protocol) {
@@ -791,6 +841,9 @@ impl Node {
                     if let Some(core) = self.cores.get_mut(protocol) {
                         core.neighbor_down(now, &id);
                     }
+                }
+                if self.membership.active_view().is_empty() {
+                    self.rejoin.view(now, true);
                 }
                 self.emit(Event::NeighborDown(id));
             }
@@ -820,6 +873,37 @@ impl Node {
                 .find_map(|p| self.cores.get(p)?.record(peer))
         };
         self.membership.record_of(peer).or_else(cores).copied()
+    }
+
+    /// The rejoin round due at `now`, if any: cached peers are suggested to
+    /// the membership layer (which asks them to be neighbours); a bootstrap
+    /// contact is joined by address, unless a join by address is already
+    /// waiting for NAT traversal with an identified contact.
+    fn rejoin_round(&mut self, now: Time) {
+        if self.rejoin.deadline().is_none_or(|t| t > now) {
+            return;
+        }
+        let mut candidates = Vec::new();
+        self.rejoin.poll(now, &mut candidates);
+        let mut peers = Vec::new();
+        for c in candidates {
+            match c {
+                Candidate::Peer(p) => peers.push(p),
+                Candidate::Addr(addr) => {
+                    if self.pending_join.is_none() || self.contact.is_none() {
+                        self.pending_join = Some(addr);
+                        self.contact = None;
+                        self.transport.contact(now, addr);
+                    }
+                }
+            }
+        }
+        if !peers.is_empty() {
+            for p in &peers {
+                self.transport.hint(now, p);
+            }
+            self.membership.suggest(now, &peers);
+        }
     }
 
     /// Join once the contact is identified and NAT traversal is ready.

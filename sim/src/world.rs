@@ -23,6 +23,7 @@ use grove_netsim::sim::{NetHandle, Sent};
 use grove_netsim::{HostId, NatId, Network};
 use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
 use grove_node::node::{Event, Node};
+use grove_node::store::MemStore;
 use grove_node::wire::Label;
 use grove_node::{net, Identity, Peer, PeerId, Time};
 use madsim::task::JoinHandle;
@@ -250,6 +251,10 @@ struct HostState {
     away: bool,
     task: Option<JoinHandle<()>>,
     commands: Option<commands::Sender>,
+    /// What the host's node made durable (its knowledge commits, its peer
+    /// cache): it outlives the host's crashes and departures, as a disk
+    /// would.
+    store: Rc<RefCell<MemStore>>,
 }
 
 struct World {
@@ -481,6 +486,7 @@ impl World {
                     away: false,
                     task: None,
                     commands: None,
+                    store: Rc::default(),
                 });
             }
         }
@@ -861,16 +867,12 @@ impl World {
                 topic = Some(p.topic.clone());
             }
         }
-        if let Some(k) = &self.rec.borrow().knowledge {
-            // The host's log of its own commits, replayed as an application
-            // that persists them would after a restart.
-            let at = Time::from_nanos(now);
-            for (topic, update) in k.wal(i as u32) {
-                if let Err(e) = node.knowledge_restore(at, topic, update) {
-                    panic!("host {i} could not restore its own update: {e}");
-                }
-            }
+        // The node joins through its cached peers (the driver loads them
+        // from its store), then through the contact.
+        if let Some(c) = contact {
+            node.set_bootstrap(&[c]);
         }
+        let store = h.store.clone();
         let mut sink = SimSink {
             host: i as u32,
             rec: self.rec.clone(),
@@ -882,15 +884,12 @@ impl World {
                 Ok(s) => s,
                 Err(e) => panic!("host {addr} could not bind: {e}"),
             };
-            if let Some(c) = contact {
-                node.join(socket.now(), c);
-            }
             if let Some(t) = topic {
                 // Valid by the scenario's checks.
                 let _ = node.subscribe(socket.now(), &t);
             }
             // Ends with an error when the host crashes; nothing to report.
-            let _ = driver::run(node, socket, rx, &mut sink).await;
+            let _ = driver::run(node, socket, rx, &mut sink, store).await;
         })));
     }
 

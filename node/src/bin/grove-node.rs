@@ -62,6 +62,7 @@ mod daemon {
     use grove_node::node::{BroadcastMode, Config, Event, Node};
     use grove_node::proto::knowledge;
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
+    use grove_node::store::MemStore;
     use grove_node::transport::nat::{
         self, Method, PathKind, Reach, RelayEvent, ReservationOutcome,
     };
@@ -90,14 +91,15 @@ mod daemon {
         #[arg(long, value_name = "ADDR")]
         advertise: Option<SocketAddr>,
         /// Contact to join the overlay through, as HOST:PORT (repeatable).
-        /// The node joins through the first; the others are fallbacks, tried
-        /// in turn whenever the active view is empty for --bootstrap-retry.
+        /// The node joins through its cached peers first, then through
+        /// these in turn, a round every --bootstrap-retry while its active
+        /// view is empty.
         #[arg(long = "bootstrap", value_name = "HOST:PORT")]
         bootstrap: Vec<String>,
-        /// How long the active view may stay empty before the next
-        /// --bootstrap contact is tried (e.g. "5s", "500ms").
-        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-        bootstrap_retry: Duration,
+        /// How long the active view may stay empty before the next rejoin
+        /// round (e.g. "5s", "500ms"; overrides `[rejoin] retry`).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        bootstrap_retry: Option<Duration>,
         /// Key seed, 64 hex digits, for a deterministic identity (tests).
         /// Without it the key comes from OS entropy.
         #[arg(long, value_name = "HEX64", value_parser = parse_key_seed)]
@@ -222,8 +224,12 @@ mod daemon {
                 "advertising {advertised}, which peers cannot reach; give --advertise ADDR"
             );
         }
+        if let Some(retry) = args.bootstrap_retry {
+            config.rejoin.retry = retry;
+        }
         let identity = Identity::from_seed(key_seed);
-        let node = Node::new(&identity, advertised, config, node_rng(&key_seed));
+        let mut node = Node::new(&identity, advertised, config, node_rng(&key_seed));
+        node.set_bootstrap(&contacts);
 
         let active_peers = Arc::new(AtomicUsize::new(0));
         let subscriptions = Subscriptions::default();
@@ -243,15 +249,9 @@ mod daemon {
             .name("stdin".into())
             .spawn(move || read_stdin(&stdin_commands, &subscriptions, exit_on_eof))
             .context("starting the stdin reader")?;
-        tokio::spawn(bootstrap(
-            contacts,
-            args.bootstrap_retry,
-            active_peers,
-            commands.clone(),
-        ));
         tokio::spawn(shutdown_on_signal(commands));
 
-        driver::run(node, socket, rx, &mut sink)
+        driver::run(node, socket, rx, &mut sink, MemStore::new())
             .await
             .context("the node stopped on a socket error")?;
         tracing::info!("stopped");
@@ -467,32 +467,6 @@ mod daemon {
     /// Join through the first contact; whenever the active view is empty
     /// at a check (every `retry_after`), join through the next one, in turn.
     /// With a single contact the node's own re-join suffices.
-    async fn bootstrap(
-        contacts: Vec<SocketAddr>,
-        retry_after: Duration,
-        active_peers: Arc<AtomicUsize>,
-        commands: mpsc::Sender<Command>,
-    ) {
-        let Some(&first) = contacts.first() else {
-            return;
-        };
-        if commands.send(Command::Join(first)).await.is_err() || contacts.len() < 2 {
-            return;
-        }
-        for &contact in contacts.iter().cycle().skip(1) {
-            loop {
-                tokio::time::sleep(retry_after).await;
-                if active_peers.load(Relaxed) == 0 {
-                    break;
-                }
-            }
-            tracing::info!(%contact, "active view still empty; joining through the next contact");
-            if commands.send(Command::Join(contact)).await.is_err() {
-                return;
-            }
-        }
-    }
-
     async fn shutdown_on_signal(commands: mpsc::Sender<Command>) {
         #[cfg(unix)]
         let terminate = async {

@@ -487,6 +487,19 @@ impl HyParView {
         self.start_join_round(now);
     }
 
+    /// Peers worth trying as neighbours (the node's peer cache, when the
+    /// active view has been empty for a while): they join the passive view,
+    /// and the repair asks them at once, at high priority while the active
+    /// view is empty, exactly as it asks passive peers.
+    pub fn suggest(&mut self, now: Time, peers: &[Peer]) {
+        self.start(now);
+        for peer in peers {
+            self.add_passive(*peer);
+        }
+        self.repair_budget = self.repair_budget.max(1);
+        self.repair(now);
+    }
+
     /// Leave the overlay for good (a graceful shutdown): every active peer
     /// gets DISCONNECT with `alive = false`, which drops us from both of its
     /// views and makes it repair at once instead of after
