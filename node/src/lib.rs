@@ -15,6 +15,8 @@
 
 pub mod compact;
 pub mod config;
+#[cfg(not(madsim))]
+pub mod daemon;
 pub mod driver;
 pub mod duration;
 pub mod identity;
