@@ -427,6 +427,8 @@ struct Cluster {
     /// Every event received, in arrival order, with its node's index.
     log: Vec<(usize, Value)>,
     config: PathBuf,
+    /// The nodes' data directories and key seed files.
+    dir: common::TestDir,
 }
 
 impl Cluster {
@@ -444,6 +446,7 @@ impl Cluster {
             lines,
             log: Vec::new(),
             config,
+            dir: common::TestDir::new("loopback"),
         }
     }
 
@@ -454,8 +457,6 @@ impl Cluster {
         let mut command = Command::new(env!("CARGO_BIN_EXE_grove-node"));
         command
             .args(["--listen", "127.0.0.1:0", "--bootstrap-retry", "1s"])
-            .arg("--key-seed")
-            .arg(format!("{:02x}", index + 1).repeat(32))
             .arg("--config")
             .arg(&self.config)
             .args(extra)
@@ -466,6 +467,8 @@ impl Cluster {
         for contact in contacts {
             command.arg("--bootstrap").arg(contact.to_string());
         }
+        let seed = u8::try_from(index + 1).unwrap();
+        self.dir.node(&mut command, &index.to_string(), seed);
         let mut child = command.spawn().expect("starting grove-node");
         common::read_events(
             child.stdout.take().unwrap(),

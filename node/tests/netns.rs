@@ -840,6 +840,8 @@ struct Cluster {
     log: Vec<(usize, Value)>,
     deadline: Instant,
     started: Instant,
+    /// The nodes' data directories and key seed files.
+    dir: common::TestDir,
 }
 
 impl Cluster {
@@ -852,6 +854,7 @@ impl Cluster {
             log: Vec::new(),
             deadline,
             started: Instant::now(),
+            dir: common::TestDir::new("netns"),
         }
     }
 
@@ -864,13 +867,13 @@ impl Cluster {
         command
             .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_grove-node")])
             .args(["--listen", "0.0.0.0:7000"])
-            .arg("--key-seed")
-            .arg(format!("{:02x}", index + 1).repeat(32))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        self.dir
+            .node(&mut command, name, u8::try_from(index + 1).unwrap());
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("starting grove-node in {ns}: {e}"));

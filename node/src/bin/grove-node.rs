@@ -18,6 +18,13 @@
 //! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
 //!   `info`).
 //! - Ctrl-C (or SIGTERM) stops the node.
+//! - What the node keeps across restarts is in its data directory
+//!   (`--data-dir`, see [`grove_node::daemon`]): its identity key, created
+//!   on the first start, its knowledge commits (each one durable before it
+//!   is acknowledged) and its peer cache, through which it rejoins before
+//!   it tries `--bootstrap`. The key is never taken from the command line:
+//!   a test that needs a known identity names a file holding its seed in
+//!   `GROVE_KEY_SEED_FILE`.
 //!
 //! This is real-mode-only code: it draws OS entropy and reads stdin, so it
 //! is not built for the simulator (`--cfg madsim`), which runs the same
@@ -57,12 +64,13 @@ mod daemon {
     use anyhow::{anyhow, bail, Context};
     use bytes::Bytes;
     use clap::Parser;
+    use grove_node::daemon::datadir::{self, DataDir, KEY_SEED_FILE_ENV};
+    use grove_node::daemon::RedbStore;
     use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
     use grove_node::proto::knowledge;
     use grove_node::proto::plumtree::MAX_PAYLOAD_BYTES;
-    use grove_node::store::MemStore;
     use grove_node::transport::nat::{
         self, Method, PathKind, Reach, RelayEvent, ReservationOutcome,
     };
@@ -70,7 +78,6 @@ mod daemon {
     use rand::{RngCore, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use serde::{Deserialize, Serialize};
-    use sha2::{Digest, Sha256};
     use tokio::sync::mpsc;
 
     /// Commands (stdin lines, joins, shutdown) queued for the driver; the
@@ -100,10 +107,12 @@ mod daemon {
         /// round (e.g. "5s", "500ms"; overrides `[rejoin] retry`).
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         bootstrap_retry: Option<Duration>,
-        /// Key seed, 64 hex digits, for a deterministic identity (tests).
-        /// Without it the key comes from OS entropy.
-        #[arg(long, value_name = "HEX64", value_parser = parse_key_seed)]
-        key_seed: Option<[u8; 32]>,
+        /// Where the node keeps its identity key, knowledge and peer
+        /// cache (created, mode 0700, if missing). Default:
+        /// $GROVE_DATA_DIR, else $XDG_DATA_HOME/grove, else
+        /// ~/.local/share/grove.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Node settings, a TOML file of `grove_node::node::Config`
         /// (sections `[hyparview]`, `[plumtree]`, `[flood]`, `[nat]`,
         /// `[gossipsub]`, `[dht]`, `[knowledge]`, `[transport]`; durations
@@ -185,7 +194,11 @@ mod daemon {
             .iter()
             .map(|contact| resolve(contact, args.listen))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let key_seed = args.key_seed.unwrap_or_else(os_key_seed);
+        let data_dir = datadir::resolve(args.data_dir.as_deref(), |name| std::env::var_os(name))?;
+        let data_dir = DataDir::open(&data_dir)?;
+        let seed_file = std::env::var_os(KEY_SEED_FILE_ENV).map(PathBuf::from);
+        let identity = data_dir.identity(seed_file.as_deref())?;
+        let store = data_dir.open_store()?;
 
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -193,14 +206,15 @@ mod daemon {
             .context("starting the tokio runtime")?;
         // Stdin is read on a plain thread (see `read_stdin`), so returning
         // from here never waits for a blocked read.
-        runtime.block_on(serve(args, config, contacts, key_seed))
+        runtime.block_on(serve(args, config, contacts, identity, store))
     }
 
     async fn serve(
         args: Args,
         config: Config,
         contacts: Vec<SocketAddr>,
-        key_seed: [u8; 32],
+        identity: Identity,
+        store: RedbStore,
     ) -> anyhow::Result<()> {
         let socket = Socket::bind(args.listen)
             .await
@@ -227,8 +241,7 @@ mod daemon {
         if let Some(retry) = args.bootstrap_retry {
             config.rejoin.retry = retry;
         }
-        let identity = Identity::from_seed(key_seed);
-        let mut node = Node::new(&identity, advertised, config, node_rng(&key_seed));
+        let mut node = Node::new(&identity, advertised, config, node_rng());
         node.set_bootstrap(&contacts);
 
         let active_peers = Arc::new(AtomicUsize::new(0));
@@ -251,32 +264,25 @@ mod daemon {
             .context("starting the stdin reader")?;
         tokio::spawn(shutdown_on_signal(commands));
 
-        driver::run(node, socket, rx, &mut sink, MemStore::new())
+        driver::run(node, socket, rx, &mut sink, store)
             .await
-            .context("the node stopped on a socket error")?;
+            .context("the node stopped")?;
         tracing::info!("stopped");
         Ok(())
     }
 
     // ---- identity and settings ----
 
-    /// 32 bytes of OS entropy for the node's key. Real mode only (this is
-    /// the daemon's binary, never built into the simulator, which derives
-    /// every key from the scenario seed).
-    fn os_key_seed() -> [u8; 32] {
+    /// The node's random stream, seeded from OS entropy at every start
+    /// (real mode only: the simulator seeds each node from the scenario).
+    /// Never from the identity key, which is the same in every life: a
+    /// node's draws (Noise ephemeral keys, the Loro peer id of its
+    /// knowledge operations in this life, nonces) must differ between
+    /// lives, and nothing it sends may be keyed by its secret key.
+    fn node_rng() -> ChaCha8Rng {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        seed
-    }
-
-    /// The node's random stream, derived from the key seed with a label so
-    /// that nothing the node draws (and may send, like ping nonces) is keyed
-    /// by the secret key itself.
-    fn node_rng(key_seed: &[u8; 32]) -> ChaCha8Rng {
-        let mut hasher = Sha256::new();
-        hasher.update(b"grove-node rng v1");
-        hasher.update(key_seed);
-        ChaCha8Rng::from_seed(hasher.finalize().into())
+        ChaCha8Rng::from_seed(seed)
     }
 
     /// The local address the kernel would send from to reach `to`.
@@ -435,19 +441,6 @@ mod daemon {
                 if listen.is_ipv4() { "IPv4" } else { "IPv6" }
             ),
         }
-    }
-
-    fn parse_key_seed(text: &str) -> Result<[u8; 32], String> {
-        let digits = text.as_bytes();
-        if digits.len() != 64 {
-            return Err(format!("{} hex digits, expected 64", digits.len()));
-        }
-        let mut seed = [0u8; 32];
-        for (byte, pair) in seed.iter_mut().zip(digits.chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).map_err(|_| "not hex".to_string())?;
-            *byte = u8::from_str_radix(pair, 16).map_err(|_| format!("`{pair}` is not hex"))?;
-        }
-        Ok(seed)
     }
 
     fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -1001,14 +994,6 @@ mod daemon {
                     (Line::Complete, b"xyz".to_vec()),
                 ]
             );
-        }
-
-        #[test]
-        fn key_seed_is_64_hex_digits() {
-            let seed = parse_key_seed(&"0a".repeat(32)).unwrap();
-            assert_eq!(seed, [10; 32]);
-            assert!(parse_key_seed("0a").is_err());
-            assert!(parse_key_seed(&"zz".repeat(32)).is_err());
         }
 
         #[test]
