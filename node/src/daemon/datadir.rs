@@ -60,6 +60,9 @@ pub fn resolve(
 ) -> Result<PathBuf, DataDirError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(path) = arg {
+        if path.as_os_str().is_empty() {
+            return Err(DataDirError("--data-dir: an empty path".into()));
+        }
         return Ok(path.to_path_buf());
     }
     if let Some(path) = var(DATA_DIR_ENV) {
@@ -93,7 +96,18 @@ impl DataDir {
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
         let dir_error = |what: String| DataDirError(format!("data directory {what}"));
         match fs::metadata(path) {
-            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_dir() => {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    // The key refuses to be read from a file others may
+                    // read; the store's documents are only warned about.
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the data directory is open to group or others (mode {mode:04o}); \
+                         chmod 700 it"
+                    );
+                }
+            }
             Ok(_) => return Err(dir_error(format!("{}: not a directory", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 DirBuilder::new()
@@ -329,6 +343,8 @@ mod tests {
         );
         let e = resolve(None, env(&[])).unwrap_err();
         assert!(e.0.contains("--data-dir"), "{e}");
+        let e = resolve(Some(Path::new("")), env(&all)).unwrap_err();
+        assert_eq!(e.0, "--data-dir: an empty path");
     }
 
     #[test]
