@@ -175,6 +175,7 @@ fn bad_data_directories_are_refused_naming_the_path() {
     // Key files.
     let data = root.join("data");
     std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let key = data.join("identity.key");
     let secret = "5e".repeat(32);
     std::fs::write(&key, &secret).unwrap();

@@ -36,7 +36,8 @@ fn main() {
     std::process::exit(2);
 }
 
-/// Errors (a bad `--config`, a socket that cannot be bound) end the
+/// Errors (a bad `--config`, a data directory, key file or store that
+/// cannot be used, a socket that cannot be bound) end the
 /// process with one line on stderr, `grove-node: <what went wrong>`, and
 /// exit status 1; never a backtrace.
 #[cfg(not(madsim))]

@@ -95,19 +95,9 @@ impl DataDir {
     /// `path` is not a directory, cannot be created, or is not writable.
     pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
         let dir_error = |what: String| DataDirError(format!("data directory {what}"));
+        let mut open_mode = None;
         match fs::metadata(path) {
-            Ok(m) if m.is_dir() => {
-                let mode = m.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    // The key refuses to be read from a file others may
-                    // read; the store's documents are only warned about.
-                    tracing::warn!(
-                        path = %path.display(),
-                        "the data directory is open to group or others (mode {mode:04o}); \
-                         chmod 700 it"
-                    );
-                }
-            }
+            Ok(m) if m.is_dir() => open_mode = Some(m.permissions().mode() & 0o777),
             Ok(_) => return Err(dir_error(format!("{}: not a directory", path.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 DirBuilder::new()
@@ -131,6 +121,15 @@ impl DataDir {
             .open(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(|e| dir_error(format!("{}: not writable: {e}", path.display())))?;
+        if let Some(mode) = open_mode.filter(|m| m & 0o077 != 0) {
+            // The key is refused from a file others may read; the
+            // directory (and so the store's documents) is only warned
+            // about.
+            tracing::warn!(
+                path = %path.display(),
+                "the data directory is open to group or others (mode {mode:04o}); chmod 700 it"
+            );
+        }
         Ok(DataDir {
             path: path.to_path_buf(),
         })

@@ -207,7 +207,7 @@ impl RedbStore {
             tracing::warn!(
                 topic,
                 kept,
-                "stored updates that could not be merged (they wait for operations of other peers)"
+                "stored updates that could not be merged (they wait for other peers' operations, or do not import)"
             );
             self.next_compaction
                 .insert(topic.to_owned(), kept + self.compact_after);
