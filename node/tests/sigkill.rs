@@ -17,6 +17,10 @@
 //! so that one merge completes, and the later lives run on a merged
 //! history.
 //!
+//! Every seventh life is killed while it starts instead (opening,
+//! checking or repairing the store, restoring the document); the next life
+//! checks that nothing was lost by that either.
+//!
 //! The kill moments come from a seeded stream (`GROVE_SIGKILL_SEED`
 //! overrides the seed; the failure message names it). All traffic stays on
 //! 127.0.0.1, and the node is alone.
@@ -40,9 +44,13 @@ use serde_json::Value;
 
 const LIVES: usize = 50;
 /// How long a life writes before its kill: short, so that kills land in
-/// every phase (restoring, the first writes, a steady stream) and the
-/// whole test stays fast.
+/// every phase (the first writes, a merge, a steady stream) and the whole
+/// test stays fast.
 const WRITE_TIME_MS: std::ops::RangeInclusive<u64> = 1..=80;
+/// Every `STARTUP_KILL_EVERY`-th life is killed while it starts, after
+/// `STARTUP_KILL_MS`.
+const STARTUP_KILL_EVERY: usize = 7;
+const STARTUP_KILL_MS: std::ops::RangeInclusive<u64> = 0..=30;
 /// Writes queued on stdin per life (more than a life can commit).
 const WRITES_PER_LIFE: usize = 2000;
 /// The life that is killed only once it acknowledged `LONG_LIFE_ACKS`
@@ -81,6 +89,14 @@ fn acknowledged_writes_survive_sigkill() {
                 .arg("--data-dir")
                 .arg(&data_dir),
         );
+        if life % STARTUP_KILL_EVERY == STARTUP_KILL_EVERY - 1 {
+            // Killed while it starts: opening the store (checking it, and
+            // after a crash repairing it, which commits) or restoring.
+            std::thread::sleep(Duration::from_millis(rng.gen_range(STARTUP_KILL_MS)));
+            node.kill();
+            acked_per_life.push(0);
+            continue;
+        }
         let listening = node
             .wait_for(STEP_TIMEOUT, |e| e["event"] == "listening")
             .unwrap_or_else(|| panic!("{context}: no listening line\n{}", node.stderr_text()));
