@@ -188,6 +188,7 @@ async fn drive(
             sink.on_command_error(now, format!("knowledge update not made durable: {e}"));
         }
         if leaving {
+            keeper.save_peers(&node, now);
             return Ok(()); // the goodbyes are sent
         }
         let deadline = node.poll_timeout();
@@ -202,7 +203,11 @@ async fn drive(
         now = socket.now();
         match input {
             Input::Command(None) => commands_open = false,
-            Input::Command(Some(Command::Shutdown)) => return Ok(()),
+            Input::Command(Some(Command::Shutdown)) => {
+                keeper.peers_dirty |= node.take_peer_cache_changed();
+                keeper.save_peers(&node, now);
+                return Ok(());
+            }
             Input::Command(Some(Command::Leave)) => {
                 node.leave(now);
                 leaving = true;
@@ -303,14 +308,23 @@ impl<St: Store> Keeper<St> {
         let due = self
             .peers_saved
             .is_none_or(|t| now.saturating_sub(t) >= PEER_CACHE_SAVE_INTERVAL);
-        if self.peers_dirty && due {
-            self.peers_dirty = false;
-            self.peers_saved = Some(now);
-            if let Err(e) = self.store.save_peers(node.peer_cache()) {
-                tracing::warn!("peer cache not saved: {e}");
-            }
+        if due {
+            self.save_peers(node, now);
         }
         durable
+    }
+
+    /// Save the peer cache if it changed since it was last saved (at once:
+    /// also when the node stops).
+    fn save_peers(&mut self, node: &Node, now: Time) {
+        if !self.peers_dirty {
+            return;
+        }
+        self.peers_dirty = false;
+        self.peers_saved = Some(now);
+        if let Err(e) = self.store.save_peers(node.peer_cache()) {
+            tracing::warn!("peer cache not saved: {e}");
+        }
     }
 }
 

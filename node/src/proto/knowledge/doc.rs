@@ -7,7 +7,7 @@
 //! - `set:<name>`: a map used as a set, item → `true` (add is idempotent).
 
 use bytes::Bytes;
-use loro::{ExportMode, LoroDoc, LoroValue, ToJson, TreeID, VersionVector};
+use loro::{ExportMode, Frontiers, LoroDoc, LoroValue, ToJson, TreeID, VersionVector};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +74,10 @@ pub(super) struct Doc {
     /// Hash of the oplog frontiers: equal on two replicas exactly when
     /// they hold the same operations (and so, being a CRDT, the same state).
     pub(super) version_hash: u64,
+    /// What the node's store holds of this document: the operations up to
+    /// these frontiers (kept as frontiers, a few ids, rather than a version
+    /// vector with an entry per writer ever seen).
+    persisted: Frontiers,
 }
 
 impl Doc {
@@ -88,6 +92,7 @@ impl Doc {
         let mut d = Doc {
             doc,
             version_hash: 0,
+            persisted: Frontiers::default(),
         };
         d.rehash();
         d
@@ -123,10 +128,25 @@ impl Doc {
         self.doc.oplog_vv()
     }
 
-    /// Apply `write`, commit, and return the update holding exactly the new
-    /// operations (and the id of a node a `TreeAdd` created).
+    /// The operations held now are all in the store (they were just
+    /// restored from it).
+    pub(super) fn mark_persisted(&mut self) {
+        self.persisted = self.doc.oplog_frontiers();
+    }
+
+    /// Apply `write`, commit, and return the update that makes the store
+    /// whole again: every operation held that the store lacks, i.e. the
+    /// edit's own and those imported from peers since the last commit (and
+    /// the id of a node a `TreeAdd` created). So a store that keeps every
+    /// such update holds a closed set: each stored edit's dependencies are
+    /// stored too, a restarted node shows every acknowledged edit at once,
+    /// without waiting for a peer to supply what its edits built on, and a
+    /// store can merge its updates at will.
     pub(super) fn apply(&mut self, write: &Write) -> Result<(Bytes, Option<String>), WriteError> {
-        let before = self.doc.oplog_vv();
+        let before = self
+            .doc
+            .frontiers_to_vv(&self.persisted)
+            .unwrap_or_default();
         let refused = |e: loro::LoroError| WriteError::Refused(e.to_string());
         let mut created = None;
         match write {
@@ -181,6 +201,7 @@ impl Doc {
             .doc
             .export(ExportMode::updates(&before))
             .map_err(|e| WriteError::Refused(e.to_string()))?;
+        self.persisted = self.doc.oplog_frontiers();
         Ok((Bytes::from(update), created))
     }
 

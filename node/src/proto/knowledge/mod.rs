@@ -343,6 +343,7 @@ impl Knowledge {
             .doc
             .import(update)
             .map_err(|e| WriteError::Refused(e.to_string()))?;
+        t.doc.mark_persisted();
         self.on_changed(now, topic, true);
         Ok(())
     }
