@@ -57,6 +57,7 @@ mod daemon {
     use anyhow::{anyhow, bail, Context};
     use bytes::Bytes;
     use clap::Parser;
+    use grove_node::api;
     use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
     use grove_node::net::Socket;
     use grove_node::node::{BroadcastMode, Config, Event, Node};
@@ -121,6 +122,17 @@ mod daemon {
         /// knowledge commons on.
         #[arg(long = "topic", value_name = "TOPIC")]
         topics: Vec<String>,
+        /// Serve the local API for agents: `unix:PATH` (a Unix socket, mode
+        /// 0600; only this user can connect) or `http:127.0.0.1:PORT`
+        /// (loopback only, with the bearer token of --api-token-file; port
+        /// 0: any free port, the `api` line says which).
+        #[arg(long, value_name = "unix:PATH|http:IP:PORT", value_parser = grove_node::api::Listen::parse)]
+        api: Option<grove_node::api::Listen>,
+        /// The API's bearer token file for `--api http:...`: read, or
+        /// created with 32 random bytes in hex (mode 0600) when missing.
+        /// The token is never taken from the command line.
+        #[arg(long, value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
     }
 
     /// Topics whose changes are logged (`subscribe` commands), shared by
@@ -156,11 +168,16 @@ mod daemon {
         let args = Args::parse();
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        tracing_subscriber::fmt()
+        // Human-readable lines for a person at a terminal; one JSON object
+        // per line for a service manager or a log collector.
+        let logs = tracing_subscriber::fmt()
             .with_writer(io::stderr)
-            .with_ansi(io::stderr().is_terminal())
-            .with_env_filter(filter)
-            .init();
+            .with_env_filter(filter);
+        if io::stderr().is_terminal() {
+            logs.init();
+        } else {
+            logs.json().with_ansi(false).init();
+        }
 
         let mut config = match &args.config {
             Some(path) => load_config(path)?,
@@ -228,8 +245,28 @@ mod daemon {
             config.rejoin.retry = retry;
         }
         let identity = Identity::from_seed(key_seed);
+        let features = api::Features {
+            pubsub: config.gossipsub.enabled,
+            dht: config.dht.enabled,
+            knowledge: config.knowledge.enabled,
+        };
         let mut node = Node::new(&identity, advertised, config, node_rng(&key_seed));
         node.set_bootstrap(&contacts);
+        // Bound before the node starts, so that a socket in use or a bad
+        // token file stops the daemon with an error naming it.
+        let api = match &args.api {
+            Some(listen) => {
+                let token_file = match (listen, &args.api_token_file) {
+                    (api::Listen::Http(_), None) => {
+                        bail!("--api {listen} needs --api-token-file FILE (the bearer token's file)")
+                    }
+                    (_, file) => file.clone().unwrap_or_default(),
+                };
+                node.count_traffic();
+                Some(api::bind(listen, &token_file).await?)
+            }
+            None => None,
+        };
 
         let active_peers = Arc::new(AtomicUsize::new(0));
         let subscriptions = Subscriptions::default();
@@ -243,6 +280,16 @@ mod daemon {
         tracing::info!(%bound, %advertised, peer = %identity.peer_id(), "listening");
 
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let hub = api.map(|bound_api| {
+            let hub = api::Hub::new(commands.clone(), features);
+            sink.write(&LogLine::Api {
+                listen: bound_api.at.to_string(),
+                t_ms: millis(socket.now()),
+            });
+            tracing::info!(listen = %bound_api.at, "local API listening");
+            tokio::spawn(bound_api.serve(Arc::clone(&hub)));
+            hub
+        });
         let stdin_commands = commands.clone();
         let exit_on_eof = args.exit_on_eof;
         std::thread::Builder::new()
@@ -251,9 +298,14 @@ mod daemon {
             .context("starting the stdin reader")?;
         tokio::spawn(shutdown_on_signal(commands));
 
-        driver::run(node, socket, rx, &mut sink, MemStore::new())
-            .await
-            .context("the node stopped on a socket error")?;
+        let stopped = match hub {
+            Some(hub) => {
+                let mut sink = api::Sink::new(sink, hub);
+                driver::run(node, socket, rx, &mut sink, MemStore::new()).await
+            }
+            None => driver::run(node, socket, rx, &mut sink, MemStore::new()).await,
+        };
+        stopped.context("the node stopped on a socket error")?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -631,6 +683,12 @@ mod daemon {
         Listening {
             addr: SocketAddr,
             peer: String,
+            t_ms: u64,
+        },
+        /// The local API is served at `listen` (`unix:PATH` or
+        /// `http:IP:PORT`).
+        Api {
+            listen: String,
             t_ms: u64,
         },
         /// A handshake authenticated `peer` (its identity key): every
