@@ -213,7 +213,8 @@ def main():
     # 3. Knowledge: write on A (durable when answered), read back from B.
     changes = queue.Queue()
     b.stream("/v1/knowledge/changes", {"topic": args.doc}, changes)
-    note = {"text": "the agent on A was here", "nonce": time.time_ns()}
+    # An observation's value is a JSON scalar (objects are kept as their text).
+    note = f"the agent on A was here ({time.time_ns()})"
     written = a.call("POST", "/v1/knowledge/writes",
                      {"topic": args.doc, "write": {"op": "observe", "key": "agent-note", "value": note}})
     if not written.get("durable"):
@@ -238,7 +239,7 @@ def main():
                 change = event
     except queue.Empty:
         raise ApiError(f"no change event for {args.doc} on B's stream")
-    print(f"read back from B: {args.doc} agent-note = {json.dumps(note, sort_keys=True)} "
+    print(f"read back from B: {args.doc} agent-note = {note!r} "
           f"(change event, version {change['version']})", flush=True)
     print("agent: ok", flush=True)
 

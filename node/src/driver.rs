@@ -426,7 +426,9 @@ fn answer<St: Store>(
             .unsubscribe(now, &topic)
             .map(|()| Answer::Done)
             .map_err(|e| refused(&e)),
-        Request::Knowledge(cmd) => knowledge_command(node, now, cmd, sink, keeper).map(Answer::Knowledge),
+        Request::Knowledge(cmd) => {
+            knowledge_command(node, now, cmd, sink, keeper).map(Answer::Knowledge)
+        }
         Request::Dht(cmd) => {
             if node.dht().is_none() {
                 return Err("the DHT is not enabled on this node".into());

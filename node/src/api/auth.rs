@@ -133,7 +133,9 @@ pub(super) async fn bind_unix(path: &Path) -> anyhow::Result<OwnerOnly> {
     // never reachable by others even before this; the peer check below
     // holds in any case.
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).context("setting mode 0600")?;
-    let uid = fs::metadata(path).context("reading the socket's owner")?.uid();
+    let uid = fs::metadata(path)
+        .context("reading the socket's owner")?
+        .uid();
     Ok(OwnerOnly { listener, uid })
 }
 
@@ -154,10 +156,9 @@ impl axum::serve::Listener for OwnerOnly {
             let (io, addr) = axum::serve::Listener::accept(&mut self.listener).await;
             match io.peer_cred() {
                 Ok(cred) if cred.uid() == self.uid => return (io, addr),
-                Ok(cred) => tracing::warn!(
-                    uid = cred.uid(),
-                    "API connection from another user refused"
-                ),
+                Ok(cred) => {
+                    tracing::warn!(uid = cred.uid(), "API connection from another user refused")
+                }
                 Err(e) => tracing::warn!("API connection refused: no peer credentials: {e}"),
             }
         }

@@ -76,12 +76,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let too_large = || {
-            ApiError {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                error: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                field: Some("body".into()),
-            }
+        let too_large = || ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error: format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+            field: Some("body".into()),
         };
         let declared = req
             .headers()
@@ -101,17 +99,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 /// `bytes` as `T`, or a 400 naming the field at fault.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::field("body", "the request body is empty; expected a JSON object"));
+        return Err(ApiError::field(
+            "body",
+            "the request body is empty; expected a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let top = path == "." || path.is_empty();
+        // `?`: a position serde could not name (inside a malformed key).
+        let top = path == "." || path.is_empty() || path.contains('?');
         // An unknown field is reported at the object holding it; a syntax
         // error at the top is the body's.
         let field = match (unknown_field(&inner.to_string()), top) {
             (Some(name), true) => name,
+            // Some paths end at the unknown field already, some at its
+            // object (an internally tagged enum's).
+            (Some(name), false) if path == name || path.ends_with(&format!(".{name}")) => path,
             (Some(name), false) => format!("{path}.{name}"),
             (None, true) => "body".into(),
             (None, false) => path,
@@ -139,14 +144,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
             Err(e) => {
+                // "Failed to deserialize query string: NAME: what", or
+                // "...: missing field `NAME`".
                 let text = e.body_text();
-                let field = text
-                    .split('`')
-                    .nth(1)
-                    .filter(|_| text.contains("field `"))
-                    .unwrap_or("query")
-                    .to_owned();
-                Err(ApiError::field(field, text))
+                let detail = text.rsplit_once("query string: ").map_or(&*text, |d| d.1);
+                let named = |s: &str| {
+                    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                };
+                let field = match detail.split_once(": ") {
+                    Some((head, _)) if named(head) => head,
+                    _ => detail
+                        .split_once("field `")
+                        .and_then(|(_, rest)| rest.split('`').next())
+                        .filter(|n| named(n))
+                        .unwrap_or("query"),
+                };
+                Err(ApiError::field(field, text.clone()))
             }
         }
     }

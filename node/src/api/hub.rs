@@ -14,9 +14,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::ApiError;
-use super::{
-    ANSWER_TIMEOUT, MAX_DHT_WAITERS, MAX_PENDING, MAX_STREAMS, STREAM_QUEUE,
-};
+use super::{ANSWER_TIMEOUT, MAX_DHT_WAITERS, MAX_PENDING, MAX_STREAMS, STREAM_QUEUE};
 use crate::driver::{Answer, Command, EventSink, KnowledgeReply, Request};
 use crate::node::Event;
 use crate::proto::kad::{Key, QueryDone, QueryKind};
@@ -180,17 +178,19 @@ impl Hub {
         }
         let done = async {
             self.ask(request).await?;
-            tokio::time::timeout(timeout, rx).await.map_err(|_| {
-                ApiError::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "the DHT lookup did not finish within {} ms (the node may know no DHT \
+            tokio::time::timeout(timeout, rx)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!(
+                            "the DHT lookup did not finish within {} ms (the node may know no DHT \
                          server yet)",
-                        timeout.as_millis()
-                    ),
-                )
-            })?
-            .map_err(|_| ApiError::gone())
+                            timeout.as_millis()
+                        ),
+                    )
+                })?
+                .map_err(|_| ApiError::gone())
         };
         let result = done.await;
         self.state().dht.remove(&id);

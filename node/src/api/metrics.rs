@@ -63,8 +63,13 @@ pub(super) fn render(status: &Status, counters: &Counters, streams: usize) -> St
     let peer = super::hub::hex(status.advertised.id.as_bytes());
     family(o, "grove_info", "gauge", "The node's identity (always 1).")
         .sample(&[("peer", &peer)], 1);
-    family(o, "grove_uptime_seconds", "gauge", "Seconds since the node started.")
-        .sample(&[], status.now.as_secs_f64());
+    family(
+        o,
+        "grove_uptime_seconds",
+        "gauge",
+        "Seconds since the node started.",
+    )
+    .sample(&[], status.now.as_secs_f64());
     let mut f = family(
         o,
         "grove_reachability",
@@ -81,8 +86,13 @@ pub(super) fn render(status: &Status, counters: &Counters, streams: usize) -> St
     }
 
     // Traffic.
-    family(o, "grove_datagrams_in_total", "counter", "Datagrams received.")
-        .sample(&[], status.stats.datagrams_in);
+    family(
+        o,
+        "grove_datagrams_in_total",
+        "counter",
+        "Datagrams received.",
+    )
+    .sample(&[], status.stats.datagrams_in);
     let mut f = family(
         o,
         "grove_datagrams_out_total",
@@ -110,14 +120,24 @@ pub(super) fn render(status: &Status, counters: &Counters, streams: usize) -> St
             f.sample(&[("protocol", name)], n);
         }
     }
-    family(o, "grove_relayed_in_total", "counter", "Datagrams that arrived inside relay frames.")
-        .sample(&[], status.stats.relayed_in);
+    family(
+        o,
+        "grove_relayed_in_total",
+        "counter",
+        "Datagrams that arrived inside relay frames.",
+    )
+    .sample(&[], status.stats.relayed_in);
 
     // Drops, by cause: the session layer's counts, the transport's and the
     // node's own.
     let s = &status.session_stats;
     let undecodable = status.traffic.map_or(0, |t| t.undecodable);
-    let mut f = family(o, "grove_drops_total", "counter", "Datagrams and messages dropped, by cause.");
+    let mut f = family(
+        o,
+        "grove_drops_total",
+        "counter",
+        "Datagrams and messages dropped, by cause.",
+    );
     for (cause, n) in [
         ("malformed", s.dropped_malformed),
         ("auth", s.dropped_auth),
@@ -134,80 +154,208 @@ pub(super) fn render(status: &Status, counters: &Counters, streams: usize) -> St
     }
 
     // Views and paths.
-    family(o, "grove_active_view_peers", "gauge", "Peers in the active view (neighbours).")
-        .sample(&[], status.active.len());
-    family(o, "grove_passive_view_peers", "gauge", "Peers in the passive view.")
-        .sample(&[], status.passive.len());
-    let mut f = family(o, "grove_peers", "gauge", "Peers of each view by the kind of path that reaches them.");
+    family(
+        o,
+        "grove_active_view_peers",
+        "gauge",
+        "Peers in the active view (neighbours).",
+    )
+    .sample(&[], status.active.len());
+    family(
+        o,
+        "grove_passive_view_peers",
+        "gauge",
+        "Peers in the passive view.",
+    )
+    .sample(&[], status.passive.len());
+    let mut f = family(
+        o,
+        "grove_peers",
+        "gauge",
+        "Peers of each view by the kind of path that reaches them.",
+    );
     for (view, peers) in [("active", &status.active), ("passive", &status.passive)] {
         for kind in [PathKind::Direct, PathKind::Relayed] {
             let n = peers.iter().filter(|p| p.path == kind).count();
             f.sample(&[("view", view), ("path", path_name(kind))], n);
         }
     }
-    family(o, "grove_peer_cache_peers", "gauge", "Peers in the cache a restart rejoins through.")
-        .sample(&[], status.cached_peers);
-    family(o, "grove_rejoin_rounds_total", "counter", "Rejoin rounds (the active view stayed empty, or at start).")
-        .sample(&[], status.stats.rejoin_rounds);
+    family(
+        o,
+        "grove_peer_cache_peers",
+        "gauge",
+        "Peers in the cache a restart rejoins through.",
+    )
+    .sample(&[], status.cached_peers);
+    family(
+        o,
+        "grove_rejoin_rounds_total",
+        "counter",
+        "Rejoin rounds (the active view stayed empty, or at start).",
+    )
+    .sample(&[], status.stats.rejoin_rounds);
 
     // Relays and sessions.
-    family(o, "grove_relay_reservations", "gauge", "Relays this node holds an active reservation with.")
-        .sample(&[], status.relays.len());
-    family(o, "grove_relay_serving", "gauge", "1 when this node serves relay reservations.")
-        .sample(&[], u8::from(status.relay_serving));
-    let mut f = family(o, "grove_reservation_outcomes_total", "counter", "Relay reservation outcomes since start.");
+    family(
+        o,
+        "grove_relay_reservations",
+        "gauge",
+        "Relays this node holds an active reservation with.",
+    )
+    .sample(&[], status.relays.len());
+    family(
+        o,
+        "grove_relay_serving",
+        "gauge",
+        "1 when this node serves relay reservations.",
+    )
+    .sample(&[], u8::from(status.relay_serving));
+    let mut f = family(
+        o,
+        "grove_reservation_outcomes_total",
+        "counter",
+        "Relay reservation outcomes since start.",
+    );
     for what in ["ok", "expired", "refused"] {
-        f.sample(&[("outcome", what)], counters.reservations.get(what).copied().unwrap_or(0));
+        f.sample(
+            &[("outcome", what)],
+            counters.reservations.get(what).copied().unwrap_or(0),
+        );
     }
-    family(o, "grove_sessions", "gauge", "Sessions held (established or being set up).")
-        .sample(&[], status.sessions);
-    family(o, "grove_handshakes_completed_total", "counter", "Session handshakes completed.")
-        .sample(&[], s.handshakes_completed);
+    family(
+        o,
+        "grove_sessions",
+        "gauge",
+        "Sessions held (established or being set up).",
+    )
+    .sample(&[], status.sessions);
+    family(
+        o,
+        "grove_handshakes_completed_total",
+        "counter",
+        "Session handshakes completed.",
+    )
+    .sample(&[], s.handshakes_completed);
 
     // The cores.
     if let Some(d) = &status.dht {
-        family(o, "grove_dht_routing_table_size", "gauge", "Entries in the DHT routing table.")
-            .sample(&[], d.table_size);
-        family(o, "grove_dht_provider_records", "gauge", "Provider records held for others.")
-            .sample(&[], d.provider_records);
-        family(o, "grove_dht_server", "gauge", "1 when the DHT answers requests (publicly reachable).")
-            .sample(&[], u8::from(d.server));
+        family(
+            o,
+            "grove_dht_routing_table_size",
+            "gauge",
+            "Entries in the DHT routing table.",
+        )
+        .sample(&[], d.table_size);
+        family(
+            o,
+            "grove_dht_provider_records",
+            "gauge",
+            "Provider records held for others.",
+        )
+        .sample(&[], d.provider_records);
+        family(
+            o,
+            "grove_dht_server",
+            "gauge",
+            "1 when the DHT answers requests (publicly reachable).",
+        )
+        .sample(&[], u8::from(d.server));
     }
     if let Some(p) = &status.pubsub {
-        family(o, "grove_pubsub_topics", "gauge", "GossipSub topics subscribed to.")
-            .sample(&[], p.topics.len());
-        family(o, "grove_pubsub_mesh_peers", "gauge", "Mesh peers over all subscribed topics.")
-            .sample(&[], p.topics.iter().map(|(_, n)| n).sum::<usize>());
-        family(o, "grove_pubsub_published_total", "counter", "GossipSub messages published here.")
-            .sample(&[], p.stats.published);
-        family(o, "grove_pubsub_delivered_total", "counter", "GossipSub messages delivered here.")
-            .sample(&[], p.stats.delivered);
+        family(
+            o,
+            "grove_pubsub_topics",
+            "gauge",
+            "GossipSub topics subscribed to.",
+        )
+        .sample(&[], p.topics.len());
+        family(
+            o,
+            "grove_pubsub_mesh_peers",
+            "gauge",
+            "Mesh peers over all subscribed topics.",
+        )
+        .sample(&[], p.topics.iter().map(|(_, n)| n).sum::<usize>());
+        family(
+            o,
+            "grove_pubsub_published_total",
+            "counter",
+            "GossipSub messages published here.",
+        )
+        .sample(&[], p.stats.published);
+        family(
+            o,
+            "grove_pubsub_delivered_total",
+            "counter",
+            "GossipSub messages delivered here.",
+        )
+        .sample(&[], p.stats.delivered);
     }
     if let Some(k) = &status.knowledge {
-        family(o, "grove_knowledge_documents", "gauge", "Knowledge documents held.")
-            .sample(&[], k.documents.len());
-        family(o, "grove_knowledge_bytes", "gauge", "Size of full snapshots of every knowledge document, in bytes.")
-            .sample(&[], k.documents.iter().map(|d| d.2).sum::<usize>());
-        family(o, "grove_knowledge_operations", "gauge", "Operations held over every knowledge document.")
-            .sample(&[], k.documents.iter().map(|d| d.1).sum::<usize>());
-        family(o, "grove_knowledge_writes_total", "counter", "Knowledge edits made here.")
-            .sample(&[], k.stats.writes);
-        family(o, "grove_knowledge_imports_total", "counter", "Knowledge updates imported from peers.")
-            .sample(&[], k.stats.imports);
+        family(
+            o,
+            "grove_knowledge_documents",
+            "gauge",
+            "Knowledge documents held.",
+        )
+        .sample(&[], k.documents.len());
+        family(
+            o,
+            "grove_knowledge_bytes",
+            "gauge",
+            "Size of full snapshots of every knowledge document, in bytes.",
+        )
+        .sample(&[], k.documents.iter().map(|d| d.2).sum::<usize>());
+        family(
+            o,
+            "grove_knowledge_operations",
+            "gauge",
+            "Operations held over every knowledge document.",
+        )
+        .sample(&[], k.documents.iter().map(|d| d.1).sum::<usize>());
+        family(
+            o,
+            "grove_knowledge_writes_total",
+            "counter",
+            "Knowledge edits made here.",
+        )
+        .sample(&[], k.stats.writes);
+        family(
+            o,
+            "grove_knowledge_imports_total",
+            "counter",
+            "Knowledge updates imported from peers.",
+        )
+        .sample(&[], k.stats.imports);
     }
 
-    let mut f = family(o, "grove_events_total", "counter", "Events the node reported, by kind.");
+    let mut f = family(
+        o,
+        "grove_events_total",
+        "counter",
+        "Events the node reported, by kind.",
+    );
     for (kind, n) in &counters.events {
         f.sample(&[("kind", kind)], n);
     }
 
     // The API itself.
-    let mut f = family(o, "grove_api_requests_total", "counter", "API requests, by route and status code.");
+    let mut f = family(
+        o,
+        "grove_api_requests_total",
+        "counter",
+        "API requests, by route and status code.",
+    );
     for ((route, code), n) in &counters.requests {
         f.sample(&[("route", route), ("code", &code.to_string())], n);
     }
     family(o, "grove_api_streams", "gauge", "Event streams open.").sample(&[], streams);
-    family(o, "grove_api_stream_lagged_total", "counter", "Stream events lost because a consumer fell behind.")
-        .sample(&[], counters.lagged);
+    family(
+        o,
+        "grove_api_stream_lagged_total",
+        "counter",
+        "Stream events lost because a consumer fell behind.",
+    )
+    .sample(&[], counters.lagged);
     out
 }

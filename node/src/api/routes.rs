@@ -127,8 +127,10 @@ async fn authorize(State(app): State<AppState>, req: Request, next: Next) -> Res
                 field: Some("authorization".into()),
             };
             let mut resp = error.into_response();
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
             return resp;
         }
     }
@@ -160,7 +162,10 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} does not take {method}; see /v1/openapi.json", uri.path()),
+        format!(
+            "{} does not take {method}; see /v1/openapi.json",
+            uri.path()
+        ),
     )
 }
 
@@ -285,7 +290,9 @@ async fn subscribe(
         .iter()
         .any(|(t, _)| *t == body.topic);
     if !already {
-        app.hub.ask(NodeRequest::Subscribe(body.topic.clone())).await?;
+        app.hub
+            .ask(NodeRequest::Subscribe(body.topic.clone()))
+            .await?;
     }
     Ok(Json(json!({ "topic": body.topic, "subscribed": true })))
 }
@@ -422,7 +429,10 @@ async fn knowledge_stream(
     h::knowledge_topic("topic", &q.topic)?;
     need_knowledge(&app)?;
     let stream = app.hub.open_stream(Filter::Knowledge(q.topic.clone()))?;
-    Ok(sse(stream, json!({ "stream": "knowledge", "topic": q.topic })))
+    Ok(sse(
+        stream,
+        json!({ "stream": "knowledge", "topic": q.topic }),
+    ))
 }
 
 // ---- DHT ----
@@ -464,7 +474,10 @@ fn dht_key(name: &str) -> Result<Key, ApiError> {
     if name.is_empty() || name.len() > MAX_DHT_KEY_BYTES {
         return Err(ApiError::field(
             "key",
-            format!("a key is 1 to {MAX_DHT_KEY_BYTES} bytes, got {}", name.len()),
+            format!(
+                "a key is 1 to {MAX_DHT_KEY_BYTES} bytes, got {}",
+                name.len()
+            ),
         ));
     }
     Ok(Key::of_content(name.as_bytes()))
@@ -541,7 +554,10 @@ async fn dht_put(
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     });
     let request = NodeRequest::Dht(kad::Command::PutValue { key, seq, value });
-    let done = app.hub.dht(request, QueryKind::PutValue, key, timeout).await?;
+    let done = app
+        .hub
+        .dht(request, QueryKind::PutValue, key, timeout)
+        .await?;
     if !done.success {
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
@@ -564,7 +580,10 @@ async fn dht_get(
     let timeout = dht_timeout(q.timeout_ms)?;
     need_dht(&app)?;
     let request = NodeRequest::Dht(kad::Command::GetValue(key));
-    let done = app.hub.dht(request, QueryKind::GetValue, key, timeout).await?;
+    let done = app
+        .hub
+        .dht(request, QueryKind::GetValue, key, timeout)
+        .await?;
     let Some(record) = done.record.as_deref().filter(|_| done.success) else {
         return Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -595,29 +614,30 @@ fn sse(stream: Stream, hello: serde_json::Value) -> Response {
         Events,
         Done,
     }
-    let events = futures_util::stream::unfold((stream, Step::Ready(hello)), |(mut s, step)| async move {
-        let event = match step {
-            Step::Done => return None,
-            Step::Ready(hello) => SseEvent::default().event("ready").data(hello.to_string()),
-            Step::Events => {
-                let missed = s.missed.swap(0, Ordering::Relaxed);
-                if missed > 0 {
-                    SseEvent::default()
-                        .event("lagged")
-                        .data(json!({ "missed": missed }).to_string())
-                } else {
-                    match s.rx.recv().await {
-                        Some((name, data)) => SseEvent::default().event(name).data(&*data),
-                        None => {
-                            let e = SseEvent::default().event("end").data("{}");
-                            return Some((Ok::<_, Infallible>(e), (s, Step::Done)));
+    let events =
+        futures_util::stream::unfold((stream, Step::Ready(hello)), |(mut s, step)| async move {
+            let event = match step {
+                Step::Done => return None,
+                Step::Ready(hello) => SseEvent::default().event("ready").data(hello.to_string()),
+                Step::Events => {
+                    let missed = s.missed.swap(0, Ordering::Relaxed);
+                    if missed > 0 {
+                        SseEvent::default()
+                            .event("lagged")
+                            .data(json!({ "missed": missed }).to_string())
+                    } else {
+                        match s.rx.recv().await {
+                            Some((name, data)) => SseEvent::default().event(name).data(&*data),
+                            None => {
+                                let e = SseEvent::default().event("end").data("{}");
+                                return Some((Ok::<_, Infallible>(e), (s, Step::Done)));
+                            }
                         }
                     }
                 }
-            }
-        };
-        Some((Ok(event), (s, Step::Events)))
-    });
+            };
+            Some((Ok(event), (s, Step::Events)))
+        });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()

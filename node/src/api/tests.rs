@@ -38,8 +38,14 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
             assert!(METHODS.contains(&method.as_str()), "{path}: {method}");
-            assert!(op["responses"].is_object(), "{method} {path} has no responses");
-            assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has no operationId"
+            );
             documented.insert((method.clone(), path.clone()));
         }
     }
@@ -49,8 +55,14 @@ fn the_openapi_document_describes_exactly_the_routes_served() {
         .collect();
     let undocumented: Vec<_> = served.difference(&documented).collect();
     let unserved: Vec<_> = documented.difference(&served).collect();
-    assert!(undocumented.is_empty(), "routes missing from the document: {undocumented:?}");
-    assert!(unserved.is_empty(), "documented but not served: {unserved:?}");
+    assert!(
+        undocumented.is_empty(),
+        "routes missing from the document: {undocumented:?}"
+    );
+    assert!(
+        unserved.is_empty(),
+        "documented but not served: {unserved:?}"
+    );
     assert_eq!(served.len(), 17);
     // Every schema a document refers to exists.
     let text = routes::OPENAPI;
@@ -85,11 +97,17 @@ async fn call(app: &axum::Router, method: Method, uri: &str, body: &str) -> (Sta
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    if resp.headers().get("content-type").is_some_and(|t| t == "text/event-stream") {
+    if resp
+        .headers()
+        .get("content-type")
+        .is_some_and(|t| t == "text/event-stream")
+    {
         // A stream: it never ends by itself.
         return (status, Value::Null);
     }
-    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, json)
 }
@@ -145,7 +163,7 @@ fn bad_requests_get_400_or_413_naming_the_field() {
             (Method::POST, "/v1/pubsub/messages", r#"{"topic":"t","data":"x","data_base64":"eA=="}"#, StatusCode::BAD_REQUEST, "data_base64"),
             (Method::POST, "/v1/pubsub/messages", r#"{"topic":"t","data_base64":"%%%"}"#, StatusCode::BAD_REQUEST, "data_base64"),
             (Method::POST, "/v1/knowledge/writes", r#"{"topic":"t","write":{"op":"observe","kee":"k","value":1}}"#, StatusCode::BAD_REQUEST, "write.kee"),
-            (Method::POST, "/v1/knowledge/writes", r#"{"topic":"t","write":{"op":"fly"}}"#, StatusCode::BAD_REQUEST, "write"),
+            (Method::POST, "/v1/knowledge/writes", r#"{"topic":"t","write":{"op":"fly"}}"#, StatusCode::BAD_REQUEST, "write.op"),
             (Method::POST, "/v1/knowledge/writes", r#"{"topic":"this topic name is far too long for it","write":{"op":"increment","name":"n","by":1}}"#, StatusCode::BAD_REQUEST, "topic"),
             (Method::GET, "/v1/knowledge/documents?topc=t", "", StatusCode::BAD_REQUEST, "topc"),
             (Method::GET, "/v1/knowledge/documents", "", StatusCode::BAD_REQUEST, "topic"),
@@ -177,12 +195,20 @@ fn http_requests_without_the_token_get_401() {
     let text = std::fs::read_to_string(dir.join("api.token")).unwrap();
     runtime().block_on(async {
         let (app, hub) = router_without_node(Some(token));
-        for auth in [None, Some("Bearer nope".to_owned()), Some(text.trim().to_owned())] {
+        for auth in [
+            None,
+            Some("Bearer nope".to_owned()),
+            Some(text.trim().to_owned()),
+        ] {
             let mut req = Request::builder().uri("/v1/status");
             if let Some(a) = &auth {
                 req = req.header("authorization", a);
             }
-            let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            let resp = app
+                .clone()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
             assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{auth:?}");
             assert_eq!(resp.headers()["www-authenticate"], "Bearer");
         }
@@ -221,7 +247,10 @@ fn the_token_file_is_created_private_reused_and_checked() {
     assert!(token.accepts(format!("Bearer {hexed}").as_bytes()));
     assert!(!token.accepts(hexed.as_bytes()));
     assert!(!token.accepts(format!("Bearer {}", &hexed[..63]).as_bytes()));
-    assert!(!format!("{token:?}").contains(hexed), "the token reached Debug");
+    assert!(
+        !format!("{token:?}").contains(hexed),
+        "the token reached Debug"
+    );
     // Read again, not replaced.
     let again = auth::load_or_create_token(&path).unwrap();
     assert!(again.accepts(format!("Bearer {hexed}").as_bytes()));
@@ -301,7 +330,10 @@ fn a_slow_stream_loses_events_counted_and_streams_are_bounded() {
         got += 1;
     }
     assert_eq!(got, STREAM_QUEUE);
-    assert_eq!(slow.missed.load(std::sync::atomic::Ordering::Relaxed), extra as u64);
+    assert_eq!(
+        slow.missed.load(std::sync::atomic::Ordering::Relaxed),
+        extra as u64
+    );
     assert_eq!(hub.with_counters(|c| c.lagged), extra as u64);
     // Another topic's stream got its own event only.
     assert_eq!(other.rx.try_recv().unwrap().0, "message");
@@ -312,7 +344,10 @@ fn a_slow_stream_loses_events_counted_and_streams_are_bounded() {
     while open.len() + 2 < MAX_STREAMS {
         open.push(hub.open_stream(Filter::Broadcast).unwrap());
     }
-    let refused = hub.open_stream(Filter::Broadcast).err().expect("over the bound");
+    let refused = hub
+        .open_stream(Filter::Broadcast)
+        .err()
+        .expect("over the bound");
     assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
     drop(other);
     assert_eq!(hub.streams_open(), MAX_STREAMS - 1);
@@ -359,12 +394,17 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Vec<(String, f64)>> {
                 assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
                 for pair in labels[1..labels.len() - 1].split(',') {
                     let (k, v) = pair.split_once('=').expect("label=value");
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
                     assert!(v.starts_with('"') && v.ends_with('"'), "{line}");
                 }
             }
         }
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {line}"));
         families
             .get_mut(name)
             .unwrap()
@@ -437,7 +477,10 @@ fn metrics_are_a_valid_exposition_of_the_nodes_counters() {
     ] {
         assert!(families.contains_key(name), "{name} missing");
     }
-    let out_total: f64 = families["grove_datagrams_out_total"].iter().map(|s| s.1).sum();
+    let out_total: f64 = families["grove_datagrams_out_total"]
+        .iter()
+        .map(|s| s.1)
+        .sum();
     assert_eq!(out_total, sent as f64);
     assert_eq!(out_total, node.stats().datagrams_out as f64);
     assert_eq!(value("grove_knowledge_documents", ""), 1.0);
@@ -446,10 +489,16 @@ fn metrics_are_a_valid_exposition_of_the_nodes_counters() {
     assert_eq!(value("grove_pubsub_topics", ""), 1.0);
     assert_eq!(value("grove_api_streams", ""), 2.0);
     assert_eq!(
-        value("grove_api_requests_total", "{route=\"/v1/status\",code=\"200\"}"),
+        value(
+            "grove_api_requests_total",
+            "{route=\"/v1/status\",code=\"200\"}"
+        ),
         2.0
     );
     assert_eq!(value("grove_drops_total", "{cause=\"auth\"}"), 0.0);
-    assert_eq!(value("grove_peers", "{view=\"active\",path=\"direct\"}"), 0.0);
+    assert_eq!(
+        value("grove_peers", "{view=\"active\",path=\"direct\"}"),
+        0.0
+    );
     assert_eq!(value("grove_reachability", "{state=\"unknown\"}"), 1.0);
 }

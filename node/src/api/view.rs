@@ -154,10 +154,16 @@ impl From<&Status> for StatusView {
                 cached_peers: s.cached_peers,
                 sessions: s.sessions,
                 handshakes_completed: s.session_stats.handshakes_completed,
-                messages_in: traffic
-                    .map(|t| protocol_names().zip(t.messages_in.iter().copied()).collect()),
-                datagrams_out_by_protocol: traffic
-                    .map(|t| protocol_names().zip(t.datagrams_out.iter().copied()).collect()),
+                messages_in: traffic.map(|t| {
+                    protocol_names()
+                        .zip(t.messages_in.iter().copied())
+                        .collect()
+                }),
+                datagrams_out_by_protocol: traffic.map(|t| {
+                    protocol_names()
+                        .zip(t.datagrams_out.iter().copied())
+                        .collect()
+                }),
             },
             pubsub: s.pubsub.as_ref().map(|p| PubSubView {
                 topics: p

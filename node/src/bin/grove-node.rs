@@ -258,7 +258,9 @@ mod daemon {
             Some(listen) => {
                 let token_file = match (listen, &args.api_token_file) {
                     (api::Listen::Http(_), None) => {
-                        bail!("--api {listen} needs --api-token-file FILE (the bearer token's file)")
+                        bail!(
+                            "--api {listen} needs --api-token-file FILE (the bearer token's file)"
+                        )
                     }
                     (_, file) => file.clone().unwrap_or_default(),
                 };

@@ -1019,7 +1019,8 @@ impl Kademlia {
             Target::GetProviders if !providers.is_empty() => {
                 q.found = Some(hops);
                 for p in providers {
-                    if q.providers.len() < MAX_PROVIDERS && q.providers.iter().all(|k| k.id != p.id) {
+                    if q.providers.len() < MAX_PROVIDERS && q.providers.iter().all(|k| k.id != p.id)
+                    {
                         q.providers.push(p);
                     }
                 }

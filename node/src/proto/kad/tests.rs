@@ -571,7 +571,10 @@ fn providers_are_found_and_expire_after_the_ttl_without_republish() {
     let provider = found.providers.iter().find(|p| p.addr == addr(62));
     assert_eq!(found.providers.len(), 1, "{:?}", found.providers);
     assert!(provider.is_some(), "{:?}", found.providers);
-    assert!(net.last_done(addr(62), QueryKind::Provide).providers.is_empty());
+    assert!(net
+        .last_done(addr(62), QueryKind::Provide)
+        .providers
+        .is_empty());
     // Republished every 5 min: still there after 20 min.
     let t = net.now + Duration::from_secs(1200);
     net.run_until(t);
