@@ -210,6 +210,9 @@ struct Pair {
     b_token_file: PathBuf,
     dir: PathBuf,
     stderr: Vec<common::Kept>,
+    /// Their stdout lines, kept so that the readers keep draining the
+    /// pipes (a full pipe would stall a daemon's log).
+    _stdout: Vec<mpsc::Receiver<(usize, Value)>>,
 }
 
 impl Drop for Pair {
@@ -288,18 +291,15 @@ fn pair(name: &str) -> Pair {
         .unwrap()
         .trim()
         .to_owned();
-    // Their stdout is not needed further; the readers drain it.
-    let mut p = Pair {
+    Pair {
         children: vec![a, b],
         a: Endpoint::Unix(sock),
         b: Endpoint::Http(listen.strip_prefix("http:").unwrap().to_owned(), token),
         b_token_file: token_file,
         dir,
         stderr: vec![a_err, b_err],
-    };
-    std::mem::forget((a_rx, b_rx));
-    let _ = &mut p;
-    p
+        _stdout: vec![a_rx, b_rx],
+    }
 }
 
 fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
@@ -398,7 +398,8 @@ fn the_api_refuses_bad_requests_and_serves_status_streams_dht_and_metrics() {
 
     // Malformed, unknown-field, oversized and bad-topic requests: 4xx
     // naming the field; the daemons keep serving.
-    let cases: &[(&Endpoint, &str, &str, &[u8], u16, &str)] = &[
+    type Case<'a> = (&'a Endpoint, &'a str, &'a str, &'a [u8], u16, &'a str);
+    let cases: &[Case] = &[
         (a, "POST", "/v1/pubsub/messages", b"{not json", 400, "body"),
         (
             b,

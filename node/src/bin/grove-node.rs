@@ -15,8 +15,11 @@
 //!   `delivered`, `dropped`, `knowledge_written`, `knowledge_document`,
 //!   `knowledge_changed`, `knowledge_states`, `knowledge_rejected`,
 //!   `error`.
+//! - With `--api unix:PATH` or `--api http:127.0.0.1:PORT`, the local API
+//!   for agents is served ([`grove_node::api`]: HTTP/JSON, server-sent
+//!   events, `/metrics`); agents should use it rather than stdin.
 //! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
-//!   `info`).
+//!   `info`): human-readable on a terminal, JSON lines otherwise.
 //! - Ctrl-C (or SIGTERM) stops the node.
 //!
 //! This is real-mode-only code: it draws OS entropy and reads stdin, so it
