@@ -14,7 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::net::{self, Recv, Socket};
 use crate::node::{Event, Node};
+use crate::proto::kad;
 use crate::proto::knowledge::{self, DocState, Stats, Write};
+use crate::proto::plumtree::MsgId;
+use crate::status::Status;
 use crate::store::{Store, StoreError};
 use crate::Time;
 
@@ -48,6 +51,41 @@ pub enum Command {
     /// [`EventSink::on_knowledge_reply`] (and, for an edit, the node's
     /// `Committed` event) or [`EventSink::on_command_error`].
     Knowledge(Box<KnowledgeCommand>),
+    /// A request with an id (the local API's), answered through
+    /// [`EventSink::on_answer`] with that id, success or error alike.
+    Request(Box<(u64, Request)>),
+}
+
+/// What an application asks of the node when it wants each answer by the
+/// id it gave ([`Command::Request`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// A [`Status`] snapshot.
+    Status,
+    /// Broadcast a payload to every node; answered with its id.
+    Broadcast(Bytes),
+    /// Publish on a GossipSub topic; answered with the message id.
+    Publish { topic: String, data: Bytes },
+    /// Subscribe to a GossipSub topic.
+    Subscribe(String),
+    /// Leave a GossipSub topic.
+    Unsubscribe(String),
+    /// A knowledge commons request.
+    Knowledge(KnowledgeCommand),
+    /// A DHT request, answered once the DHT took it; its outcome comes
+    /// later as the node's [`kad::Event::QueryDone`] event.
+    Dht(kad::Command),
+}
+
+/// The answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Status(Box<Status>),
+    /// A broadcast or a GossipSub message left, with this id.
+    Sent(MsgId),
+    /// Done (a subscription changed; a DHT request was taken).
+    Done,
+    Knowledge(KnowledgeReply),
 }
 
 /// What the application asks of the knowledge commons.
@@ -105,6 +143,11 @@ pub trait EventSink {
     /// A knowledge command was carried out.
     fn on_knowledge_reply(&mut self, now: Time, reply: KnowledgeReply) {
         let _ = (now, reply);
+    }
+    /// The answer to [`Command::Request`] `id`: what was asked for, or why
+    /// it was refused.
+    fn on_answer(&mut self, now: Time, id: u64, answer: Result<Answer, String>) {
+        let _ = (now, id, answer);
     }
 }
 
@@ -232,7 +275,15 @@ async fn drive(
                 }
             }
             Input::Command(Some(Command::Knowledge(cmd))) => {
-                knowledge_command(&mut node, now, *cmd, sink, &mut keeper);
+                match knowledge_command(&mut node, now, *cmd, sink, &mut keeper) {
+                    Ok(reply) => sink.on_knowledge_reply(now, reply),
+                    Err(e) => sink.on_command_error(now, e),
+                }
+            }
+            Input::Command(Some(Command::Request(r))) => {
+                let (id, request) = *r;
+                let answer = answer(&mut node, now, request, sink, &mut keeper);
+                sink.on_answer(now, id, answer);
             }
             Input::Socket(Ok(Recv::Datagram { len, from })) => {
                 // A datagram larger than the limit arrives truncated to
@@ -328,34 +379,76 @@ impl<St: Store> Keeper<St> {
     }
 }
 
+/// Carry out a knowledge command: the reply, or why it failed. A write is
+/// answered once durable.
 fn knowledge_command<St: Store>(
     node: &mut Node,
     now: Time,
     cmd: KnowledgeCommand,
     sink: &mut impl EventSink,
     keeper: &mut Keeper<St>,
-) {
+) -> Result<KnowledgeReply, String> {
     match cmd {
-        KnowledgeCommand::Write { topic, write } => match node.knowledge_write(now, &topic, &write)
-        {
+        KnowledgeCommand::Write { topic, write } => {
+            let created = node
+                .knowledge_write(now, &topic, &write)
+                .map_err(|e| e.to_string())?;
             // Acknowledged once durable: the commit is in the events.
-            Ok(created) => match keeper.flush(node, now, sink) {
-                Ok(()) => sink.on_knowledge_reply(now, KnowledgeReply::Written { topic, created }),
-                Err(e) => sink.on_command_error(
-                    now,
-                    format!("write to {topic} applied but not made durable: {e}"),
-                ),
-            },
-            Err(e) => sink.on_command_error(now, e.to_string()),
-        },
+            match keeper.flush(node, now, sink) {
+                Ok(()) => Ok(KnowledgeReply::Written { topic, created }),
+                Err(e) => Err(format!(
+                    "write to {topic} applied but not made durable: {e}"
+                )),
+            }
+        }
         KnowledgeCommand::Read { topic } => {
             let json = node.knowledge().and_then(|k| k.read(&topic));
-            sink.on_knowledge_reply(now, KnowledgeReply::Document { topic, json });
+            Ok(KnowledgeReply::Document { topic, json })
         }
         KnowledgeCommand::States => {
             let states = node.knowledge().map(|k| k.states()).unwrap_or_default();
             let stats = node.knowledge().map(|k| k.stats()).unwrap_or_default();
-            sink.on_knowledge_reply(now, KnowledgeReply::States { states, stats });
+            Ok(KnowledgeReply::States { states, stats })
+        }
+    }
+}
+
+/// Carry out a [`Request`]: its answer, or why it was refused.
+fn answer<St: Store>(
+    node: &mut Node,
+    now: Time,
+    request: Request,
+    sink: &mut impl EventSink,
+    keeper: &mut Keeper<St>,
+) -> Result<Answer, String> {
+    let refused = |e: &dyn std::fmt::Display| e.to_string();
+    match request {
+        Request::Status => Ok(Answer::Status(Box::new(Status::of(node, now)))),
+        Request::Broadcast(payload) => node
+            .broadcast(now, payload)
+            .map(Answer::Sent)
+            .map_err(|e| refused(&e)),
+        Request::Publish { topic, data } => node
+            .publish(now, &topic, data)
+            .map(Answer::Sent)
+            .map_err(|e| refused(&e)),
+        Request::Subscribe(topic) => node
+            .subscribe(now, &topic)
+            .map(|()| Answer::Done)
+            .map_err(|e| refused(&e)),
+        Request::Unsubscribe(topic) => node
+            .unsubscribe(now, &topic)
+            .map(|()| Answer::Done)
+            .map_err(|e| refused(&e)),
+        Request::Knowledge(cmd) => {
+            knowledge_command(node, now, cmd, sink, keeper).map(Answer::Knowledge)
+        }
+        Request::Dht(cmd) => {
+            if node.dht().is_none() {
+                return Err("the DHT is not enabled on this node".into());
+            }
+            node.dht_command(now, cmd);
+            Ok(Answer::Done)
         }
     }
 }

@@ -26,9 +26,15 @@ pub mod node;
 pub mod proto;
 pub mod rejoin;
 pub mod scratch;
+pub mod status;
 pub mod store;
 pub mod transport;
 pub mod wire;
+
+/// The daemon's local API for agents (HTTP/JSON and server-sent events on a
+/// Unix socket or loopback TCP), and its metrics. Real mode only.
+#[cfg(not(madsim))]
+pub mod api;
 
 /// A point in time, as a duration since an epoch chosen by the driver.
 ///

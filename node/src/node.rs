@@ -152,6 +152,8 @@ pub enum PubSubError {
     BadTopic,
     #[error("cannot subscribe to `{0}` (already subscribed, or at max_topics)")]
     Subscribe(String),
+    #[error("not subscribed to `{0}`")]
+    NotSubscribed(String),
     #[error(transparent)]
     Publish(#[from] gossipsub::PublishError),
 }
@@ -497,6 +499,28 @@ impl Node {
     pub fn session_stats(&self) -> session::Stats {
         self.transport.sessions().stats()
     }
+    /// How a datagram to `peer` would travel now: relayed when NAT
+    /// traversal routes it through a relay, direct otherwise (always,
+    /// without NAT traversal).
+    pub fn path_kind(&self, peer: &PeerId) -> nat::PathKind {
+        self.transport
+            .nat()
+            .path_kind(self.now, peer)
+            .unwrap_or(nat::PathKind::Direct)
+    }
+    /// The transport (sessions, NAT traversal, counters; read-only).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+    /// Count traffic by protocol from now on (the daemon's metrics; off by
+    /// default, so that a simulated node does not pay for it).
+    pub fn count_traffic(&mut self) {
+        self.transport.count_traffic();
+    }
+    /// Traffic by protocol, if [`Node::count_traffic`] was called.
+    pub fn traffic(&self) -> Option<&transport::Traffic> {
+        self.transport.traffic()
+    }
     /// The knowledge commons (documents, stats; read-only), when enabled.
     pub fn knowledge(&self) -> Option<&Knowledge> {
         self.cores.knowledge.as_deref()
@@ -597,6 +621,24 @@ impl Node {
         let id = g.publish(now, t, data)?;
         self.process(now);
         Ok(id)
+    }
+
+    /// Leave GossipSub `topic`: the mesh is pruned and every peer told.
+    ///
+    /// # Errors
+    ///
+    /// [`PubSubError::NotSubscribed`] when the node is not subscribed to
+    /// `topic` (or the name is not a topic).
+    pub fn unsubscribe(&mut self, now: Time, topic: &str) -> Result<(), PubSubError> {
+        let g = self.cores.pubsub.as_mut().ok_or(PubSubError::Disabled)?;
+        let t = Topic::parse(topic).ok_or(PubSubError::BadTopic)?;
+        if !g.is_subscribed(&t) {
+            return Err(PubSubError::NotSubscribed(topic.to_owned()));
+        }
+        self.now = now;
+        g.unsubscribe(now, &t);
+        self.process(now);
+        Ok(())
     }
 
     /// Check every GossipSub message with `validator` before delivery.

@@ -913,6 +913,7 @@ mod tests {
             keys: 0,
             table_size: 7,
             record: None,
+            providers: Vec::new(),
         }))
     }
 

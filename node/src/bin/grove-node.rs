@@ -15,8 +15,12 @@
 //!   `delivered`, `dropped`, `knowledge_written`, `knowledge_document`,
 //!   `knowledge_changed`, `knowledge_states`, `knowledge_rejected`,
 //!   `error`.
+//! - The local API for agents is served ([`grove_node::api`]: HTTP/JSON,
+//!   server-sent events, `/metrics`) on `api.sock` in the data directory,
+//!   or where `--api unix:PATH` or `--api http:127.0.0.1:PORT` says
+//!   (`--no-api`: none); agents should use it rather than stdin.
 //! - stderr carries diagnostics (`tracing`, filtered by `RUST_LOG`; default
-//!   `info`).
+//!   `info`): human-readable on a terminal, JSON lines otherwise.
 //! - Ctrl-C (or SIGTERM) stops the node.
 //! - What the node keeps across restarts is in its data directory
 //!   (`--data-dir`, see [`grove_node::daemon`]): its identity key, created
@@ -65,6 +69,7 @@ mod daemon {
     use anyhow::{anyhow, bail, Context};
     use bytes::Bytes;
     use clap::Parser;
+    use grove_node::api;
     use grove_node::daemon::datadir::{self, DataDir, KEY_SEED_FILE_ENV};
     use grove_node::daemon::RedbStore;
     use grove_node::driver::{self, Command, EventSink, KnowledgeCommand, KnowledgeReply};
@@ -131,6 +136,22 @@ mod daemon {
         /// knowledge commons on.
         #[arg(long = "topic", value_name = "TOPIC")]
         topics: Vec<String>,
+        /// Serve the local API for agents: `unix:PATH` (a Unix socket, mode
+        /// 0600; only this user can connect) or `http:127.0.0.1:PORT`
+        /// (loopback only, with the bearer token of --api-token-file; port
+        /// 0: any free port, the `api` line says which).
+        #[arg(long, value_name = "unix:PATH|http:IP:PORT", value_parser = grove_node::api::Listen::parse)]
+        api: Option<grove_node::api::Listen>,
+        /// The API's bearer token file for `--api http:...` (default:
+        /// `api.token` in the data directory): read, or created with 32
+        /// random bytes in hex (mode 0600) when missing. The token is never
+        /// taken from the command line.
+        #[arg(long, value_name = "FILE")]
+        api_token_file: Option<PathBuf>,
+        /// Serve no local API (by default it is served on `api.sock` in the
+        /// data directory).
+        #[arg(long, conflicts_with = "api")]
+        no_api: bool,
     }
 
     /// Topics whose changes are logged (`subscribe` commands), shared by
@@ -166,11 +187,16 @@ mod daemon {
         let args = Args::parse();
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        tracing_subscriber::fmt()
+        // Human-readable lines for a person at a terminal; one JSON object
+        // per line for a service manager or a log collector.
+        let logs = tracing_subscriber::fmt()
             .with_writer(io::stderr)
-            .with_ansi(io::stderr().is_terminal())
-            .with_env_filter(filter)
-            .init();
+            .with_env_filter(filter);
+        if io::stderr().is_terminal() {
+            logs.init();
+        } else {
+            logs.json().with_ansi(false).init();
+        }
 
         let mut config = match &args.config {
             Some(path) => load_config(path)?,
@@ -207,13 +233,14 @@ mod daemon {
             .context("starting the tokio runtime")?;
         // Stdin is read on a plain thread (see `read_stdin`), so returning
         // from here never waits for a blocked read.
-        runtime.block_on(serve(args, config, contacts, identity, store))
+        runtime.block_on(serve(args, config, contacts, data_dir, identity, store))
     }
 
     async fn serve(
         args: Args,
         config: Config,
         contacts: Vec<SocketAddr>,
+        data_dir: DataDir,
         identity: Identity,
         store: RedbStore,
     ) -> anyhow::Result<()> {
@@ -242,8 +269,33 @@ mod daemon {
         if let Some(retry) = args.bootstrap_retry {
             config.rejoin.retry = retry;
         }
+        let features = api::Features {
+            pubsub: config.gossipsub.enabled,
+            dht: config.dht.enabled,
+            knowledge: config.knowledge.enabled,
+        };
         let mut node = Node::new(&identity, advertised, config, node_rng());
         node.set_bootstrap(&contacts);
+        // Bound before the node starts, so that a socket in use or a bad
+        // token file stops the daemon with an error naming it.
+        // On by default, on the data directory's socket; the token file
+        // (for HTTP) is the data directory's too unless named.
+        let listen = match (&args.api, args.no_api) {
+            (_, true) => None,
+            (Some(listen), false) => Some(listen.clone()),
+            (None, false) => Some(api::Listen::default_in(data_dir.path())),
+        };
+        let api = match &listen {
+            Some(listen) => {
+                let token_file = args
+                    .api_token_file
+                    .clone()
+                    .unwrap_or_else(|| data_dir.path().join(api::TOKEN_FILE));
+                node.count_traffic();
+                Some(api::bind(listen, &token_file).await?)
+            }
+            None => None,
+        };
 
         let active_peers = Arc::new(AtomicUsize::new(0));
         let subscriptions = Subscriptions::default();
@@ -257,6 +309,16 @@ mod daemon {
         tracing::info!(%bound, %advertised, peer = %identity.peer_id(), "listening");
 
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_CAPACITY);
+        let hub = api.map(|bound_api| {
+            let hub = api::Hub::new(commands.clone(), features);
+            sink.write(&LogLine::Api {
+                listen: bound_api.at.to_string(),
+                t_ms: millis(socket.now()),
+            });
+            tracing::info!(listen = %bound_api.at, "local API listening");
+            tokio::spawn(bound_api.serve(Arc::clone(&hub)));
+            hub
+        });
         let stdin_commands = commands.clone();
         let exit_on_eof = args.exit_on_eof;
         std::thread::Builder::new()
@@ -265,9 +327,14 @@ mod daemon {
             .context("starting the stdin reader")?;
         tokio::spawn(shutdown_on_signal(commands));
 
-        driver::run(node, socket, rx, &mut sink, store)
-            .await
-            .context("the node stopped")?;
+        let stopped = match hub {
+            Some(hub) => {
+                let mut sink = api::Sink::new(sink, hub);
+                driver::run(node, socket, rx, &mut sink, store).await
+            }
+            None => driver::run(node, socket, rx, &mut sink, store).await,
+        };
+        stopped.context("the node stopped")?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -625,6 +692,12 @@ mod daemon {
         Listening {
             addr: SocketAddr,
             peer: String,
+            t_ms: u64,
+        },
+        /// The local API is served at `listen` (`unix:PATH` or
+        /// `http:IP:PORT`).
+        Api {
+            listen: String,
             t_ms: u64,
         },
         /// A handshake authenticated `peer` (its identity key): every

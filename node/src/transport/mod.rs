@@ -125,6 +125,32 @@ pub struct Stats {
     pub unroutable: u64,
 }
 
+/// Traffic by protocol, counted only when asked ([`Transport::count_traffic`]):
+/// the daemon's metrics. The simulator observes its network itself and
+/// leaves it off, so that a node pays one pointer for it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages from authenticated peers that decoded, by protocol (indexed
+    /// as [`wire::Protocol::ALL`]; a message inside a relay frame counts
+    /// under its own protocol, and its frame under `traversal`).
+    pub messages_in: [u64; 6],
+    /// Datagrams sent, by protocol (as `messages_in`), and in the last slot
+    /// the session layer's own (handshakes, acks, cookies) and non-Grove
+    /// datagrams (NAT-PMP).
+    pub datagrams_out: [u64; 7],
+    /// Plaintexts from authenticated peers that did not decode, or named
+    /// another sender than their session's peer.
+    pub undecodable: u64,
+}
+
+impl Traffic {
+    fn slot(protocol: Option<wire::Protocol>) -> usize {
+        protocol
+            .and_then(|p| wire::Protocol::ALL.iter().position(|&q| q == p))
+            .unwrap_or(wire::Protocol::ALL.len())
+    }
+}
+
 /// The transport of one node.
 pub struct Transport {
     me: PeerId,
@@ -142,6 +168,8 @@ pub struct Transport {
     events: VecDeque<Event>,
     now: Time,
     stats: Stats,
+    /// Traffic by protocol, when counted.
+    traffic: Option<Box<Traffic>>,
 }
 
 impl Transport {
@@ -171,7 +199,18 @@ impl Transport {
             events: VecDeque::new(),
             now: Time::ZERO,
             stats: Stats::default(),
+            traffic: None,
         }
+    }
+
+    /// Count traffic by protocol from now on ([`Transport::traffic`]).
+    pub fn count_traffic(&mut self) {
+        self.traffic.get_or_insert_with(Box::default);
+    }
+
+    /// Traffic by protocol, if counted.
+    pub fn traffic(&self) -> Option<&Traffic> {
+        self.traffic.as_deref()
     }
 
     // ---- queries ----
@@ -401,12 +440,23 @@ impl Transport {
     }
 
     /// Decode a plaintext sealed by `peer`; its header must name `peer`.
-    fn decode_from(&self, peer: PeerId, plain: &[u8]) -> Result<Message, DropReason> {
-        let datagram = message::decode(plain)?;
-        if datagram.from != peer {
-            return Err(DropReason::SenderMismatch);
+    fn decode_from(&mut self, peer: PeerId, plain: &[u8]) -> Result<Message, DropReason> {
+        let decoded = message::decode(plain)
+            .map_err(DropReason::from)
+            .and_then(|datagram| {
+                if datagram.from == peer {
+                    Ok(datagram.message)
+                } else {
+                    Err(DropReason::SenderMismatch)
+                }
+            });
+        if let Some(t) = &mut self.traffic {
+            match &decoded {
+                Ok(m) => t.messages_in[Traffic::slot(Some(m.protocol()))] += 1,
+                Err(_) => t.undecodable += 1,
+            }
         }
-        Ok(datagram.message)
+        decoded
     }
 
     /// Fire every timer due at or before `now`.
@@ -452,6 +502,14 @@ impl Transport {
 
     /// The next datagram to send, written to `out` (cleared first).
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
+        let t = self.next_transmit(out)?;
+        if let Some(traffic) = &mut self.traffic {
+            traffic.datagrams_out[Traffic::slot(t.label.protocol())] += 1;
+        }
+        Some(t)
+    }
+
+    fn next_transmit(&mut self, out: &mut Vec<u8>) -> Option<Transmit> {
         if let Some((dst, bytes)) = self.foreign.pop_front() {
             out.clear();
             out.extend_from_slice(&bytes);

@@ -341,6 +341,10 @@ impl GossipSub {
             0.0
         }
     }
+    /// The topics subscribed to, in order.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Topic> {
+        self.subscriptions.iter()
+    }
     pub fn is_subscribed(&self, topic: &Topic) -> bool {
         self.subscriptions.contains(topic)
     }

@@ -319,6 +319,10 @@ pub struct QueryDone {
     pub table_size: u16,
     /// The record found (GET_VALUE).
     pub record: Option<Box<Record>>,
+    /// The providers found (GET_PROVIDERS; at most [`MAX_PROVIDERS`]):
+    /// what an application dials to fetch the content. Empty for other
+    /// queries, so that it allocates nothing there.
+    pub providers: Vec<Peer>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,6 +408,8 @@ struct Query {
     /// Hops at which the record was found.
     found: Option<u8>,
     records: Vec<Record>,
+    /// Providers found (GET_PROVIDERS), at most [`MAX_PROVIDERS`].
+    providers: Vec<Peer>,
     /// PUT phase: acks so far, requests outstanding, deadline.
     put: Option<(usize, usize, Time)>,
     extra_requests: u32,
@@ -1012,6 +1018,12 @@ impl Kademlia {
         match &q.what {
             Target::GetProviders if !providers.is_empty() => {
                 q.found = Some(hops);
+                for p in providers {
+                    if q.providers.len() < MAX_PROVIDERS && q.providers.iter().all(|k| k.id != p.id)
+                    {
+                        q.providers.push(p);
+                    }
+                }
                 q.iter.finish();
             }
             Target::Get => {
@@ -1085,6 +1097,7 @@ impl Kademlia {
                 started: now,
                 found: None,
                 records: Vec::new(),
+                providers: Vec::new(),
                 put: None,
                 extra_requests: 0,
                 keys: 0,
@@ -1268,6 +1281,7 @@ impl Kademlia {
             keys: q.keys,
             table_size: u16::try_from(self.table.len()).unwrap_or(u16::MAX),
             record,
+            providers: q.providers,
         };
         self.event(Event::QueryDone(Box::new(done)));
         self.drain_backlog(now);

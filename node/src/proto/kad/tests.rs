@@ -565,7 +565,16 @@ fn providers_are_found_and_expire_after_the_ttl_without_republish() {
     net.command(addr(7), Command::GetProviders(key));
     let t = net.now + ms(10_000);
     net.run_until(t);
-    assert!(net.last_done(addr(7), QueryKind::GetProviders).success);
+    let found = net.last_done(addr(7), QueryKind::GetProviders);
+    assert!(found.success);
+    // The answer names the provider, with the address to reach it at.
+    let provider = found.providers.iter().find(|p| p.addr == addr(62));
+    assert_eq!(found.providers.len(), 1, "{:?}", found.providers);
+    assert!(provider.is_some(), "{:?}", found.providers);
+    assert!(net
+        .last_done(addr(62), QueryKind::Provide)
+        .providers
+        .is_empty());
     // Republished every 5 min: still there after 20 min.
     let t = net.now + Duration::from_secs(1200);
     net.run_until(t);

@@ -194,6 +194,23 @@ impl Traversal {
         self.paths.get(peer).map(|p| p.addr)
     }
 
+    /// The kind of path a datagram for `peer` would take now (as
+    /// [`Traversal::route_peer`] decides, without touching the path), if
+    /// we track one.
+    #[must_use]
+    pub fn path_kind(&self, now: Time, peer: &PeerId) -> Option<PathKind> {
+        let p = self.paths.get(peer)?;
+        if p.fresh_direct(now, self.config.path_timeout).is_some() {
+            return Some(PathKind::Direct);
+        }
+        let circuit = matches!(p.circuit, Circuit::Open { .. } | Circuit::Connecting { .. });
+        Some(if circuit || p.relay.is_some() {
+            PathKind::Relayed
+        } else {
+            PathKind::Direct
+        })
+    }
+
     /// Where a datagram for `peer` goes.
     pub(crate) fn route_peer(&mut self, now: Time, peer: PeerId) -> Route {
         let timeout = self.config.path_timeout;
