@@ -233,10 +233,17 @@ impl Drop for Pair {
     }
 }
 
-fn spawn(dir: &Path, args: &[String]) -> (Child, mpsc::Receiver<(usize, Value)>, common::Kept) {
+/// Start a daemon with its own data directory `dir/name`.
+fn spawn(
+    dir: &Path,
+    name: &str,
+    args: &[String],
+) -> (Child, mpsc::Receiver<(usize, Value)>, common::Kept) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_grove-node"))
         .args(["--listen", "127.0.0.1:0", "--config"])
         .arg(dir.join("node.toml"))
+        .arg("--data-dir")
+        .arg(dir.join(name))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -268,7 +275,7 @@ fn pair(name: &str) -> Pair {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("node.toml"), CONFIG).unwrap();
     let sock = dir.join("a.sock");
-    let (a, a_rx, a_err) = spawn(&dir, &[format!("--api=unix:{}", sock.display())]);
+    let (a, a_rx, a_err) = spawn(&dir, "a", &[format!("--api=unix:{}", sock.display())]);
     let a_addr = line(&a_rx, "listening")["addr"]
         .as_str()
         .unwrap()
@@ -280,6 +287,7 @@ fn pair(name: &str) -> Pair {
     let token_file = dir.join("b.token");
     let (b, b_rx, b_err) = spawn(
         &dir,
+        "b",
         &[
             "--api=http:127.0.0.1:0".into(),
             format!("--api-token-file={}", token_file.display()),
