@@ -917,9 +917,13 @@ impl Node {
         self.membership.record_of(peer).or_else(cores).copied()
     }
 
-    /// The rejoin round due at `now`, if any: cached peers are suggested to
-    /// the membership layer (which asks them to be neighbours); a bootstrap
-    /// contact is joined by address, unless a join by address is already
+    /// The rejoin round due at `now`, if any. The round's first cached peer
+    /// is joined through, as a bootstrap contact would be (a JOIN, whose
+    /// forwarded walks give the node several neighbours at once, and the
+    /// DHT's bootstrap), but without asking who it is: its record is known.
+    /// The other cached peers are suggested to the membership layer (which
+    /// asks them to be neighbours), in case the first is gone. A bootstrap
+    /// contact is joined by address. Neither replaces a join already
     /// waiting for NAT traversal with an identified contact.
     fn rejoin_round(&mut self, now: Time) {
         if self.rejoin.deadline().is_none_or(|t| t > now) {
@@ -929,10 +933,17 @@ impl Node {
         self.rejoin.poll(now, &mut candidates);
         let mut peers = Vec::new();
         for c in candidates {
+            let free = self.pending_join.is_none() || self.contact.is_none();
             match c {
+                Candidate::Peer(p) if peers.is_empty() && free => {
+                    self.transport.hint(now, &p);
+                    self.pending_join = Some(p.addr);
+                    self.contact = Some(p);
+                    peers.push(p);
+                }
                 Candidate::Peer(p) => peers.push(p),
                 Candidate::Addr(addr) => {
-                    if self.pending_join.is_none() || self.contact.is_none() {
+                    if free {
                         self.pending_join = Some(addr);
                         self.contact = None;
                         self.transport.contact(now, addr);
@@ -940,11 +951,17 @@ impl Node {
                 }
             }
         }
-        if !peers.is_empty() {
-            for p in &peers {
+        // The joined peer (if any) is first; the join itself is made by
+        // `try_join` once NAT traversal is ready.
+        let suggested = match self.contact {
+            Some(c) if peers.first() == Some(&c) => &peers[1..],
+            _ => &peers[..],
+        };
+        if !suggested.is_empty() {
+            for p in suggested {
                 self.transport.hint(now, p);
             }
-            self.membership.suggest(now, &peers);
+            self.membership.suggest(now, suggested);
         }
     }
 
@@ -1199,6 +1216,42 @@ mod tests {
         w.drain(addr(1));
         w.run_until(now + Duration::from_secs(1));
         assert_eq!(w.delivered(id), 2);
+    }
+
+    /// A node restarted with only its peer cache (no bootstrap contact):
+    /// `cache` is what its store kept. It is back in the overlay within a
+    /// second, with how many neighbours?
+    fn restart_with_cache(cache: &[Peer]) -> usize {
+        let mut config = Config::default();
+        config.nat.enabled = false;
+        let mut w = World::new(12, config.clone());
+        join_all(&mut w, 12);
+        // Node 12 comes back as a new life of the same identity.
+        let identity = Identity::from_seed([12; 32]);
+        let mut node = Node::new(&identity, addr(12), config, ChaCha8Rng::seed_from_u64(99));
+        node.load_peer_cache(cache);
+        let now = w.now;
+        node.start(now);
+        w.nodes.insert(addr(12), node);
+        w.drain(addr(12));
+        w.run_until(now + Duration::from_secs(1));
+        w.nodes[&addr(12)].active_view().len()
+    }
+
+    #[test]
+    fn a_node_rejoins_through_its_cached_peers_as_through_a_contact() {
+        let peer = |i: u8| Peer::new(Identity::from_seed([i; 32]).peer_id(), addr(i));
+        // The most recent cached peer is joined through: its JOIN is
+        // forwarded, and more peers than the one asked take the node in.
+        let through_live = restart_with_cache(&[peer(5), peer(6)]);
+        assert!(through_live >= 2, "{through_live} neighbours");
+        // When it is gone, the next ones are asked to be neighbours in
+        // the same round.
+        let dead = Peer::new(Identity::from_seed([200; 32]).peer_id(), addr(200));
+        let past_dead = restart_with_cache(&[dead, peer(5), peer(6)]);
+        assert!(past_dead >= 1, "{past_dead} neighbours");
+        // Nothing cached and no contact: nowhere to go.
+        assert_eq!(restart_with_cache(&[]), 0);
     }
 
     #[test]

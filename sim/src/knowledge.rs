@@ -3,11 +3,13 @@
 //! The `[knowledge]` table turns the commons on in every node and has a
 //! share of the hosts write to shared documents on a schedule. The observer
 //! sees only what the nodes report through the driver's event sink: each
-//! acknowledged edit (the node's answer to the write command), each commit's
-//! update (kept as the host's write-ahead log, replayed into the node when
-//! the host comes back after a crash or a departure, as an application that
-//! persists its commits would), each document change (its version hash) and
-//! each transfer. At the end the world asks every live node for its
+//! acknowledged edit (the node's answer to the write command, which the
+//! driver sends only once the commit is durable in the host's store), each
+//! document change (its version hash) and each transfer. It keeps no copy
+//! of any commit: a host that comes back after a crash or a departure has
+//! exactly what its node made durable in its store (the world keeps each
+//! host's store, as a disk outlives a crash), and catches up on the rest by
+//! anti-entropy. At the end the world asks every live node for its
 //! documents' states and checks, from outside, that every acknowledged edit
 //! is present in every live node's state. The same final answer carries
 //! the nodes' own counters (updates held for missing dependencies, rate
@@ -18,13 +20,14 @@
 //!
 //! An acknowledged edit is *lost* when some live node's final state lacks
 //! it while another has it, or when no live node has it although its writer
-//! is live. An edit that no live node has because its writer is offline at
-//! the end, holding it in its log, is counted apart (`writes_offline`): it
-//! comes back with its writer.
+//! is live: the writer's node acknowledged it, so its store had to bring it
+//! back. `writes_lost` thus measures the nodes' own durability (and the
+//! commons' spreading). An edit that no live node has because its writer
+//! is offline at the end is counted apart (`writes_offline`): it is held
+//! only by its writer's store, and comes back with its writer.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bytes::Bytes;
 use grove_node::driver::KnowledgeReply;
 use grove_node::proto::knowledge::{self, DocState, Stats, Write};
 use rand::seq::SliceRandom;
@@ -192,8 +195,6 @@ pub struct KnowledgeRec {
     writes: Vec<WriteRec>,
     /// Writes sent to each host and not answered yet, in order.
     outstanding: Vec<std::collections::VecDeque<u32>>,
-    /// Each host's committed updates: its write-ahead log.
-    wal: Vec<Vec<(u16, Bytes)>>,
     /// Tree nodes each host created, per topic (the last few).
     created: BTreeMap<(u32, u16), Vec<String>>,
     /// Version hash of each topic on each host, and their combination.
@@ -230,7 +231,6 @@ impl KnowledgeRec {
             mix: load.mix.clone(),
             writes: Vec::new(),
             outstanding: vec![Default::default(); hosts],
-            wal: vec![Vec::new(); hosts],
             created: BTreeMap::new(),
             versions: vec![BTreeMap::new(); hosts],
             combined: vec![empty; hosts],
@@ -344,13 +344,6 @@ impl KnowledgeRec {
         self.writes_unsent += 1;
     }
 
-    /// The host's write-ahead log, to replay into its next life.
-    pub fn wal(&self, host: u32) -> impl Iterator<Item = (&str, &Bytes)> {
-        self.wal[host as usize]
-            .iter()
-            .map(|(t, u)| (self.topics[*t as usize].as_str(), u))
-    }
-
     pub fn host_up(&mut self, host: u32, now: u64) {
         let h = host as usize;
         // A new life: commands of the last one are gone unanswered.
@@ -418,11 +411,9 @@ impl KnowledgeRec {
                     self.set_combined(h, c, now);
                 }
             }
-            knowledge::Event::Committed { topic, update } => {
-                if let Some(t) = self.topic_index(&topic) {
-                    self.wal[h].push((t, update));
-                }
-            }
+            // The driver made it durable in the host's store; the
+            // acknowledgement (the reply) is what the final check counts.
+            knowledge::Event::Committed { .. } => {}
             knowledge::Event::Sent {
                 topic,
                 kind,
@@ -705,7 +696,8 @@ pub struct KnowledgeSection {
     pub writes_unacked: u64,
     /// Acknowledged and missing on some live node (see the module docs).
     pub writes_lost: u64,
-    /// Acknowledged, held only by a writer that is offline at the end.
+    /// Acknowledged, held only by the store of a writer that is offline at
+    /// the end (it comes back with its writer).
     pub writes_offline: u64,
     /// Bytes of updates shipped as deltas (blob bytes, without headers).
     pub bytes_delta: u64,

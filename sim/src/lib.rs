@@ -8,6 +8,7 @@ pub mod churn;
 pub mod commands;
 pub mod dht;
 pub mod host_set;
+pub mod isolation;
 pub mod knowledge;
 pub mod overlay;
 pub mod pubsub;

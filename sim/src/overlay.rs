@@ -59,6 +59,11 @@ pub struct OverlayReport {
     /// number of BFS sources actually used
     pub path_sources: usize,
     pub max_distance_seen: usize,
+    /// How long running hosts stayed with an empty active view over the
+    /// run, and whether their peer cache held a live way back: measured
+    /// from node events by the recorder, not from this instant's graph
+    /// (which [`analyse`] leaves at its default).
+    pub isolation: crate::isolation::IsolationReport,
 }
 
 /// One bucket of the active-view size distribution.
@@ -129,6 +134,7 @@ pub fn analyse(
         average_shortest_path: round6(paths.average),
         path_sources: paths.sources,
         max_distance_seen: paths.max_distance,
+        isolation: Default::default(),
     }
 }
 
@@ -147,6 +153,7 @@ impl OverlayReport {
             average_shortest_path: 0.0,
             path_sources: 0,
             max_distance_seen: 0,
+            isolation: Default::default(),
         }
     }
 }

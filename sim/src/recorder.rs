@@ -88,6 +88,8 @@ pub struct Recorder {
     pub knowledge: Option<crate::knowledge::KnowledgeRec>,
     /// The attack workload, when the scenario has attackers.
     pub attacks: Option<crate::attack::AttackRec>,
+    /// Isolation stretches and the hosts' peer caches.
+    pub isolation: crate::isolation::IsolationRec,
 }
 
 /// The traffic row of the session layer's own datagrams (handshakes,
@@ -146,6 +148,10 @@ impl Recorder {
             dht: crate::dht::DhtRec::default(),
             knowledge: None,
             attacks: None,
+            isolation: crate::isolation::IsolationRec::new(
+                hosts,
+                grove_node::rejoin::Config::default().cache_capacity,
+            ),
         }
     }
 
@@ -159,6 +165,7 @@ impl Recorder {
         // A previous life's view may have gained entries after it stopped
         // counting (a leaving node still handles datagrams for an instant).
         self.active[host as usize].clear();
+        self.isolation.started(host, now);
         if let Some(k) = &mut self.knowledge {
             k.host_up(host, now);
         }
@@ -169,6 +176,7 @@ impl Recorder {
             last.1.get_or_insert(now);
         }
         self.active[host as usize].clear();
+        self.isolation.stopped(host, now, &self.up);
         self.dht.host_stopped(host);
         if let Some(k) = &mut self.knowledge {
             k.host_down(host, now);
@@ -219,13 +227,15 @@ impl Recorder {
         }
     }
 
-    pub fn neighbor_up(&mut self, host: u32, peer: PeerId) {
+    pub fn neighbor_up(&mut self, host: u32, peer: PeerId, now: u64) {
         let view = &mut self.active[host as usize];
         if view.contains(&peer) {
             self.repeated_neighbor_up += 1;
         } else {
             view.push(peer);
         }
+        let peer = self.peer_host.get(&peer).copied();
+        self.isolation.neighbor_up(host, peer, now, &self.up);
     }
 
     /// NAT traversal at `host` reported `event`.
@@ -240,8 +250,10 @@ impl Recorder {
             .event(host, now, event, |p| peer_host.get(p).copied());
     }
 
-    pub fn neighbor_down(&mut self, host: u32, peer: &PeerId) {
-        self.active[host as usize].retain(|p| p != peer);
+    pub fn neighbor_down(&mut self, host: u32, peer: &PeerId, now: u64) {
+        let view = &mut self.active[host as usize];
+        view.retain(|p| p != peer);
+        self.isolation.neighbor_down(host, now, view.is_empty());
     }
 
     /// Host `src` sent `bytes` to `dst` at `now`.
@@ -382,13 +394,13 @@ mod tests {
         let mut r = Recorder::new(2, vec![]);
         let (me, p) = (PeerId([0; 32]), PeerId([1; 32]));
         r.host_started(0, me, 0);
-        r.neighbor_up(0, p);
-        r.neighbor_up(0, p); // no NeighborDown between: repeated
-        r.neighbor_down(0, &p);
-        r.neighbor_up(0, p); // after a down: not repeated
+        r.neighbor_up(0, p, 1);
+        r.neighbor_up(0, p, 1); // no NeighborDown between: repeated
+        r.neighbor_down(0, &p, 2);
+        r.neighbor_up(0, p, 3); // after a down: not repeated
         r.host_crashed(0, 10);
         r.host_started(0, me, 20);
-        r.neighbor_up(0, p); // a new life starts with an empty view
+        r.neighbor_up(0, p, 21); // a new life starts with an empty view
         assert_eq!(r.repeated_neighbor_up, 1);
         assert_eq!(r.active[0], [p]);
         let integrity = crate::report::Integrity::of(&r);
@@ -409,10 +421,10 @@ mod tests {
         }
         // 0-1-2 linked (one-sided links count), 3-4 linked, then 2 dies:
         // its link must not join anything.
-        r.neighbor_up(0, PeerId([1; 32]));
-        r.neighbor_up(2, PeerId([1; 32]));
-        r.neighbor_up(3, PeerId([4; 32]));
-        r.neighbor_up(4, PeerId([3; 32]));
+        r.neighbor_up(0, PeerId([1; 32]), 1);
+        r.neighbor_up(2, PeerId([1; 32]), 1);
+        r.neighbor_up(3, PeerId([4; 32]), 1);
+        r.neighbor_up(4, PeerId([3; 32]), 1);
         r.sample(10, &[true; 5]);
         r.host_crashed(2, 20);
         r.sample(30, &[true, true, false, true, true]);

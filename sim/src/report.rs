@@ -11,7 +11,7 @@ use crate::overlay::OverlayReport;
 use crate::recorder::Recorder;
 use crate::scenario::Check;
 
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Round to 6 decimals so reports read well and stay stable.
 pub fn round6(x: f64) -> f64 {

@@ -315,8 +315,8 @@ impl EventSink for SimSink {
                     p.event(self.host, now, e, &rec.peer_host);
                 }
             }
-            Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id),
-            Event::NeighborDown(id) => rec.neighbor_down(self.host, &id),
+            Event::NeighborUp(peer) => rec.neighbor_up(self.host, peer.id, now),
+            Event::NeighborDown(id) => rec.neighbor_down(self.host, &id, now),
             // Sessions are observed in the network's traffic, not here.
             Event::Connected { .. } => {}
             Event::Dropped { reason, .. } => {
@@ -501,6 +501,8 @@ impl World {
         phase_starts.sort_unstable();
         phase_starts.dedup();
         let mut recorder = Recorder::new(hosts.len(), phase_starts);
+        recorder.isolation =
+            crate::isolation::IsolationRec::new(hosts.len(), s.node.rejoin.cache_capacity);
         recorder.attacks = attack_rec(s, &hosts);
         recorder.pubsub = s.pubsub.as_ref().map(|p| {
             let attacker = hosts
@@ -1555,12 +1557,13 @@ impl World {
             rec.control_msgs.iter().sum(),
         );
         let alive: Vec<bool> = self.hosts.iter().map(|h| h.running).collect();
-        let overlay = overlay::analyse(
+        let mut overlay = overlay::analyse(
             &alive,
             &rec.active_hosts(),
             s.measure.path_sources,
             self.seed,
         );
+        overlay.isolation = rec.isolation.section(end, &rec.up);
         let c = self.net.with(|n| n.counters());
         let nat = self.net.with(|n| n.nat_counters());
         let mut faults = self.faults.clone();
