@@ -932,10 +932,13 @@ impl Node {
         let mut candidates = Vec::new();
         self.rejoin.poll(now, &mut candidates);
         let mut peers = Vec::new();
+        // A bootstrap contact in the round (the first round after a start)
+        // takes the join; the cached peers are then all suggested.
+        let by_addr = candidates.iter().any(|c| matches!(c, Candidate::Addr(_)));
         for c in candidates {
             let free = self.pending_join.is_none() || self.contact.is_none();
             match c {
-                Candidate::Peer(p) if peers.is_empty() && free => {
+                Candidate::Peer(p) if !by_addr && peers.is_empty() && free => {
                     self.transport.hint(now, &p);
                     self.pending_join = Some(p.addr);
                     self.contact = Some(p);
