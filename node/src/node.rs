@@ -939,7 +939,10 @@ impl Node {
             let free = self.pending_join.is_none() || self.contact.is_none();
             match c {
                 Candidate::Peer(p) if !by_addr && peers.is_empty() && free => {
+                    // As a contact: NAT traversal may also ask it for
+                    // AutoNAT and a relay slot.
                     self.transport.hint(now, &p);
+                    self.transport.contact(now, p.addr);
                     self.pending_join = Some(p.addr);
                     self.contact = Some(p);
                     peers.push(p);
