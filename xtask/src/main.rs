@@ -274,7 +274,13 @@ fn cargo_sim() -> Command {
     let mut c = cargo();
     let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     flags.push_str(" --cfg madsim");
+    // Doctests are compiled by rustdoc, which reads RUSTDOCFLAGS, not
+    // RUSTFLAGS: without the cfg there too it would build the real-mode-only
+    // modules (`#[cfg(not(madsim))]`) against dependencies cargo left out.
+    let mut doc_flags = std::env::var("RUSTDOCFLAGS").unwrap_or_default();
+    doc_flags.push_str(" --cfg madsim");
     c.env("RUSTFLAGS", flags.trim())
+        .env("RUSTDOCFLAGS", doc_flags.trim())
         .env("CARGO_TARGET_DIR", SIM_TARGET);
     c
 }
