@@ -96,6 +96,8 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<Token> {
 
 fn create_token(path: &Path) -> anyhow::Result<Token> {
     let mut bytes = [0u8; TOKEN_BYTES];
+    // Real mode only (the API is never built for the simulator): a secret
+    // must come from OS entropy.
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     // Created with mode 0600 from the start (never readable by others,

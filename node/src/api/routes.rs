@@ -547,7 +547,8 @@ async fn dht_put(
     let timeout = dht_timeout(body.timeout_ms)?;
     need_dht(&app)?;
     // A later put must carry a higher sequence number to replace a value;
-    // by default the wall clock in milliseconds gives one.
+    // by default the wall clock in milliseconds gives one (real mode only:
+    // the API is never built for the simulator).
     let seq = body.seq.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

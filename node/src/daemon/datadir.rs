@@ -202,7 +202,8 @@ fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
-/// 32 bytes of OS entropy.
+/// 32 bytes of OS entropy. Real mode only: this module is declared under
+/// `#[cfg(not(madsim))]`; the simulator derives every key from its seed.
 fn os_seed() -> Zeroizing<[u8; 32]> {
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(&mut seed[..]);
